@@ -1,0 +1,285 @@
+"""The `tsn-prep` command: videos -> frames and flow in LMDB shards, and tools around the store."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+from tqdm import tqdm
+
+from . import __version__
+from .extract import ExtractConfig
+from .flow import BackendUnavailable, TVL1Params, make_flow_fn
+from .folders import Naming, export_store, import_tree
+from .report import format_info, store_info, verify_store
+from .run import RunSummary, run_extraction
+from .store import Store, StoreError
+from .video import parse_size
+from .warp import WarpParams
+
+
+def _env_int(name: str) -> Optional[int]:
+    value = os.environ.get(name)
+    return int(value) if value and value.lstrip("-").isdigit() else None
+
+
+def _slurm_shard() -> tuple[Optional[int], Optional[int]]:
+    """(index, count) of a SLURM array job; ids may start at 1 (--array=1-8), so subtract the minimum."""
+    task, count = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_COUNT")
+    if task is None or count is None:
+        return None, None
+    return task - (_env_int("SLURM_ARRAY_TASK_MIN") or 0), count
+
+
+def _size(ctx, param, value):
+    try:
+        return parse_size(value) if value else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def shard_options(f):
+    @click.option("--shard-index", type=click.IntRange(min=0), default=None,
+                  help="Which shard this job writes (0-based). Default: $SLURM_ARRAY_TASK_ID "
+                       "(minus $SLURM_ARRAY_TASK_MIN) in a SLURM array job, else 0.")
+    @click.option("--num-shards", type=click.IntRange(min=1), default=None,
+                  help="How many shards the videos are split into, by a hash of the video id. "
+                       "Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
+    @functools.wraps(f)
+    def wrapper(*args, shard_index, num_shards, **kwargs):
+        slurm_index, slurm_count = _slurm_shard()
+        num_shards = num_shards or slurm_count or 1
+        shard_index = shard_index if shard_index is not None else (slurm_index or 0)
+        if shard_index >= num_shards:
+            raise click.BadParameter(f"{shard_index} is not below --num-shards {num_shards}",
+                                     param_hint="--shard-index")
+        return f(*args, shard_index=shard_index, num_shards=num_shards, **kwargs)
+    return wrapper
+
+
+def extract_options(f):
+    options = [
+        click.argument("videos", type=click.Path(exists=True, path_type=Path)),
+        click.argument("out", type=click.Path(path_type=Path)),
+        click.option("--size", default="340x256", show_default=True, callback=_size,
+                     help="Resize every frame to WIDTHxHEIGHT (the paper's 340x256)."),
+        click.option("--short-side", type=click.IntRange(min=8), default=None,
+                     help="Instead of --size: scale so the shorter side is N px, keeping the aspect ratio."),
+        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+                     help="JPEG quality of the stored images."),
+        click.option("--max-frames", type=click.IntRange(min=2), default=None,
+                     help="Use only the first N frames of each video (quick trials)."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Parallel worker processes (one video each at a time)."),
+        shard_options,
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quiet) -> None:
+    try:
+        summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards, progress=not quiet)
+    except (StoreError, BackendUnavailable, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _finish(summary, out)
+
+
+def _finish(summary: RunSummary, out: Path) -> None:
+    click.echo(f"{summary.done} extracted, {summary.skipped} already complete, "
+               f"{len(summary.failed)} failed, of {summary.total} videos in this shard "
+               f"({summary.seconds:.1f} s) -> {out}", err=True)
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} video(s) failed; see above or `tsn-prep info {out}`; "
+                   "fix them and re-run the same command to finish.", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tsn-prep")
+def main():
+    """Turn videos into RGB frames, TV-L1 optical flow and warped flow, stored as JPEGs in LMDB shards.
+
+    VIDEOS is a directory (searched recursively) or a text file of paths. A video's id is its path
+    relative to that directory without the extension, e.g. ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.
+    Every extraction is resumable: re-run the same command and finished videos are skipped.
+    """
+
+
+@main.command("extract-frames")
+@extract_options
+def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
+                       shard_index, num_shards, quiet):
+    """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
+    cfg = ExtractConfig(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
+                        max_frames=max_frames, jpeg_quality=jpeg_quality)
+    _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
+
+
+@main.command("extract-flow")
+@extract_options
+@click.option("--modality", "modalities", type=click.Choice(["flow", "warped_flow"]), multiple=True,
+              help="flow (TV-L1) and/or warped_flow (camera motion removed); repeat for both, "
+                   "computed from one decode pass.  [default: flow]")
+@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
+@click.option("--gpu", type=click.IntRange(min=0), default=None,
+              help="Run TV-L1 on this CUDA device with OpenCV's CUDA module (needs an OpenCV built "
+                   "with CUDA; the PyPI wheels have none, and the command says so at once).")
+@click.option("--tau", type=float, default=0.25, show_default=True, help="TV-L1 time step.")
+@click.option("--lambda", "lambda_", type=float, default=0.15, show_default=True,
+              help="TV-L1 data-term weight (smaller: smoother flow).")
+@click.option("--theta", type=float, default=0.3, show_default=True, help="TV-L1 coupling weight.")
+@click.option("--scales", type=click.IntRange(min=1), default=5, show_default=True, help="Pyramid levels.")
+@click.option("--warps", type=click.IntRange(min=1), default=5, show_default=True, help="Warps per level.")
+@click.option("--epsilon", type=float, default=0.01, show_default=True, help="Stopping threshold.")
+@click.option("--warp-detector", type=click.Choice(["orb", "sift", "none"]), default="orb",
+              show_default=True,
+              help="Warped flow: free keypoint detector matched between frames (SURF is non-free); "
+                   "'none' uses flow-tracked corners only.")
+@click.option("--warp-min-inliers", type=click.IntRange(min=4), default=25, show_default=True,
+              help="Warped flow: accept the camera homography only with more RANSAC inliers than this.")
+@click.option("--warp-ransac-threshold", type=float, default=1.0, show_default=True,
+              help="Warped flow: RANSAC reprojection threshold in px.")
+def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
+                     num_shards, quiet, modalities, bound, gpu, tau, lambda_, theta, scales, warps,
+                     epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold):
+    """Compute TV-L1 flow (and/or warped flow) of VIDEOS into the store OUT.
+
+    Flow i is from frame i to frame i+1, so an N-frame video gets N-1 flows. Each flow is stored as
+    two one-channel JPEGs (x and y), quantised as TSN does.
+
+    \b
+    Example:
+      tsn-prep extract-flow --modality flow --modality warped_flow --workers 2 videos/ out.lmdb
+    """
+    tvl1 = TVL1Params(tau=tau, lambda_=lambda_, theta=theta, scales=scales, warps=warps, epsilon=epsilon)
+    try:
+        make_flow_fn(tvl1, gpu)  # fail now, not in every worker
+    except BackendUnavailable as exc:
+        raise click.ClickException(f"--gpu {gpu}: {exc}" if gpu is not None else str(exc)) from None
+    cfg = ExtractConfig(
+        modalities=tuple(dict.fromkeys(modalities or ("flow",))),
+        size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
+        jpeg_quality=jpeg_quality, tvl1=tvl1, gpu=gpu,
+        warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
+                        ransac_threshold=warp_ransac_threshold),
+    )
+    _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
+
+
+def _open(out: Path) -> Store:
+    try:
+        return Store(out)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("info")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info_cmd(out, as_json):
+    """Show what the store OUT holds: videos, frames and flows per modality, shards, bytes,
+    parameters and failures."""
+    info = store_info(_open(out))
+    click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else format_info(info))
+
+
+@main.command("verify")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def verify_cmd(out, quiet):
+    """Decode every image in the store OUT and check counts; exit 1 on any problem."""
+    store = _open(out)
+    with tqdm(unit="img", disable=quiet, file=sys.stderr, desc="verify") as bar:
+        problems = verify_store(store, bar.update)
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    entries = len(store.index)
+    failures = store.failures()
+    for f in failures:
+        click.echo(f"failed extraction: {f['source']} [{f['modality']}]: {f['error']}", err=True)
+    click.echo(f"{entries} entries checked, {len(problems)} problems, {len(failures)} recorded failures")
+    if problems or failures:
+        sys.exit(1)
+
+
+def naming_options(f):
+    options = [
+        click.option("--img-prefix", default="img_", show_default=True, help="RGB frame file prefix."),
+        click.option("--flow-prefix", default="flow_", show_default=True,
+                     help="Flow file prefix; 'x_' and 'y_' follow it (flow_x_00001.jpg). "
+                          "Use '' for denseflow's x_00000.jpg."),
+        click.option("--warp-prefix", default="warp_", show_default=True,
+                     help="Warped flow file prefix; 'x_' and 'y_' follow it."),
+        click.option("--start-index", type=click.IntRange(0, 1), default=1, show_default=True,
+                     help="Number of the first file: 1 for dense_flow and mmaction2, 0 for denseflow."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _naming(img_prefix, flow_prefix, warp_prefix, start_index) -> Naming:
+    return Naming(img=img_prefix, flow_x=f"{flow_prefix}x_", flow_y=f"{flow_prefix}y_",
+                  warped_flow_x=f"{warp_prefix}x_", warped_flow_y=f"{warp_prefix}y_", start=start_index)
+
+
+@main.command("export")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
+@naming_options
+@click.option("--modality", "modalities", type=click.Choice(["rgb", "flow", "warped_flow"]), multiple=True,
+              help="Export only these modalities (repeatable). Default: all.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, modalities, quiet):
+    """Write the store OUT as TSN-style folders: DIR/<id>/img_00001.jpg, flow_x_00001.jpg, ...
+
+    Images are copied byte for byte, numbered from 1 as dense_flow and mmaction2 expect.
+    """
+    store = _open(out)
+    naming = _naming(img_prefix, flow_prefix, warp_prefix, start_index)
+    with tqdm(total=len(store.index), unit="entry", disable=quiet, file=sys.stderr, desc="export") as bar:
+        n = export_store(store, dir, naming, tuple(modalities) or None, bar.update)
+    click.echo(f"wrote {n} images to {dir}")
+
+
+@main.command("import-frames")
+@click.argument("dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@naming_options
+@click.option("--bound", type=float, default=20.0, show_default=True,
+              help="The bound the flow images were quantised with (recorded in the metadata).")
+@shard_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, start_index, bound, shard_index,
+               num_shards, quiet):
+    """Move existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT.
+
+    Every folder holding images with the given prefixes becomes one video, its id the folder's path
+    relative to DIR. Numbering may start at 0 or 1 (detected per folder; --start-index only sets
+    what `export` writes). Images are stored byte for byte after checking that they decode.
+    """
+    naming = _naming(img_prefix, flow_prefix, warp_prefix, start_index)
+    with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
+        def on_video(video_id, error):
+            if error:
+                tqdm.write(f"error: {Path(dir) / video_id}: {error}", file=sys.stderr)
+            bar.update(1)
+        try:
+            done, failures = import_tree(dir, out, naming, bound, shard_index, num_shards, on_video)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"imported {done} videos, {len(failures)} failed -> {out}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

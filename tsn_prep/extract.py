@@ -1,0 +1,168 @@
+"""One video in, encoded JPEGs out: the work a worker process does.
+
+Pure of any store I/O: the parent process writes what comes back, so there is exactly one writer
+per shard and a killed worker leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .flow import FlowFn, TVL1Params, make_flow_fn
+from .quantize import quantize
+from .store import MODALITY_CHANNELS
+from .video import VideoError, VideoItem, VideoReader
+from .warp import WarpedFlow, WarpParams
+
+FLOW_MODALITIES = ("flow", "warped_flow")
+MIN_FRAMES = 2  # fewer is not a video we can use: no flow, and nothing to sample segments from
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Everything that decides the bytes we store; recorded in each video's metadata."""
+
+    modalities: tuple[str, ...] = ("rgb",)
+    size: Optional[tuple[int, int]] = (340, 256)
+    short_side: Optional[int] = None
+    max_frames: Optional[int] = None
+    bound: float = 20.0
+    jpeg_quality: int = 95
+    tvl1: TVL1Params = TVL1Params()
+    warp: WarpParams = WarpParams()
+    gpu: Optional[int] = None
+    threads: int = 0  # OpenCV threads in this process; 0 leaves OpenCV's default
+
+    def parameters(self, modality: str) -> dict:
+        p = {"size": list(self.size) if self.size else None, "short_side": self.short_side,
+             "max_frames": self.max_frames, "jpeg_quality": self.jpeg_quality,
+             "tsn_prep_version": __version__}
+        if modality in FLOW_MODALITIES:
+            p.update(bound=self.bound, tvl1=self.tvl1.as_dict(),
+                     flow_backend="opencv-cuda" if self.gpu is not None else "opencv")
+        if modality == "warped_flow":
+            p["warp"] = self.warp.as_dict()
+        return p
+
+
+@dataclass
+class VideoResult:
+    """What a worker returns: images per modality and channel, or an error."""
+
+    item: VideoItem
+    images: dict[str, dict[str, list[bytes]]] = field(default_factory=dict)
+    meta: dict[str, dict] = field(default_factory=dict)
+    error: Optional[str] = None
+    pairs: int = 0
+    seconds: float = 0.0
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_flow(flow: np.ndarray, bound: float, quality: int) -> tuple[bytes, bytes]:
+    """A float HxWx2 flow as two one-channel JPEGs (x, y), quantised as TSN does."""
+    q = quantize(flow, bound)
+    return encode_jpeg(np.ascontiguousarray(q[..., 0]), quality), encode_jpeg(np.ascontiguousarray(q[..., 1]), quality)
+
+
+_FLOW_FNS: dict[tuple, FlowFn] = {}
+
+
+def _flow_fn(cfg: ExtractConfig) -> FlowFn:
+    """One TV-L1 object per process and setting: creating the CUDA one is not free."""
+    key = (cfg.tvl1, cfg.gpu)
+    if key not in _FLOW_FNS:
+        _FLOW_FNS[key] = make_flow_fn(cfg.tvl1, cfg.gpu)
+    return _FLOW_FNS[key]
+
+
+def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
+                   flow_fn: Optional[FlowFn] = None) -> tuple[dict[str, dict[str, list[bytes]]], int]:
+    """Encode every requested modality from one pass over BGR frames.
+
+    Returns ({modality: {channel: [jpeg bytes]}}, number of frames). Flow i is from frame i to i+1.
+    Only two grey frames are held at a time, so memory is bounded by the encoded output.
+    """
+    wanted = set(cfg.modalities)
+    out = {m: {ch: [] for ch in MODALITY_CHANNELS[m]} for m in cfg.modalities}
+    needs_flow = bool(wanted & set(FLOW_MODALITIES))
+    if needs_flow and flow_fn is None:
+        flow_fn = _flow_fn(cfg)
+    warper = WarpedFlow(flow_fn, cfg.warp) if "warped_flow" in wanted else None
+    prev = None
+    n = 0
+    for frame in frames:
+        n += 1
+        if "rgb" in wanted:
+            out["rgb"]["img"].append(encode_jpeg(frame, cfg.jpeg_quality))
+        if not needs_flow:
+            continue
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        if prev is not None:
+            flow = flow_fn(prev, grey)
+            if "flow" in wanted:
+                x, y = encode_flow(flow, cfg.bound, cfg.jpeg_quality)
+                out["flow"]["flow_x"].append(x)
+                out["flow"]["flow_y"].append(y)
+            if warper is not None:
+                warped, _ = warper(prev, grey, flow)
+                x, y = encode_flow(warped, cfg.bound, cfg.jpeg_quality)
+                out["warped_flow"]["warped_flow_x"].append(x)
+                out["warped_flow"]["warped_flow_y"].append(y)
+        prev = grey
+    return out, n
+
+
+def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
+    """Decode one video and encode what ``cfg`` asks for; never raises for a bad video."""
+    start = time.perf_counter()
+    if cfg.threads:
+        cv2.setNumThreads(cfg.threads)
+    result = VideoResult(item)
+    reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames)
+    try:
+        images, n = extract_frames(reader.frames(), cfg)
+        if n < MIN_FRAMES:
+            raise VideoError(f"has {n} frame{'' if n == 1 else 's'}; at least {MIN_FRAMES} are needed")
+    except VideoError as exc:
+        result.error = str(exc)
+        return result
+    except cv2.error as exc:
+        result.error = f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
+        return result
+    info = reader.info
+    common = {
+        "source": str(item.path), "num_frames": n,
+        "fps": info.fps if info else 0.0,
+        "source_size": list(info.source_size) if info else None,
+        "declared_frames": info.declared_frames if info else 0,
+        "decoder": info.backend if info else None,
+        "stored_size": list(reader.out_size),
+    }
+    if cfg.max_frames is None and info and info.declared_frames > n * 1.1 + 2:
+        common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container declares "
+                             "(truncated file, or dropped-frame markers)")
+    for m in cfg.modalities:
+        result.meta[m] = dict(common, modality=m, parameters=cfg.parameters(m))
+    result.images = images
+    result.pairs = (n - 1) if set(cfg.modalities) & set(FLOW_MODALITIES) else 0
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def default_threads(workers: int) -> int:
+    """OpenCV threads per worker so that workers x threads matches the cores (no oversubscription)."""
+    if workers <= 1:
+        return 0
+    return max(1, (os.cpu_count() or 1) // workers)

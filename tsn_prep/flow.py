@@ -1,0 +1,133 @@
+"""TV-L1 optical flow backends.
+
+A backend is a callable ``(prev_grey, next_grey) -> float32 HxWx2`` (dx, dy in pixels, flow i from
+frame i to frame i+1). New backends (a PyTorch TV-L1, say) only need to be added to ``BACKENDS``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run on this machine; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TVL1Params:
+    """OpenCV ``DualTVL1OpticalFlow`` parameters; defaults are OpenCV's, which the reference tools use."""
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    scales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    gamma: float = 0.0
+    median_filtering: int = 5
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["lambda"] = d.pop("lambda_")
+        return d
+
+
+class OpenCVTVL1:
+    """CPU TV-L1 from opencv-contrib (``cv2.optflow``)."""
+
+    name = "opencv"
+
+    def __init__(self, params: TVL1Params = TVL1Params()):
+        if not hasattr(cv2, "optflow"):
+            raise BackendUnavailable(
+                "this OpenCV lacks the contrib module cv2.optflow: "
+                "pip uninstall opencv-python && pip install opencv-contrib-python"
+            )
+        p = params
+        self.params = p
+        self._tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(
+            tau=p.tau, lambda_=p.lambda_, theta=p.theta, nscales=p.scales, warps=p.warps,
+            epsilon=p.epsilon, innnerIterations=p.inner_iterations,
+            outerIterations=p.outer_iterations, scaleStep=p.scale_step, gamma=p.gamma,
+            medianFiltering=p.median_filtering,
+        )
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return self._tvl1.calc(prev, nxt, None)
+
+
+def cuda_device_count() -> int:
+    """CUDA devices visible to the installed cv2; 0 when it was built without CUDA (all PyPI wheels)."""
+    try:
+        return int(cv2.cuda.getCudaEnabledDeviceCount())
+    except (AttributeError, cv2.error):
+        return 0
+
+
+NO_CUDA_HELP = (
+    "the installed OpenCV ({version}) has no CUDA support (cv2.cuda.getCudaEnabledDeviceCount() is 0; "
+    "no PyPI wheel of OpenCV has CUDA). Either drop --gpu to run TV-L1 on the CPU, or build "
+    "opencv + opencv_contrib with -DWITH_CUDA=ON -DBUILD_opencv_cudaoptflow=ON and its Python "
+    "bindings, and uninstall the PyPI opencv packages so that build is the one imported."
+)
+
+
+class OpenCVCudaTVL1:
+    """GPU TV-L1 from OpenCV's cudaoptflow module, on one CUDA device.
+
+    Never run on a GPU in this project's CI (no GPU there, no CUDA in PyPI's OpenCV): it is written
+    against the documented ``cv2.cuda.OpticalFlowDual_TVL1`` API and checked for availability.
+    """
+
+    name = "opencv-cuda"
+
+    def __init__(self, params: TVL1Params = TVL1Params(), device: int = 0):
+        count = cuda_device_count()
+        if count == 0:
+            raise BackendUnavailable(NO_CUDA_HELP.format(version=cv2.__version__))
+        if not 0 <= device < count:
+            raise BackendUnavailable(f"--gpu {device}: OpenCV sees {count} CUDA device(s), 0..{count - 1}")
+        # Python binding names differ across OpenCV versions.
+        create = getattr(getattr(cv2, "cuda_OpticalFlowDual_TVL1", None), "create", None) or getattr(
+            cv2.cuda, "OpticalFlowDual_TVL1_create", None)
+        if create is None:
+            raise BackendUnavailable(
+                "this OpenCV has CUDA but not the cudaoptflow module: rebuild with "
+                "-DBUILD_opencv_cudaoptflow=ON (from opencv_contrib)"
+            )
+        cv2.cuda.setDevice(device)
+        p = params
+        self.params = p
+        self.device = device
+        # The CUDA solver has no median filtering and one iteration count per warp, whose default
+        # (300) is the CPU solver's inner x outer iterations.
+        self._tvl1 = create(
+            p.tau, p.lambda_, p.theta, p.scales, p.warps, p.epsilon,
+            p.inner_iterations * p.outer_iterations, p.scale_step, p.gamma, False,
+        )
+        self._prev = cv2.cuda_GpuMat()
+        self._next = cv2.cuda_GpuMat()
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        self._prev.upload(prev)
+        self._next.upload(nxt)
+        flow = self._tvl1.calc(self._prev, self._next, None)
+        return flow.download()
+
+
+BACKENDS: dict[str, type] = {"opencv": OpenCVTVL1, "opencv-cuda": OpenCVCudaTVL1}
+
+
+def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None) -> FlowFn:
+    """The TV-L1 callable for this run: OpenCV CUDA on device ``gpu`` if given, else OpenCV on the CPU."""
+    if gpu is not None:
+        return OpenCVCudaTVL1(params, gpu)
+    return OpenCVTVL1(params)

@@ -1,0 +1,110 @@
+"""What is in a store (`info`) and whether all of it is readable (`verify`)."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from .store import MODALITY_CHANNELS, Store
+
+CHANNEL_MODALITY = {ch: m for m, chans in MODALITY_CHANNELS.items() for ch in chans}
+
+
+def store_info(store: Store) -> dict:
+    """A JSON-able summary: shards, per-modality counts and parameters, failures, warnings."""
+    per_shard: Counter = Counter()
+    modalities: dict[str, dict] = {}
+    params: dict[str, Counter] = defaultdict(Counter)
+    warnings = []
+    for (vid, mod), entry in sorted(store.index.items()):
+        per_shard[entry.shard] += 1
+        m = modalities.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
+        m["videos"] += 1
+        m["images_per_channel"] += entry.meta["count"]
+        m["frames_decoded"] += entry.meta.get("num_frames", 0)
+        params[mod][json.dumps(entry.meta.get("parameters", {}), sort_keys=True)] += 1
+        if entry.meta.get("warning"):
+            warnings.append({"video_id": vid, "modality": mod, "warning": entry.meta["warning"]})
+    for mod, counter in params.items():
+        modalities[mod]["parameters"] = [
+            {"videos": n, **json.loads(p)} for p, n in counter.most_common()
+        ]
+    return {
+        "root": str(store.root),
+        "num_shards": store.num_shards,
+        "shards": [
+            {"index": i, "path": str(p), "entries": per_shard.get(i, 0),
+             "bytes": sum(f.stat().st_size for f in p.iterdir() if f.is_file())}
+            for i, p in sorted(store.shard_paths.items())
+        ],
+        "shards_missing": sorted(set(range(store.num_shards)) - set(store.shard_paths)),
+        "bytes": store.disk_bytes(),
+        "videos": len({vid for vid, _ in store.index}),
+        "modalities": modalities,
+        "failures": store.failures(),
+        "warnings": warnings,
+    }
+
+
+def format_info(info: dict) -> str:
+    """The human-readable form of :func:`store_info`."""
+    lines = [f"store      {info['root']}",
+             f"shards     {len(info['shards'])} of {info['num_shards']}"
+             + (f" (missing: {info['shards_missing']})" if info["shards_missing"] else ""),
+             f"size       {info['bytes'] / 2**20:.1f} MiB on disk",
+             f"videos     {info['videos']}"]
+    for mod, m in sorted(info["modalities"].items()):
+        kind = "frames" if mod == "rgb" else "flows"
+        lines.append(f"{mod:<10} {m['videos']} videos, {m['images_per_channel']} {kind}"
+                     f" ({m['images_per_channel'] / max(m['videos'], 1):.1f} per video)")
+        for p in m["parameters"]:
+            shown = {k: v for k, v in p.items() if k not in ("videos", "tsn_prep_version")}
+            lines.append(f"           {p['videos']} with {json.dumps(shown, sort_keys=True)}")
+    lines.append(f"failures   {len(info['failures'])}")
+    for f in info["failures"]:
+        lines.append(f"  {f['source']} [{f['modality']}]: {f['error']}")
+    if info["warnings"]:
+        lines.append(f"warnings   {len(info['warnings'])}")
+        for w in info["warnings"]:
+            lines.append(f"  {w['video_id']} [{w['modality']}]: {w['warning']}")
+    return "\n".join(lines)
+
+
+def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None) -> list[str]:
+    """Decode every stored image and check counts against the metadata; returns the problems."""
+    problems = []
+    seen: Counter = Counter()
+    sizes = {key: tuple(e.meta.get("stored_size") or ()) for key, e in store.index.items()}
+    for shard, vid, channel, idx, data in store.iter_images():
+        modality = CHANNEL_MODALITY.get(channel)
+        entry = store.index.get((vid, modality))
+        where = f"{store.shard_paths[shard].name}: {vid} {channel} {idx}"
+        if entry is None:
+            problems.append(f"{where}: image without a complete entry (orphan)")
+            continue
+        if idx >= entry.meta["count"]:
+            problems.append(f"{where}: index beyond the recorded count {entry.meta['count']}")
+        if entry.shard != shard:
+            problems.append(f"{where}: stored in the wrong shard (entry in shard {entry.shard})")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            problems.append(f"{where}: does not decode as an image")
+        elif sizes[(vid, modality)] and image.shape[1::-1] != sizes[(vid, modality)]:
+            problems.append(f"{where}: {image.shape[1]}x{image.shape[0]}, "
+                            f"metadata says {sizes[(vid, modality)][0]}x{sizes[(vid, modality)][1]}")
+        seen[(vid, channel)] += 1
+        if progress is not None:
+            progress(1)
+    for (vid, modality), entry in sorted(store.index.items()):
+        count = entry.meta["count"]
+        for channel in MODALITY_CHANNELS[modality]:
+            if seen[(vid, channel)] != count:
+                problems.append(f"{vid} {channel}: {seen[(vid, channel)]} images, metadata says {count}")
+        n = entry.meta.get("num_frames")
+        expected = None if n is None or "imported_from" in entry.meta else (n if modality == "rgb" else n - 1)
+        if expected is not None and count != expected:
+            problems.append(f"{vid} {modality}: {count} images for {n} decoded frames (expected {expected})")
+    return problems

@@ -1,0 +1,274 @@
+"""The store: a directory of LMDB shards holding JPEG frames and flow, keyed by video id.
+
+See docs/format.md for the byte-level layout. In short, OUT holds ``shard-IIIII-of-NNNNN/`` LMDB
+environments with four named databases: ``images`` (``<id>|<channel>|<index:06d>`` -> JPEG),
+``meta`` (``<id>|<modality>`` -> JSON), ``failures`` (``<id>|<modality>`` -> JSON) and ``info``.
+A video's images for a modality and its meta entry are written in one transaction, so a reader
+(or a resumed job) sees all of a video or none of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import lmdb
+
+FORMAT_VERSION = 1
+MODALITY_CHANNELS: dict[str, tuple[str, ...]] = {
+    "rgb": ("img",),
+    "flow": ("flow_x", "flow_y"),
+    "warped_flow": ("warped_flow_x", "warped_flow_y"),
+}
+_SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
+_DBS = (b"images", b"meta", b"failures", b"info")
+INITIAL_MAP_SIZE = 1 << 28  # 256 MiB; doubled whenever a transaction finds the map full
+
+
+class StoreError(Exception):
+    """A store that cannot be opened or written as asked; the message says why."""
+
+
+def shard_of(video_id: str, num_shards: int) -> int:
+    """The shard a video belongs to: first 8 bytes of SHA-1 of its UTF-8 id, big-endian, mod N.
+
+    Depends on the id alone, so every array job agrees on the split without talking to the others.
+    """
+    digest = hashlib.sha1(video_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"shard-{index:05d}-of-{num_shards:05d}"
+
+
+def image_key(video_id: str, channel: str, index: int) -> bytes:
+    return f"{video_id}|{channel}|{index:06d}".encode("utf-8")
+
+
+def entry_key(video_id: str, modality: str) -> bytes:
+    return f"{video_id}|{modality}".encode("utf-8")
+
+
+def split_entry_key(key: bytes) -> tuple[str, str]:
+    video_id, modality = key.decode("utf-8").rsplit("|", 1)
+    return video_id, modality
+
+
+def list_shards(root: Path) -> list[tuple[int, int, Path]]:
+    """(index, num_shards, path) of every shard directory under ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _SHARD_RE.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), int(m.group(2)), p))
+    return sorted(found)
+
+
+class ShardWriter:
+    """Writes one shard. One process per shard: array job I never touches shard J's files."""
+
+    def __init__(self, root: Path, shard_index: int = 0, num_shards: int = 1,
+                 map_size: int = INITIAL_MAP_SIZE):
+        if not 0 <= shard_index < num_shards:
+            raise StoreError(f"--shard-index {shard_index} is outside 0..{num_shards - 1}")
+        self.root = Path(root)
+        existing = {n for _, n, _ in list_shards(self.root)}
+        if existing - {num_shards}:
+            raise StoreError(
+                f"{self.root}: already holds shards of a {sorted(existing)[0]}-shard layout; "
+                f"use --num-shards {sorted(existing)[0]} or a new output directory"
+            )
+        self.path = self.root / shard_name(shard_index, num_shards)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS),
+                                 subdir=True, readahead=False, meminit=False)
+        except (OSError, lmdb.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise StoreError(f"{self.path}: cannot write the store here ({reason})") from None
+        self.dbs = {name.decode(): self.env.open_db(name) for name in _DBS}
+        self._write_json("info", b"layout", {
+            "format": "tsn-store", "version": FORMAT_VERSION,
+            "shard_index": shard_index, "num_shards": num_shards,
+        })
+
+    def _write(self, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]] = ()) -> None:
+        """Apply all puts and deletes in one transaction, growing the map until they fit."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for db, key in deletes:
+                        txn.delete(key, db=self.dbs[db])
+                    for db, key, value in puts:
+                        txn.put(key, value, db=self.dbs[db])
+                return
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def _write_json(self, db: str, key: bytes, value: dict) -> None:
+        self._write([(db, key, json.dumps(value, sort_keys=True).encode("utf-8"))])
+
+    def is_complete(self, video_id: str, modality: str) -> bool:
+        with self.env.begin() as txn:
+            return txn.get(entry_key(video_id, modality), db=self.dbs["meta"]) is not None
+
+    def put_video(self, video_id: str, modality: str, images: dict[str, list[bytes]], meta: dict) -> None:
+        """Store one video's images for one modality and its meta entry, atomically.
+
+        Any failure record for the pair is removed in the same transaction.
+        """
+        expected = MODALITY_CHANNELS[modality]
+        if set(images) != set(expected):
+            raise ValueError(f"{modality} needs channels {expected}, got {sorted(images)}")
+        counts = {len(v) for v in images.values()}
+        if len(counts) != 1:
+            raise ValueError(f"{video_id}: channels of {modality} differ in length")
+        meta = dict(meta, count=counts.pop(), channels=list(expected), stored_at=time.time())
+        puts = [("images", image_key(video_id, ch, i), data)
+                for ch, frames in images.items() for i, data in enumerate(frames)]
+        puts.append(("meta", entry_key(video_id, modality), json.dumps(meta, sort_keys=True).encode()))
+        self._write(puts, self._failure_deletes(video_id, modality))
+
+    def _failure_deletes(self, video_id: str, modality: str) -> list[tuple[str, bytes]]:
+        key = entry_key(video_id, modality)
+        with self.env.begin() as txn:
+            return [("failures", key)] if txn.get(key, db=self.dbs["failures"]) is not None else []
+
+    def clear_failure(self, video_id: str, modality: str) -> None:
+        """Forget an earlier failure of this pair (it has since succeeded)."""
+        deletes = self._failure_deletes(video_id, modality)
+        if deletes:
+            self._write([], deletes)
+
+    def put_failure(self, video_id: str, modality: str, source: str, error: str) -> None:
+        self._write_json("failures", entry_key(video_id, modality),
+                         {"source": source, "error": error, "time": time.time()})
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One (video, modality) in the store."""
+
+    video_id: str
+    modality: str
+    shard: int
+    meta: dict
+
+
+class Store:
+    """Read-only view of every shard under ``root``.
+
+    Environments are opened lazily, read-only and without LMDB's lock file, once per process: a
+    DataLoader worker forked after the parent touched the store reopens its own handles instead of
+    sharing the parent's (LMDB handles must not cross fork()). Reading a shard while its job is still
+    writing it is supported only for entries already committed.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        shards = list_shards(self.root)
+        if not shards:
+            raise StoreError(f"{self.root}: not a tsn store (no shard-*-of-* directories)")
+        sizes = {n for _, n, _ in shards}
+        if len(sizes) != 1:
+            raise StoreError(f"{self.root}: mixes shard layouts {sorted(sizes)}")
+        self.num_shards = sizes.pop()
+        self.shard_paths = {i: p for i, _, p in shards}
+        self._pid: Optional[int] = None
+        self._envs: dict[int, lmdb.Environment] = {}
+        self._dbs: dict[int, dict[str, object]] = {}
+        self._index: Optional[dict[tuple[str, str], Entry]] = None
+
+    def _env(self, shard: int) -> tuple[lmdb.Environment, dict]:
+        if self._pid != os.getpid():
+            self._envs, self._dbs, self._pid = {}, {}, os.getpid()
+        if shard not in self._envs:
+            env = lmdb.open(str(self.shard_paths[shard]), readonly=True, lock=False,
+                            max_dbs=len(_DBS), subdir=True, readahead=False)
+            self._envs[shard] = env
+            self._dbs[shard] = {n.decode(): env.open_db(n, create=False) for n in _DBS}
+        return self._envs[shard], self._dbs[shard]
+
+    def _scan(self, db: str) -> Iterator[tuple[int, bytes, bytes]]:
+        for shard in sorted(self.shard_paths):
+            env, dbs = self._env(shard)
+            with env.begin() as txn:
+                for key, value in txn.cursor(db=dbs[db]):
+                    yield shard, bytes(key), bytes(value)
+
+    @property
+    def index(self) -> dict[tuple[str, str], Entry]:
+        """(video_id, modality) -> Entry for everything complete in the store."""
+        if self._index is None:
+            index = {}
+            for shard, key, value in self._scan("meta"):
+                vid, mod = split_entry_key(key)
+                index[(vid, mod)] = Entry(vid, mod, shard, json.loads(value))
+            self._index = index
+        return self._index
+
+    def videos(self, modality: str) -> list[str]:
+        return sorted(vid for vid, mod in self.index if mod == modality)
+
+    def modalities(self) -> list[str]:
+        return sorted({mod for _, mod in self.index})
+
+    def entry(self, video_id: str, modality: str) -> Entry:
+        try:
+            return self.index[(video_id, modality)]
+        except KeyError:
+            raise KeyError(f"{video_id!r} has no {modality} in {self.root}") from None
+
+    def get(self, video_id: str, channel: str, index: int, modality: Optional[str] = None) -> bytes:
+        """The JPEG bytes of one image; ``index`` is 0-based."""
+        if modality is None:
+            modality = next(m for m, chans in MODALITY_CHANNELS.items() if channel in chans)
+        entry = self.entry(video_id, modality)
+        env, dbs = self._env(entry.shard)
+        with env.begin() as txn:
+            data = txn.get(image_key(video_id, channel, index), db=dbs["images"])
+        if data is None:
+            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta['count']})")
+        return bytes(data)
+
+    def iter_images(self) -> Iterator[tuple[int, str, str, int, bytes]]:
+        """Every stored image as (shard, video_id, channel, index, bytes), shard by shard."""
+        for shard, key, value in self._scan("images"):
+            vid, channel, idx = key.decode("utf-8").rsplit("|", 2)
+            yield shard, vid, channel, int(idx), value
+
+    def failures(self) -> list[dict]:
+        out = []
+        for shard, key, value in self._scan("failures"):
+            vid, mod = split_entry_key(key)
+            out.append(dict(json.loads(value), video_id=vid, modality=mod, shard=shard))
+        return out
+
+    def layout(self) -> dict[int, dict]:
+        out = {}
+        for shard in sorted(self.shard_paths):
+            env, dbs = self._env(shard)
+            with env.begin() as txn:
+                raw = txn.get(b"layout", db=dbs["info"])
+            out[shard] = json.loads(raw) if raw else {}
+        return out
+
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for p in self.shard_paths.values() for f in p.iterdir() if f.is_file())
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs, self._dbs, self._index = {}, {}, None
