@@ -1,0 +1,65 @@
+"""Shared fixtures: the real clips in ../shared/data and helpers to run tsn-prep."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tsn_prep.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+VIDEOS = DATA / "videos"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    assert DATA.is_dir(), f"the shared test data is missing: {DATA}"
+    return DATA
+
+
+def link_videos(dest: Path, names: dict[str, str]) -> Path:
+    """Make ``dest`` a video folder: {relative name: real clip file name} as symlinks."""
+    for rel, clip in names.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(VIDEOS / clip)
+    return dest
+
+
+def cli(*args: str, expect: int | None = 0):
+    """Run tsn-prep in-process; assert the exit code unless ``expect`` is None."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if expect is not None:
+        assert result.exit_code == expect, f"exit {result.exit_code}\n{result.output}"
+    return result
+
+
+def cli_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run tsn-prep as a real process (for exit codes, stderr and signals)."""
+    return subprocess.run([sys.executable, "-m", "tsn_prep.cli", *map(str, args)],
+                          capture_output=True, text=True, **kwargs)
+
+
+def decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    assert image is not None
+    return image
+
+
+def read_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(frame, size) if size else frame)
+    cap.release()
+    return frames
