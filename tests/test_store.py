@@ -1,0 +1,120 @@
+"""The LMDB shard store: round trips, atomic entries, map growth, sharding, fork-safe readers."""
+import hashlib
+import multiprocessing as mp
+
+import pytest
+
+from tsn_prep.store import ShardWriter, Store, StoreError, shard_of
+
+
+def frames(n, size=100, tag=b"f"):
+    return [tag + bytes([i % 256]) * size for i in range(n)]
+
+
+def test_round_trip_and_metadata(tmp_path):
+    w = ShardWriter(tmp_path / "out")
+    w.put_failure("cls/a", "rgb", "/x/a.mp4", "boom")
+    w.put_video("cls/a", "rgb", {"img": frames(3)}, {"num_frames": 3, "fps": 25.0})
+    w.put_video("cls/a", "flow", {"flow_x": frames(2, tag=b"x"), "flow_y": frames(2, tag=b"y")},
+                {"num_frames": 3})
+    assert w.is_complete("cls/a", "rgb") and not w.is_complete("cls/a", "warped_flow")
+    w.close()
+    s = Store(tmp_path / "out")
+    assert s.videos("rgb") == ["cls/a"] and s.modalities() == ["flow", "rgb"]
+    assert s.entry("cls/a", "rgb").meta["count"] == 3
+    assert s.entry("cls/a", "flow").meta["channels"] == ["flow_x", "flow_y"]
+    assert s.get("cls/a", "img", 2) == frames(3)[2]
+    assert s.get("cls/a", "flow_y", 1) == frames(2, tag=b"y")[1]
+    with pytest.raises(KeyError):
+        s.get("cls/a", "img", 3)
+    assert s.failures() == []  # the success replaced the earlier failure
+
+
+def test_channels_must_match_the_modality(tmp_path):
+    w = ShardWriter(tmp_path)
+    with pytest.raises(ValueError):
+        w.put_video("a", "flow", {"flow_x": frames(2)}, {})
+    with pytest.raises(ValueError):
+        w.put_video("a", "flow", {"flow_x": frames(2), "flow_y": frames(3)}, {})
+    assert not w.is_complete("a", "flow")
+
+
+def test_map_grows_when_full(tmp_path):
+    w = ShardWriter(tmp_path, map_size=64 * 1024)
+    big = frames(40, size=50_000)  # 2 MB into a 64 KiB map
+    w.put_video("v", "rgb", {"img": big}, {})
+    assert w.env.info()["map_size"] > 2_000_000
+    w.close()
+    assert Store(tmp_path).get("v", "img", 39) == big[39]
+
+
+def test_shard_assignment_is_the_documented_hash():
+    ids = [f"Class{i % 7}/v_{i:04d}" for i in range(400)]
+    for vid in ids[:20]:
+        expected = int.from_bytes(hashlib.sha1(vid.encode()).digest()[:8], "big") % 4
+        assert shard_of(vid, 4) == expected
+    counts = [sum(shard_of(v, 4) == k for v in ids) for k in range(4)]
+    assert min(counts) > 60  # roughly balanced
+    assert all(shard_of(v, 1) == 0 for v in ids)
+
+
+def test_jobs_write_only_their_shard_and_readers_see_all(tmp_path):
+    ids = [f"v{i}" for i in range(12)]
+    for k in range(3):
+        w = ShardWriter(tmp_path, k, 3)
+        for vid in ids:
+            if shard_of(vid, 3) == k:
+                w.put_video(vid, "rgb", {"img": frames(2, tag=vid.encode())}, {})
+        w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"shard-0000{k}-of-00003" for k in range(3)]
+    s = Store(tmp_path)
+    assert s.videos("rgb") == sorted(ids)
+    for vid in ids:
+        assert s.entry(vid, "rgb").shard == shard_of(vid, 3)
+        assert s.get(vid, "img", 1) == frames(2, tag=vid.encode())[1]
+
+
+def test_a_different_shard_count_is_refused(tmp_path):
+    ShardWriter(tmp_path, 0, 2).close()
+    with pytest.raises(StoreError, match="2-shard layout"):
+        ShardWriter(tmp_path, 0, 3)
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(StoreError, match="not a tsn store"):
+        Store(tmp_path)
+
+
+def _child_read(store, queue):
+    queue.put((store.get("v", "img", 1), store._pid))
+
+
+def test_reader_reopens_after_fork(tmp_path):
+    import os
+
+    w = ShardWriter(tmp_path)
+    w.put_video("v", "rgb", {"img": frames(2)}, {})
+    w.close()
+    s = Store(tmp_path)
+    assert s.get("v", "img", 0) == frames(2)[0]  # the parent has open handles before forking
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_read, args=(s, q))
+    p.start()
+    data, child_pid = q.get(timeout=30)
+    p.join(30)
+    assert p.exitcode == 0
+    assert data == frames(2)[1]
+    assert child_pid != os.getpid()  # the child opened its own environment
+    assert s.get("v", "img", 1) == frames(2)[1]
+
+
+def test_readers_need_no_write_access(tmp_path):
+    w = ShardWriter(tmp_path)
+    w.put_video("v", "rgb", {"img": frames(2)}, {})
+    w.close()
+    shard = next(tmp_path.iterdir())
+    (shard / "lock.mdb").unlink()  # a read-only copy of a store has no lock file
+    s = Store(tmp_path)
+    assert s.get("v", "img", 0) == frames(2)[0]
+    assert not (shard / "lock.mdb").exists()
