@@ -91,8 +91,8 @@ def list_videos(source: Path) -> Listing:
         if problem:
             listing.rejected.append((item, problem))
         elif len(same) > 1:
-            others = ", ".join(str(o.path) for o in same if o is not item)
-            listing.rejected.append((item, f"duplicate video id {item.id!r} (also {others})"))
+            names = ", ".join(str(o.path) for o in same)
+            listing.rejected.append((item, f"duplicate video id {item.id!r} shared by {names}; rename all but one"))
         else:
             listing.items.append(item)
     return listing
@@ -181,7 +181,8 @@ class VideoReader:
         try:
             container = av.open(str(self.path))
         except Exception as exc:  # PyAV raises a family of FFmpeg errors
-            raise VideoError(f"not a readable video ({exc.__class__.__name__}: {exc})") from None
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise VideoError(f"not a readable video (FFmpeg: {reason})") from None
         with container:
             if not container.streams.video:
                 raise VideoError("has no video stream")
