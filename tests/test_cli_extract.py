@@ -128,6 +128,7 @@ def test_info_and_verify_find_damage(videos, tmp_path):
     assert cli("verify", out, "--quiet").exit_code == 0
 
     shard = next(out.iterdir())
+    Store(out).close()  # release this process's read handle before writing behind its back
     env = lmdb.open(str(shard), max_dbs=4)
     with env.begin(write=True) as txn:
         images = env.open_db(b"images", txn=txn)

@@ -86,7 +86,9 @@ def test_not_a_store(tmp_path):
 
 
 def _child_read(store, queue):
-    queue.put((store.get("v", "img", 1), store._pid))
+    from tsn_prep import store as module
+
+    queue.put((store.get("v", "img", 1), module._READERS_PID))
 
 
 def test_reader_reopens_after_fork(tmp_path):

@@ -73,6 +73,43 @@ def list_shards(root: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
+# Read-only environments, one per shard path and process. py-lmdb refuses to open one environment
+# twice in a process, so every Store in a process shares these; after fork() the child drops the
+# parent's handles (LMDB handles must not cross fork) and opens its own.
+_READERS: dict[str, tuple[lmdb.Environment, dict, int]] = {}
+_READERS_PID: Optional[int] = None
+
+
+def _data_size(key: str) -> int:
+    try:
+        return os.stat(os.path.join(key, "data.mdb")).st_size
+    except OSError:
+        return -1
+
+
+def _reader(path: Path, refresh: bool = False) -> tuple[lmdb.Environment, dict]:
+    """The process's read handle on a shard; ``refresh`` reopens it if the shard grew since, so a
+    new Store sees what a writer committed after an older Store opened the shard."""
+    global _READERS_PID
+    if _READERS_PID != os.getpid():
+        _READERS.clear()
+        _READERS_PID = os.getpid()
+    key = os.path.realpath(path)
+    if key in _READERS and refresh and _READERS[key][2] != _data_size(key):
+        _READERS.pop(key)[0].close()
+    if key not in _READERS:
+        size = _data_size(key)
+        env = lmdb.open(key, readonly=True, lock=False, max_dbs=len(_DBS), subdir=True, readahead=False)
+        _READERS[key] = (env, {n.decode(): env.open_db(n, create=False) for n in _DBS}, size)
+    return _READERS[key][:2]
+
+
+def _close_reader(path: Path) -> None:
+    entry = _READERS.pop(os.path.realpath(path), None) if _READERS_PID == os.getpid() else None
+    if entry is not None:
+        entry[0].close()
+
+
 class ShardWriter:
     """Writes one shard. One process per shard: array job I never touches shard J's files."""
 
@@ -88,6 +125,7 @@ class ShardWriter:
                 f"use --num-shards {sorted(existing)[0]} or a new output directory"
             )
         self.path = self.root / shard_name(shard_index, num_shards)
+        _close_reader(self.path)  # this process may have read the shard before writing to it
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS),
@@ -172,8 +210,8 @@ class Store:
 
     Environments are opened lazily, read-only and without LMDB's lock file, once per process: a
     DataLoader worker forked after the parent touched the store reopens its own handles instead of
-    sharing the parent's (LMDB handles must not cross fork()). Reading a shard while its job is still
-    writing it is supported only for entries already committed.
+    sharing the parent's (LMDB handles must not cross fork()). The index of entries is read once;
+    make a new Store to see entries committed later.
     """
 
     def __init__(self, root: Path):
@@ -186,20 +224,12 @@ class Store:
             raise StoreError(f"{self.root}: mixes shard layouts {sorted(sizes)}")
         self.num_shards = sizes.pop()
         self.shard_paths = {i: p for i, _, p in shards}
-        self._pid: Optional[int] = None
-        self._envs: dict[int, lmdb.Environment] = {}
-        self._dbs: dict[int, dict[str, object]] = {}
         self._index: Optional[dict[tuple[str, str], Entry]] = None
+        for path in self.shard_paths.values():
+            _reader(path, refresh=True)
 
     def _env(self, shard: int) -> tuple[lmdb.Environment, dict]:
-        if self._pid != os.getpid():
-            self._envs, self._dbs, self._pid = {}, {}, os.getpid()
-        if shard not in self._envs:
-            env = lmdb.open(str(self.shard_paths[shard]), readonly=True, lock=False,
-                            max_dbs=len(_DBS), subdir=True, readahead=False)
-            self._envs[shard] = env
-            self._dbs[shard] = {n.decode(): env.open_db(n, create=False) for n in _DBS}
-        return self._envs[shard], self._dbs[shard]
+        return _reader(self.shard_paths[shard])
 
     def _scan(self, db: str) -> Iterator[tuple[int, bytes, bytes]]:
         for shard in sorted(self.shard_paths):
@@ -269,6 +299,6 @@ class Store:
         return sum(f.stat().st_size for p in self.shard_paths.values() for f in p.iterdir() if f.is_file())
 
     def close(self) -> None:
-        for env in self._envs.values():
-            env.close()
-        self._envs, self._dbs, self._index = {}, {}, None
+        for path in self.shard_paths.values():
+            _close_reader(path)
+        self._index = None
