@@ -1,0 +1,1 @@
+"""tsn-train: segment-sampled datasets over tsn-prep stores and the two-stream TSN (next issue)."""
