@@ -80,11 +80,14 @@ def test_each_bad_file_is_named_recorded_and_the_rest_finishes(bad_dir, tmp_path
 
 def test_flow_of_a_one_frame_video_fails_cleanly(bad_dir, tmp_path):
     lst = tmp_path / "list.txt"
-    lst.write_text(f"{bad_dir / 'one_frame.avi'}\n{tmp_path / 'missing.mp4'}\n{bad_dir / 'good.mp4'}\n")
+    lst.write_text(f"{bad_dir / 'one_frame.avi'}\n{tmp_path / 'missing.mp4'}\n{bad_dir / 'good.mp4'}\n"
+                   f"# a comment\n\n{bad_dir / 'good.mp4'}\n{tmp_path}\n")
     r = cli_subprocess("extract-flow", lst, tmp_path / "out", "--max-frames", 2, "--size", "64x48", "--quiet")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"error: {bad_dir / 'one_frame.avi'}: has 1 frame" in r.stderr
     assert f"error: {tmp_path / 'missing.mp4'}: no such file" in r.stderr
+    assert f"error: {tmp_path}: is a directory" in r.stderr
+    assert "duplicate" not in r.stderr  # the same file listed twice is one video
     assert Store(tmp_path / "out").videos("flow") == ["videos/good"]  # ids relative to the list's folder
 
 

@@ -81,6 +81,10 @@ def list_videos(source: Path) -> Listing:
     else:
         raise FileNotFoundError(f"{source}: no such directory or list file")
 
+    # The same file listed twice is one video, not a duplicate id.
+    seen: set[str] = set()
+    candidates = [c for c in candidates
+                  if not (os.path.realpath(c.path) in seen or seen.add(os.path.realpath(c.path)))]
     by_id: dict[str, list[VideoItem]] = {}
     for item in candidates:
         by_id.setdefault(item.id, []).append(item)
