@@ -82,9 +82,10 @@ def list_videos(source: Path) -> Listing:
         raise FileNotFoundError(f"{source}: no such directory or list file")
 
     # The same file listed twice is one video, not a duplicate id.
-    seen: set[str] = set()
-    candidates = [c for c in candidates
-                  if not (os.path.realpath(c.path) in seen or seen.add(os.path.realpath(c.path)))]
+    unique: dict[str, VideoItem] = {}
+    for c in candidates:
+        unique.setdefault(os.path.realpath(c.path), c)
+    candidates = list(unique.values())
     by_id: dict[str, list[VideoItem]] = {}
     for item in candidates:
         by_id.setdefault(item.id, []).append(item)
