@@ -81,10 +81,11 @@ def list_videos(source: Path) -> Listing:
     else:
         raise FileNotFoundError(f"{source}: no such directory or list file")
 
-    # The same file listed twice is one video, not a duplicate id.
+    # The same path listed twice is one video, not a duplicate id. Symlinks stay distinct videos:
+    # datasets are often built from links to shared files.
     unique: dict[str, VideoItem] = {}
     for c in candidates:
-        unique.setdefault(os.path.realpath(c.path), c)
+        unique.setdefault(os.path.abspath(c.path), c)
     candidates = list(unique.values())
     by_id: dict[str, list[VideoItem]] = {}
     for item in candidates:
