@@ -37,7 +37,7 @@ class ExtractConfig:
     tvl1: TVL1Params = TVL1Params()
     warp: WarpParams = WarpParams()
     gpu: Optional[int] = None
-    threads: int = 0  # OpenCV threads in this process; 0 leaves OpenCV's default
+    threads: int = 0  # OpenCV and FFmpeg decoder threads in this process; 0 leaves their defaults
 
     def parameters(self, modality: str) -> dict:
         p = {"size": list(self.size) if self.size else None, "short_side": self.short_side,
@@ -130,7 +130,7 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     if cfg.threads:
         cv2.setNumThreads(cfg.threads)
     result = VideoResult(item)
-    reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames)
+    reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames, cfg.threads)
     try:
         images, n = extract_frames(reader.frames(), cfg)
         if n < MIN_FRAMES:
@@ -161,8 +161,16 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     return result
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: SLURM's --cpus-per-task and taskset limit it, os.cpu_count() not."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads(workers: int) -> int:
-    """OpenCV threads per worker so that workers x threads matches the cores (no oversubscription)."""
+    """OpenCV and decoder threads per worker so that workers x threads matches the usable cores."""
     if workers <= 1:
         return 0
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, usable_cores() // workers)

@@ -144,8 +144,10 @@ class VideoReader:
     """
 
     def __init__(self, path: Path, size: Optional[tuple[int, int]] = None,
-                 short_side: Optional[int] = None, max_frames: Optional[int] = None):
+                 short_side: Optional[int] = None, max_frames: Optional[int] = None,
+                 threads: int = 0):
         self.path = Path(path)
+        self.threads = threads  # FFmpeg decoder threads; 0 lets FFmpeg pick (one per core)
         self.size = size
         self.short_side = short_side
         self.max_frames = max_frames
@@ -163,7 +165,9 @@ class VideoReader:
             raise VideoError("empty file (0 bytes)")
 
     def _opencv_frames(self) -> Iterator[np.ndarray]:
-        cap = cv2.VideoCapture(str(self.path))
+        # FFmpeg's decoder threads ignore cv2.setNumThreads; cap them so workers do not oversubscribe.
+        params = [cv2.CAP_PROP_N_THREADS, self.threads] if self.threads else []
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, params)
         if not cap.isOpened():
             return
         try:
