@@ -59,3 +59,20 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     assert r.returncode == 0
     assert f"{n - partial[1]} extracted, {partial[1]} already complete" in r.stderr
     assert snapshot(out) == snapshot(ref)
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    videos = link_videos(tmp_path / "videos", {f"{i}_{clip}": clip for i, clip in enumerate(CLIPS * 2)})
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos), str(out), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while complete(out) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished videos are safe" in err and "Traceback" not in err
+    done = complete(out)
+    assert 0 < done < 8 and verify_store(Store(out)) == []

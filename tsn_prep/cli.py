@@ -88,6 +88,10 @@ def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quie
         summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards, progress=not quiet)
     except (StoreError, BackendUnavailable, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished videos are safe in {out}; re-run the same command to "
+                   "do the rest.", err=True)
+        sys.exit(130)
     _finish(summary, out)
 
 
