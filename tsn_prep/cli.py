@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import click
+import lmdb
 from tqdm import tqdm
 
 from . import __version__
@@ -88,6 +89,9 @@ def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quie
         summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards, progress=not quiet)
     except (StoreError, BackendUnavailable, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    except lmdb.Error as exc:
+        raise click.ClickException(f"{out}: writing the store failed ({exc}); finished videos are "
+                                   "safe, fix the cause (disk full?) and re-run") from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished videos are safe in {out}; re-run the same command to "
                    "do the rest.", err=True)

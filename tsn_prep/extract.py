@@ -141,6 +141,9 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     except cv2.error as exc:
         result.error = f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
         return result
+    except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
+        result.error = f"unexpected {type(exc).__name__}: {exc}"
+        return result
     info = reader.info
     common = {
         "source": str(item.path), "num_frames": n,

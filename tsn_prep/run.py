@@ -6,12 +6,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from .extract import ExtractConfig, VideoResult, default_threads, extract_video
+from .extract import ExtractConfig, default_threads, extract_video
 from .store import ShardWriter, shard_of
 from .video import VideoItem, list_videos
 
@@ -33,8 +32,7 @@ def _say(line: str) -> None:
 
 
 def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1,
-                   shard_index: int = 0, num_shards: int = 1, progress: bool = True,
-                   on_result: Optional[Callable[[VideoResult], None]] = None) -> RunSummary:
+                   shard_index: int = 0, num_shards: int = 1, progress: bool = True) -> RunSummary:
     """Extract ``cfg.modalities`` for the videos of one shard into ``out``; resumable.
 
     A video is skipped when every requested modality is already complete; otherwise only its
@@ -81,8 +79,6 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                 if warning:
                     summary.warnings.append((str(result.item.path), warning))
                     _say(f"warning: {result.item.path}: {warning}")
-            if on_result is not None:
-                on_result(result)
             bar.update(1)
             elapsed = time.perf_counter() - start
             if summary.pairs:
