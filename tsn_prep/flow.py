@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``(prev_grey uint8 HxW, next_grey uint8 HxW) -> float32 HxWx2`` flow (dx, dy) in pixels."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -123,11 +124,18 @@ class OpenCVCudaTVL1:
         return flow.download()
 
 
-BACKENDS: dict[str, type] = {"opencv": OpenCVTVL1, "opencv-cuda": OpenCVCudaTVL1}
+# name -> factory(params, gpu). A new backend (a batched PyTorch TV-L1, say) is one more entry.
+BACKENDS: dict[str, Callable[[TVL1Params, Optional[int]], FlowFn]] = {
+    "opencv": lambda params, gpu: OpenCVTVL1(params),
+    "opencv-cuda": lambda params, gpu: OpenCVCudaTVL1(params, 0 if gpu is None else gpu),
+}
 
 
-def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None) -> FlowFn:
-    """The TV-L1 callable for this run: OpenCV CUDA on device ``gpu`` if given, else OpenCV on the CPU."""
-    if gpu is not None:
-        return OpenCVCudaTVL1(params, gpu)
-    return OpenCVTVL1(params)
+def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None,
+                 backend: Optional[str] = None) -> FlowFn:
+    """The TV-L1 callable for this run: ``backend`` if named, else OpenCV CUDA on device ``gpu``
+    when one is given, else OpenCV on the CPU."""
+    name = backend or ("opencv-cuda" if gpu is not None else "opencv")
+    if name not in BACKENDS:
+        raise BackendUnavailable(f"unknown flow backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name](params, gpu)

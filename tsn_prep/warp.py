@@ -24,13 +24,12 @@ All functions are pure and work on numpy arrays; nothing is read from or written
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
 
-FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``(prev_grey uint8 HxW, next_grey uint8 HxW) -> float32 HxWx2`` flow (dx, dy) in pixels."""
+from .flow import FlowFn
 
 _DETECTORS = ("orb", "sift", "none")
 
