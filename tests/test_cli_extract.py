@@ -57,7 +57,8 @@ def test_flow_and_warped_flow_from_one_decode_pass(videos, tmp_path, monkeypatch
 
     monkeypatch.setattr(tsn_prep.extract.VideoReader, "frames", counting)
     args = ["--max-frames", 3, "--size", "170x128", "--quiet"]
-    cli("extract-flow", videos, tmp_path / "both", "--modality", "flow", "--modality", "warped_flow", *args)
+    cli("extract-flow", videos, tmp_path / "both", "--modality", "flow", "--modality", "warped_flow",
+        "--warp-detector", "sift", "--warp-min-pairs", 60, *args)
     assert sorted(passes) == ["arm.mp4", "carphone.mp4", "v_eye.avi"]
     cli("extract-flow", videos, tmp_path / "flow", *args)
     both, flow = Store(tmp_path / "both"), Store(tmp_path / "flow")
@@ -70,7 +71,8 @@ def test_flow_and_warped_flow_from_one_decode_pass(videos, tmp_path, monkeypatch
         x = decode(both.get(vid, "flow_x", 0))
         assert x.ndim == 2 and x.shape == (128, 170)
     p = both.entry("carphone", "warped_flow").meta["parameters"]
-    assert p["bound"] == 20.0 and p["warp"]["detector"] == "orb" and p["tvl1"]["tau"] == 0.25
+    assert p["bound"] == 20.0 and p["tvl1"]["tau"] == 0.25
+    assert p["warp"]["detector"] == "sift" and p["warp"]["min_pairs"] == 60
 
 
 def test_rerun_skips_complete_videos_and_adds_missing_modalities(videos, tmp_path, monkeypatch):

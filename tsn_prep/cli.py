@@ -155,9 +155,16 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
               help="Warped flow: accept the camera homography only with more RANSAC inliers than this.")
 @click.option("--warp-ransac-threshold", type=float, default=1.0, show_default=True,
               help="Warped flow: RANSAC reprojection threshold in px.")
+@click.option("--warp-min-pairs", type=click.IntRange(min=4), default=50, show_default=True,
+              help="Warped flow: fit a homography only with more correspondences than this.")
+@click.option("--warp-max-corners", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Warped flow: corners of the previous frame tracked by the flow (0: no limit).")
+@click.option("--warp-match-window", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
                      num_shards, quiet, modalities, bound, gpu, tau, lambda_, theta, scales, warps,
-                     epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold):
+                     epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
+                     warp_max_corners, warp_match_window):
     """Compute TV-L1 flow (and/or warped flow) of VIDEOS into the store OUT.
 
     Flow i is from frame i to frame i+1, so an N-frame video gets N-1 flows. Each flow is stored as
@@ -177,7 +184,8 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
         jpeg_quality=jpeg_quality, tvl1=tvl1, gpu=gpu,
         warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
-                        ransac_threshold=warp_ransac_threshold),
+                        ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
+                        max_corners=warp_max_corners, match_window=warp_match_window),
     )
     _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
 
