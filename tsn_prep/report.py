@@ -37,7 +37,7 @@ def store_info(store: Store) -> dict:
         "num_shards": store.num_shards,
         "shards": [
             {"index": i, "path": str(p), "entries": per_shard.get(i, 0),
-             "bytes": sum(f.stat().st_size for f in p.iterdir() if f.is_file())}
+             "bytes": store.shard_bytes(i)}
             for i, p in sorted(store.shard_paths.items())
         ],
         "shards_missing": sorted(set(range(store.num_shards)) - set(store.shard_paths)),

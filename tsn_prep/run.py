@@ -74,8 +74,9 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                     writer.put_video(result.item.id, modality, images, result.meta[modality])
                 summary.done += 1
                 summary.pairs += result.pairs
-                summary.frames += next(iter(result.meta.values()))["num_frames"]
-                warning = next(iter(result.meta.values())).get("warning")
+                meta = next(iter(result.meta.values()))  # video-level fields are in every modality's
+                summary.frames += meta["num_frames"]
+                warning = meta.get("warning")
                 if warning:
                     summary.warnings.append((str(result.item.path), warning))
                     _say(f"warning: {result.item.path}: {warning}")

@@ -174,18 +174,16 @@ class ShardWriter:
         puts = [("images", image_key(video_id, ch, i), data)
                 for ch, frames in images.items() for i, data in enumerate(frames)]
         puts.append(("meta", entry_key(video_id, modality), json.dumps(meta, sort_keys=True).encode()))
-        self._write(puts, self._failure_deletes(video_id, modality))
-
-    def _failure_deletes(self, video_id: str, modality: str) -> list[tuple[str, bytes]]:
-        key = entry_key(video_id, modality)
-        with self.env.begin() as txn:
-            return [("failures", key)] if txn.get(key, db=self.dbs["failures"]) is not None else []
+        # Deleting a missing key is a no-op in LMDB, so no read is needed first.
+        self._write(puts, [("failures", entry_key(video_id, modality))])
 
     def clear_failure(self, video_id: str, modality: str) -> None:
         """Forget an earlier failure of this pair (it has since succeeded)."""
-        deletes = self._failure_deletes(video_id, modality)
-        if deletes:
-            self._write([], deletes)
+        key = entry_key(video_id, modality)
+        with self.env.begin() as txn:  # read first: an empty write transaction still syncs to disk
+            if txn.get(key, db=self.dbs["failures"]) is None:
+                return
+        self._write([], [("failures", key)])
 
     def put_failure(self, video_id: str, modality: str, source: str, error: str) -> None:
         self._write_json("failures", entry_key(video_id, modality),
@@ -286,17 +284,11 @@ class Store:
             out.append(dict(json.loads(value), video_id=vid, modality=mod, shard=shard))
         return out
 
-    def layout(self) -> dict[int, dict]:
-        out = {}
-        for shard in sorted(self.shard_paths):
-            env, dbs = self._env(shard)
-            with env.begin() as txn:
-                raw = txn.get(b"layout", db=dbs["info"])
-            out[shard] = json.loads(raw) if raw else {}
-        return out
+    def shard_bytes(self, shard: int) -> int:
+        return sum(f.stat().st_size for f in self.shard_paths[shard].iterdir() if f.is_file())
 
     def disk_bytes(self) -> int:
-        return sum(f.stat().st_size for p in self.shard_paths.values() for f in p.iterdir() if f.is_file())
+        return sum(self.shard_bytes(i) for i in self.shard_paths)
 
     def close(self) -> None:
         for path in self.shard_paths.values():
