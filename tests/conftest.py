@@ -63,3 +63,33 @@ def read_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list
         frames.append(cv2.resize(frame, size) if size else frame)
     cap.release()
     return frames
+
+
+# --- tsn-train: a small real store shared by the training tests --------------------------------
+
+CLIPS = ["armwrestling_kinetics", "poolcleaning", "eyemakeup_ucf101like", "tree", "carphone"]
+
+
+@pytest.fixture(scope="session")
+def train_store(tmp_path_factory) -> Path:
+    """rgb (40 frames) and flow (15 fields) of the five real clips at 112x84, one class each.
+
+    Also writes ``train.txt`` (``clip label``, label = position in CLIPS) beside the store.
+    """
+    root = tmp_path_factory.mktemp("train_store")
+    videos = link_videos(root / "videos", {f"{c}{Path(p).suffix}": p for c, p in
+                                           ((c, next(VIDEOS.glob(c + ".*")).name) for c in CLIPS)})
+    store = root / "store"
+    cli("extract-frames", videos, store, "--size", "112x84", "--max-frames", "40")
+    cli("extract-flow", videos, store, "--size", "112x84", "--max-frames", "16", "--workers", "2")
+    (root / "train.txt").write_text("".join(f"{c} {i}\n" for i, c in enumerate(CLIPS)))
+    return store
+
+
+def train_cli(*args: str, expect: int | None = 0):
+    """Run tsn-train in-process; assert the exit code unless ``expect`` is None."""
+    from tsn_train.cli import main as train_main
+    result = CliRunner().invoke(train_main, [str(a) for a in args], catch_exceptions=False)
+    if expect is not None:
+        assert result.exit_code == expect, f"exit {result.exit_code}\n{result.output}"
+    return result

@@ -271,6 +271,19 @@ class Store:
             raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta['count']})")
         return bytes(data)
 
+    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
+        """Several images of one video in one transaction, without consulting the index: the
+        shard follows from the id. Raises KeyError naming the first absent image."""
+        env, dbs = self._env(shard_of(video_id, self.num_shards))
+        out = []
+        with env.begin() as txn:
+            for i in indices:
+                data = txn.get(image_key(video_id, channel, i), db=dbs["images"])
+                if data is None:
+                    raise KeyError(f"{self.root}: {video_id!r} has no {channel} image {i}")
+                out.append(bytes(data))
+        return out
+
     def iter_images(self) -> Iterator[tuple[int, str, str, int, bytes]]:
         """Every stored image as (shard, video_id, channel, index, bytes), shard by shard."""
         for shard, key, value in self._scan("images"):

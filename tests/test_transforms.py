@@ -1,0 +1,109 @@
+"""Group transforms: crop positions and sizes, flow flipping, one crop per sample, input scaling."""
+import numpy as np
+import pytest
+import torch
+
+from tsn_train.transforms import (NORMS, EvalCrops, TrainAugment, corner_offsets, crop_sizes,
+                                  eval_boxes, hflip, multiscale_crop_box, to_input)
+
+
+def test_scale_set_at_340x256_is_the_papers():
+    assert crop_sizes(256, 224, (1, .875, .75, .66)) == [256, 224, 192, 168]
+    assert crop_sizes(256, 224, (1, .875, .75)) == [256, 224, 192]
+
+
+def test_crops_fall_on_corners_or_centre_with_neighbouring_sizes():
+    rng = np.random.default_rng(0)
+    sizes = [256, 224, 192, 168]
+    allowed_pairs = {(w, h) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= 1}
+    seen_pairs, seen_pos = set(), set()
+    for _ in range(3000):
+        x, y, cw, ch = multiscale_crop_box(256, 340, 224, (1, .875, .75, .66), rng)
+        assert (cw, ch) in allowed_pairs
+        offsets = corner_offsets(256, 340, ch, cw)
+        assert (x, y) in offsets
+        assert x + cw <= 340 and y + ch <= 256
+        seen_pairs.add((cw, ch))
+        seen_pos.add(offsets.index((x, y)))
+    assert seen_pairs == allowed_pairs and len(allowed_pairs) == 10
+    assert seen_pos == {0, 1, 2, 3, 4}
+    # Corners really are corners: a 224x192 crop of 340x256.
+    assert corner_offsets(256, 340, 192, 224) == [(0, 0), (116, 0), (0, 64), (116, 64), (58, 32)]
+
+
+def test_flipping_flow_mirrors_and_inverts_x_exactly():
+    rng = np.random.default_rng(1)
+    flow = rng.integers(0, 256, size=(5, 8, 12, 2), dtype=np.uint8)
+    flipped = hflip(flow, is_flow=True)
+    assert np.array_equal(flipped[..., 0], 255 - flow[:, :, ::-1, 0])
+    assert np.array_equal(flipped[..., 1], flow[:, :, ::-1, 1])
+    assert np.array_equal(hflip(flipped, is_flow=True), flow)
+    rgb = rng.integers(0, 256, size=(2, 8, 12, 3), dtype=np.uint8)
+    assert np.array_equal(hflip(rgb, is_flow=False), rgb[:, :, ::-1])
+    # 128 means "no motion" and stays 128 once flipped (255 - 128 = 127 is the bin below).
+    assert hflip(np.full((1, 1, 1, 2), 128, np.uint8), True)[0, 0, 0, 0] == 127
+
+
+def test_one_crop_and_flip_for_every_frame_of_a_sample():
+    rng = np.random.default_rng(2)
+    base = rng.integers(20, 200, size=(256, 340, 3)).astype(np.uint8)
+    frames = np.stack([base + t for t in range(6)])  # frame t = frame 0 + t everywhere
+    augment = TrainAugment(224, (1, .875, .75, .66), is_flow=False)
+    for seed in range(20):
+        out = augment(frames, np.random.default_rng(seed)).astype(int)
+        assert out.shape == (6, 224, 224, 3)
+        for t in range(6):
+            # The same box and flip: differences stay t, up to the resize's fixed-point rounding
+            # (another crop of this noise image would be off by ~60 on average).
+            gap = np.abs(out[t] - out[0] - t)
+            assert gap.max() <= 1 and gap.mean() < 0.2
+
+
+def test_ten_crops_are_five_positions_and_their_mirrors():
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, size=(2, 256, 340, 2), dtype=np.uint8)
+    crops = EvalCrops(224, 256, 10, is_flow=True)(frames)
+    assert crops.shape == (10, 2, 224, 224, 2)
+    boxes = eval_boxes(256, 340, 224, 10)
+    assert [(x, y) for x, y, _, _ in boxes] == [(0, 0), (116, 0), (0, 32), (116, 32), (58, 16)]
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert np.array_equal(crops[i], frames[:, y:y + h, x:x + w])
+        assert np.array_equal(crops[i + 5], hflip(crops[i], is_flow=True))
+    assert [b[:2] for b in eval_boxes(256, 340, 224, 3)] == [(0, 16), (58, 16), (116, 16)]
+    assert EvalCrops(224, 256, 1, False)(frames[..., :1].repeat(3, -1)).shape == (1, 2, 224, 224, 3)
+
+
+def test_flow_input_stacks_x_and_y_per_field_around_128():
+    frames = np.zeros((1, 3, 2, 2, 2), np.uint8)  # (K, L, H, W, xy)
+    for t in range(3):
+        frames[0, t, ..., 0], frames[0, t, ..., 1] = 100 + t, 200 + t
+    x = to_input(frames, "flow", NORMS["caffe_bgr"])
+    assert x.shape == (1, 6, 2, 2)
+    assert x[0, :, 0, 0].tolist() == [-28, 72, -27, 73, -26, 74]
+    y = to_input(frames, "flow", NORMS["imagenet"])
+    assert torch.allclose(y[0, 0, 0, 0], torch.tensor((100 / 255 - 0.5) / 0.226))
+
+
+def test_rgb_and_rgb_difference_scaling():
+    pixel = np.array([10, 128, 250], np.uint8)  # B, G, R
+    frames = np.broadcast_to(pixel, (1, 1, 2, 2, 3)).copy()
+    caffe = to_input(frames, "rgb", NORMS["caffe_bgr"])[0, :, 0, 0]
+    assert caffe.tolist() == [10 - 104, 128 - 117, 250 - 123]  # stays BGR
+    tv = to_input(frames, "rgb", NORMS["imagenet"])[0, :, 0, 0]
+    expected = (torch.tensor([250, 128, 10]) / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor(
+        [0.229, 0.224, 0.225])  # RGB order
+    assert torch.allclose(tv, expected)
+    snippet = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (10, 13, 19, 19, 30, 31)])[None]
+    diff = to_input(snippet, "rgbdiff", NORMS["caffe_bgr"])
+    assert diff.shape == (1, 15, 2, 2)
+    assert diff[0, ::3, 0, 0].tolist() == [3, 6, 0, 11, 1]
+    # The same call serves training and test: a test-time batch of crops gives identical values.
+    batch = to_input(np.stack([snippet, snippet]), "rgbdiff", NORMS["imagenet"])
+    assert torch.equal(batch[0], batch[1])
+    assert torch.allclose(batch[0, 0, ::3, 0, 0], torch.tensor([3., 6, 0, 11, 1]) / 255 / 0.452)
+
+
+@pytest.mark.parametrize("crops", [2, 4])
+def test_unknown_crop_counts_are_refused(crops):
+    with pytest.raises(ValueError):
+        eval_boxes(256, 340, 224, crops)

@@ -1,0 +1,157 @@
+"""``tsn-train``: train and evaluate Temporal Segment Networks on a tsn-prep store."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .config import MODALITIES, preset_names, resolve
+from .consensus import CONSENSUS
+from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
+from .models import ARCHS, PretrainedError
+
+
+def _floats(text: Optional[str]) -> Optional[list[float]]:
+    return None if text is None else [float(v) for v in text.replace(",", " ").split()]
+
+
+def _ints(text: Optional[str]) -> Optional[list[int]]:
+    return None if text is None else [int(v) for v in text.replace(",", " ").split()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tsn", prog_name="tsn-train")
+def main() -> None:
+    """Train Temporal Segment Networks on frames and flow extracted by tsn-prep.
+
+    \b
+    Typical use:
+      tsn-train lists ucf101 ucfTrainTestlist/ lists/ --split 1
+      tsn-train fit --preset ucf101 --modality rgb --store ucf101.store \\
+          --train-list lists/ucf101_train_split1.txt --val-list lists/ucf101_test_split1.txt \\
+          --classes lists/ucf101_classes.txt --pretrained bn_inception-52deb4733.pth --out runs/rgb
+    """
+
+
+@main.group()
+def lists() -> None:
+    """Write train/test video lists from official split files."""
+
+
+@lists.command("ucf101")
+@click.argument("splits_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", type=click.IntRange(1, 3), default=1, show_default=True)
+def lists_ucf101(splits_dir: Path, out_dir: Path, split: int) -> None:
+    """From UCF101's ucfTrainTestlist folder (classInd.txt, trainlist0N.txt, testlist0N.txt).
+
+    Ids are paths without extension, e.g. ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01: extract the
+    UCF-101/ folder with tsn-prep to get the same ids.
+    """
+    _write_lists("ucf101", split, out_dir, lambda: ucf101_lists(splits_dir, split))
+
+
+@lists.command("hmdb51")
+@click.argument("splits_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", type=click.IntRange(1, 3), default=1, show_default=True)
+@click.option("--class-folders/--flat", default=True, show_default=True,
+              help="Ids are <class>/<video> (videos unpacked one folder per class) or just <video>.")
+def lists_hmdb51(splits_dir: Path, out_dir: Path, split: int, class_folders: bool) -> None:
+    """From HMDB51's testTrainMulti_7030_splits folder (<class>_test_splitN.txt files)."""
+    _write_lists("hmdb51", split, out_dir, lambda: hmdb51_lists(splits_dir, split, class_folders))
+
+
+def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
+    try:
+        train, test, names = read()
+    except ListError as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = write_split(out_dir, name, split, train, test, names)
+    click.echo(f"{len(train)} train and {len(test)} test videos, {len(names)} classes:")
+    for key, path in paths.items():
+        click.echo(f"  {key}: {path}")
+
+
+@main.command()
+@click.option("--modality", type=click.Choice(MODALITIES), required=True,
+              help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow their own.")
+@click.option("--store", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Output folder of tsn-prep (the LMDB shards).")
+@click.option("--train-list", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="'video_id label' per line.")
+@click.option("--val-list", type=click.Path(exists=True, dir_okay=False),
+              help="Validated every epoch (segment centres, centre crop); the best epoch is kept.")
+@click.option("--classes", type=click.Path(exists=True, dir_okay=False),
+              help="Class names, one per line in label order (default: labels are the names).")
+@click.option("--num-classes", type=int, help="Default: the class file's length, else max label + 1.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run folder: last.pt, best.pt, metrics.jsonl, config.json.")
+@click.option("--preset", type=str,
+              help="Reference settings shipped with tsn-train: ucf101 or hmdb51 (per modality). "
+                   "Options given here override it.")
+@click.option("--arch", type=click.Choice(list(ARCHS)), help="Backbone.  [default: bn_inception]")
+@click.option("--pretrained", type=click.Path(dir_okay=False),
+              help="ImageNet weights file for the backbone (e.g. bn_inception-52deb4733.pth, or a "
+                   "torchvision resnet50 .pth). Nothing is downloaded. Default: random init.")
+@click.option("--consensus", type=click.Choice(CONSENSUS), help="Segmental consensus.  [default: average]")
+@click.option("--topk", type=int, help="k of top-k consensus.  [default: 2]")
+@click.option("--segments", type=int, help="Segments K per video.  [default: 3]")
+@click.option("--dropout", type=float, help="Before the classifier.  [default: 0.8 rgb, 0.7 flow]")
+@click.option("--partial-bn/--no-partial-bn", default=None,
+              help="Freeze every BatchNorm but the first.  [default: on]")
+@click.option("--input-size", type=int, help="Crop side fed to the network.  [default: 224; 299 Inception-v3]")
+@click.option("--scales", type=str, help="Multi-scale crop fractions, e.g. '1,.875,.75,.66'.")
+@click.option("--lr", type=float, help="Base learning rate.  [default: 0.001 rgb, 0.005 flow]")
+@click.option("--lr-steps", type=str, help="Epochs where lr is multiplied by --lr-gamma, e.g. '20,40'.")
+@click.option("--lr-gamma", type=float, help="[default: 0.1]")
+@click.option("--epochs", type=int, help="[default: 47 rgb, 242 flow]")
+@click.option("--momentum", type=float, help="[default: 0.9]")
+@click.option("--weight-decay", type=float, help="[default: 5e-4]")
+@click.option("--clip-grad", type=float, help="Max L2 norm of the gradient (0 = off).  [default: 40 rgb, 20 flow]")
+@click.option("--batch-size", type=int, help="Videos per forward pass per process.  [default: 32]")
+@click.option("--accumulate", type=int,
+              help="Batches per SGD step; effective batch = batch-size x accumulate x processes.  [default: 4]")
+@click.option("--workers", type=int, help="DataLoader processes per training process.  [default: 4]")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--device", type=str, help="auto, cpu, cuda or cuda:N.  [default: auto]")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),
+              help="Mixed precision on CUDA (ignored on the CPU).  [default: auto = bf16 if supported]")
+@click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
+@click.option("--log-every", type=int, help="Write a step record to metrics.jsonl every N batches.  [default: 20]")
+@click.option("--max-steps", type=int, help="Stop each epoch after N SGD steps (smoke runs).")
+@click.option("--resume", is_flag=False, flag_value="last", default=None,
+              help="Continue from OUT/last.pt (or the checkpoint given) after its last full epoch.")
+def fit(**options) -> None:
+    """Train a TSN stream.
+
+    Settings come from the modality's reference defaults, then --preset, then the options given.
+    Launch on several GPUs (or CPU processes) with torchrun:
+
+    \b
+      torchrun --nproc_per_node 4 -m tsn_train.cli fit ...
+    """
+    from .fit import fit as run_fit
+    from .checkpoint import load as load_checkpoint
+
+    preset = options.pop("preset")
+    resume = options.pop("resume")
+    options["scales"] = _floats(options["scales"])
+    options["lr_steps"] = _ints(options["lr_steps"])
+    try:
+        cfg = resolve(options, preset)
+        if resume is not None:
+            resume = str(Path(cfg.out) / "last.pt") if resume == "last" else resume
+            load_checkpoint(Path(resume))
+        run_fit(cfg, resume)
+    except (ListError, PretrainedError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; continue with the same command and --resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

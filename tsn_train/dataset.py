@@ -1,0 +1,130 @@
+"""A TSN dataset over a tsn-prep store: segment-sampled snippets, decoded and transformed."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from tsn_prep.store import Store
+
+from .lists import Record
+from .sampling import SNIPPET_LENGTH, center_starts, sample_indices, train_starts
+from .transforms import FLOW_MODALITIES, InputNorm, to_input
+
+CHANNELS = {"rgb": ("img",), "rgbdiff": ("img",), "flow": ("flow_x", "flow_y"),
+            "warped_flow": ("warped_flow_x", "warped_flow_y")}
+
+
+def decode(data: bytes, color: bool, where: str) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8),
+                         cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"{where}: stored image is not a decodable JPEG/PNG")
+    return image
+
+
+class VideoDataset(Dataset):
+    """One sample per listed video: K snippets of ``modality``.
+
+    ``train=True`` draws one random snippet per segment and applies ``transform(frames, rng)``
+    (augmentation); otherwise snippets sit at segment centres and ``transform`` is an EvalCrops.
+    The random draws of item ``i`` in epoch ``e`` depend only on ``(seed, e, i)``, so any number
+    of loader workers, ranks, or a resumed run see the same samples. Items are
+    ``(K, C_in, S, S)`` in training and ``(crops, K, C_in, S, S)`` otherwise, with the label.
+    """
+
+    def __init__(self, store_root: Path, records: list[Record], counts: dict[str, int],
+                 modality: str, segments: int, train: bool,
+                 transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
+                 norm: InputNorm, seed: int = 0):
+        self.store_root = Path(store_root)
+        self.records, self.counts = records, counts
+        self.modality, self.segments, self.train = modality, segments, train
+        self.transform, self.norm, self.seed = transform, norm, seed
+        self.epoch = 0
+        self._store: Optional[Store] = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:  # opened in each worker process, never pickled
+            self._store = Store(self.store_root)
+        return self._store
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _store=None)
+
+    def indices(self, i: int, rng: Optional[np.random.Generator]) -> list[list[int]]:
+        """Image indices per snippet for item ``i``."""
+        count = self.counts[self.records[i].video_id]
+        length = SNIPPET_LENGTH[self.modality]
+        starts = (train_starts(count, length, self.segments, rng) if self.train
+                  else center_starts(count, length, self.segments))
+        return sample_indices(starts, length, count)
+
+    def load(self, video_id: str, indices: list[int]) -> np.ndarray:
+        """Decoded images ``(T, H, W, C)`` at ``indices`` (each distinct image decoded once)."""
+        unique = sorted(set(indices))
+        channels = []
+        for channel in CHANNELS[self.modality]:
+            blobs = self.store.read(video_id, channel, unique)
+            color = self.modality not in FLOW_MODALITIES
+            decoded = {i: decode(b, color, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
+            channels.append(np.stack([decoded[i] for i in indices]))
+        if len(channels) == 1:
+            return channels[0]
+        return np.stack(channels, axis=-1)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        record = self.records[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        snippets = self.indices(i, rng)
+        frames = self.load(record.video_id, [j for s in snippets for j in s])
+        frames = self.transform(frames, rng)
+        k, length = len(snippets), len(snippets[0])
+        frames = frames.reshape(*frames.shape[:-4], k, length, *frames.shape[-3:])
+        return to_input(frames, self.modality, self.norm), record.label
+
+
+class ShardSampler(Sampler[int]):
+    """Items of one rank: a seeded permutation per epoch (training) or the plain order, dealt
+    round-robin over ``world`` ranks. Without ``pad``, ranks may differ by one item (evaluation
+    counts every video exactly once); with it, the first items repeat so all ranks step together."""
+
+    def __init__(self, size: int, rank: int = 0, world: int = 1, shuffle: bool = False,
+                 seed: int = 0, pad: bool = False):
+        self.size, self.rank, self.world = size, rank, world
+        self.shuffle, self.seed, self.pad = shuffle, seed, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            items = torch.randperm(self.size, generator=g).tolist()
+        else:
+            items = list(range(self.size))
+        if self.pad and self.size % self.world:
+            items += items[: self.world - self.size % self.world]
+        return items[self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self.order())
+
+    def __len__(self) -> int:
+        return len(self.order())
+
+
+def worker_init(_: int) -> None:
+    cv2.setNumThreads(1)  # workers are the parallelism; OpenCV threads would oversubscribe

@@ -1,0 +1,62 @@
+"""Loading ImageNet weights from a local file (nothing is downloaded at run time)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class PretrainedError(Exception):
+    """The weights file is missing, unreadable, or does not fit the architecture."""
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``path``: a bare state dict, or one under ``state_dict``/``model``; a
+    ``module.`` prefix left by DataParallel is removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise PretrainedError(f"{path}: no such weights file (download it first; tsn never "
+                              "downloads at run time)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not weights"
+        raise PretrainedError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PretrainedError(f"{path}: holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_pretrained(model: nn.Module, path: Path, classifier: str, extra: tuple[str, ...] = ()) -> None:
+    """Load ImageNet weights into ``model`` (classifier still attached) and check they fit.
+
+    The classifier's weights are loaded too but TSN replaces it. BatchNorm's
+    ``num_batches_tracked`` may be absent (older files, e.g. bn_inception-52deb4733.pth). Keys
+    under the ``extra`` prefixes (heads the model does not build, e.g. Inception-v3's auxiliary
+    classifier) are skipped.
+    """
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(extra)}
+    own = model.state_dict()
+    for k, v in state.items():
+        # Some converted Caffe files (tsn-pytorch's BN-Inception) store BN vectors as [1, C].
+        if k in own and v.dim() == 2 and v.shape[0] == 1 and own[k].shape == v.shape[1:]:
+            state[k] = v[0]
+    wrong = [f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})"
+             for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise PretrainedError(f"{path}: {len(wrong)} tensors have the wrong shape for this "
+                              f"architecture: {', '.join(wrong[:3])}")
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
+               and not k.startswith(classifier + ".")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} ({', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} ({', '.join(unexpected[:3])})")
+        raise PretrainedError(f"{path}: does not match the architecture: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=False)

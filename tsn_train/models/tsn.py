@@ -1,0 +1,108 @@
+"""The TSN network: a shared backbone scores K snippets, a consensus combines them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..consensus import make_consensus
+from ..sampling import SNIPPET_LENGTH
+from .backbones import ARCHS, build_backbone, strip_classifier
+from .pretrained import load_pretrained
+
+
+def input_channels(modality: str) -> int:
+    """Channels of one snippet: 3 (rgb), 15 (rgbdiff: 5 differences), 10 (flow: 5 x and y)."""
+    length = SNIPPET_LENGTH[modality]
+    if modality == "rgb":
+        return 3
+    if modality == "rgbdiff":
+        return 3 * (length - 1)
+    return 2 * length
+
+
+def first_of(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
+    """Name and module of the first ``kind`` layer in ``model.modules()`` order."""
+    for name, module in model.named_modules():
+        if isinstance(module, kind):
+            return name, module
+    raise ValueError(f"{type(model).__name__} has no {kind.__name__}")
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, attr, module)
+
+
+def cross_modality_conv(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
+    """A copy of ``conv`` taking ``channels`` inputs, each with the mean of its RGB filters
+    (TSN's cross-modality initialisation); the bias is kept."""
+    new = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    with torch.no_grad():
+        mean = conv.weight.mean(dim=1, keepdim=True)
+        new.weight.copy_(mean.expand(-1, channels, -1, -1))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+class TSN(nn.Module):
+    """Temporal Segment Network for one modality.
+
+    Input ``(N, K, C, H, W)``: K snippets per video. Output ``(N, classes)``: the consensus of the
+    snippet scores, before softmax (cross-entropy applies to it, as in the paper).
+    """
+
+    def __init__(self, num_classes: int, modality: str, arch: str = "bn_inception",
+                 segments: int = 3, consensus: str = "average", dropout: float = 0.8,
+                 partial_bn: bool = True, topk: int = 2, pretrained: Optional[Path] = None):
+        super().__init__()
+        self.modality, self.arch, self.segments = modality, arch, segments
+        self.partial_bn = partial_bn
+        base = build_backbone(arch)
+        spec = ARCHS[arch]
+        if pretrained is not None:
+            load_pretrained(base, pretrained, spec.classifier, spec.extra)
+        self.base = strip_classifier(base, arch)
+        channels = input_channels(modality)
+        conv_name, conv = first_of(self.base, nn.Conv2d)
+        if channels != conv.in_channels:
+            conv = cross_modality_conv(conv, channels)
+            _set_module(self.base, conv_name, conv)
+        self.first_conv = conv_name
+        self.first_bn = first_of(self.base, nn.modules.batchnorm._BatchNorm)[0]
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(spec.feature_dim, num_classes)
+        nn.init.normal_(self.fc.weight, 0, 0.001)  # as TSN: a new classifier starts near zero
+        nn.init.zeros_(self.fc.bias)
+        self.consensus = make_consensus(consensus, segments, spec.feature_dim, topk)
+        if partial_bn:
+            for bn in self.frozen_bns():
+                for p in bn.parameters():
+                    p.requires_grad_(False)
+
+    def frozen_bns(self) -> list[nn.Module]:
+        """Every BatchNorm except the first: partial BN freezes their statistics and affine."""
+        bns = [m for n, m in self.base.named_modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and n != self.first_bn]
+        return bns if self.partial_bn else []
+
+    def train(self, mode: bool = True) -> "TSN":
+        super().train(mode)
+        if mode:
+            for bn in self.frozen_bns():
+                bn.eval()
+        return self
+
+    def snippet_scores(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(M, C, H, W)`` snippets -> class scores ``(M, classes)`` and pooled features."""
+        features = self.base(x)
+        return self.fc(self.dropout(features)), features
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, k = x.shape[:2]
+        scores, features = self.snippet_scores(x.flatten(0, 1))
+        return self.consensus(scores.view(n, k, -1), features.view(n, k, -1))

@@ -1,0 +1,1 @@
+"""Shipped training presets (JSON): <dataset>_<modality>.json."""

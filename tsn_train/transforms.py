@@ -1,0 +1,190 @@
+"""TSN's group transforms: one crop and one flip for every image of a sample, and input scaling.
+
+Images of a sample are a uint8 array ``(T, H, W, C)``: ``C = 3`` (BGR, as stored) for rgb and
+rgbdiff, ``C = 2`` (x, y) for flow. Crops are decided by pure functions of the frame size and a
+numpy Generator, so tests can pin them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+# Scale sets of the multi-scale crop (SPEC "Reference defaults"): fractions of the short side.
+SCALES = {"rgb": (1, .875, .75, .66), "rgbdiff": (1, .875, .75), "flow": (1, .875, .75),
+          "warped_flow": (1, .875, .75)}
+FLOW_MODALITIES = ("flow", "warped_flow")
+
+
+def crop_sizes(short: int, input_size: int, scales: tuple[float, ...]) -> list[int]:
+    """Side lengths ``int(short * s)``; within 3 px of ``input_size`` they snap to it, as in TSN."""
+    sizes = [int(short * s) for s in scales]
+    return [input_size if abs(s - input_size) < 3 else s for s in sizes]
+
+
+def corner_offsets(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
+    """The five allowed (x, y) positions: four corners and the centre (corner cropping)."""
+    ws, hs = (w - cw) // 4, (h - ch) // 4
+    return [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
+
+
+def multiscale_crop_box(h: int, w: int, input_size: int, scales: tuple[float, ...],
+                        rng: np.random.Generator, max_distort: int = 1) -> tuple[int, int, int, int]:
+    """A random (x, y, width, height) crop: width and height from the scale set, at most
+    ``max_distort`` steps apart (aspect-ratio jitter), placed at a corner or the centre."""
+    sizes = crop_sizes(min(h, w), input_size, scales)
+    pairs = [(cw, ch) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes)
+             if abs(i - j) <= max_distort]
+    cw, ch = pairs[rng.integers(len(pairs))]
+    offsets = corner_offsets(h, w, ch, cw)
+    x, y = offsets[rng.integers(len(offsets))]
+    return x, y, cw, ch
+
+
+def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize every image of ``(T, H, W, C)`` bilinearly (one OpenCV call per 512 channels)."""
+    t, h, w, c = frames.shape
+    if (h, w) == (height, width):
+        return frames
+    stacked = frames.transpose(1, 2, 0, 3).reshape(h, w, t * c)
+    out = [cv2.resize(stacked[:, :, i:i + 512], (width, height), interpolation=cv2.INTER_LINEAR)
+           for i in range(0, t * c, 512)]
+    out = [o[:, :, None] if o.ndim == 2 else o for o in out]
+    return np.concatenate(out, axis=2).reshape(height, width, t, c).transpose(2, 0, 1, 3)
+
+
+def crop(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, cw, ch = box
+    return frames[:, y:y + ch, x:x + cw]
+
+
+def hflip(frames: np.ndarray, is_flow: bool) -> np.ndarray:
+    """Mirror left-right; for flow the x component changes sign, i.e. v -> 255 - v."""
+    out = frames[:, :, ::-1]
+    if is_flow:
+        out = out.copy()
+        out[..., 0] = 255 - out[..., 0]
+    return np.ascontiguousarray(out)
+
+
+def rescale_short_side(frames: np.ndarray, short: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    if min(h, w) == short:
+        return frames
+    if h <= w:
+        return resize(frames, round(w * short / h), short)
+    return resize(frames, short, round(h * short / w))
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """Multi-scale corner crop resized to ``input_size``, then a random horizontal flip."""
+
+    input_size: int
+    scales: tuple[float, ...]
+    is_flow: bool
+    max_distort: int = 1
+    flip: bool = True
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = frames.shape[1:3]
+        box = multiscale_crop_box(h, w, self.input_size, self.scales, rng, self.max_distort)
+        out = resize(crop(frames, box), self.input_size, self.input_size)
+        if self.flip and rng.random() < 0.5:
+            out = hflip(out, self.is_flow)
+        return out
+
+
+def eval_boxes(h: int, w: int, size: int, crops: int) -> list[tuple[int, int, int, int]]:
+    """Crop boxes for evaluation: 1 = centre; 3 = start, centre and end of the long side;
+    5 (and 10 with flips) = four corners and the centre."""
+    if crops == 1:
+        return [((w - size) // 2, (h - size) // 2, size, size)]
+    if crops == 3:
+        if w >= h:
+            return [(x, (h - size) // 2, size, size) for x in (0, (w - size) // 2, w - size)]
+        return [((w - size) // 2, y, size, size) for y in (0, (h - size) // 2, h - size)]
+    if crops in (5, 10):
+        return [(x, y, size, size) for x, y in corner_offsets(h, w, size, size)]
+    raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
+
+
+@dataclass(frozen=True)
+class EvalCrops:
+    """Rescale the short side to ``scale_size``, then take ``crops`` fixed crops of ``input_size``.
+
+    Returns ``(crops, T, input_size, input_size, C)``; with 10 crops the last five are the mirror
+    images of the first five.
+    """
+
+    input_size: int
+    scale_size: int
+    crops: int
+    is_flow: bool
+
+    def __call__(self, frames: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        frames = rescale_short_side(frames, self.scale_size)
+        h, w = frames.shape[1:3]
+        out = [crop(frames, b) for b in eval_boxes(h, w, self.input_size, self.crops)]
+        if self.crops == 10:
+            out += [hflip(c, self.is_flow) for c in out]
+        return np.stack(out)
+
+
+# --- scaling into the network's input --------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputNorm:
+    """How a backbone wants its input: channel order, scale of 0-255 values, means and stds."""
+
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    flow_mean: float
+    flow_std: float
+    diff_std: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputNorm":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+NORMS = {
+    # BN-Inception as trained in Caffe: BGR, 0-255, mean subtracted, no std; flow centred on 128.
+    "caffe_bgr": InputNorm(True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 128.0, 1.0, 1.0),
+    # torchvision ImageNet models: RGB in 0-1, ImageNet mean/std; flow and differences use the
+    # mean std (differences twice it, their range being twice as wide), as tsn-pytorch does.
+    "imagenet": InputNorm(False, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                          0.5, 0.226, 0.452),
+}
+
+
+def to_input(frames: np.ndarray, modality: str, norm: InputNorm) -> torch.Tensor:
+    """``(..., L, H, W, C)`` uint8 snippets -> float32 ``(..., C_in, H, W)`` network input.
+
+    rgb: 3 channels; flow: x0, y0, x1, y1, ... (10 for L=5); rgbdiff: the L-1 differences of
+    consecutive frames (15 channels for L=6). Training and testing both call this, so RGB
+    difference is computed and scaled the same way in both.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
+    *lead, length, h, w, c = x.shape
+    if modality in FLOW_MODALITIES:
+        x = (x * norm.scale - norm.flow_mean) / norm.flow_std
+        return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)
+    if not norm.bgr:
+        x = x.flip(-1)
+    if modality == "rgb":
+        x = (x * norm.scale - torch.tensor(norm.mean)) / torch.tensor(norm.std)
+    elif modality == "rgbdiff":
+        x = (x[..., 1:, :, :, :] - x[..., :-1, :, :, :]) * norm.scale / norm.diff_std
+        length -= 1
+    else:
+        raise ValueError(f"unknown modality {modality!r}")
+    return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)
