@@ -14,7 +14,7 @@ Timing on a shared machine is noisy, so every ratio is taken against a baseline 
 same run, repeats are interleaved (the order rotates between repeats) and medians are reported.
 
     python tools/bench_prep.py --quick               # about a minute or two
-    python tools/bench_prep.py --write-docs          # about 10 minutes; rewrites docs/performance.md
+    python tools/bench_prep.py --write-docs          # about 10 minutes; updates docs/performance.md
 """
 from __future__ import annotations
 
@@ -507,6 +507,29 @@ def print_summary(machine: dict, flow: dict, rgb: dict, policy: RetryPolicy) -> 
     print(f"\n{disturbed_note(policy)}")
 
 
+def docs_command(script: str, argv: Optional[list[str]]) -> str:
+    """The command line that reproduces this run, from the repository root."""
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python", str(Path(script).resolve().relative_to(REPO)), *args])
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``, keeping
+    the rest of the file (other benchmarks write their own parts); a file or part not there yet
+    is created, the part appended at the end."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if start in old and end in old:
+        before, rest = old.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        new = before + block + ("\n" + after if after else "")
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new, encoding="utf-8")
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the repository when it is near it (../shared/...), else absolute."""
     try:
@@ -757,11 +780,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_summary(machine, flow, rgb, policy)
     print(f"\n(total {minutes:.1f} min)")
     if args.write_docs:
-        command = "python " + " ".join([str(Path(__file__).resolve().relative_to(REPO))] +
-                                       (argv if argv is not None else sys.argv[1:]))
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
-        DOCS.write_text(render_docs(machine, flow, rgb, command, started, minutes, load_start,
-                                    display_path(videos), policy))
+        write_section(DOCS, "bench_prep", render_docs(machine, flow, rgb, docs_command(__file__, argv),
+                                                      started, minutes, load_start,
+                                                      display_path(videos), policy))
         print(f"wrote {DOCS}")
     return 0
 

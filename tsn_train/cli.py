@@ -10,6 +10,7 @@ import click
 from .config import MODALITIES, preset_names, resolve
 from .consensus import CONSENSUS
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
+from . import distributed
 from .models import ARCHS, PretrainedError
 
 
@@ -118,7 +119,7 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--device", type=str, help="auto, cpu, cuda or cuda:N.  [default: auto]")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),
-              help="Mixed precision on CUDA (ignored on the CPU).  [default: auto = bf16 if supported]")
+              help="Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on the CPU.  [default: auto]")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
 @click.option("--log-every", type=int, help="Write a step record to metrics.jsonl every N batches.  [default: 20]")
 @click.option("--max-steps", type=int, help="Stop each epoch after N SGD steps (smoke runs).")
@@ -145,12 +146,14 @@ def fit(**options) -> None:
         if resume is not None:
             resume = str(Path(cfg.out) / "last.pt") if resume == "last" else resume
             load_checkpoint(Path(resume))
-        run_fit(cfg, resume)
+        return run_fit(cfg, resume)
     except (ListError, PretrainedError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted; continue with the same command and --resume", err=True)
         sys.exit(130)
+    finally:
+        distributed.cleanup()
 
 
 if __name__ == "__main__":

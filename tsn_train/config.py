@@ -63,8 +63,15 @@ MODALITY_DEFAULTS = {
 
 
 def preset_names() -> list[str]:
-    files = resources.files("tsn_train.presets").iterdir()
-    return sorted({f.name.rsplit("_", 1)[0] for f in files if f.name.endswith(".json")})
+    """Datasets with shipped presets (files are ``<dataset>_<modality>.json``)."""
+    longest_first = sorted(MODALITIES, key=len, reverse=True)  # warped_flow before flow
+    names = set()
+    for f in resources.files("tsn_train.presets").iterdir():
+        stem = f.name.removesuffix(".json")
+        modality = next((m for m in longest_first if stem.endswith("_" + m)), None)
+        if f.name.endswith(".json") and modality:
+            names.add(stem[: -len(modality) - 1])
+    return sorted(names)
 
 
 def load_preset(name: str, modality: str) -> dict:

@@ -72,7 +72,9 @@ def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], l
 
 
 def _amp_dtype(cfg: FitConfig, device: torch.device) -> Optional[torch.dtype]:
-    if device.type != "cuda" or cfg.amp == "off":
+    """Autocast dtype: ``auto`` is bf16 on CUDA when supported (else fp16) and off on the CPU;
+    bf16/fp16 asked for explicitly also run on the CPU (same code path, for testing)."""
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
         return None
     if cfg.amp == "fp16":
         return torch.float16
@@ -214,6 +216,8 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
 
     if dev.main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.pt.*.tmp"):  # a checkpoint write cut short by a kill
+            stale.unlink()
         eff = cfg.batch_size * cfg.accumulate * dev.world
         tqdm.write(f"tsn-train fit: {cfg.modality} {cfg.arch}, {len(train)} train / "
                    f"{len(val or [])} val videos, {len(classes)} classes, device {dev.device}"
