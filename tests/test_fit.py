@@ -165,3 +165,39 @@ def test_mixed_precision_and_channels_last_path_learns_flow_on_the_cpu(train_sto
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
     ckpt = torch.load(run / "last.pt", weights_only=False)
     assert all(v.dtype == torch.float32 for k, v in ckpt["model"].items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
+    from torch import nn
+
+    from tsn_train.config import FitConfig
+    from tsn_train.distributed import Dist
+    from tsn_train.fit import train_one_epoch
+
+    class Net(nn.Module):  # no BN or dropout, so gradients of sub-batches add up exactly
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, x):
+            return self.fc(x.flatten(2)).mean(1)
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 2, 3, 2, 2), torch.randint(0, 3, (8,))
+    init = Net().state_dict()
+
+    def run(batch: int, accumulate: int) -> nn.Module:
+        net = Net()
+        net.load_state_dict(init)
+        opt = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
+        cfg = FitConfig(modality="rgb", store="", train_list="", out="", batch_size=batch,
+                        accumulate=accumulate, clip_grad=clip, log_every=0, epochs=1)
+        loader = [(x[i:i + batch], y[i:i + batch]) for i in range(0, 8, batch)]
+        train_one_epoch(net, loader, opt, torch.amp.GradScaler("cpu", enabled=False), cfg,
+                        Dist(0, 1, 0, torch.device("cpu")), None, 0, None)
+        return net
+
+    a, b, c = run(4, 1), run(2, 2), run(2, 1)
+    assert torch.allclose(a.fc.weight, b.fc.weight, atol=1e-6)
+    assert not torch.allclose(a.fc.weight, c.fc.weight, atol=1e-3)  # 4 steps differ from 2

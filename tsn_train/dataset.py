@@ -126,5 +126,10 @@ class ShardSampler(Sampler[int]):
         return len(self.order())
 
 
-def worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # workers are the parallelism; OpenCV threads would oversubscribe
+def single_threaded_decoding() -> None:
+    """One OpenCV thread per process, inherited by loader workers (they are the parallelism).
+
+    Call it in the parent before workers start: ``cv2.setNumThreads`` inside a forked worker
+    deadlocks when the parent's OpenCV thread pool had been running.
+    """
+    cv2.setNumThreads(1)

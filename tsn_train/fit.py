@@ -23,7 +23,7 @@ from tsn_prep.store import Store
 
 from . import checkpoint, distributed
 from .config import FitConfig
-from .dataset import ShardSampler, VideoDataset, worker_init
+from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
 from .lists import ListError, Record, num_classes_of, read_classes, read_list, validate
 from .models import ARCHS, TSN
 from .optim import lr_at, make_optimizer, set_lr
@@ -85,13 +85,22 @@ def _amp_dtype(cfg: FitConfig, device: torch.device) -> Optional[torch.dtype]:
 
 def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device) -> DataLoader:
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda", worker_init_fn=worker_init,
+                      pin_memory=device.type == "cuda",
                       persistent_workers=False)
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _tensorboard(out: Path):
+    """A SummaryWriter under ``OUT/tensorboard`` when the tensorboard package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -180,6 +189,8 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     train, val, classes, train_counts, val_counts = _load_lists(cfg)
 
     prep = preprocessing(cfg)
+    if cfg.workers > 0:
+        single_threaded_decoding()
     norm = NORMS[ARCHS[cfg.arch].norm]
     is_flow = cfg.modality in FLOW_MODALITIES
     augment = TrainAugment(prep["input_size"], tuple(cfg.scales), is_flow)
@@ -224,6 +235,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
                    f"{f' x {dev.world} ranks' if dev.world > 1 else ''}, effective batch {eff}"
                    f"{f', resuming after epoch {start_epoch}' if ckpt else ''}")
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    board = _tensorboard(out) if dev.main else None
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()
         lr = lr_at(epoch, cfg.lr, cfg.lr_steps, cfg.lr_gamma)
@@ -253,8 +265,15 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
             if improved:
                 checkpoint.save_atomic(state, out / "best.pt")
             _append_jsonl(metrics_path, record)
+            if board is not None:
+                for key, value in record.items():
+                    if key not in ("kind", "epoch"):
+                        board.add_scalar(key, value, epoch + 1)
+                board.flush()
             tqdm.write(_summary(record, cfg.epochs))
         distributed.barrier()
+    if board is not None:
+        board.close()
     return FitResult(model, cfg.epochs - start_epoch, best, history)
 
 

@@ -1,0 +1,53 @@
+"""VideoDataset over a real store: the right images, in the right channel order, reproducibly."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.conftest import CLIPS, decode
+from tsn_prep.store import Store
+from tsn_train.dataset import VideoDataset
+from tsn_train.lists import Record, validate
+from tsn_train.sampling import center_starts, sample_indices
+from tsn_train.transforms import NORMS, SCALES, EvalCrops, TrainAugment, to_input
+
+RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
+
+
+def dataset(store, modality, train, segments=3):
+    counts = validate(RECORDS, Store(store), modality, 5)
+    is_flow = modality == "flow"
+    transform = (TrainAugment(64, SCALES[modality], is_flow) if train
+                 else EvalCrops(64, 84, 1, is_flow))  # 112x84 frames: centre 64x64, no resize
+    return VideoDataset(store, RECORDS, counts, modality, segments, train, transform, NORMS["caffe_bgr"], seed=7)
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow", "rgbdiff"])
+def test_eval_items_are_the_stored_images_at_segment_centres(train_store, modality):
+    ds = dataset(train_store, modality, train=False)
+    store = Store(train_store)
+    x, label = ds[3]  # "tree"
+    count = 15 if modality == "flow" else 40
+    length = {"rgb": 1, "flow": 5, "rgbdiff": 6}[modality]
+    snippets = sample_indices(center_starts(count, length, 3), length, count)
+    channels = ["flow_x", "flow_y"] if modality == "flow" else ["img"]
+    images = [[decode(store.get("tree", ch, i)) for ch in channels] for s in snippets for i in s]
+    frames = np.stack([np.stack(im, -1) if len(im) == 2 else im[0] for im in images])
+    frames = frames[:, 10:74, 24:88].reshape(3, length, 64, 64, -1)  # the centre crop of 84x112
+    assert label == 3
+    assert x.shape == (1, 3, {"rgb": 3, "flow": 10, "rgbdiff": 15}[modality], 64, 64)
+    assert torch.equal(x[0], to_input(frames, modality, NORMS["caffe_bgr"]))
+    if modality == "flow":  # channel 2 is the x component of the snippet's second field
+        assert torch.equal(x[0, 0, 2], torch.from_numpy(frames[0, 1, :, :, 0]).float() - 128)
+
+
+def test_training_items_depend_only_on_seed_epoch_and_index(train_store):
+    ds = dataset(train_store, "flow", train=True)
+    a, b = ds[1][0], ds[1][0]
+    assert a.shape == (3, 10, 64, 64) and torch.equal(a, b)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1][0], a)
+    ds.set_epoch(0)
+    one = [x for x, _ in DataLoader(ds, batch_size=2, num_workers=0)]
+    two = [x for x, _ in DataLoader(ds, batch_size=2, num_workers=2)]
+    assert all(torch.equal(p, q) for p, q in zip(one, two)) and len(one) == 3
