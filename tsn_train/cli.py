@@ -87,7 +87,7 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
               help="Validated every epoch (segment centres, centre crop); the best epoch is kept.")
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False),
               help="Class names, one per line in label order (default: labels are the names).")
-@click.option("--num-classes", type=int, help="Default: the class file's length, else max label + 1.")
+@click.option("--num-classes", type=click.IntRange(min=2), help="Default: the class file's length, else max label + 1.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run folder: last.pt, best.pt, metrics.jsonl, config.json.")
 @click.option("--preset", type=str,
@@ -98,31 +98,31 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
               help="ImageNet weights file for the backbone (e.g. bn_inception-52deb4733.pth, or a "
                    "torchvision resnet50 .pth). Nothing is downloaded. Default: random init.")
 @click.option("--consensus", type=click.Choice(CONSENSUS), help="Segmental consensus.  [default: average]")
-@click.option("--topk", type=int, help="k of top-k consensus.  [default: 2]")
-@click.option("--segments", type=int, help="Segments K per video.  [default: 3]")
-@click.option("--dropout", type=float, help="Before the classifier.  [default: 0.8 rgb, 0.7 flow]")
+@click.option("--topk", type=click.IntRange(min=1), help="k of top-k consensus.  [default: 2]")
+@click.option("--segments", type=click.IntRange(min=1), help="Segments K per video.  [default: 3]")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Before the classifier.  [default: 0.8 rgb, 0.7 flow]")
 @click.option("--partial-bn/--no-partial-bn", default=None,
               help="Freeze every BatchNorm but the first.  [default: on]")
-@click.option("--input-size", type=int, help="Crop side fed to the network.  [default: 224; 299 Inception-v3]")
+@click.option("--input-size", type=click.IntRange(min=32), help="Crop side fed to the network.  [default: 224; 299 Inception-v3]")
 @click.option("--scales", type=str, help="Multi-scale crop fractions, e.g. '1,.875,.75,.66'.")
 @click.option("--lr", type=float, help="Base learning rate.  [default: 0.001 rgb, 0.005 flow]")
 @click.option("--lr-steps", type=str, help="Epochs where lr is multiplied by --lr-gamma, e.g. '20,40'.")
 @click.option("--lr-gamma", type=float, help="[default: 0.1]")
-@click.option("--epochs", type=int, help="[default: 47 rgb, 242 flow]")
+@click.option("--epochs", type=click.IntRange(min=1), help="[default: 47 rgb, 242 flow]")
 @click.option("--momentum", type=float, help="[default: 0.9]")
 @click.option("--weight-decay", type=float, help="[default: 5e-4]")
-@click.option("--clip-grad", type=float, help="Max L2 norm of the gradient (0 = off).  [default: 40 rgb, 20 flow]")
-@click.option("--batch-size", type=int, help="Videos per forward pass per process.  [default: 32]")
-@click.option("--accumulate", type=int,
+@click.option("--clip-grad", type=click.FloatRange(min=0), help="Max L2 norm of the gradient (0 = off).  [default: 40 rgb, 20 flow]")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Videos per forward pass per process.  [default: 32]")
+@click.option("--accumulate", type=click.IntRange(min=1),
               help="Batches per SGD step; effective batch = batch-size x accumulate x processes.  [default: 4]")
-@click.option("--workers", type=int, help="DataLoader processes per training process.  [default: 4]")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader processes per training process.  [default: 4]")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--device", type=str, help="auto, cpu, cuda or cuda:N.  [default: auto]")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),
               help="Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on the CPU.  [default: auto]")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
-@click.option("--log-every", type=int, help="Write a step record to metrics.jsonl every N batches.  [default: 20]")
-@click.option("--max-steps", type=int, help="Stop each epoch after N SGD steps (smoke runs).")
+@click.option("--log-every", type=click.IntRange(min=0), help="Write a step record to metrics.jsonl every N batches.  [default: 20]")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop each epoch after N SGD steps (smoke runs).")
 @click.option("--resume", is_flag=False, flag_value="last", default=None,
               help="Continue from OUT/last.pt (or the checkpoint given) after its last full epoch.")
 def fit(**options) -> None:
@@ -139,8 +139,12 @@ def fit(**options) -> None:
 
     preset = options.pop("preset")
     resume = options.pop("resume")
-    options["scales"] = _floats(options["scales"])
-    options["lr_steps"] = _ints(options["lr_steps"])
+    try:
+        options["scales"] = _floats(options["scales"])
+        options["lr_steps"] = _ints(options["lr_steps"])
+    except ValueError:
+        raise click.BadParameter("--scales and --lr-steps take comma-separated numbers, "
+                                 "e.g. '1,.875,.75' and '20,40'") from None
     try:
         cfg = resolve(options, preset)
         if resume is not None:
