@@ -201,3 +201,17 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
     a, b, c = run(4, 1), run(2, 2), run(2, 1)
     assert torch.allclose(a.fc.weight, b.fc.weight, atol=1e-6)
     assert not torch.allclose(a.fc.weight, c.fc.weight, atol=1e-3)  # 4 steps differ from 2
+
+
+def test_a_finished_run_is_not_overwritten_and_resume_checks_the_stream(train_store, tmp_path):
+    lst = train_store.parent / "train.txt"
+    run = tmp_path / "run"
+    args = ["fit", "--store", train_store, "--train-list", lst, "--out", run, *SMALL,
+            "--batch-size", "5", "--epochs", "1", "--no-partial-bn"]
+    train_cli(*args, "--modality", "rgb")
+    before = (run / "metrics.jsonl").read_text()
+    result = train_cli(*args, "--modality", "rgb", expect=1)
+    assert "already holds a run (last.pt): add --resume" in result.output
+    result = train_cli(*args, "--modality", "flow", "--resume", expect=1)
+    assert "is a rgb resnet18 run; this command trains flow resnet18" in result.output
+    assert (run / "metrics.jsonl").read_text() == before

@@ -107,3 +107,14 @@ def test_rgb_and_rgb_difference_scaling():
 def test_unknown_crop_counts_are_refused(crops):
     with pytest.raises(ValueError):
         eval_boxes(256, 340, 224, crops)
+
+
+def test_resizing_many_frames_at_once_equals_one_by_one():
+    from tsn_train.transforms import resize
+    import cv2
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, size=(125, 84, 112, 2), dtype=np.uint8)  # 25 flow snippets: 250 channels
+    out = resize(frames, 73, 55)
+    assert out.shape == (125, 55, 73, 2)
+    for t in (0, 63, 124):
+        assert np.array_equal(out[t], cv2.resize(frames[t], (73, 55), interpolation=cv2.INTER_LINEAR))

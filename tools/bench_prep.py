@@ -720,6 +720,15 @@ def rgb_findings(machine: dict, rgb: dict) -> str:
 
 # --------------------------------------------------------------------------- main
 
+def add_disturbance_options(p: argparse.ArgumentParser) -> None:
+    """Options deciding when a measurement disturbed by other processes is run again."""
+    p.add_argument("--max-other-load", type=float, default=0.3,
+                   help="run a measurement again when other processes kept more cores than this busy "
+                        "meanwhile (default: 0.3)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="at most this many re-runs of a disturbed measurement (default: 2)")
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -729,11 +738,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, default=None,
                    help="frames per clip for the flow runs (overrides the mode's value, >= 2)")
     p.add_argument("--repeats", type=int, default=None, help="repeats of every measurement (>= 1)")
-    p.add_argument("--max-other-load", type=float, default=0.3,
-                   help="run a measurement again when other processes kept more cores than this busy "
-                        "meanwhile (default: 0.3)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="at most this many re-runs of a disturbed measurement (default: 2)")
+    add_disturbance_options(p)
     p.add_argument("--write-docs", action="store_true",
                    help=f"write the figures into {DOCS.relative_to(REPO)}")
     args = p.parse_args(argv)

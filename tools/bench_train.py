@@ -894,11 +894,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a minute or two instead of about ten")
     p.add_argument("--repeats", type=int, default=None,
                    help="repeats of every loader pass and training process (>= 1)")
-    p.add_argument("--max-other-load", type=float, default=0.3,
-                   help="run a measurement again when other processes kept more cores than this busy "
-                        "meanwhile (default: 0.3)")
-    p.add_argument("--retries", type=int, default=2,
-                   help="at most this many re-runs of a disturbed measurement (default: 2)")
+    bp.add_disturbance_options(p)
     p.add_argument("--write-docs", action="store_true",
                    help=f"write the figures into {DOCS.relative_to(REPO)} (its training part only)")
     p.add_argument("--train-child", help=argparse.SUPPRESS)  # internal: one training process

@@ -62,17 +62,31 @@ def main() -> None:
     ap.add_argument("--size", default="340x256", help="WIDTHxHEIGHT")
     ap.add_argument("--speed", type=float, default=3.0, help="object speed, px per frame")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lists", type=Path, default=None,
+                    help="also write demo_train.txt / demo_test.txt / demo_classes.txt here "
+                         "(the last --test-per-class clips of each class are the test set)")
+    ap.add_argument("--test-per-class", type=int, default=1)
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     rng = np.random.default_rng(args.seed)
     n = 0
-    for name, direction in DIRECTIONS.items():
+    split: dict[str, list[str]] = {"train": [], "test": []}
+    for label, (name, direction) in enumerate(DIRECTIONS.items()):
         for k in range(args.clips_per_class):
             pan = (rng.uniform(-2, 2), rng.uniform(-1, 1)) if k % 2 else (0.0, 0.0)
             frames = make_clip(rng, direction, args.frames, size, args.speed, pan)
             write_video(args.out / name / f"{name}_{k:02d}.mp4", frames)
+            part = "test" if k >= args.clips_per_class - args.test_per_class else "train"
+            split[part].append(f"{name}/{name}_{k:02d} {label}\n")  # ids as tsn-prep names them
             n += 1
     print(f"wrote {n} clips of {args.frames} frames ({args.size}) to {args.out}")
+    if args.lists:
+        args.lists.mkdir(parents=True, exist_ok=True)
+        for part, lines in split.items():
+            (args.lists / f"demo_{part}.txt").write_text("".join(lines))
+        (args.lists / "demo_classes.txt").write_text("".join(f"{c}\n" for c in DIRECTIONS))
+        print(f"wrote {len(split['train'])} train / {len(split['test'])} test lines and the class "
+              f"names to {args.lists}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from typing import Optional
 
 import click
 
+from tsn_prep.store import StoreError
+
 from .config import MODALITIES, preset_names, resolve
 from .consensus import CONSENSUS
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
@@ -105,6 +107,9 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
               help="Freeze every BatchNorm but the first.  [default: on]")
 @click.option("--input-size", type=click.IntRange(min=32), help="Crop side fed to the network.  [default: 224; 299 Inception-v3]")
 @click.option("--scales", type=str, help="Multi-scale crop fractions, e.g. '1,.875,.75,.66'.")
+@click.option("--flip/--no-flip", default=None,
+              help="Random horizontal flips (flow x inverted). Turn off when mirroring changes "
+                   "the class, e.g. 'move left' vs 'move right'.  [default: on]")
 @click.option("--lr", type=float, help="Base learning rate.  [default: 0.001 rgb, 0.005 flow]")
 @click.option("--lr-steps", type=str, help="Epochs where lr is multiplied by --lr-gamma, e.g. '20,40'.")
 @click.option("--lr-gamma", type=float, help="[default: 0.1]")
@@ -151,13 +156,171 @@ def fit(**options) -> None:
             resume = str(Path(cfg.out) / "last.pt") if resume == "last" else resume
             load_checkpoint(Path(resume))
         return run_fit(cfg, resume)
-    except (ListError, PretrainedError, ValueError, RuntimeError) as exc:
+    except (ListError, PretrainedError, StoreError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted; continue with the same command and --resume", err=True)
         sys.exit(130)
     finally:
         distributed.cleanup()
+
+
+
+def _report_line(name: str, m: dict) -> str:
+    return (f"{name}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  "
+            f"mean class accuracy {m['mean_class_accuracy']:.2%}  ({m['videos']} videos)")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="A fit checkpoint (best.pt or last.pt); modality, architecture and "
+                   "preprocessing come from it.")
+@click.option("--store", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="'video_id label' per line.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Score file (.npz); the confusion matrix (.png) and per-class accuracy (.csv) "
+                   "are written beside it.")
+@click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Evenly spaced snippets per video.")
+@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True,
+              help="10 = four corners + centre and their mirror images; 3 = along the long side; "
+                   "1 = centre.")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Snippet-crops per forward pass.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+def test(checkpoint, store, list_path, out, segments, crops, batch, workers, device, amp) -> None:
+    """Score a list of videos with the paper's protocol and print top-1, top-5 and mean class
+    accuracy. Scores are averaged over crops, then snippets, before softmax."""
+    from .evaluate import run_test
+    from .lists import read_list
+    from .scores import metrics, write_confusion_png, write_per_class_csv
+
+    try:
+        records = read_list(Path(list_path))
+        scores = run_test(Path(checkpoint), Path(store), records, segments, int(crops), batch,
+                          workers, device, amp)
+    except (ListError, StoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    out = Path(out)
+    scores.save(out)
+    stem = out.with_suffix("")
+    write_confusion_png(scores, stem.with_name(stem.name + "_confusion.png"))
+    write_per_class_csv(scores, stem.with_name(stem.name + "_per_class.csv"))
+    click.echo(_report_line(f"{scores.settings['modality']} ({segments} snippets x {crops} crops)",
+                            metrics(scores)))
+    click.echo(f"scores: {out}")
+
+
+def _parse_fuse_args(args: tuple[str, ...]) -> tuple[list[Path], list[float], bool, Optional[Path]]:
+    """``FILE... [--weights W...] [--softmax] [--out FILE]``: click options take a fixed number
+    of values, and the reference's ``--weights 1 1.5`` takes one per file."""
+    files, weights, use_softmax, out = [], [], False, None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--weights":
+            i += 1
+            while i < len(args) and not args[i].startswith("--"):
+                try:
+                    weights.append(float(args[i]))
+                except ValueError:
+                    raise click.BadParameter(f"--weights takes numbers, got {args[i]!r}") from None
+                i += 1
+            continue
+        if a == "--softmax":
+            use_softmax = True
+        elif a == "--out":
+            if i + 1 >= len(args):
+                raise click.BadParameter("--out needs a file name")
+            out = Path(args[i + 1])
+            i += 1
+        elif a.startswith("--"):
+            raise click.BadParameter(f"unknown option {a}")
+        else:
+            files.append(Path(a))
+        i += 1
+    if not files:
+        raise click.UsageError("give at least one score file")
+    return files, weights or [1.0] * len(files), use_softmax, out
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fuse(args: tuple[str, ...]) -> None:
+    """Weighted late fusion of score files from `tsn-train test`.
+
+    \b
+      tsn-train fuse rgb.npz flow.npz --weights 1 1.5 [--softmax] [--out fused.npz]
+
+    Weights default to 1 each (the paper uses RGB : flow = 1 : 1.5). Scores are fused before
+    softmax unless --softmax is given. The files must hold the same videos with the same labels.
+    Prints each stream's accuracy and the fusion's.
+    """
+    from .scores import ScoreError, Scores, fuse as fuse_scores, metrics
+
+    files, weights, use_softmax, out = _parse_fuse_args(args)
+    try:
+        streams = [Scores.load(f) for f in files]
+        for f, st in zip(files, streams):
+            st.settings["source"] = str(f)
+        fused = fuse_scores(streams, weights, use_softmax)
+    except ScoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    for f, w, st in zip(files, weights, streams):
+        click.echo(_report_line(f"{f} (weight {w:g})", metrics(st)))
+    click.echo(_report_line(f"fused{' (softmax)' if use_softmax else ''}", metrics(fused)))
+    if out:
+        fused.save(out)
+        click.echo(f"fused scores: {out}")
+
+
+@main.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A fit checkpoint; repeat for several streams (e.g. RGB and flow).")
+@click.option("--weights", type=str, help="Fusion weight per checkpoint, e.g. '1,1.5'.  [default: 1 each]")
+@click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")
+def predict(videos, checkpoints, weights, segments, crops, top, device, as_json) -> None:
+    """Classify raw video files: decode, extract what each stream needs (frames, RGB
+    difference, TV-L1 flow, with the settings its training store used), score with the
+    paper's test protocol, fuse the streams' probabilities, and print the top classes."""
+    import json
+
+    import torch
+
+    from .predict import load_streams, predict_video
+
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    try:
+        streams = load_streams(list(checkpoints), _floats(weights), dev)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    classes = streams[0].checkpoint["classes"]
+    failed = 0
+    for path in videos:
+        try:
+            probs = predict_video(path, streams, segments, int(crops))
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        order = probs.argsort()[::-1][:top]
+        ranked = [(classes[i], float(probs[i])) for i in order]
+        if as_json:
+            click.echo(json.dumps({"video": str(path), "top": [{"class": c, "probability": p}
+                                                                for c, p in ranked]}))
+        else:
+            click.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in ranked))
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

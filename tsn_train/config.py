@@ -27,6 +27,7 @@ class FitConfig:
     partial_bn: bool = True
     input_size: Optional[int] = None          # None: the architecture's (224, or 299 for Inception-v3)
     scales: list[float] = field(default_factory=lambda: [1, .875, .75, .66])
+    flip: bool = True                         # off for classes that mirroring changes (left/right)
     lr: float = 0.001
     lr_steps: list[int] = field(default_factory=lambda: [20, 40])
     lr_gamma: float = 0.1

@@ -40,13 +40,15 @@ class VideoDataset(Dataset):
     def __init__(self, store_root: Path, records: list[Record], counts: dict[str, int],
                  modality: str, segments: int, train: bool,
                  transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
-                 norm: InputNorm, seed: int = 0):
-        self.store_root = Path(store_root)
+                 norm: InputNorm, seed: int = 0, images: Optional[object] = None):
+        self.store_root = Path(store_root) if store_root else None
         self.records, self.counts = records, counts
         self.modality, self.segments, self.train = modality, segments, train
         self.transform, self.norm, self.seed = transform, norm, seed
         self.epoch = 0
-        self._store: Optional[Store] = None
+        # Anything with the store's ``read(video_id, channel, indices)``; predict passes images
+        # it has just extracted instead of a store.
+        self._store = images
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,7 +63,7 @@ class VideoDataset(Dataset):
         return self._store
 
     def __getstate__(self) -> dict:
-        return dict(self.__dict__, _store=None)
+        return dict(self.__dict__, _store=None) if isinstance(self._store, Store) else self.__dict__
 
     def indices(self, i: int, rng: Optional[np.random.Generator]) -> list[list[int]]:
         """Image indices per snippet for item ``i``."""

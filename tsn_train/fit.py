@@ -24,7 +24,7 @@ from tsn_prep.store import Store
 from . import checkpoint, distributed
 from .config import FitConfig
 from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
-from .lists import ListError, Record, num_classes_of, read_classes, read_list, validate
+from .lists import MODALITY_SOURCE, ListError, Record, num_classes_of, read_classes, read_list, validate
 from .models import ARCHS, TSN
 from .optim import lr_at, make_optimizer, set_lr
 from .transforms import FLOW_MODALITIES, NORMS, EvalCrops, TrainAugment
@@ -53,7 +53,7 @@ def build_model(cfg: FitConfig, num_classes: int, pretrained: Optional[str] = No
                cfg.partial_bn, cfg.topk, Path(pretrained) if pretrained else None)
 
 
-def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], list[str], dict, dict]:
+def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], list[str], dict, dict, dict]:
     train = read_list(Path(cfg.train_list))
     val = read_list(Path(cfg.val_list)) if cfg.val_list else None
     classes = read_classes(Path(cfg.classes)) if cfg.classes else None
@@ -67,8 +67,10 @@ def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], l
     train_counts = validate(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
     val_counts = (validate(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
                   if val else {})
+    source = MODALITY_SOURCE[cfg.modality]
+    extraction = store.entry(train[0].video_id, source).meta["parameters"]
     store.close()
-    return train, val, classes, train_counts, val_counts
+    return train, val, classes, train_counts, val_counts, extraction
 
 
 def _amp_dtype(cfg: FitConfig, device: torch.device) -> Optional[torch.dtype]:
@@ -186,14 +188,14 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     dev = distributed.setup(cfg.device)
     out = Path(cfg.out)
     metrics_path = out / "metrics.jsonl"
-    train, val, classes, train_counts, val_counts = _load_lists(cfg)
+    train, val, classes, train_counts, val_counts, extraction = _load_lists(cfg)
 
     prep = preprocessing(cfg)
     if cfg.workers > 0:
         single_threaded_decoding()
     norm = NORMS[ARCHS[cfg.arch].norm]
     is_flow = cfg.modality in FLOW_MODALITIES
-    augment = TrainAugment(prep["input_size"], tuple(cfg.scales), is_flow)
+    augment = TrainAugment(prep["input_size"], tuple(cfg.scales), is_flow, flip=cfg.flip)
     train_ds = VideoDataset(Path(cfg.store), train, train_counts, cfg.modality, cfg.segments, True,
                             augment, norm, cfg.seed)
     train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
@@ -206,6 +208,12 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
         val_loader = _loader(val_ds, ShardSampler(len(val), dev.rank, dev.world), cfg, dev.device)
 
     ckpt = checkpoint.load(Path(resume)) if resume else None
+    if ckpt and (ckpt["modality"], ckpt["arch"]) != (cfg.modality, cfg.arch):
+        raise ValueError(f"{resume} is a {ckpt['modality']} {ckpt['arch']} run; this command trains "
+                         f"{cfg.modality} {cfg.arch}")
+    if not ckpt and (out / "last.pt").exists():
+        raise ValueError(f"{out} already holds a run (last.pt): add --resume to continue it, or "
+                         "choose another --out")
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, len(classes), None if ckpt else cfg.pretrained).to(dev.device)
     if _channels_last(cfg, dev.device):
@@ -229,6 +237,8 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(".*.pt.*.tmp"):  # a checkpoint write cut short by a kill
             stale.unlink()
+        if not ckpt:  # step lines of a first epoch that never finished
+            metrics_path.unlink(missing_ok=True)
         eff = cfg.batch_size * cfg.accumulate * dev.world
         tqdm.write(f"tsn-train fit: {cfg.modality} {cfg.arch}, {len(train)} train / "
                    f"{len(val or [])} val videos, {len(classes)} classes, device {dev.device}"
@@ -260,6 +270,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
                      "epoch": epoch + 1, "lr": lr, "best_val_acc": best, "history": history,
                      "rng": checkpoint.rng_state(), "config": cfg.to_dict(),
                      "preprocessing": prep, "classes": classes, "arch": cfg.arch,
+                     "extraction": extraction,
                      "modality": cfg.modality}
             checkpoint.save_atomic(state, out / "last.pt")
             if improved:

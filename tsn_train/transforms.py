@@ -44,14 +44,19 @@ def multiscale_crop_box(h: int, w: int, input_size: int, scales: tuple[float, ..
     return x, y, cw, ch
 
 
+# OpenCV 5's Python binding takes at most 128 channels per image (4.x took 512).
+_CV_MAX_CHANNELS = 128
+
+
 def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize every image of ``(T, H, W, C)`` bilinearly (one OpenCV call per 512 channels)."""
+    """Resize every image of ``(T, H, W, C)`` bilinearly, stacked along channels into as few
+    OpenCV calls as the channel limit allows."""
     t, h, w, c = frames.shape
     if (h, w) == (height, width):
         return frames
     stacked = frames.transpose(1, 2, 0, 3).reshape(h, w, t * c)
-    out = [cv2.resize(stacked[:, :, i:i + 512], (width, height), interpolation=cv2.INTER_LINEAR)
-           for i in range(0, t * c, 512)]
+    out = [cv2.resize(stacked[:, :, i:i + _CV_MAX_CHANNELS], (width, height), interpolation=cv2.INTER_LINEAR)
+           for i in range(0, t * c, _CV_MAX_CHANNELS)]
     out = [o[:, :, None] if o.ndim == 2 else o for o in out]
     return np.concatenate(out, axis=2).reshape(height, width, t, c).transpose(2, 0, 1, 3)
 

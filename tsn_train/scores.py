@@ -1,0 +1,150 @@
+"""Score files (.npz), accuracy metrics, late fusion, and the confusion-matrix picture."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class ScoreError(Exception):
+    """A score file is unreadable, or score files do not describe the same videos."""
+
+
+@dataclass
+class Scores:
+    """Per-video class scores (before softmax) of one stream, or of a fusion."""
+
+    video_ids: list[str]
+    labels: np.ndarray       # (N,) int
+    scores: np.ndarray       # (N, C) float32
+    classes: list[str]
+    settings: dict
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, video_ids=np.array(self.video_ids), labels=self.labels.astype(np.int64),
+                 scores=self.scores.astype(np.float32), classes=np.array(self.classes),
+                 settings=np.array(json.dumps(self.settings)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Scores":
+        path = Path(path)
+        if not path.is_file():
+            raise ScoreError(f"{path}: no such score file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls([str(v) for v in z["video_ids"]], z["labels"].astype(np.int64),
+                           z["scores"].astype(np.float32), [str(c) for c in z["classes"]],
+                           json.loads(str(z["settings"])))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ScoreError(f"{path}: not a tsn-train score file ({exc})") from None
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def confusion(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``m[true, predicted]`` video counts."""
+    m = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(m, (labels, scores.argmax(axis=1)), 1)
+    return m
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class; NaN for classes with no test video."""
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / np.maximum(totals, 1), np.nan)
+
+
+def metrics(s: Scores) -> dict:
+    """Top-1, top-5 and mean class accuracy (the papers' metric on UCF101 and HMDB51)."""
+    m = confusion(s.scores, s.labels, len(s.classes))
+    return {"videos": len(s.video_ids), "top1": topk_accuracy(s.scores, s.labels, 1),
+            "top5": topk_accuracy(s.scores, s.labels, 5),
+            "mean_class_accuracy": float(np.nanmean(per_class_accuracy(m)))}
+
+
+def write_per_class_csv(s: Scores, path: Path) -> None:
+    m = confusion(s.scores, s.labels, len(s.classes))
+    acc = per_class_accuracy(m)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "class", "videos", "correct", "accuracy"])
+        for i, name in enumerate(s.classes):
+            w.writerow([i, name, int(m[i].sum()), int(m[i, i]), "" if np.isnan(acc[i]) else f"{acc[i]:.4f}"])
+
+
+def write_confusion_png(s: Scores, path: Path) -> None:
+    """Row-normalised confusion matrix (true class down, predicted across), drawn with OpenCV."""
+    m = confusion(s.scores, s.labels, len(s.classes)).astype(np.float64)
+    rows = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    c = len(s.classes)
+    cell = max(4, min(48, 800 // c))
+    heat = cv2.applyColorMap(np.round(rows * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    heat = cv2.resize(heat, (c * cell, c * cell), interpolation=cv2.INTER_NEAREST)
+    labelled = c <= 40
+    margin = 10 + (max(len(n) for n in s.classes) * 7 if labelled else 0)
+    canvas = np.full((margin + c * cell + 10, margin + c * cell + 10, 3), 255, np.uint8)
+    canvas[margin:margin + c * cell, margin:margin + c * cell] = heat
+    if labelled:
+        for i, name in enumerate(s.classes):
+            y = margin + i * cell + cell // 2 + 4
+            cv2.putText(canvas, name, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        side = np.full((margin, c * cell, 3), 255, np.uint8)  # column labels, written then rotated
+        side = cv2.rotate(side, cv2.ROTATE_90_CLOCKWISE)
+        for i, name in enumerate(s.classes):
+            cv2.putText(side, name, (4, i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        canvas[:margin, margin:margin + c * cell] = cv2.rotate(side, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if not cv2.imwrite(str(path), canvas):
+        raise ScoreError(f"{path}: could not write the confusion picture")
+
+
+def fuse(streams: list[Scores], weights: list[float], use_softmax: bool = False) -> Scores:
+    """Weighted sum of the streams' scores (or of their softmax probabilities).
+
+    The streams must hold the same videos with the same labels (in any order; the first file's
+    order is kept) and the same classes.
+    """
+    if len(weights) != len(streams):
+        raise ScoreError(f"{len(streams)} score files but {len(weights)} weights")
+    first = streams[0]
+    fused = np.zeros_like(first.scores, dtype=np.float64)
+    for n, (s, w) in enumerate(zip(streams, weights)):
+        name = s.settings.get("source", f"score file {n + 1}")
+        if s.classes != first.classes:
+            raise ScoreError(f"{name}: its classes differ from {first.settings.get('source', 'the first file')}'s")
+        missing = sorted(set(first.video_ids) - set(s.video_ids))
+        extra = sorted(set(s.video_ids) - set(first.video_ids))
+        if missing or extra:
+            raise ScoreError(f"{name}: video ids disagree with the first file: {len(missing)} missing "
+                             f"({', '.join(missing[:3])}), {len(extra)} extra ({', '.join(extra[:3])})")
+        pos = {v: i for i, v in enumerate(s.video_ids)}
+        order = np.array([pos[v] for v in first.video_ids])
+        if not np.array_equal(s.labels[order], first.labels):
+            bad = [v for v, a, b in zip(first.video_ids, first.labels, s.labels[order]) if a != b]
+            raise ScoreError(f"{name}: labels disagree with the first file for {len(bad)} videos "
+                             f"({', '.join(bad[:3])})")
+        part = s.scores[order].astype(np.float64)
+        fused += w * (softmax(part) if use_softmax else part)
+    settings = {"fusion": [st.settings.get("source") for st in streams], "weights": list(weights),
+                "softmax": use_softmax}
+    return Scores(list(first.video_ids), first.labels.copy(), fused.astype(np.float32),
+                  list(first.classes), settings)
