@@ -113,6 +113,8 @@ def write_confusion_png(s: Scores, path: Path) -> None:
             cv2.putText(side, name, (4, i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                         (0, 0, 0), 1, cv2.LINE_AA)
         canvas[:margin, margin:margin + c * cell] = cv2.rotate(side, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        cv2.putText(canvas, "true \\ predicted", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0),
+                    1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), canvas):
         raise ScoreError(f"{path}: could not write the confusion picture")
 
