@@ -94,9 +94,15 @@ def test_rerun_skips_complete_videos_and_adds_missing_modalities(videos, tmp_pat
 
 
 def test_gpu_without_cuda_fails_at_once(videos, tmp_path):
+    # auto picks the PyTorch TV-L1 (the PyPI OpenCV has no CUDA), and PyTorch sees no GPU here.
     r = cli_subprocess("extract-flow", "--gpu", 0, videos, tmp_path / "out")
     assert r.returncode == 1
+    assert "--gpu 0: PyTorch sees no CUDA device" in r.stderr and "Traceback" not in r.stderr
+    r = cli_subprocess("extract-flow", "--gpu", 0, "--backend", "opencv-cuda", videos, tmp_path / "out")
+    assert r.returncode == 1
     assert "CUDA" in r.stderr and "drop --gpu" in r.stderr and "Traceback" not in r.stderr
+    r = cli_subprocess("extract-flow", "--gpu", "0,x", videos, tmp_path / "out")
+    assert r.returncode == 2 and "expected device numbers like 0 or 0,1" in r.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .extract import ExtractConfig
-from .flow import BackendUnavailable, TVL1Params, make_flow_fn
+from .flow import BackendUnavailable, TVL1Params, make_flow_fn, resolve_backend
 from .folders import Naming, export_store, import_tree
 from .report import format_info, store_info, verify_store
 from .run import RunSummary, run_extraction
@@ -137,9 +137,16 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    "computed from one decode pass.  [default: flow]")
 @click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
-@click.option("--gpu", type=click.IntRange(min=0), default=None,
-              help="Run TV-L1 on this CUDA device with OpenCV's CUDA module (needs an OpenCV built "
-                   "with CUDA; the PyPI wheels have none, and the command says so at once).")
+@click.option("--gpu", type=str, default=None,
+              help="CUDA device(s) for TV-L1: '0', or '0,1,2,3' to deal videos over several GPUs.")
+@click.option("--backend", type=click.Choice(["auto", "opencv", "opencv-cuda", "torch"]), default="auto",
+              show_default=True,
+              help="TV-L1 implementation. auto: with --gpu, OpenCV's CUDA TV-L1 when the installed "
+                   "cv2 has CUDA (PyPI wheels do not), else our PyTorch TV-L1 on the GPU; without "
+                   "--gpu, OpenCV on the CPU. torch also runs on the CPU.")
+@click.option("--batch-pairs", type=click.IntRange(min=1), default=None,
+              help="Frame pairs per TV-L1 call for the torch backend (more pairs: more GPU memory, "
+                   "fewer launches).  [default: 8 for torch, else 1]")
 @click.option("--tau", type=float, default=0.25, show_default=True, help="TV-L1 time step.")
 @click.option("--lambda", "lambda_", type=float, default=0.15, show_default=True,
               help="TV-L1 data-term weight (smaller: smoother flow).")
@@ -162,7 +169,8 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--warp-match-window", type=click.IntRange(min=1), default=25, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, quiet, modalities, bound, gpu, tau, lambda_, theta, scales, warps,
+                     num_shards, quiet, modalities, bound, gpu, backend, batch_pairs, tau, lambda_,
+                     theta, scales, warps,
                      epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
                      warp_max_corners, warp_match_window):
     """Compute TV-L1 flow (and/or warped flow) of VIDEOS into the store OUT.
@@ -176,13 +184,26 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     """
     tvl1 = TVL1Params(tau=tau, lambda_=lambda_, theta=theta, scales=scales, warps=warps, epsilon=epsilon)
     try:
-        make_flow_fn(tvl1, gpu)  # fail now, not in every worker
+        gpus = tuple(int(g) for g in gpu.replace(" ", "").split(",")) if gpu else ()
+        if any(g < 0 for g in gpus):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected device numbers like 0 or 0,1; got {gpu!r}",
+                                 param_hint="--gpu") from None
+    chosen = resolve_backend(backend, gpus[0] if gpus else None)
+    try:
+        for g in gpus or (None,):
+            make_flow_fn(tvl1, g, chosen)  # fail now, not in every worker
     except BackendUnavailable as exc:
         raise click.ClickException(f"--gpu {gpu}: {exc}" if gpu is not None else str(exc)) from None
+    if backend == "auto" and gpus and not quiet:
+        click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
+                   + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
     cfg = ExtractConfig(
         modalities=tuple(dict.fromkeys(modalities or ("flow",))),
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
-        jpeg_quality=jpeg_quality, tvl1=tvl1, gpu=gpu,
+        jpeg_quality=jpeg_quality, tvl1=tvl1, gpu=gpus[0] if gpus else None, gpus=gpus,
+        backend=chosen, batch_pairs=batch_pairs or (8 if chosen == "torch" else 1),
         warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
                         ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
                         max_corners=warp_max_corners, match_window=warp_match_window),

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .flow import FlowFn, TVL1Params, make_flow_fn
+from .flow import FlowFn, TVL1Params, make_flow_fn, resolve_backend
 from .quantize import quantize
 from .store import MODALITY_CHANNELS
 from .video import VideoError, VideoItem, VideoReader
@@ -36,7 +36,10 @@ class ExtractConfig:
     jpeg_quality: int = 95
     tvl1: TVL1Params = TVL1Params()
     warp: WarpParams = WarpParams()
-    gpu: Optional[int] = None
+    gpu: Optional[int] = None      # this video's device; run_extraction deals out ``gpus``
+    gpus: tuple[int, ...] = ()
+    backend: str = "auto"          # see tsn_prep.flow.resolve_backend
+    batch_pairs: int = 1           # frame pairs per flow call (backends with a ``batch`` method)
     threads: int = 0  # OpenCV and FFmpeg decoder threads in this process; 0 leaves their defaults
 
     def parameters(self, modality: str) -> dict:
@@ -45,7 +48,7 @@ class ExtractConfig:
              "tsn_prep_version": __version__}
         if modality in FLOW_MODALITIES:
             p.update(bound=self.bound, tvl1=self.tvl1.as_dict(),
-                     flow_backend="opencv-cuda" if self.gpu is not None else "opencv")
+                     flow_backend=resolve_backend(self.backend, self.gpu))
         if modality == "warped_flow":
             p["warp"] = self.warp.as_dict()
         return p
@@ -81,9 +84,12 @@ _FLOW_FNS: dict[tuple, FlowFn] = {}
 
 def _flow_fn(cfg: ExtractConfig) -> FlowFn:
     """One TV-L1 object per process and setting: creating the CUDA one is not free."""
-    key = (cfg.tvl1, cfg.gpu)
+    key = (cfg.tvl1, cfg.gpu, cfg.backend)
     if key not in _FLOW_FNS:
-        _FLOW_FNS[key] = make_flow_fn(cfg.tvl1, cfg.gpu)
+        _FLOW_FNS[key] = make_flow_fn(cfg.tvl1, cfg.gpu, cfg.backend)
+        if cfg.threads and getattr(_FLOW_FNS[key], "name", "") == "torch":
+            import torch  # already loaded by the backend; workers share the cores like OpenCV's
+            torch.set_num_threads(cfg.threads)
     return _FLOW_FNS[key]
 
 
@@ -92,7 +98,8 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
     """Encode every requested modality from one pass over BGR frames.
 
     Returns ({modality: {channel: [jpeg bytes]}}, number of frames). Flow i is from frame i to i+1.
-    Only two grey frames are held at a time, so memory is bounded by the encoded output.
+    At most ``batch_pairs`` + 1 grey frames are held at a time (2 without batching), so memory is
+    bounded by the encoded output.
     """
     wanted = set(cfg.modalities)
     out = {m: {ch: [] for ch in MODALITY_CHANNELS[m]} for m in cfg.modalities}
@@ -100,6 +107,28 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
     if needs_flow and flow_fn is None:
         flow_fn = _flow_fn(cfg)
     warper = WarpedFlow(flow_fn, cfg.warp) if "warped_flow" in wanted else None
+    batched = cfg.batch_pairs > 1 and hasattr(flow_fn, "batch")
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        if batched:
+            flows = flow_fn.batch(np.stack([a for a, _ in pending]), np.stack([b for _, b in pending]))
+        else:
+            flows = [flow_fn(a, b) for a, b in pending]
+        for (a, b), flow in zip(pending, flows):
+            if "flow" in wanted:
+                x, y = encode_flow(flow, cfg.bound, cfg.jpeg_quality)
+                out["flow"]["flow_x"].append(x)
+                out["flow"]["flow_y"].append(y)
+            if warper is not None:
+                warped, _ = warper(a, b, flow)
+                x, y = encode_flow(warped, cfg.bound, cfg.jpeg_quality)
+                out["warped_flow"]["warped_flow_x"].append(x)
+                out["warped_flow"]["warped_flow_y"].append(y)
+        pending.clear()
+
     prev = None
     n = 0
     for frame in frames:
@@ -110,17 +139,11 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
             continue
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         if prev is not None:
-            flow = flow_fn(prev, grey)
-            if "flow" in wanted:
-                x, y = encode_flow(flow, cfg.bound, cfg.jpeg_quality)
-                out["flow"]["flow_x"].append(x)
-                out["flow"]["flow_y"].append(y)
-            if warper is not None:
-                warped, _ = warper(prev, grey, flow)
-                x, y = encode_flow(warped, cfg.bound, cfg.jpeg_quality)
-                out["warped_flow"]["warped_flow_x"].append(x)
-                out["warped_flow"]["warped_flow_y"].append(y)
+            pending.append((prev, grey))
+            if len(pending) >= (cfg.batch_pairs if batched else 1):
+                flush()
         prev = grey
+    flush()
     return out, n
 
 

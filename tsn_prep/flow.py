@@ -124,18 +124,49 @@ class OpenCVCudaTVL1:
         return flow.download()
 
 
+def _torch_tvl1(params: TVL1Params, gpu: Optional[int]) -> FlowFn:
+    """Our batched PyTorch TV-L1 on ``cuda:gpu`` (or the CPU); torch is imported only here."""
+    import torch
+
+    from .flow_torch import TorchTVL1
+
+    if gpu is not None:
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise BackendUnavailable(
+                "PyTorch sees no CUDA device (torch.cuda.device_count() is 0) and the installed "
+                "OpenCV has no CUDA either. Drop --gpu to run TV-L1 on the CPU, or install a CUDA "
+                "build of torch on a machine with an NVIDIA GPU")
+        if gpu >= count:
+            raise BackendUnavailable(f"PyTorch sees {count} CUDA device(s); there is no device {gpu}")
+    if params.gamma != 0:
+        raise BackendUnavailable("the torch backend has no illumination term (gamma must be 0)")
+    return TorchTVL1(params, f"cuda:{gpu}" if gpu is not None else "cpu")
+
+
 # name -> factory(params, gpu). A new backend (a batched PyTorch TV-L1, say) is one more entry.
 BACKENDS: dict[str, Callable[[TVL1Params, Optional[int]], FlowFn]] = {
     "opencv": lambda params, gpu: OpenCVTVL1(params),
     "opencv-cuda": lambda params, gpu: OpenCVCudaTVL1(params, 0 if gpu is None else gpu),
+    "torch": lambda params, gpu: _torch_tvl1(params, gpu),
 }
+
+
+def resolve_backend(backend: Optional[str], gpu: Optional[int]) -> str:
+    """The backend ``auto`` means here: with a GPU, OpenCV CUDA when the installed cv2 has CUDA,
+    else the PyTorch TV-L1 on ``cuda:gpu``; without one, OpenCV on the CPU."""
+    if backend in (None, "auto"):
+        if gpu is None:
+            return "opencv"
+        return "opencv-cuda" if cuda_device_count() > 0 else "torch"
+    return backend
 
 
 def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None,
                  backend: Optional[str] = None) -> FlowFn:
-    """The TV-L1 callable for this run: ``backend`` if named, else OpenCV CUDA on device ``gpu``
-    when one is given, else OpenCV on the CPU."""
-    name = backend or ("opencv-cuda" if gpu is not None else "opencv")
+    """The TV-L1 callable for this run: ``backend`` (``auto`` or None: see resolve_backend) on
+    device ``gpu`` (None: the CPU)."""
+    name = resolve_backend(backend, gpu)
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown flow backend {name!r}; known: {', '.join(BACKENDS)}")
     return BACKENDS[name](params, gpu)

@@ -55,7 +55,10 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
             summary.total += 1
             missing = tuple(m for m in cfg.modalities if not writer.is_complete(item.id, m))
             if missing:
-                todo.append((item, dataclasses.replace(cfg, modalities=missing, threads=default_threads(workers))))
+                # Several GPUs: videos are dealt round-robin over the devices.
+                gpu = cfg.gpus[len(todo) % len(cfg.gpus)] if cfg.gpus else cfg.gpu
+                todo.append((item, dataclasses.replace(cfg, modalities=missing, gpu=gpu,
+                                                       threads=default_threads(workers))))
             else:
                 summary.skipped += 1
 
