@@ -113,6 +113,8 @@ def test_metrics_and_fusion_arithmetic(tmp_path):
     assert lines[0].startswith(f"{tmp_path / 'rgb.npz'} (weight 1): top-1 75.00%")
     assert lines[2].startswith("fused: top-1 ")
     assert np.allclose(Scores.load(tmp_path / "fused.npz").scores, fused.scores)
+    before = train_cli("fuse", "--weights", "1", "1.5", tmp_path / "rgb.npz", tmp_path / "flow.npz")
+    assert before.output.splitlines()[2] == lines[2]  # weights may come first
     result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "nope.npz", expect=1)
     assert "nope.npz: no such score file" in result.output
     result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "flow.npz", "--weights", "1", expect=1)

@@ -1,6 +1,7 @@
 """``tsn-train``: train and evaluate Temporal Segment Networks on a tsn-prep store."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -157,7 +158,10 @@ def fit(**options) -> None:
             load_checkpoint(Path(resume))
         return run_fit(cfg, resume)
     except (ListError, PretrainedError, StoreError, ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+        if os.environ.get("TSN_DEBUG"):
+            raise  # the full traceback, for bug reports
+        raise click.ClickException(f"{exc} (set TSN_DEBUG=1 for the traceback)"
+                                   if isinstance(exc, RuntimeError) else str(exc)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted; continue with the same command and --resume", err=True)
         sys.exit(130)
@@ -227,8 +231,10 @@ def _parse_fuse_args(args: tuple[str, ...]) -> tuple[list[Path], list[float], bo
                 try:
                     weights.append(float(args[i]))
                 except ValueError:
-                    raise click.BadParameter(f"--weights takes numbers, got {args[i]!r}") from None
+                    break  # a score file after the weights
                 i += 1
+            if not weights:
+                raise click.BadParameter("--weights needs a number per score file")
             continue
         if a == "--softmax":
             use_softmax = True
