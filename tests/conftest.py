@@ -33,12 +33,17 @@ def link_videos(dest: Path, names: dict[str, str]) -> Path:
     return dest
 
 
-def cli(*args: str, expect: int | None = 0):
-    """Run tsn-prep in-process; assert the exit code unless ``expect`` is None."""
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+def invoke(command, args: tuple, expect: int | None):
+    """Run a click command in-process; assert the exit code unless ``expect`` is None."""
+    result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
     if expect is not None:
         assert result.exit_code == expect, f"exit {result.exit_code}\n{result.output}"
     return result
+
+
+def cli(*args: str, expect: int | None = 0):
+    """Run tsn-prep in-process."""
+    return invoke(main, args, expect)
 
 
 def cli_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -87,9 +92,6 @@ def train_store(tmp_path_factory) -> Path:
 
 
 def train_cli(*args: str, expect: int | None = 0):
-    """Run tsn-train in-process; assert the exit code unless ``expect`` is None."""
+    """Run tsn-train in-process."""
     from tsn_train.cli import main as train_main
-    result = CliRunner().invoke(train_main, [str(a) for a in args], catch_exceptions=False)
-    if expect is not None:
-        assert result.exit_code == expect, f"exit {result.exit_code}\n{result.output}"
-    return result
+    return invoke(train_main, args, expect)

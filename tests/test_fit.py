@@ -92,6 +92,8 @@ def test_ranks_split_the_videos():
         train[0].set_epoch(epoch)
         orders.append(train[0].order())
     assert orders[0] == a and len({tuple(o) for o in orders}) > 1  # a new permutation per epoch
+    few = [ShardSampler(1, r, 3, pad=True) for r in range(3)]  # fewer videos than ranks
+    assert [s.order() for s in few] == [[0], [0], [0]] and [len(s) for s in few] == [1, 1, 1]
     val = [ShardSampler(5, r, 2).order() for r in (0, 1)]
     assert val == [[0, 2, 4], [1, 3]]  # evaluation: every video exactly once
 

@@ -83,9 +83,11 @@ def test_parameter_groups_follow_the_reference():
     model = TSN(5, "flow", "bn_inception", consensus="weighted")
     opt = make_optimizer(model, 0.005, 0.9, 5e-4)
     g = {group["name"]: group for group in opt.param_groups}
-    assert {k: (v["lr"], v["weight_decay"]) for k, v in g.items()} == pytest.approx({
-        "first_conv_weight": (0.025, 5e-4), "first_conv_bias": (0.05, 0.0),
-        "weight": (0.005, 5e-4), "bias": (0.01, 0.0), "bn": (0.005, 0.0)})
+    expected = {"first_conv_weight": (0.025, 5e-4), "first_conv_bias": (0.05, 0.0),
+                "weight": (0.005, 5e-4), "bias": (0.01, 0.0), "bn": (0.005, 0.0)}
+    assert g.keys() == expected.keys()
+    for name, (lr, decay) in expected.items():
+        assert (g[name]["lr"], g[name]["weight_decay"]) == pytest.approx((lr, decay)), name
     assert g["first_conv_weight"]["params"] == [model.base.conv1_7x7_s2.weight]
     assert g["bn"]["params"] == [model.base.conv1_7x7_s2_bn.weight, model.base.conv1_7x7_s2_bn.bias]
     assert any(p is model.consensus.weight for p in g["weight"]["params"])

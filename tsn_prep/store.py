@@ -264,12 +264,10 @@ class Store:
         if modality is None:
             modality = next(m for m, chans in MODALITY_CHANNELS.items() if channel in chans)
         entry = self.entry(video_id, modality)
-        env, dbs = self._env(entry.shard)
-        with env.begin() as txn:
-            data = txn.get(image_key(video_id, channel, index), db=dbs["images"])
-        if data is None:
-            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta['count']})")
-        return bytes(data)
+        try:
+            return self.read(video_id, channel, [index])[0]
+        except KeyError:
+            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta['count']})") from None
 
     def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
         """Several images of one video in one transaction, without consulting the index: the

@@ -141,7 +141,6 @@ def fit(**options) -> None:
       torchrun --nproc_per_node 4 -m tsn_train.cli fit ...
     """
     from .fit import fit as run_fit
-    from .checkpoint import load as load_checkpoint
 
     preset = options.pop("preset")
     resume = options.pop("resume")
@@ -153,9 +152,8 @@ def fit(**options) -> None:
                                  "e.g. '1,.875,.75' and '20,40'") from None
     try:
         cfg = resolve(options, preset)
-        if resume is not None:
-            resume = str(Path(cfg.out) / "last.pt") if resume == "last" else resume
-            load_checkpoint(Path(resume))
+        if resume == "last":
+            resume = str(Path(cfg.out) / "last.pt")
         return run_fit(cfg, resume)
     except (ListError, PretrainedError, StoreError, ValueError, RuntimeError) as exc:
         if os.environ.get("TSN_DEBUG"):
@@ -304,10 +302,10 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
 
     from .predict import load_streams, predict_video
 
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     try:
+        dev = distributed.resolve_device(device)
         streams = load_streams(list(checkpoints), _floats(weights), dev)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     classes = streams[0].checkpoint["classes"]
     failed = 0

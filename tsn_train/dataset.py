@@ -76,10 +76,10 @@ class VideoDataset(Dataset):
     def load(self, video_id: str, indices: list[int]) -> np.ndarray:
         """Decoded images ``(T, H, W, C)`` at ``indices`` (each distinct image decoded once)."""
         unique = sorted(set(indices))
+        color = self.modality not in FLOW_MODALITIES
         channels = []
         for channel in CHANNELS[self.modality]:
             blobs = self.store.read(video_id, channel, unique)
-            color = self.modality not in FLOW_MODALITIES
             decoded = {i: decode(b, color, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
             channels.append(np.stack([decoded[i] for i in indices]))
         if len(channels) == 1:
@@ -117,15 +117,16 @@ class ShardSampler(Sampler[int]):
             items = torch.randperm(self.size, generator=g).tolist()
         else:
             items = list(range(self.size))
-        if self.pad and self.size % self.world:
-            items += items[: self.world - self.size % self.world]
+        if self.pad:  # repeat from the start (cyclically, for fewer items than ranks)
+            items += (items * self.world)[: -self.size % self.world]
         return items[self.rank::self.world]
 
     def __iter__(self):
         return iter(self.order())
 
     def __len__(self) -> int:
-        return len(self.order())
+        total = self.size + (-self.size % self.world if self.pad else 0)
+        return len(range(self.rank, total, self.world))
 
 
 def single_threaded_decoding() -> None:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from tsn_prep.store import Store
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import FitConfig
 from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
 from .lists import Record, validate
@@ -59,7 +59,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record], segments:
              crops: int = 10, batch: int = 64, workers: int = 2, device: str = "auto",
              amp: bool = True, progress: bool = True) -> Scores:
     """Score every listed video with the checkpoint's model; the list is checked against the store."""
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dev = distributed.resolve_device(device)
     model, ckpt = load_model(ckpt_path, dev)
     prep = ckpt["preprocessing"]
     store = Store(store_root)
@@ -70,8 +70,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record], segments:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
                         pin_memory=dev.type == "cuda")
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
-        if amp and dev.type == "cuda" else None
+    amp_dtype = distributed.autocast_dtype("auto" if amp else "off", dev)
     scores = np.zeros((len(records), len(ckpt["classes"])), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
                                     dynamic_ncols=True)):

@@ -73,18 +73,6 @@ def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], l
     return train, val, classes, train_counts, val_counts, extraction
 
 
-def _amp_dtype(cfg: FitConfig, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype: ``auto`` is bf16 on CUDA when supported (else fp16) and off on the CPU;
-    bf16/fp16 asked for explicitly also run on the CPU (same code path, for testing)."""
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return None
-    if cfg.amp == "fp16":
-        return torch.float16
-    if cfg.amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
 def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device) -> DataLoader:
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda",
@@ -219,7 +207,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     if _channels_last(cfg, dev.device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-    amp_dtype = _amp_dtype(cfg, dev.device)
+    amp_dtype = distributed.autocast_dtype(cfg.amp, dev.device)
     scaler = torch.amp.GradScaler(dev.device.type, enabled=amp_dtype == torch.float16)
     start_epoch, best, history = 0, None, []
     if ckpt:
