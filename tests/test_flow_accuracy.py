@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tsn_prep.extract import ExtractConfig, extract_frames
-from tsn_prep.flow import OpenCVTVL1, TVL1Params
+from tsn_prep.flow import OpenCVTVL1
+from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.quantize import dequantize
 
 from .conftest import DATA, decode

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tsn_prep.flow import BACKENDS, TVL1Params
+from tsn_prep.flow import BACKENDS
+from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.flow_torch import TorchTVL1
 
 from .conftest import VIDEOS

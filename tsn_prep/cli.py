@@ -14,11 +14,13 @@ from tqdm import tqdm
 
 from . import __version__
 from .extract import ExtractConfig
-from .flow import BackendUnavailable, TVL1Params, make_flow_fn, resolve_backend
+from .flow import BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import Naming, export_store, import_tree
+from .modalities import FLOW, STORED
 from .report import format_info, store_info, verify_store
 from .run import RunSummary, run_extraction
 from .store import Store, StoreError
+from .tvl1_params import TVL1Params
 from .video import parse_size
 from .warp import WarpParams
 
@@ -132,7 +134,7 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 
 @main.command("extract-flow")
 @extract_options
-@click.option("--modality", "modalities", type=click.Choice(["flow", "warped_flow"]), multiple=True,
+@click.option("--modality", "modalities", type=click.Choice(FLOW), multiple=True,
               help="flow (TV-L1) and/or warped_flow (camera motion removed); repeat for both, "
                    "computed from one decode pass.  [default: flow]")
 @click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
@@ -272,7 +274,7 @@ def _naming(img_prefix, flow_prefix, warp_prefix, start_index) -> Naming:
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
 @naming_options
-@click.option("--modality", "modalities", type=click.Choice(["rgb", "flow", "warped_flow"]), multiple=True,
+@click.option("--modality", "modalities", type=click.Choice(STORED), multiple=True,
               help="Export only these modalities (repeatable). Default: all.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, modalities, quiet):

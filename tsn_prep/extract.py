@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .flow import FlowFn, TVL1Params, make_flow_fn, resolve_backend
+from .flow import FlowFn, make_flow_fn, resolve_backend
 from .quantize import quantize
-from .store import MODALITY_CHANNELS
+from . import modalities
+from .tvl1_params import TVL1Params
 from .video import VideoError, VideoItem, VideoReader
 from .warp import WarpedFlow, WarpParams
 
-FLOW_MODALITIES = ("flow", "warped_flow")
 MIN_FRAMES = 2  # fewer is not a video we can use: no flow, and nothing to sample segments from
 
 
@@ -46,7 +46,7 @@ class ExtractConfig:
         p = {"size": list(self.size) if self.size else None, "short_side": self.short_side,
              "max_frames": self.max_frames, "jpeg_quality": self.jpeg_quality,
              "tsn_prep_version": __version__}
-        if modality in FLOW_MODALITIES:
+        if modalities.get(modality).is_flow:
             p.update(bound=self.bound, tvl1=self.tvl1.as_dict(),
                      flow_backend=resolve_backend(self.backend, self.gpu))
         if modality == "warped_flow":
@@ -102,8 +102,8 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
     bounded by the encoded output.
     """
     wanted = set(cfg.modalities)
-    out = {m: {ch: [] for ch in MODALITY_CHANNELS[m]} for m in cfg.modalities}
-    needs_flow = bool(wanted & set(FLOW_MODALITIES))
+    out = {m: {ch: [] for ch in modalities.get(m).channels} for m in cfg.modalities}
+    needs_flow = bool(wanted & set(modalities.FLOW))
     if needs_flow and flow_fn is None:
         flow_fn = _flow_fn(cfg)
     warper = WarpedFlow(flow_fn, cfg.warp) if "warped_flow" in wanted else None
@@ -182,7 +182,7 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     for m in cfg.modalities:
         result.meta[m] = dict(common, modality=m, parameters=cfg.parameters(m))
     result.images = images
-    result.pairs = (n - 1) if set(cfg.modalities) & set(FLOW_MODALITIES) else 0
+    result.pairs = (n - 1) if set(cfg.modalities) & set(modalities.FLOW) else 0
     result.seconds = time.perf_counter() - start
     return result
 

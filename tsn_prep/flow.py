@@ -1,15 +1,17 @@
 """TV-L1 optical flow backends.
 
 A backend is a callable ``(prev_grey, next_grey) -> float32 HxWx2`` (dx, dy in pixels, flow i from
-frame i to frame i+1). New backends (a PyTorch TV-L1, say) only need to be added to ``BACKENDS``.
+frame i to frame i+1): OpenCV's CPU TV-L1, OpenCV's CUDA TV-L1, or our batched PyTorch TV-L1
+(``flow_torch.py``). A new backend only needs an entry in ``BACKENDS``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
+
+from .tvl1_params import TVL1Params
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(prev_grey uint8 HxW, next_grey uint8 HxW) -> float32 HxWx2`` flow (dx, dy) in pixels."""
@@ -17,28 +19,6 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run on this machine; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class TVL1Params:
-    """OpenCV ``DualTVL1OpticalFlow`` parameters; defaults are OpenCV's, which the reference tools use."""
-
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    scales: int = 5
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    gamma: float = 0.0
-    median_filtering: int = 5
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["lambda"] = d.pop("lambda_")
-        return d
 
 
 class OpenCVTVL1:
@@ -144,7 +124,7 @@ def _torch_tvl1(params: TVL1Params, gpu: Optional[int]) -> FlowFn:
     return TorchTVL1(params, f"cuda:{gpu}" if gpu is not None else "cpu")
 
 
-# name -> factory(params, gpu). A new backend (a batched PyTorch TV-L1, say) is one more entry.
+# name -> factory(params, gpu); a new backend is one more entry.
 BACKENDS: dict[str, Callable[[TVL1Params, Optional[int]], FlowFn]] = {
     "opencv": lambda params, gpu: OpenCVTVL1(params),
     "opencv-cuda": lambda params, gpu: OpenCVCudaTVL1(params, 0 if gpu is None else gpu),

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flow import TVL1Params
+from .tvl1_params import TVL1Params
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
 _CUBIC_A = -0.75  # OpenCV's interpolateCubic

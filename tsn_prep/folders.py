@@ -10,7 +10,8 @@ from typing import Callable, Iterator, Optional
 import cv2
 import numpy as np
 
-from .store import MODALITY_CHANNELS, ShardWriter, Store, shard_of
+from . import modalities
+from .store import ShardWriter, Store, shard_of
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def export_store(store: Store, out_dir: Path, naming: Naming = Naming(),
-                 modalities: Optional[tuple[str, ...]] = None,
+                 only: Optional[tuple[str, ...]] = None,
                  progress: Optional[Callable[[int], None]] = None) -> int:
     """Write the store's images as ``out_dir/<id>/<prefix><n>.jpg`` (bytes copied, no re-encode)."""
     written = 0
     for (vid, mod), entry in sorted(store.index.items()):
-        if modalities and mod not in modalities:
+        if only and mod not in only:
             continue
         video_dir = Path(out_dir) / vid
         video_dir.mkdir(parents=True, exist_ok=True)
-        for channel in MODALITY_CHANNELS[mod]:
+        for channel in modalities.get(mod).channels:
             for i in range(entry.meta["count"]):
                 _write_atomic(video_dir / naming.filename(channel, i), store.get(vid, channel, i, mod))
                 written += 1
@@ -83,7 +84,8 @@ def scan_folder(video_dir: Path, naming: Naming) -> dict[str, dict[str, list[Pat
     """
     files = os.listdir(video_dir)
     found: dict[str, dict[str, list[Path]]] = {}
-    for modality, channels in MODALITY_CHANNELS.items():
+    for modality in modalities.STORED:
+        channels = modalities.get(modality).channels
         numbered = {ch: _numbered(files, naming.prefix(ch), naming.ext) for ch in channels}
         if not any(numbered.values()):
             continue
@@ -106,7 +108,7 @@ def scan_folder(video_dir: Path, naming: Naming) -> dict[str, dict[str, list[Pat
 
 def find_video_dirs(root: Path, naming: Naming) -> Iterator[Path]:
     """Folders under ``root`` holding at least one image with a known prefix."""
-    prefixes = tuple(naming.prefix(ch) for chans in MODALITY_CHANNELS.values() for ch in chans)
+    prefixes = tuple(naming.prefix(ch) for ch in modalities.CHANNEL_MODALITY)
     for dirpath, _, files in os.walk(root):
         if any(f.startswith(prefixes) and f.lower().endswith(naming.ext) for f in files):
             yield Path(dirpath)
@@ -137,7 +139,7 @@ def import_folder(writer: ShardWriter, video_id: str, video_dir: Path, naming: N
                     raise FolderError(f"{p.name} is {img.shape[1]}x{img.shape[0]}, others {size[0]}x{size[1]}")
                 images[ch].append(data)
         meta = {"source": str(video_dir), "imported_from": str(video_dir), "stored_size": size,
-                "modality": modality, "parameters": {"bound": bound} if modality != "rgb" else {}}
+                "modality": modality, "parameters": {"bound": bound} if modalities.get(modality).is_flow else {}}
         writer.put_video(video_id, modality, images, meta)
         imported.append(modality)
     return imported

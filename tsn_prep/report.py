@@ -8,9 +8,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .store import MODALITY_CHANNELS, Store
-
-CHANNEL_MODALITY = {ch: m for m, chans in MODALITY_CHANNELS.items() for ch in chans}
+from . import modalities
+from .store import Store
 
 
 def store_info(store: Store) -> dict:
@@ -79,7 +78,7 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
     seen: Counter = Counter()
     sizes = {key: tuple(e.meta.get("stored_size") or ()) for key, e in store.index.items()}
     for shard, vid, channel, idx, data in store.iter_images():
-        modality = CHANNEL_MODALITY.get(channel)
+        modality = modalities.CHANNEL_MODALITY.get(channel)
         entry = store.index.get((vid, modality))
         where = f"{store.shard_paths[shard].name}: {vid} {channel} {idx}"
         if entry is None:
@@ -100,11 +99,12 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
             progress(1)
     for (vid, modality), entry in sorted(store.index.items()):
         count = entry.meta["count"]
-        for channel in MODALITY_CHANNELS[modality]:
+        for channel in modalities.get(modality).channels:
             if seen[(vid, channel)] != count:
                 problems.append(f"{vid} {channel}: {seen[(vid, channel)]} images, metadata says {count}")
         n = entry.meta.get("num_frames")
-        expected = None if n is None or "imported_from" in entry.meta else (n if modality == "rgb" else n - 1)
+        expected = (None if n is None or "imported_from" in entry.meta
+                    else modalities.get(modality).images_per_video(n))
         if expected is not None and count != expected:
             problems.append(f"{vid} {modality}: {count} images for {n} decoded frames (expected {expected})")
     return problems

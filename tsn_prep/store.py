@@ -19,12 +19,9 @@ from typing import Iterator, Optional
 
 import lmdb
 
+from . import modalities
+
 FORMAT_VERSION = 1
-MODALITY_CHANNELS: dict[str, tuple[str, ...]] = {
-    "rgb": ("img",),
-    "flow": ("flow_x", "flow_y"),
-    "warped_flow": ("warped_flow_x", "warped_flow_y"),
-}
 _SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
 _DBS = (b"images", b"meta", b"failures", b"info")
 INITIAL_MAP_SIZE = 1 << 28  # 256 MiB; doubled whenever a transaction finds the map full
@@ -164,7 +161,7 @@ class ShardWriter:
 
         Any failure record for the pair is removed in the same transaction.
         """
-        expected = MODALITY_CHANNELS[modality]
+        expected = modalities.get(modality).channels
         if set(images) != set(expected):
             raise ValueError(f"{modality} needs channels {expected}, got {sorted(images)}")
         counts = {len(v) for v in images.values()}
@@ -262,7 +259,7 @@ class Store:
     def get(self, video_id: str, channel: str, index: int, modality: Optional[str] = None) -> bytes:
         """The JPEG bytes of one image; ``index`` is 0-based."""
         if modality is None:
-            modality = next(m for m, chans in MODALITY_CHANNELS.items() if channel in chans)
+            modality = modalities.CHANNEL_MODALITY[channel]
         entry = self.entry(video_id, modality)
         try:
             return self.read(video_id, channel, [index])[0]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tsn_prep.extract import ExtractConfig, extract_video
-from tsn_prep.flow import TVL1Params
+from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.video import VideoItem
 from tsn_prep.warp import WarpParams
 
@@ -39,13 +39,10 @@ class ExtractedImages:
 def extract_config(parameters: dict, modality: str) -> ExtractConfig:
     """The extraction settings the training store used (recorded in the checkpoint)."""
     source = MODALITY_SOURCE[modality]
-    tvl1 = dict(parameters.get("tvl1") or {})
-    if "lambda" in tvl1:
-        tvl1["lambda_"] = tvl1.pop("lambda")
     return ExtractConfig(
         modalities=(source,), size=tuple(parameters["size"]) if parameters.get("size") else None,
         short_side=parameters.get("short_side"), bound=parameters.get("bound", 20.0),
-        jpeg_quality=parameters.get("jpeg_quality", 95), tvl1=TVL1Params(**tvl1),
+        jpeg_quality=parameters.get("jpeg_quality", 95), tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
         warp=WarpParams(**(parameters.get("warp") or {})))
 
 
