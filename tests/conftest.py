@@ -77,7 +77,8 @@ CLIPS = ["armwrestling_kinetics", "poolcleaning", "eyemakeup_ucf101like", "tree"
 
 @pytest.fixture(scope="session")
 def train_store(tmp_path_factory) -> Path:
-    """rgb (40 frames) and flow (15 fields) of the five real clips at 112x84, one class each.
+    """rgb (40 frames), flow and warped flow (15 fields) of the five real clips at 112x84, one
+    class each.
 
     Also writes ``train.txt`` (``clip label``, label = position in CLIPS) beside the store.
     """
@@ -86,7 +87,8 @@ def train_store(tmp_path_factory) -> Path:
                                            ((c, next(VIDEOS.glob(c + ".*")).name) for c in CLIPS)})
     store = root / "store"
     cli("extract-frames", videos, store, "--size", "112x84", "--max-frames", "40")
-    cli("extract-flow", videos, store, "--size", "112x84", "--max-frames", "16", "--workers", "2")
+    cli("extract-flow", videos, store, "--size", "112x84", "--max-frames", "16", "--workers", "2",
+        "--modality", "flow", "--modality", "warped_flow")
     (root / "train.txt").write_text("".join(f"{c} {i}\n" for i, c in enumerate(CLIPS)))
     return store
 

@@ -9,7 +9,8 @@ from tsn_prep.store import Store
 from tsn_train.dataset import VideoDataset
 from tsn_train.lists import Record, validate
 from tsn_train.sampling import center_starts, sample_indices
-from tsn_train.transforms import NORMS, SCALES, EvalCrops, TrainAugment, to_input
+from tsn_prep.modalities import MODALITIES
+from tsn_train.transforms import NORMS, EvalCrops, TrainAugment, to_input
 
 RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
 
@@ -17,7 +18,7 @@ RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
 def dataset(store, modality, train, segments=3):
     counts = validate(RECORDS, Store(store), modality, 5)
     is_flow = modality == "flow"
-    transform = (TrainAugment(64, SCALES[modality], is_flow) if train
+    transform = (TrainAugment(64, MODALITIES[modality].scales, is_flow) if train
                  else EvalCrops(64, 84, 1, is_flow))  # 112x84 frames: centre 64x64, no resize
     return VideoDataset(store, RECORDS, counts, modality, segments, train, transform, NORMS["caffe_bgr"], seed=7)
 

@@ -11,7 +11,8 @@ from tests.conftest import CLIPS, VIDEOS, cli, decode, read_frames, train_cli
 from tsn_prep.store import Store
 from tsn_train.evaluate import load_model, run_test
 from tsn_train.lists import Record, read_list
-from tsn_train.sampling import SNIPPET_LENGTH, center_starts, sample_indices
+from tsn_prep import modalities
+from tsn_train.sampling import center_starts, sample_indices
 from tsn_train.scores import Scores, ScoreError, fuse, metrics, softmax
 from tsn_train.transforms import InputNorm, eval_boxes, hflip, rescale_short_side, to_input
 
@@ -36,10 +37,9 @@ def slow_scores(ckpt_path, store_root, video_id, segments, crops):
     prep = ckpt["preprocessing"]
     modality, norm = prep["modality"], InputNorm.from_dict(prep["norm"])
     store = Store(store_root)
-    source = "rgb" if modality in ("rgb", "rgbdiff") else modality
-    count = store.entry(video_id, source).meta["count"]
-    length = SNIPPET_LENGTH[modality]
-    channels = ["img"] if source == "rgb" else [f"{source}_x", f"{source}_y"]
+    spec = modalities.get(modality)
+    count = store.entry(video_id, spec.source).meta["count"]
+    length, channels = spec.snippet_length, spec.channels
     total, n = 0, 0
     for snippet in sample_indices(center_starts(count, length, segments), length, count):
         imgs = [[decode(store.get(video_id, ch, i)) for ch in channels] for i in snippet]
@@ -49,7 +49,7 @@ def slow_scores(ckpt_path, store_root, video_id, segments, crops):
         views = [f[:, y:y + s, x:x + s] for x, y, s, _ in eval_boxes(h, w, prep["input_size"], crops)
                  for f in [frames]]
         if crops == 10:
-            views += [hflip(v, modality == "flow") for v in views]
+            views += [hflip(v, spec.is_flow) for v in views]
         for v in views:
             x = to_input(v[None], modality, norm)  # one snippet, one crop
             with torch.no_grad():

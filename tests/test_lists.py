@@ -62,7 +62,8 @@ def test_validation_names_missing_videos_and_bad_labels(train_store):
     msg = str(err.value)
     assert msg.startswith("train list x.txt: 7 of 12 videos have no rgb in ")
     assert "nope/0, nope/1, nope/2, nope/3, nope/4, ... (7 in all)" in msg
-    with pytest.raises(ListError, match=r"no warped_flow .*the store has flow, rgb"):
-        validate(good, store, "warped_flow", 5)
+    with pytest.raises(ListError, match=r"1 of 6 videos have no warped_flow .*nope/x \(1\); "
+                                        r"the store has flow, rgb, warped_flow$"):
+        validate(good + [Record("nope/x", 0)], store, "warped_flow", 5)
     with pytest.raises(ListError, match=r"labels must be in 0..3; out of range: carphone=4 \(1\)"):
         validate(good, store, "rgb", 4)

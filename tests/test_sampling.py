@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tsn_train.sampling import (SNIPPET_LENGTH, center_starts, num_starts, sample_indices,
-                                snippet_indices, train_starts)
+from tsn_prep.modalities import MODALITIES
+from tsn_train.sampling import center_starts, num_starts, sample_indices, snippet_indices, train_starts
 
 
 def draws(count, length, segments, n=3000, seed=0):
@@ -20,7 +20,7 @@ def test_train_starts_stay_in_their_segment_and_cover_every_position():
 
 def test_flow_snippets_fit_inside_the_video():
     # 20 flow fields, 5 per snippet: 16 starts, segments [0,5), [5,10), [10,16).
-    d = draws(20, SNIPPET_LENGTH["flow"], 3)
+    d = draws(20, MODALITIES["flow"].snippet_length, 3)
     assert [(d[:, k].min(), d[:, k].max()) for k in range(3)] == [(0, 4), (5, 9), (10, 15)]
     assert (d + 4).max() == 19
 

@@ -50,12 +50,12 @@ import bench_prep as bp  # noqa: E402  (a sibling script, not a package)
 from tsn_prep import __version__ as prep_version  # noqa: E402
 from tsn_prep.folders import Naming  # noqa: E402
 from tsn_prep.store import Store  # noqa: E402
-from tsn_train.dataset import CHANNELS, ShardSampler, VideoDataset, single_threaded_decoding  # noqa: E402
+from tsn_prep.modalities import MODALITIES as SPECS  # noqa: E402
+from tsn_train.dataset import ShardSampler, VideoDataset, single_threaded_decoding  # noqa: E402
 from tsn_train.lists import Record, validate  # noqa: E402
-from tsn_train.models import TSN, input_channels  # noqa: E402
+from tsn_train.models import TSN  # noqa: E402
 from tsn_train.optim import make_optimizer  # noqa: E402
-from tsn_train.sampling import SNIPPET_LENGTH  # noqa: E402
-from tsn_train.transforms import FLOW_MODALITIES, NORMS, SCALES, TrainAugment  # noqa: E402
+from tsn_train.transforms import NORMS, TrainAugment  # noqa: E402
 
 REPO = bp.REPO
 DOCS = bp.DOCS
@@ -192,7 +192,7 @@ def image_bytes(jpegs: list[Path]) -> dict[str, float]:
 
 def needed_bytes(records: list[Record], jpegs: list[Path]) -> dict[str, float]:
     """About how many bytes of JPEG one pass decodes: images per video times their mean size."""
-    per_video = {m: SEGMENTS * SNIPPET_LENGTH[m] * len(CHANNELS[m]) for m in MODALITIES}
+    per_video = {m: SEGMENTS * SPECS[m].snippet_length * len(SPECS[m].channels) for m in MODALITIES}
     return {m: len(records) * per_video[m] * size for m, size in image_bytes(jpegs).items()}
 
 
@@ -280,10 +280,10 @@ class FolderDataset(VideoDataset):
     ``tsn-prep export`` writes, instead of from the store. Only the storage differs."""
 
     def load(self, video_id: str, indices: list[int]) -> np.ndarray:
-        flag = cv2.IMREAD_GRAYSCALE if self.modality in FLOW_MODALITIES else cv2.IMREAD_COLOR
+        flag = cv2.IMREAD_GRAYSCALE if SPECS[self.modality].is_flow else cv2.IMREAD_COLOR
         folder = self.store_root / video_id
         channels = []
-        for channel in CHANNELS[self.modality]:
+        for channel in SPECS[self.modality].channels:
             decoded = {}
             for i in sorted(set(indices)):  # each distinct image read once, as VideoDataset does
                 path = folder / NAMING.filename(channel, i)
@@ -298,7 +298,7 @@ def make_dataset(storage: str, root: Path, records: list[Record], counts: dict[s
                  modality: str) -> VideoDataset:
     """A training dataset as fit builds one: K segments, TrainAugment, BN-Inception's input norm."""
     cls = VideoDataset if storage == "lmdb" else FolderDataset
-    transform = TrainAugment(INPUT_SIZE, SCALES[modality], modality in FLOW_MODALITIES)
+    transform = TrainAugment(INPUT_SIZE, SPECS[modality].scales, SPECS[modality].is_flow)
     return cls(root, records, counts, modality, SEGMENTS, True, transform, NORMS["caffe_bgr"])
 
 
@@ -452,7 +452,7 @@ def loader_table(loader: dict) -> list[dict]:
                     "other": bp.median([t.other for t in ours + base]),
                     "pulled": {st: loader["pulled"].get((m, w, c, st)) for st in runs},
                     "first": {st: bp.median([r.first_batch for r in rs]) for st, rs in passes.items()},
-                    "images": n * SEGMENTS * SNIPPET_LENGTH[m] * len(CHANNELS[m]),
+                    "images": n * SEGMENTS * SPECS[m].snippet_length * len(SPECS[m].channels),
                     "image_kb": loader["image_bytes"][m] / 1000,
                     "disk": {st: [bp.median([r.disk[i] for r in rs]) for i in range(3)]
                              for st, rs in passes.items()},
@@ -477,7 +477,7 @@ def train_child(arch: str, modality: str, steps: int, warmup: int) -> dict:
     model.train()
     optimizer = make_optimizer(model, 0.001, 0.9, 5e-4)
     build = time.perf_counter() - t0
-    x = torch.randn(BATCH, SEGMENTS, input_channels(modality), INPUT_SIZE, INPUT_SIZE)
+    x = torch.randn(BATCH, SEGMENTS, SPECS[modality].input_channels, INPUT_SIZE, INPUT_SIZE)
     y = torch.randint(0, NUM_CLASSES, (BATCH,))
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -670,7 +670,7 @@ def render_docs(machine: dict, data: dict, loader: dict, train: dict, cache_chec
     add("### What is compared\n")
     add("- **Ours**: `tsn_train.dataset.VideoDataset` as `tsn-train fit` builds it for training: "
         f"K={SEGMENTS} segments, a random snippet per segment, `TrainAugment({INPUT_SIZE}, "
-        "SCALES[modality], is_flow)` (multi-scale corner crop, resize, flip), "
+        "MODALITIES[modality].scales, is_flow)` (multi-scale corner crop, resize, flip), "
         "`NORMS[\"caffe_bgr\"]`; images read from the store in one LMDB read transaction per "
         "channel and decoded with `cv2.imdecode`.")
     add("- **Baseline**: a subclass of `VideoDataset` that overrides only `load`: each image is "

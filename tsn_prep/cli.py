@@ -45,6 +45,23 @@ def _size(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+class DeviceList(click.ParamType):
+    """``0`` or ``0,1,2,3``: CUDA device numbers, as a tuple of ints."""
+
+    name = "DEVICES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            devices = tuple(int(g) for g in str(value).replace(" ", "").split(","))
+        except ValueError:
+            devices = ()
+        if not devices or any(g < 0 for g in devices):
+            self.fail(f"expected device numbers like 0 or 0,1; got {value!r}", param, ctx)
+        return devices
+
+
 def shard_options(f):
     @click.option("--shard-index", type=click.IntRange(min=0), default=None,
                   help="Which shard this job writes (0-based). Default: $SLURM_ARRAY_TASK_ID "
@@ -139,7 +156,7 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    "computed from one decode pass.  [default: flow]")
 @click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
-@click.option("--gpu", type=str, default=None,
+@click.option("--gpu", "gpus", type=DeviceList(), default=None,
               help="CUDA device(s) for TV-L1: '0', or '0,1,2,3' to deal videos over several GPUs.")
 @click.option("--backend", type=click.Choice(["auto", "opencv", "opencv-cuda", "torch"]), default="auto",
               show_default=True,
@@ -171,7 +188,7 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--warp-match-window", type=click.IntRange(min=1), default=25, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, quiet, modalities, bound, gpu, backend, batch_pairs, tau, lambda_,
+                     num_shards, quiet, modalities, bound, gpus, backend, batch_pairs, tau, lambda_,
                      theta, scales, warps,
                      epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
                      warp_max_corners, warp_match_window):
@@ -185,19 +202,13 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
       tsn-prep extract-flow --modality flow --modality warped_flow --workers 2 videos/ out.lmdb
     """
     tvl1 = TVL1Params(tau=tau, lambda_=lambda_, theta=theta, scales=scales, warps=warps, epsilon=epsilon)
-    try:
-        gpus = tuple(int(g) for g in gpu.replace(" ", "").split(",")) if gpu else ()
-        if any(g < 0 for g in gpus):
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"expected device numbers like 0 or 0,1; got {gpu!r}",
-                                 param_hint="--gpu") from None
+    gpus = gpus or ()
     chosen = resolve_backend(backend, gpus[0] if gpus else None)
     try:
         for g in gpus or (None,):
             make_flow_fn(tvl1, g, chosen)  # fail now, not in every worker
     except BackendUnavailable as exc:
-        raise click.ClickException(f"--gpu {gpu}: {exc}" if gpu is not None else str(exc)) from None
+        raise click.ClickException(f"--gpu {','.join(map(str, gpus))}: {exc}" if gpus else str(exc)) from None
     if backend == "auto" and gpus and not quiet:
         click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
                    + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
@@ -257,15 +268,13 @@ def naming_options(f):
                           "Use '' for denseflow's x_00000.jpg."),
         click.option("--warp-prefix", default="warp_", show_default=True,
                      help="Warped flow file prefix; 'x_' and 'y_' follow it."),
-        click.option("--start-index", type=click.IntRange(0, 1), default=1, show_default=True,
-                     help="Number of the first file: 1 for dense_flow and mmaction2, 0 for denseflow."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _naming(img_prefix, flow_prefix, warp_prefix, start_index) -> Naming:
+def _naming(img_prefix, flow_prefix, warp_prefix, start_index: int = 1) -> Naming:
     return Naming(img=img_prefix, flow_x=f"{flow_prefix}x_", flow_y=f"{flow_prefix}y_",
                   warped_flow_x=f"{warp_prefix}x_", warped_flow_y=f"{warp_prefix}y_", start=start_index)
 
@@ -274,6 +283,8 @@ def _naming(img_prefix, flow_prefix, warp_prefix, start_index) -> Naming:
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
 @naming_options
+@click.option("--start-index", type=click.IntRange(0, 1), default=1, show_default=True,
+              help="Number of the first file: 1 for dense_flow and mmaction2, 0 for denseflow.")
 @click.option("--modality", "modalities", type=click.Choice(STORED), multiple=True,
               help="Export only these modalities (repeatable). Default: all.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -297,15 +308,15 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
               help="The bound the flow images were quantised with (recorded in the metadata).")
 @shard_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, start_index, bound, shard_index,
+def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, bound, shard_index,
                num_shards, quiet):
     """Move existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT.
 
     Every folder holding images with the given prefixes becomes one video, its id the folder's path
-    relative to DIR. Numbering may start at 0 or 1 (detected per folder; --start-index only sets
-    what `export` writes). Images are stored byte for byte after checking that they decode.
+    relative to DIR. Numbering may start at 0 or 1 (detected per folder). Images are stored byte
+    for byte after checking that they decode.
     """
-    naming = _naming(img_prefix, flow_prefix, warp_prefix, start_index)
+    naming = _naming(img_prefix, flow_prefix, warp_prefix)
     with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
         def on_video(video_id, error):
             if error:

@@ -9,14 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from tsn_prep import modalities
 from tsn_prep.store import Store
 
 from .lists import Record
-from .sampling import SNIPPET_LENGTH, center_starts, sample_indices, train_starts
-from .transforms import FLOW_MODALITIES, InputNorm, to_input
-
-CHANNELS = {"rgb": ("img",), "rgbdiff": ("img",), "flow": ("flow_x", "flow_y"),
-            "warped_flow": ("warped_flow_x", "warped_flow_y")}
+from .sampling import center_starts, sample_indices, train_starts
+from .transforms import InputNorm, to_input
 
 
 def decode(data: bytes, color: bool, where: str) -> np.ndarray:
@@ -68,7 +66,7 @@ class VideoDataset(Dataset):
     def indices(self, i: int, rng: Optional[np.random.Generator]) -> list[list[int]]:
         """Image indices per snippet for item ``i``."""
         count = self.counts[self.records[i].video_id]
-        length = SNIPPET_LENGTH[self.modality]
+        length = modalities.get(self.modality).snippet_length
         starts = (train_starts(count, length, self.segments, rng) if self.train
                   else center_starts(count, length, self.segments))
         return sample_indices(starts, length, count)
@@ -76,11 +74,11 @@ class VideoDataset(Dataset):
     def load(self, video_id: str, indices: list[int]) -> np.ndarray:
         """Decoded images ``(T, H, W, C)`` at ``indices`` (each distinct image decoded once)."""
         unique = sorted(set(indices))
-        color = self.modality not in FLOW_MODALITIES
+        spec = modalities.get(self.modality)
         channels = []
-        for channel in CHANNELS[self.modality]:
+        for channel in spec.channels:
             blobs = self.store.read(video_id, channel, unique)
-            decoded = {i: decode(b, color, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
+            decoded = {i: decode(b, not spec.is_flow, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
             channels.append(np.stack([decoded[i] for i in indices]))
         if len(channels) == 1:
             return channels[0]

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from tsn_prep import modalities
 from tsn_prep.store import Store
 
 from . import checkpoint, distributed
@@ -17,7 +18,7 @@ from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
 from .lists import Record, validate
 from .models import TSN
 from .scores import Scores
-from .transforms import FLOW_MODALITIES, EvalCrops, InputNorm
+from .transforms import EvalCrops, InputNorm
 
 
 def load_model(path: Path, device: torch.device) -> tuple[TSN, dict]:
@@ -50,7 +51,8 @@ def eval_dataset(store_root: Optional[Path], records: list[Record], counts: dict
                  prep: dict, segments: int, crops: int, images: Optional[object] = None) -> VideoDataset:
     """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops."""
     modality = prep["modality"]
-    transform = EvalCrops(prep["input_size"], prep["scale_size"], crops, modality in FLOW_MODALITIES)
+    transform = EvalCrops(prep["input_size"], prep["scale_size"], crops,
+                          modalities.get(modality).is_flow)
     return VideoDataset(store_root, records, counts, modality, segments, False, transform,
                         InputNorm.from_dict(prep["norm"]), images=images)
 

@@ -19,15 +19,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from tsn_prep import modalities
 from tsn_prep.store import Store
 
 from . import checkpoint, distributed
 from .config import FitConfig
 from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
-from .lists import MODALITY_SOURCE, ListError, Record, num_classes_of, read_classes, read_list, validate
+from .lists import ListError, Record, num_classes_of, read_classes, read_list, validate
 from .models import ARCHS, TSN
 from .optim import lr_at, make_optimizer, set_lr
-from .transforms import FLOW_MODALITIES, NORMS, EvalCrops, TrainAugment
+from .transforms import NORMS, EvalCrops, TrainAugment
 
 CHECKPOINT_FORMAT = "tsn-train-checkpoint"
 
@@ -67,7 +68,7 @@ def _load_lists(cfg: FitConfig) -> tuple[list[Record], Optional[list[Record]], l
     train_counts = validate(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
     val_counts = (validate(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
                   if val else {})
-    source = MODALITY_SOURCE[cfg.modality]
+    source = modalities.get(cfg.modality).source
     extraction = store.entry(train[0].video_id, source).meta["parameters"]
     store.close()
     return train, val, classes, train_counts, val_counts, extraction
@@ -182,7 +183,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     if cfg.workers > 0:
         single_threaded_decoding()
     norm = NORMS[ARCHS[cfg.arch].norm]
-    is_flow = cfg.modality in FLOW_MODALITIES
+    is_flow = modalities.get(cfg.modality).is_flow
     augment = TrainAugment(prep["input_size"], tuple(cfg.scales), is_flow, flip=cfg.flip)
     train_ds = VideoDataset(Path(cfg.store), train, train_counts, cfg.modality, cfg.segments, True,
                             augment, norm, cfg.seed)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from tsn_prep import modalities
 from tsn_prep.store import Store
-
-MODALITY_SOURCE = {"rgb": "rgb", "rgbdiff": "rgb", "flow": "flow", "warped_flow": "warped_flow"}
 
 
 class ListError(Exception):
@@ -79,7 +78,7 @@ def validate(records: list[Record], store: Store, modality: str, num_classes: in
     Returns ``{video_id: image count}`` for the series the modality reads (frames for rgb and
     rgbdiff, flow fields for flow). Raises ListError naming the first few problems and how many.
     """
-    source = MODALITY_SOURCE[modality]
+    source = modalities.get(modality).source
     index = store.index
     missing = [r.video_id for r in records if (r.video_id, source) not in index]
     if missing:

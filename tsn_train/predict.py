@@ -8,13 +8,14 @@ from typing import Optional
 import numpy as np
 import torch
 
+from tsn_prep import modalities
 from tsn_prep.extract import ExtractConfig, extract_video
 from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.video import VideoItem
 from tsn_prep.warp import WarpParams
 
 from .evaluate import eval_dataset, load_model, snippet_crop_scores, video_score
-from .lists import MODALITY_SOURCE, Record
+from .lists import Record
 from .models import TSN
 from .scores import softmax
 
@@ -38,7 +39,7 @@ class ExtractedImages:
 
 def extract_config(parameters: dict, modality: str) -> ExtractConfig:
     """The extraction settings the training store used (recorded in the checkpoint)."""
-    source = MODALITY_SOURCE[modality]
+    source = modalities.get(modality).source
     return ExtractConfig(
         modalities=(source,), size=tuple(parameters["size"]) if parameters.get("size") else None,
         short_side=parameters.get("short_side"), bound=parameters.get("bound", 20.0),

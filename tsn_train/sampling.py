@@ -1,8 +1,8 @@
 """Which stored images a TSN sample reads: segment-based sparse sampling as pure functions.
 
 Indices are 0-based positions in a video's stored series (frames for ``rgb`` and ``rgbdiff``,
-flow fields for ``flow`` and ``warped_flow``). A snippet of length ``L`` starting at ``s`` reads
-``s, s+1, ..., s+L-1``.
+flow fields for ``flow`` and ``warped_flow``). A snippet of length ``L`` (the modality's
+``snippet_length`` in ``tsn_prep.modalities``) starting at ``s`` reads ``s, s+1, ..., s+L-1``.
 
 Rule for short videos: a start can only be a position where a whole snippet fits, so there are
 ``P = count - L + 1`` of them. With ``P >= K`` every segment holds at least one start. With
@@ -13,9 +13,6 @@ image. No video with at least one image raises an error.
 from __future__ import annotations
 
 import numpy as np
-
-# Images one snippet reads from the modality's series (SPEC "Reference defaults").
-SNIPPET_LENGTH = {"rgb": 1, "rgbdiff": 6, "flow": 5, "warped_flow": 5}
 
 
 def num_starts(count: int, length: int) -> int:

@@ -13,10 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-# Scale sets of the multi-scale crop (SPEC "Reference defaults"): fractions of the short side.
-SCALES = {"rgb": (1, .875, .75, .66), "rgbdiff": (1, .875, .75), "flow": (1, .875, .75),
-          "warped_flow": (1, .875, .75)}
-FLOW_MODALITIES = ("flow", "warped_flow")
+from tsn_prep import modalities
 
 
 def crop_sizes(short: int, input_size: int, scales: tuple[float, ...]) -> list[int]:
@@ -180,7 +177,7 @@ def to_input(frames: np.ndarray, modality: str, norm: InputNorm) -> torch.Tensor
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).float()
     *lead, length, h, w, c = x.shape
-    if modality in FLOW_MODALITIES:
+    if modalities.get(modality).is_flow:
         x = (x * norm.scale - norm.flow_mean) / norm.flow_std
         return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)
     if not norm.bgr:

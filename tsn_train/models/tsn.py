@@ -7,20 +7,11 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from tsn_prep import modalities
+
 from ..consensus import make_consensus
-from ..sampling import SNIPPET_LENGTH
 from .backbones import ARCHS, build_backbone, strip_classifier
 from .pretrained import load_pretrained
-
-
-def input_channels(modality: str) -> int:
-    """Channels of one snippet: 3 (rgb), 15 (rgbdiff: 5 differences), 10 (flow: 5 x and y)."""
-    length = SNIPPET_LENGTH[modality]
-    if modality == "rgb":
-        return 3
-    if modality == "rgbdiff":
-        return 3 * (length - 1)
-    return 2 * length
 
 
 def first_of(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
@@ -67,7 +58,7 @@ class TSN(nn.Module):
         if pretrained is not None:
             load_pretrained(base, pretrained, spec.classifier, spec.extra)
         self.base = strip_classifier(base, arch)
-        channels = input_channels(modality)
+        channels = modalities.get(modality).input_channels
         conv_name, conv = first_of(self.base, nn.Conv2d)
         if channels != conv.in_channels:
             conv = cross_modality_conv(conv, channels)
