@@ -42,4 +42,4 @@ for m in rgb flow; do
 done
 
 say "6/6 fuse the streams, RGB : flow = 1 : 1.5 as in the paper"
-tsn-train fuse "$W/scores/rgb.npz" "$W/scores/flow.npz" --weights 1 1.5 --out "$W/scores/fused.npz"
+tsn-train fuse "$W/scores/rgb.npz" "$W/scores/flow.npz" --weights 1,1.5 --out "$W/scores/fused.npz"

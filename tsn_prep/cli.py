@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .extract import ExtractConfig
-from .flow import BackendUnavailable, make_flow_fn, resolve_backend
+from .flow import BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import Naming, export_store, import_tree
 from .modalities import FLOW, STORED
 from .report import format_info, store_info, verify_store
@@ -22,7 +22,10 @@ from .run import RunSummary, run_extraction
 from .store import Store, StoreError
 from .tvl1_params import TVL1Params
 from .video import parse_size
-from .warp import WarpParams
+from .warp import DETECTORS, WarpParams
+
+# Option defaults are read from the records they fill, never typed twice.
+_EXTRACT, _TVL1, _WARP = ExtractConfig(), TVL1Params(), WarpParams()
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -85,11 +88,11 @@ def extract_options(f):
     options = [
         click.argument("videos", type=click.Path(exists=True, path_type=Path)),
         click.argument("out", type=click.Path(path_type=Path)),
-        click.option("--size", default="340x256", show_default=True, callback=_size,
+        click.option("--size", default="x".join(map(str, _EXTRACT.size)), show_default=True, callback=_size,
                      help="Resize every frame to WIDTHxHEIGHT (the paper's 340x256)."),
         click.option("--short-side", type=click.IntRange(min=8), default=None,
                      help="Instead of --size: scale so the shorter side is N px, keeping the aspect ratio."),
-        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=_EXTRACT.jpeg_quality, show_default=True,
                      help="JPEG quality of the stored images."),
         click.option("--max-frames", type=click.IntRange(min=2), default=None,
                      help="Use only the first N frames of each video (quick trials)."),
@@ -154,11 +157,11 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--modality", "modalities", type=click.Choice(FLOW), multiple=True,
               help="flow (TV-L1) and/or warped_flow (camera motion removed); repeat for both, "
                    "computed from one decode pass.  [default: flow]")
-@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=_EXTRACT.bound, show_default=True,
               help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
 @click.option("--gpu", "gpus", type=DeviceList(), default=None,
               help="CUDA device(s) for TV-L1: '0', or '0,1,2,3' to deal videos over several GPUs.")
-@click.option("--backend", type=click.Choice(["auto", "opencv", "opencv-cuda", "torch"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
               show_default=True,
               help="TV-L1 implementation. auto: with --gpu, OpenCV's CUDA TV-L1 when the installed "
                    "cv2 has CUDA (PyPI wheels do not), else our PyTorch TV-L1 on the GPU; without "
@@ -166,26 +169,26 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--batch-pairs", type=click.IntRange(min=1), default=None,
               help="Frame pairs per TV-L1 call for the torch backend (more pairs: more GPU memory, "
                    "fewer launches).  [default: 8 for torch, else 1]")
-@click.option("--tau", type=float, default=0.25, show_default=True, help="TV-L1 time step.")
-@click.option("--lambda", "lambda_", type=float, default=0.15, show_default=True,
+@click.option("--tau", type=float, default=_TVL1.tau, show_default=True, help="TV-L1 time step.")
+@click.option("--lambda", "lambda_", type=float, default=_TVL1.lambda_, show_default=True,
               help="TV-L1 data-term weight (smaller: smoother flow).")
-@click.option("--theta", type=float, default=0.3, show_default=True, help="TV-L1 coupling weight.")
-@click.option("--scales", type=click.IntRange(min=1), default=5, show_default=True, help="Pyramid levels.")
-@click.option("--warps", type=click.IntRange(min=1), default=5, show_default=True, help="Warps per level.")
-@click.option("--epsilon", type=float, default=0.01, show_default=True, help="Stopping threshold.")
-@click.option("--warp-detector", type=click.Choice(["orb", "sift", "none"]), default="orb",
+@click.option("--theta", type=float, default=_TVL1.theta, show_default=True, help="TV-L1 coupling weight.")
+@click.option("--scales", type=click.IntRange(min=1), default=_TVL1.scales, show_default=True, help="Pyramid levels.")
+@click.option("--warps", type=click.IntRange(min=1), default=_TVL1.warps, show_default=True, help="Warps per level.")
+@click.option("--epsilon", type=float, default=_TVL1.epsilon, show_default=True, help="Stopping threshold.")
+@click.option("--warp-detector", type=click.Choice(DETECTORS), default=_WARP.detector,
               show_default=True,
               help="Warped flow: free keypoint detector matched between frames (SURF is non-free); "
                    "'none' uses flow-tracked corners only.")
-@click.option("--warp-min-inliers", type=click.IntRange(min=4), default=25, show_default=True,
+@click.option("--warp-min-inliers", type=click.IntRange(min=4), default=_WARP.min_inliers, show_default=True,
               help="Warped flow: accept the camera homography only with more RANSAC inliers than this.")
-@click.option("--warp-ransac-threshold", type=float, default=1.0, show_default=True,
+@click.option("--warp-ransac-threshold", type=float, default=_WARP.ransac_threshold, show_default=True,
               help="Warped flow: RANSAC reprojection threshold in px.")
-@click.option("--warp-min-pairs", type=click.IntRange(min=4), default=50, show_default=True,
+@click.option("--warp-min-pairs", type=click.IntRange(min=4), default=_WARP.min_pairs, show_default=True,
               help="Warped flow: fit a homography only with more correspondences than this.")
-@click.option("--warp-max-corners", type=click.IntRange(min=0), default=1000, show_default=True,
+@click.option("--warp-max-corners", type=click.IntRange(min=0), default=_WARP.max_corners, show_default=True,
               help="Warped flow: corners of the previous frame tracked by the flow (0: no limit).")
-@click.option("--warp-match-window", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--warp-match-window", type=click.IntRange(min=1), default=_WARP.match_window, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
                      num_shards, quiet, modalities, bound, gpus, backend, batch_pairs, tau, lambda_,
@@ -304,7 +307,7 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
 @click.argument("dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @naming_options
-@click.option("--bound", type=float, default=20.0, show_default=True,
+@click.option("--bound", type=float, default=_EXTRACT.bound, show_default=True,
               help="The bound the flow images were quantised with (recorded in the metadata).")
 @shard_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -31,7 +31,7 @@ import numpy as np
 
 from .flow import FlowFn
 
-_DETECTORS = ("orb", "sift", "none")
+DETECTORS = ("orb", "sift", "none")
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class WarpParams:
     min_inliers: int = 25          # accept the homography only with more than this many inliers
 
     def __post_init__(self) -> None:
-        if self.detector not in _DETECTORS:
-            raise ValueError(f"detector must be one of {_DETECTORS}, got {self.detector!r}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
 
     def as_dict(self) -> dict:
         """Plain dict of the parameters, for recording in metadata."""

@@ -1,1 +1,2 @@
-"""tsn-train: segment-sampled datasets over tsn-prep stores and the two-stream TSN (next issue)."""
+"""tsn-train: segment-sampled datasets over tsn-prep stores, the TSN streams, their training,
+the paper's test protocol, late fusion and prediction from raw videos."""

@@ -1,28 +1,66 @@
-"""``tsn-train``: train and evaluate Temporal Segment Networks on a tsn-prep store."""
+"""``tsn-train``: train and evaluate Temporal Segment Networks on a tsn-prep store.
+
+Only click and torch-free modules are imported at start-up, so ``--help`` answers at once; torch
+is imported inside the commands that need it.
+"""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import click
 
+from tsn_prep.modalities import MODALITIES
 from tsn_prep.store import StoreError
 
-from .config import MODALITIES, preset_names, resolve
+from .config import default_text, preset_names, resolve
 from .consensus import CONSENSUS
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
-from . import distributed
-from .models import ARCHS, PretrainedError
+from .models import ARCHS
 
 
-def _floats(text: Optional[str]) -> Optional[list[float]]:
-    return None if text is None else [float(v) for v in text.replace(",", " ").split()]
+class NumberList(click.ParamType):
+    """Numbers separated by commas (or spaces): ``1,.875,.75`` -> ``[1.0, 0.875, 0.75]``."""
+
+    def __init__(self, kind: type = float):
+        self.kind = kind
+        self.name = f"{kind.__name__.upper()},..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = [self.kind(v) for v in str(value).replace(",", " ").split()]
+        except ValueError:
+            numbers = []
+        if not numbers:
+            example = "1,1.5" if self.kind is float else "20,40"
+            self.fail(f"expected comma-separated {self.kind.__name__}s like {example}; got {value!r}",
+                      param, ctx)
+        return numbers
 
 
-def _ints(text: Optional[str]) -> Optional[list[int]]:
-    return None if text is None else [int(v) for v in text.replace(",", " ").split()]
+FLOATS, INTS = NumberList(float), NumberList(int)
+
+
+def _crops(ctx, param, value) -> int:
+    return int(value)
+
+
+def _help(text: str, setting: str) -> str:
+    """Option help with the default written from tsn_train.config (one source of defaults)."""
+    return f"{text}  {default_text(setting)}".rstrip()
+
+
+def _input_sizes() -> str:
+    """``[default: 224; 299 inception_v3]``: the common size, then the architectures that differ."""
+    sizes: dict[int, list[str]] = {}
+    for name, arch in ARCHS.items():
+        sizes.setdefault(arch.input_size, []).append(name)
+    common = max(sizes, key=lambda size: len(sizes[size]))
+    others = [f"{size} {', '.join(names)}" for size, names in sizes.items() if size != common]
+    return "[default: " + "; ".join([str(common)] + others) + "]"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -80,7 +118,7 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
 
 
 @main.command()
-@click.option("--modality", type=click.Choice(MODALITIES), required=True,
+@click.option("--modality", type=click.Choice(list(MODALITIES)), required=True,
               help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow their own.")
 @click.option("--store", type=click.Path(exists=True, file_okay=False), required=True,
               help="Output folder of tsn-prep (the LMDB shards).")
@@ -93,63 +131,66 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
 @click.option("--num-classes", type=click.IntRange(min=2), help="Default: the class file's length, else max label + 1.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run folder: last.pt, best.pt, metrics.jsonl, config.json.")
-@click.option("--preset", type=str,
-              help="Reference settings shipped with tsn-train: ucf101 or hmdb51 (per modality). "
-                   "Options given here override it.")
-@click.option("--arch", type=click.Choice(list(ARCHS)), help="Backbone.  [default: bn_inception]")
+@click.option("--preset", type=click.Choice(preset_names()),
+              help="Reference settings of a dataset, where they differ from the defaults (the "
+                   "defaults are UCF101's). Options given here override it.")
+@click.option("--arch", type=click.Choice(list(ARCHS)), help=_help("Backbone.", "arch"))
 @click.option("--pretrained", type=click.Path(dir_okay=False),
               help="ImageNet weights file for the backbone (e.g. bn_inception-52deb4733.pth, or a "
                    "torchvision resnet50 .pth). Nothing is downloaded. Default: random init.")
-@click.option("--consensus", type=click.Choice(CONSENSUS), help="Segmental consensus.  [default: average]")
-@click.option("--topk", type=click.IntRange(min=1), help="k of top-k consensus.  [default: 2]")
-@click.option("--segments", type=click.IntRange(min=1), help="Segments K per video.  [default: 3]")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Before the classifier.  [default: 0.8 rgb, 0.7 flow]")
+@click.option("--consensus", type=click.Choice(CONSENSUS), help=_help("Segmental consensus.", "consensus"))
+@click.option("--topk", type=click.IntRange(min=1), help=_help("k of top-k consensus.", "topk"))
+@click.option("--segments", type=click.IntRange(min=1), help=_help("Segments K per video.", "segments"))
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help=_help("Before the classifier.", "dropout"))
 @click.option("--partial-bn/--no-partial-bn", default=None,
-              help="Freeze every BatchNorm but the first.  [default: on]")
-@click.option("--input-size", type=click.IntRange(min=32), help="Crop side fed to the network.  [default: 224; 299 Inception-v3]")
-@click.option("--scales", type=str, help="Multi-scale crop fractions, e.g. '1,.875,.75,.66'.")
+              help=_help("Freeze every BatchNorm but the first.", "partial_bn"))
+@click.option("--input-size", type=click.IntRange(min=32), help=f"Crop side fed to the network.  {_input_sizes()}")
+@click.option("--scales", type=FLOATS, help=_help("Multi-scale crop fractions of the short side.", "scales"))
 @click.option("--flip/--no-flip", default=None,
-              help="Random horizontal flips (flow x inverted). Turn off when mirroring changes "
-                   "the class, e.g. 'move left' vs 'move right'.  [default: on]")
-@click.option("--lr", type=float, help="Base learning rate.  [default: 0.001 rgb, 0.005 flow]")
-@click.option("--lr-steps", type=str, help="Epochs where lr is multiplied by --lr-gamma, e.g. '20,40'.")
-@click.option("--lr-gamma", type=float, help="[default: 0.1]")
-@click.option("--epochs", type=click.IntRange(min=1), help="[default: 47 rgb, 242 flow]")
-@click.option("--momentum", type=float, help="[default: 0.9]")
-@click.option("--weight-decay", type=float, help="[default: 5e-4]")
-@click.option("--clip-grad", type=click.FloatRange(min=0), help="Max L2 norm of the gradient (0 = off).  [default: 40 rgb, 20 flow]")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Videos per forward pass per process.  [default: 32]")
+              help=_help("Random horizontal flips (flow x inverted). Turn off when mirroring changes "
+                         "the class, e.g. 'move left' vs 'move right'.", "flip"))
+@click.option("--lr", type=float, help=_help("Base learning rate.", "lr"))
+@click.option("--lr-steps", type=INTS, help=_help("Epochs where lr is multiplied by --lr-gamma.", "lr_steps"))
+@click.option("--lr-gamma", type=float, help=_help("", "lr_gamma"))
+@click.option("--epochs", type=click.IntRange(min=1), help=_help("", "epochs"))
+@click.option("--momentum", type=float, help=_help("", "momentum"))
+@click.option("--weight-decay", type=float, help=_help("", "weight_decay"))
+@click.option("--clip-grad", type=click.FloatRange(min=0),
+              help=_help("Max L2 norm of the gradient (0 = off).", "clip_grad"))
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help=_help("Videos per forward pass per process.", "batch_size"))
 @click.option("--accumulate", type=click.IntRange(min=1),
-              help="Batches per SGD step; effective batch = batch-size x accumulate x processes.  [default: 4]")
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader processes per training process.  [default: 4]")
-@click.option("--seed", type=int, help="[default: 0]")
-@click.option("--device", type=str, help="auto, cpu, cuda or cuda:N.  [default: auto]")
+              help=_help("Batches per SGD step; effective batch = batch-size x accumulate x processes.",
+                         "accumulate"))
+@click.option("--workers", type=click.IntRange(min=0),
+              help=_help("DataLoader processes per training process.", "workers"))
+@click.option("--seed", type=int, help=_help("", "seed"))
+@click.option("--device", type=str, help=_help("auto, cpu, cuda or cuda:N.", "device"))
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),
-              help="Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on the CPU.  [default: auto]")
+              help=_help("Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on "
+                         "the CPU.", "amp"))
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
-@click.option("--log-every", type=click.IntRange(min=0), help="Write a step record to metrics.jsonl every N batches.  [default: 20]")
+@click.option("--log-every", type=click.IntRange(min=0),
+              help=_help("Write a step record to metrics.jsonl every N batches.", "log_every"))
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop each epoch after N SGD steps (smoke runs).")
 @click.option("--resume", is_flag=False, flag_value="last", default=None,
               help="Continue from OUT/last.pt (or the checkpoint given) after its last full epoch.")
 def fit(**options) -> None:
     """Train a TSN stream.
 
-    Settings come from the modality's reference defaults, then --preset, then the options given.
-    Launch on several GPUs (or CPU processes) with torchrun:
+    Settings come from the defaults (the reference's, per modality), then --preset, then the
+    options given. Launch on several GPUs (or CPU processes) with torchrun:
 
     \b
       torchrun --nproc_per_node 4 -m tsn_train.cli fit ...
     """
+    from . import distributed
     from .fit import fit as run_fit
+    from .models import PretrainedError
 
     preset = options.pop("preset")
     resume = options.pop("resume")
-    try:
-        options["scales"] = _floats(options["scales"])
-        options["lr_steps"] = _ints(options["lr_steps"])
-    except ValueError:
-        raise click.BadParameter("--scales and --lr-steps take comma-separated numbers, "
-                                 "e.g. '1,.875,.75' and '20,40'") from None
     try:
         cfg = resolve(options, preset)
         if resume == "last":
@@ -165,7 +206,6 @@ def fit(**options) -> None:
         sys.exit(130)
     finally:
         distributed.cleanup()
-
 
 
 def _report_line(name: str, m: dict) -> str:
@@ -186,7 +226,7 @@ def _report_line(name: str, m: dict) -> str:
 @click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True,
               help="Evenly spaced snippets per video.")
 @click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True,
-              help="10 = four corners + centre and their mirror images; 3 = along the long side; "
+              callback=_crops, help="10 = four corners + centre and their mirror images; 3 = along the long side; "
                    "1 = centre.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="Snippet-crops per forward pass.")
@@ -202,7 +242,7 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
 
     try:
         records = read_list(Path(list_path))
-        scores = run_test(Path(checkpoint), Path(store), records, segments, int(crops), batch,
+        scores = run_test(Path(checkpoint), Path(store), records, segments, crops, batch,
                           workers, device, amp)
     except (ListError, StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -216,56 +256,31 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     click.echo(f"scores: {out}")
 
 
-def _parse_fuse_args(args: tuple[str, ...]) -> tuple[list[Path], list[float], bool, Optional[Path]]:
-    """``FILE... [--weights W...] [--softmax] [--out FILE]``: click options take a fixed number
-    of values, and the reference's ``--weights 1 1.5`` takes one per file."""
-    files, weights, use_softmax, out = [], [], False, None
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--weights":
-            i += 1
-            while i < len(args) and not args[i].startswith("--"):
-                try:
-                    weights.append(float(args[i]))
-                except ValueError:
-                    break  # a score file after the weights
-                i += 1
-            if not weights:
-                raise click.BadParameter("--weights needs a number per score file")
-            continue
-        if a == "--softmax":
-            use_softmax = True
-        elif a == "--out":
-            if i + 1 >= len(args):
-                raise click.BadParameter("--out needs a file name")
-            out = Path(args[i + 1])
-            i += 1
-        elif a.startswith("--"):
-            raise click.BadParameter(f"unknown option {a}")
-        else:
-            files.append(Path(a))
-        i += 1
-    if not files:
-        raise click.UsageError("give at least one score file")
-    return files, weights or [1.0] * len(files), use_softmax, out
-
-
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def fuse(args: tuple[str, ...]) -> None:
-    """Weighted late fusion of score files from `tsn-train test`.
+@main.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--weights", type=FLOATS,
+              help="Weight per score file, in their order, e.g. 1,1.5 (the paper's RGB : flow).  "
+                   "[default: 1 each]")
+@click.option("--softmax", "use_softmax", is_flag=True,
+              help="Fuse probabilities instead of the scores before softmax.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fused scores (.npz) here.")
+def fuse(files, weights, use_softmax, out) -> None:
+    """Weighted late fusion of score FILES from `tsn-train test`.
 
     \b
-      tsn-train fuse rgb.npz flow.npz --weights 1 1.5 [--softmax] [--out fused.npz]
+      tsn-train fuse rgb.npz flow.npz --weights 1,1.5 [--softmax] [--out fused.npz]
 
-    Weights default to 1 each (the paper uses RGB : flow = 1 : 1.5). Scores are fused before
-    softmax unless --softmax is given. The files must hold the same videos with the same labels.
-    Prints each stream's accuracy and the fusion's.
+    Scores are fused before softmax unless --softmax is given. The files must hold the same videos
+    with the same labels. Prints each stream's accuracy and the fusion's.
     """
     from .scores import ScoreError, Scores, fuse as fuse_scores, metrics
 
-    files, weights, use_softmax, out = _parse_fuse_args(args)
+    weights = weights or [1.0] * len(files)
+    if len(weights) != len(files):
+        raise click.BadParameter(f"{len(files)} score files but {len(weights)} weights",
+                                 param_hint="--weights")
     try:
         streams = [Scores.load(f) for f in files]
         for f, st in zip(files, streams):
@@ -286,9 +301,11 @@ def fuse(args: tuple[str, ...]) -> None:
 @click.option("--checkpoint", "checkpoints", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A fit checkpoint; repeat for several streams (e.g. RGB and flow).")
-@click.option("--weights", type=str, help="Fusion weight per checkpoint, e.g. '1,1.5'.  [default: 1 each]")
+@click.option("--weights", type=FLOATS,
+              help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
 @click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True)
-@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True)
+@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True,
+              callback=_crops)
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")
@@ -298,20 +315,19 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
     paper's test protocol, fuse the streams' probabilities, and print the top classes."""
     import json
 
-    import torch
-
+    from . import distributed
     from .predict import load_streams, predict_video
 
     try:
         dev = distributed.resolve_device(device)
-        streams = load_streams(list(checkpoints), _floats(weights), dev)
+        streams = load_streams(list(checkpoints), weights, dev)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     classes = streams[0].checkpoint["classes"]
     failed = 0
     for path in videos:
         try:
-            probs = predict_video(path, streams, segments, int(crops))
+            probs = predict_video(path, streams, segments, crops)
         except ValueError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1

@@ -1,16 +1,34 @@
-"""Training settings: built-in defaults per modality, shipped presets, and command-line overrides."""
+"""Training settings: one source of defaults, shipped presets that say only how they differ, and
+command-line overrides.
+
+A setting's default is either a ``FitConfig`` field default (the same for every modality) or, for
+the fields in ``PER_MODALITY``, the modality's reference value in ``tsn_prep.modalities``. The
+reference values are UCF101's, so the ``ucf101`` preset changes nothing. ``tsn-train fit --help``
+prints its defaults from here (``default_text``).
+
+This module imports neither torch nor torchvision, so the command line can read it for ``--help``.
+"""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from importlib import resources
 from typing import Optional
 
-MODALITIES = ("rgb", "rgbdiff", "flow", "warped_flow")
+from tsn_prep.modalities import MODALITIES
+
+# Settings whose default depends on the modality: read from its spec, never typed here.
+PER_MODALITY = ("scales", "dropout", "lr", "lr_steps", "epochs", "clip_grad")
 
 
 @dataclass
 class FitConfig:
+    """Every setting of one ``tsn-train fit`` run (saved in its checkpoints and config.json).
+
+    Fields in ``PER_MODALITY`` default to None here and are filled in from the modality's spec by
+    ``resolve``; a resolved config has no None among them.
+    """
+
     modality: str
     store: str
     train_list: str
@@ -23,18 +41,18 @@ class FitConfig:
     consensus: str = "average"
     topk: int = 2
     segments: int = 3
-    dropout: float = 0.8
+    dropout: Optional[float] = None
     partial_bn: bool = True
     input_size: Optional[int] = None          # None: the architecture's (224, or 299 for Inception-v3)
-    scales: list[float] = field(default_factory=lambda: [1, .875, .75, .66])
+    scales: Optional[list[float]] = None
     flip: bool = True                         # off for classes that mirroring changes (left/right)
-    lr: float = 0.001
-    lr_steps: list[int] = field(default_factory=lambda: [20, 40])
+    lr: Optional[float] = None
+    lr_steps: Optional[list[int]] = None
     lr_gamma: float = 0.1
-    epochs: int = 47
+    epochs: Optional[int] = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    clip_grad: Optional[float] = 40.0
+    clip_grad: Optional[float] = None         # 0 turns clipping off
     batch_size: int = 32
     accumulate: int = 4
     workers: int = 4
@@ -49,51 +67,65 @@ class FitConfig:
         return asdict(self)
 
 
-# The reference's per-modality settings (SPEC "Reference defaults"); schedules in epochs of
-# UCF101 split 1 (9537 videos, 74.5 iterations of 128 per epoch).
-MODALITY_DEFAULTS = {
-    "rgb": dict(dropout=0.8, scales=[1, .875, .75, .66], lr=0.001, lr_steps=[20, 40], epochs=47,
-                clip_grad=40.0),
-    "rgbdiff": dict(dropout=0.8, scales=[1, .875, .75], lr=0.001, lr_steps=[20, 40], epochs=47,
-                    clip_grad=40.0),
-    "flow": dict(dropout=0.7, scales=[1, .875, .75], lr=0.005, lr_steps=[134, 215], epochs=242,
-                 clip_grad=20.0),
-    "warped_flow": dict(dropout=0.7, scales=[1, .875, .75], lr=0.005, lr_steps=[134, 215],
-                        epochs=242, clip_grad=20.0),
-}
+def defaults(modality: str) -> dict:
+    """Every setting with a default, for ``modality``: field defaults, then the modality's spec."""
+    spec = MODALITIES[modality]
+    out = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
+    for name in PER_MODALITY:
+        value = getattr(spec, name)
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def default_text(name: str) -> str:
+    """The ``[default: ...]`` of a fit option, written from the same source ``resolve`` uses."""
+    if name in PER_MODALITY:
+        by_value: dict[str, list[str]] = {}
+        for modality in MODALITIES:
+            value = defaults(modality)[name]
+            shown = ",".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
+            by_value.setdefault(shown, []).append(modality)
+        return "[default: " + "; ".join(f"{v} {', '.join(ms)}" for v, ms in by_value.items()) + "]"
+    value = next(f.default for f in fields(FitConfig) if f.name == name)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return f"[default: {'on' if value else 'off'}]"
+    return f"[default: {value:g}]" if isinstance(value, float) else f"[default: {value}]"
 
 
 def preset_names() -> list[str]:
-    """Datasets with shipped presets (files are ``<dataset>_<modality>.json``)."""
-    longest_first = sorted(MODALITIES, key=len, reverse=True)  # warped_flow before flow
-    names = set()
-    for f in resources.files("tsn_train.presets").iterdir():
-        stem = f.name.removesuffix(".json")
-        modality = next((m for m in longest_first if stem.endswith("_" + m)), None)
-        if f.name.endswith(".json") and modality:
-            names.add(stem[: -len(modality) - 1])
-    return sorted(names)
+    """Datasets with a shipped preset (``tsn_train/presets/<name>.json``)."""
+    return sorted(f.name.removesuffix(".json") for f in resources.files("tsn_train.presets").iterdir()
+                  if f.name.endswith(".json"))
 
 
 def load_preset(name: str, modality: str) -> dict:
-    """Settings of preset ``name`` (e.g. ``ucf101``) for ``modality``; keys starting with ``_``
-    are comments."""
-    path = resources.files("tsn_train.presets") / f"{name}_{modality}.json"
+    """How preset ``name`` differs from the defaults for ``modality``.
+
+    A preset file holds settings for every modality at its top level and per-modality settings
+    under the modality's name; keys starting with ``_`` are comments.
+    """
+    path = resources.files("tsn_train.presets") / f"{name}.json"
     if not path.is_file():
-        raise ValueError(f"no preset {name!r} for {modality}; presets: {', '.join(preset_names())}")
+        raise ValueError(f"no preset {name!r}; presets: {', '.join(preset_names())}")
     data = json.loads(path.read_text(encoding="utf-8"))
+    settings = {k: v for k, v in data.items() if not k.startswith("_") and k not in MODALITIES}
+    settings.update({k: v for k, v in data.get(modality, {}).items() if not k.startswith("_")})
     known = {f.name for f in fields(FitConfig)}
-    unknown = sorted(k for k in data if not k.startswith("_") and k not in known)
+    unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"preset {path.name} has unknown settings: {', '.join(unknown)}")
-    return {k: v for k, v in data.items() if not k.startswith("_")}
+    return settings
 
 
 def resolve(options: dict, preset: Optional[str] = None) -> FitConfig:
-    """Defaults, then the modality's reference settings, then the preset, then ``options``
-    (entries that are None are treated as not given)."""
+    """Defaults (see ``defaults``), then the preset, then ``options`` (entries that are None are
+    treated as not given)."""
     modality = options["modality"]
-    settings = dict(MODALITY_DEFAULTS[modality])
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    settings = defaults(modality)
     if preset:
         settings.update(load_preset(preset, modality))
     settings.update({k: v for k, v in options.items() if v is not None})
