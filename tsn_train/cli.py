@@ -14,7 +14,8 @@ import click
 from tsn_prep.modalities import MODALITIES
 from tsn_prep.store import StoreError
 
-from .config import default_text, preset_names, resolve
+from .config import (CROP_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS, default_text,
+                     preset_names, resolve)
 from .consensus import CONSENSUS
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
 from .models import ARCHS
@@ -42,6 +43,7 @@ class NumberList(click.ParamType):
 
 
 FLOATS, INTS = NumberList(float), NumberList(int)
+CROPS = click.Choice([str(c) for c in CROP_CHOICES])
 
 
 def _crops(ctx, param, value) -> int:
@@ -223,12 +225,12 @@ def _report_line(name: str, m: dict) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Score file (.npz); the confusion matrix (.png) and per-class accuracy (.csv) "
                    "are written beside it.")
-@click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True,
               help="Evenly spaced snippets per video.")
-@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True,
+@click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
               callback=_crops, help="10 = four corners + centre and their mirror images; 3 = along the long side; "
                    "1 = centre.")
-@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=TEST_BATCH, show_default=True,
               help="Snippet-crops per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -303,8 +305,8 @@ def fuse(files, weights, use_softmax, out) -> None:
               help="A fit checkpoint; repeat for several streams (e.g. RGB and flow).")
 @click.option("--weights", type=FLOATS,
               help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
-@click.option("--segments", type=click.IntRange(min=1), default=25, show_default=True)
-@click.option("--crops", type=click.Choice(["10", "3", "1"]), default="10", show_default=True,
+@click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True)
+@click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
               callback=_crops)
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True)

@@ -17,6 +17,13 @@ from typing import Optional
 
 from tsn_prep.modalities import MODALITIES
 
+# The paper's test protocol (``tsn-train test`` and ``predict``): evenly spaced snippets per video,
+# crops per snippet (four corners, centre and their mirrors), snippet-crops per forward pass.
+TEST_SEGMENTS = 25
+TEST_CROPS = 10
+TEST_BATCH = 64
+CROP_CHOICES = (10, 3, 1)
+
 # Settings whose default depends on the modality: read from its spec, never typed here.
 PER_MODALITY = ("scales", "dropout", "lr", "lr_steps", "epochs", "clip_grad")
 
