@@ -15,12 +15,12 @@ from .store import Store
 def store_info(store: Store) -> dict:
     """A JSON-able summary: shards, per-modality counts and parameters, failures, warnings."""
     per_shard: Counter = Counter()
-    modalities: dict[str, dict] = {}
+    per_modality: dict[str, dict] = {}
     params: dict[str, Counter] = defaultdict(Counter)
     warnings = []
     for (vid, mod), entry in sorted(store.index.items()):
         per_shard[entry.shard] += 1
-        m = modalities.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
+        m = per_modality.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
         m["videos"] += 1
         m["images_per_channel"] += entry.meta["count"]
         m["frames_decoded"] += entry.meta.get("num_frames", 0)
@@ -28,7 +28,7 @@ def store_info(store: Store) -> dict:
         if entry.meta.get("warning"):
             warnings.append({"video_id": vid, "modality": mod, "warning": entry.meta["warning"]})
     for mod, counter in params.items():
-        modalities[mod]["parameters"] = [
+        per_modality[mod]["parameters"] = [
             {"videos": n, **json.loads(p)} for p, n in counter.most_common()
         ]
     return {
@@ -42,7 +42,7 @@ def store_info(store: Store) -> dict:
         "shards_missing": sorted(set(range(store.num_shards)) - set(store.shard_paths)),
         "bytes": store.disk_bytes(),
         "videos": len({vid for vid, _ in store.index}),
-        "modalities": modalities,
+        "modalities": per_modality,
         "failures": store.failures(),
         "warnings": warnings,
     }
@@ -56,7 +56,7 @@ def format_info(info: dict) -> str:
              f"size       {info['bytes'] / 2**20:.1f} MiB on disk",
              f"videos     {info['videos']}"]
     for mod, m in sorted(info["modalities"].items()):
-        kind = "frames" if mod == "rgb" else "flows"
+        kind = "flows" if modalities.get(mod).is_flow else "frames"
         lines.append(f"{mod:<10} {m['videos']} videos, {m['images_per_channel']} {kind}"
                      f" ({m['images_per_channel'] / max(m['videos'], 1):.1f} per video)")
         for p in m["parameters"]:
