@@ -1,4 +1,14 @@
-"""Kill extraction with SIGKILL at any moment, re-run: the same store as an uninterrupted run."""
+"""Interrupt extraction (SIGKILL, Ctrl-C) mid-run, re-run: the same store as an uninterrupted run.
+
+No timing: the moment of interruption is fixed by a named pipe among the videos. With one worker the
+videos are decoded one at a time in sorted order, so the run commits every video sorted before the
+pipe and then blocks opening it. The test waits until the run has the pipe open (only then can it
+open the write end without blocking), holds the write end open so that the run's reads keep
+waiting, checks that exactly the earlier videos are in the store, interrupts, and closes the write
+end: the reads see end-of-file and return.
+"""
+import errno
+import os
 import signal
 import subprocess
 import sys
@@ -7,23 +17,66 @@ import time
 from tsn_prep.store import Store
 from tsn_prep.report import verify_store
 
-from .conftest import cli_subprocess, link_videos
+from .conftest import VIDEOS, cli_subprocess, link_videos
 
 CLIPS = ["armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.avi", "carphone.mp4"]
+ARGS = ("--max-frames", "10", "--size", "112x84", "--quiet")
+GUARD = 120  # s; only bounds a broken run, the outcome never depends on it
 
 
-def start(videos, out):
+def start(videos, out, stderr=subprocess.DEVNULL):
     return subprocess.Popen(
-        [sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos), str(out),
-         "--max-frames", "60", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos), str(out), *ARGS],
+        stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def complete(out):
+def complete(out) -> list[str]:
     try:
-        return len(Store(out).index)
+        return sorted(vid for vid, _ in Store(out).index)
     except Exception:  # not created yet
-        return 0
+        return []
+
+
+def block(path):
+    """Turn the video at ``path`` into a named pipe that blocks whoever opens it for reading."""
+    path.unlink()
+    os.mkfifo(path)
+
+
+def unblock(path, clip):
+    """Make ``path`` the real clip again."""
+    path.unlink()
+    path.symlink_to(VIDEOS / clip)
+
+
+def reach(fifo, proc) -> int:
+    """Wait until ``proc`` opens the pipe; return our write end, which keeps its reads blocked.
+
+    Opening the write end without blocking succeeds only while a reader has the pipe open.
+    """
+    deadline = time.monotonic() + GUARD
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO, exc  # no reader yet
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) without opening {fifo}"
+        assert time.monotonic() < deadline, f"{fifo} not opened within {GUARD} s"
+        time.sleep(0.01)
+
+
+def release(fifo, proc):
+    """Open and close the pipe's write end until ``proc`` exits: each open() of the reader returns
+    and reads end-of-file."""
+    deadline = time.monotonic() + GUARD
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the interrupted run did not exit"
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as exc:  # ENXIO: no reader has it open at this instant
+            assert exc.errno == errno.ENXIO, exc
+        time.sleep(0.01)
+    proc.wait()
 
 
 def snapshot(out):
@@ -34,45 +87,63 @@ def snapshot(out):
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
-    videos = link_videos(tmp_path / "videos", {f"c{k}/{i}_{clip}": clip
-                                               for k in range(3) for i, clip in enumerate(CLIPS)})
-    n = 12
+    names = {f"c{k}/{i}_{clip}": clip for k in range(3) for i, clip in enumerate(CLIPS)}
+    videos = link_videos(tmp_path / "videos", names)
+    ids = sorted(name.rsplit(".", 1)[0] for name in names)
+    n = len(ids)
     ref = tmp_path / "ref"
-    assert cli_subprocess("extract-frames", videos, ref, "--max-frames", 60, "--quiet").returncode == 0
+    assert cli_subprocess("extract-frames", videos, ref, *ARGS).returncode == 0
 
     out = tmp_path / "out"
-    partial = []
-    for wait_for in (2, 6):  # kill once 2, then 6, videos are committed: mid-run, between or in writes
+    # Pipes at sorted positions 3 and 7: the first run stops after 2 videos, the second after 6.
+    pipes = [videos / "c0" / f"2_{CLIPS[2]}", videos / "c1" / f"2_{CLIPS[2]}"]
+    for p in pipes:
+        block(p)
+    for pipe, done in zip(pipes, (2, 6)):
         proc = start(videos, out)
-        deadline = time.time() + 120
-        while complete(out) < wait_for and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            writer = reach(pipe, proc)  # the run is decoding the pipe, so it is past ids[:done]
+            assert complete(out) == ids[:done]
+            proc.send_signal(signal.SIGKILL)  # mid-run, in the middle of a video
+            proc.wait()
+            os.close(writer)
+        finally:
+            proc.kill()
+            proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        done = complete(out)
-        partial.append(done)
+        assert complete(out) == ids[:done]
         assert verify_store(Store(out)) == []  # whatever is there is whole
-    assert 0 < partial[0] < n and partial[0] <= partial[1] < n
+        unblock(pipe, CLIPS[2])
 
-    r = cli_subprocess("extract-frames", videos, out, "--max-frames", 60, "--quiet")
-    assert r.returncode == 0
-    assert f"{n - partial[1]} extracted, {partial[1]} already complete" in r.stderr
+    r = cli_subprocess("extract-frames", videos, out, *ARGS)
+    assert r.returncode == 0, r.stderr
+    assert f"{n - 6} extracted, 6 already complete, 0 failed, of {n} videos" in r.stderr
     assert snapshot(out) == snapshot(ref)
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path):
-    videos = link_videos(tmp_path / "videos", {f"{i}_{clip}": clip for i, clip in enumerate(CLIPS * 2)})
+    names = {f"{i}_{clip}": clip for i, clip in enumerate(CLIPS + CLIPS)}
+    videos = link_videos(tmp_path / "videos", names)
+    pipe = videos / f"2_{CLIPS[2]}"
+    block(pipe)
+    first = [f"0_{CLIPS[0][:-4]}", f"1_{CLIPS[1][:-4]}"]  # sorted before the pipe
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos), str(out), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while complete(out) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err_file:
+        proc = start(videos, out, stderr=err_file)
+        try:
+            writer = reach(pipe, proc)
+            assert complete(out) == first
+            proc.send_signal(signal.SIGINT)  # while the run is decoding the third video
+            os.close(writer)  # its read() ends; Python raises KeyboardInterrupt on return
+            release(pipe, proc)
+        finally:
+            proc.kill()
+            proc.wait()
+    err = err_path.read_text()
     assert proc.returncode == 130, err
-    assert "interrupted: finished videos are safe" in err and "Traceback" not in err
-    done = complete(out)
-    assert 0 < done < 8 and verify_store(Store(out)) == []
+    assert (f"interrupted: finished videos are safe in {out}; re-run the same command to do the "
+            "rest.") in err
+    assert "Traceback" not in err and " extracted, " not in err  # no summary of a finished run
+    assert complete(out) == first
+    assert verify_store(Store(out)) == []

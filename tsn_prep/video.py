@@ -161,7 +161,8 @@ class VideoReader:
             raise VideoError("is a directory, not a video file")
         if not os.access(self.path, os.R_OK):
             raise VideoError("permission denied")
-        if self.path.stat().st_size == 0:
+        # Only a regular file's size says it is empty: a named pipe (a video streamed in) has none.
+        if self.path.is_file() and self.path.stat().st_size == 0:
             raise VideoError("empty file (0 bytes)")
 
     def _opencv_frames(self) -> Iterator[np.ndarray]:
