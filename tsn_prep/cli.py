@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .extract import ExtractConfig
-from .flow import BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
+from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import Naming, export_store, import_tree
 from .modalities import FLOW, STORED
 from .report import format_info, store_info, verify_store
@@ -159,6 +159,10 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    "computed from one decode pass.  [default: flow]")
 @click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=_EXTRACT.bound, show_default=True,
               help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
+@click.option("--algorithm", type=click.Choice(list(ALGORITHMS)), default=_EXTRACT.algorithm,
+              show_default=True,
+              help="Flow algorithm: " + "; ".join(f"{k}: {v}" for k, v in ALGORITHMS.items())
+                   + ". The TV-L1 options below apply to tvl1 only. Recorded per video.")
 @click.option("--gpu", "gpus", type=DeviceList(), default=None,
               help="CUDA device(s) for TV-L1: '0', or '0,1,2,3' to deal videos over several GPUs.")
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
@@ -191,11 +195,11 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--warp-match-window", type=click.IntRange(min=1), default=_WARP.match_window, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, quiet, modalities, bound, gpus, backend, batch_pairs, tau, lambda_,
+                     num_shards, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
                      theta, scales, warps,
                      epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
                      warp_max_corners, warp_match_window):
-    """Compute TV-L1 flow (and/or warped flow) of VIDEOS into the store OUT.
+    """Compute optical flow (and/or warped flow) of VIDEOS into the store OUT: TV-L1 by default.
 
     Flow i is from frame i to frame i+1, so an N-frame video gets N-1 flows. Each flow is stored as
     two one-channel JPEGs (x and y), quantised as TSN does.
@@ -209,16 +213,16 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     chosen = resolve_backend(backend, gpus[0] if gpus else None)
     try:
         for g in gpus or (None,):
-            make_flow_fn(tvl1, g, chosen)  # fail now, not in every worker
+            make_flow_fn(tvl1, g, chosen, algorithm)  # fail now, not in every worker
     except BackendUnavailable as exc:
         raise click.ClickException(f"--gpu {','.join(map(str, gpus))}: {exc}" if gpus else str(exc)) from None
-    if backend == "auto" and gpus and not quiet:
+    if backend == "auto" and gpus and algorithm == "tvl1" and not quiet:
         click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
                    + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
     cfg = ExtractConfig(
         modalities=tuple(dict.fromkeys(modalities or ("flow",))),
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
-        jpeg_quality=jpeg_quality, tvl1=tvl1, gpu=gpus[0] if gpus else None, gpus=gpus,
+        jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, gpu=gpus[0] if gpus else None, gpus=gpus,
         backend=chosen, batch_pairs=batch_pairs or (8 if chosen == "torch" else 1),
         warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
                         ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .flow import FlowFn, make_flow_fn, resolve_backend
+from .flow import FlowFn, algorithm_parameters, make_flow_fn, resolve_backend
 from .quantize import quantize
 from . import modalities
 from .tvl1_params import TVL1Params
@@ -36,6 +36,7 @@ class ExtractConfig:
     jpeg_quality: int = 95
     tvl1: TVL1Params = TVL1Params()
     warp: WarpParams = WarpParams()
+    algorithm: str = "tvl1"        # see tsn_prep.flow.ALGORITHMS
     gpu: Optional[int] = None      # this video's device; run_extraction deals out ``gpus``
     gpus: tuple[int, ...] = ()
     backend: str = "auto"          # see tsn_prep.flow.resolve_backend
@@ -47,8 +48,11 @@ class ExtractConfig:
              "max_frames": self.max_frames, "jpeg_quality": self.jpeg_quality,
              "tsn_prep_version": __version__}
         if modalities.get(modality).is_flow:
-            p.update(bound=self.bound, tvl1=self.tvl1.as_dict(),
-                     flow_backend=resolve_backend(self.backend, self.gpu))
+            p.update(bound=self.bound, algorithm=self.algorithm)
+            if self.algorithm == "tvl1":
+                p.update(tvl1=self.tvl1.as_dict(), flow_backend=resolve_backend(self.backend, self.gpu))
+            else:
+                p.update({self.algorithm: algorithm_parameters(self.algorithm), "flow_backend": "opencv"})
         if modality == "warped_flow":
             p["warp"] = self.warp.as_dict()
         return p
@@ -84,9 +88,9 @@ _FLOW_FNS: dict[tuple, FlowFn] = {}
 
 def _flow_fn(cfg: ExtractConfig) -> FlowFn:
     """One TV-L1 object per process and setting: creating the CUDA one is not free."""
-    key = (cfg.tvl1, cfg.gpu, cfg.backend)
+    key = (cfg.algorithm, cfg.tvl1, cfg.gpu, cfg.backend)
     if key not in _FLOW_FNS:
-        _FLOW_FNS[key] = make_flow_fn(cfg.tvl1, cfg.gpu, cfg.backend)
+        _FLOW_FNS[key] = make_flow_fn(cfg.tvl1, cfg.gpu, cfg.backend, cfg.algorithm)
         if cfg.threads and getattr(_FLOW_FNS[key], "name", "") == "torch":
             import torch  # already loaded by the backend; workers share the cores like OpenCV's
             torch.set_num_threads(cfg.threads)

@@ -142,10 +142,57 @@ def resolve_backend(backend: Optional[str], gpu: Optional[int]) -> str:
     return backend
 
 
+class OpenCVFarneback:
+    """Farneback's polynomial-expansion flow (OpenCV, CPU), as dense_flow and denseflow offer it."""
+
+    name = "opencv"
+    # OpenCV's documented example settings, which dense_flow and denseflow pass as well.
+    parameters = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+                  "poly_sigma": 1.2, "flags": 0}
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(prev, nxt, None, **self.parameters)
+
+
+class OpenCVDIS:
+    """Dense Inverse Search (Kroeger et al. 2016; OpenCV, CPU) with the ``medium`` preset."""
+
+    name = "opencv"
+    parameters = {"preset": "medium"}
+
+    def __init__(self):
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return self._dis.calc(prev, nxt, None)
+
+
+# Flow algorithms: name -> one-line description. TV-L1 has the backends above; the others are
+# OpenCV's CPU implementations with fixed settings (recorded in each video's metadata).
+ALGORITHMS = {
+    "tvl1": "TV-L1 (the paper's; accurate, slowest)",
+    "farneback": "Farneback polynomial expansion (OpenCV, CPU)",
+    "dis": "Dense Inverse Search, medium preset (OpenCV, CPU; fastest)",
+}
+_OTHER_ALGORITHMS: dict[str, Callable[[], FlowFn]] = {"farneback": OpenCVFarneback, "dis": OpenCVDIS}
+
+
+def algorithm_parameters(algorithm: str) -> dict:
+    """Settings of a non-TV-L1 algorithm, for the metadata (TV-L1's are ``TVL1Params``)."""
+    return dict(_OTHER_ALGORITHMS[algorithm].parameters)
+
+
 def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None,
-                 backend: Optional[str] = None) -> FlowFn:
-    """The TV-L1 callable for this run: ``backend`` (``auto`` or None: see resolve_backend) on
-    device ``gpu`` (None: the CPU)."""
+                 backend: Optional[str] = None, algorithm: str = "tvl1") -> FlowFn:
+    """The flow callable for this run: TV-L1 with ``backend`` (``auto`` or None: see
+    resolve_backend) on device ``gpu`` (None: the CPU), or another ``algorithm`` on the CPU."""
+    if algorithm not in ALGORITHMS:
+        raise BackendUnavailable(f"unknown flow algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    if algorithm != "tvl1":
+        if gpu is not None or backend not in (None, "auto", "opencv"):
+            raise BackendUnavailable(f"--algorithm {algorithm} runs on the CPU through OpenCV only; "
+                                     "drop --gpu and --backend (they choose the TV-L1 implementation)")
+        return _OTHER_ALGORITHMS[algorithm]()
     name = resolve_backend(backend, gpu)
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown flow backend {name!r}; known: {', '.join(BACKENDS)}")
