@@ -6,7 +6,9 @@ from torch.utils.data import DataLoader
 
 from tests.conftest import CLIPS, decode
 from tsn_prep.store import Store
-from tsn_train.dataset import VideoDataset
+import pickle
+
+from tsn_train.dataset import MemoryImages, StoreImages, VideoDataset
 from tsn_train.lists import Record, validate
 from tsn_train.sampling import center_starts, sample_indices
 from tsn_prep.modalities import MODALITIES
@@ -15,12 +17,12 @@ from tsn_train.transforms import NORMS, EvalCrops, TrainAugment, to_input
 RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
 
 
-def dataset(store, modality, train, segments=3):
+def dataset(store, modality, train, segments=3, source=None):
     counts = validate(RECORDS, Store(store), modality, 5)
     is_flow = modality == "flow"
     transform = (TrainAugment(64, MODALITIES[modality].scales, is_flow) if train
                  else EvalCrops(64, 84, 1, is_flow))  # 112x84 frames: centre 64x64, no resize
-    return VideoDataset(store, RECORDS, counts, modality, segments, train, transform, NORMS["caffe_bgr"], seed=7)
+    return VideoDataset(source or StoreImages(store), RECORDS, counts, modality, segments, train, transform, NORMS["caffe_bgr"], seed=7)
 
 
 @pytest.mark.parametrize("modality", ["rgb", "flow", "rgbdiff"])
@@ -52,3 +54,19 @@ def test_training_items_depend_only_on_seed_epoch_and_index(train_store):
     one = [x for x, _ in DataLoader(ds, batch_size=2, num_workers=0)]
     two = [x for x, _ in DataLoader(ds, batch_size=2, num_workers=2)]
     assert all(torch.equal(p, q) for p, q in zip(one, two)) and len(one) == 3
+
+
+def test_a_store_source_pickles_without_its_handle_and_memory_images_read_the_same(train_store):
+    images = StoreImages(train_store)
+    first = images.read("tree", "flow_x", [0, 3])
+    assert images._store is not None  # opened on first read...
+    clone = pickle.loads(pickle.dumps(images))
+    assert clone._store is None and clone.root == images.root  # ...and never pickled
+    assert clone.read("tree", "flow_x", [0, 3]) == first
+    # predict's in-memory images give the same items as the store they came from
+    store = Store(train_store)
+    count = store.entry("tree", "flow").meta["count"]
+    memory = MemoryImages({ch: store.read("tree", ch, list(range(count))) for ch in ("flow_x", "flow_y")})
+    a = dataset(train_store, "flow", train=False)
+    b = dataset(train_store, "flow", train=False, source=memory)
+    assert torch.equal(a[3][0], b[3][0])

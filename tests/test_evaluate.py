@@ -9,12 +9,13 @@ import torch
 
 from tests.conftest import CLIPS, VIDEOS, cli, decode, read_frames, train_cli
 from tsn_prep.store import Store
-from tsn_train.evaluate import load_model, run_test
+from tsn_train import checkpoint
+from tsn_train.evaluate import run_test
 from tsn_train.lists import Record, read_list
 from tsn_prep import modalities
 from tsn_train.sampling import center_starts, sample_indices
 from tsn_train.scores import Scores, ScoreError, fuse, metrics, softmax
-from tsn_train.transforms import InputNorm, eval_boxes, hflip, rescale_short_side, to_input
+from tsn_train.transforms import eval_boxes, hflip, rescale_short_side, to_input
 
 SMALL = ["--arch", "resnet18", "--input-size", "64", "--workers", "0", "--accumulate", "1",
          "--batch-size", "5", "--no-partial-bn", "--lr", "0.01", "--dropout", "0.2"]
@@ -33,9 +34,10 @@ def trained(train_store, tmp_path_factory):
 
 def slow_scores(ckpt_path, store_root, video_id, segments, crops):
     """The protocol written out plainly: every snippet, every crop, one forward pass each."""
-    model, ckpt = load_model(ckpt_path, torch.device("cpu"))
-    prep = ckpt["preprocessing"]
-    modality, norm = prep["modality"], InputNorm.from_dict(prep["norm"])
+    ckpt = checkpoint.load(ckpt_path)
+    model = checkpoint.model_from_checkpoint(ckpt)
+    prep = ckpt.preprocessing
+    modality, norm = prep.modality, prep.norm
     store = Store(store_root)
     spec = modalities.get(modality)
     count = store.entry(video_id, spec.source).meta["count"]
@@ -44,9 +46,9 @@ def slow_scores(ckpt_path, store_root, video_id, segments, crops):
     for snippet in sample_indices(center_starts(count, length, segments), length, count):
         imgs = [[decode(store.get(video_id, ch, i)) for ch in channels] for i in snippet]
         frames = np.stack([im[0] if len(im) == 1 else np.stack(im, -1) for im in imgs])
-        frames = rescale_short_side(frames, prep["scale_size"])
+        frames = rescale_short_side(frames, prep.scale_size)
         h, w = frames.shape[1:3]
-        views = [f[:, y:y + s, x:x + s] for x, y, s, _ in eval_boxes(h, w, prep["input_size"], crops)
+        views = [f[:, y:y + s, x:x + s] for x, y, s, _ in eval_boxes(h, w, prep.input_size, crops)
                  for f in [frames]]
         if crops == 10:
             views += [hflip(v, spec.is_flow) for v in views]
@@ -107,17 +109,17 @@ def test_metrics_and_fusion_arithmetic(tmp_path):
         fuse([rgb, short], [1, 1])
     rgb.save(tmp_path / "rgb.npz")
     flow.save(tmp_path / "flow.npz")
-    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "flow.npz", "--weights", "1", "1.5",
+    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "flow.npz", "--weights", "1,1.5",
                        "--out", tmp_path / "fused.npz")
     lines = result.output.splitlines()
     assert lines[0].startswith(f"{tmp_path / 'rgb.npz'} (weight 1): top-1 75.00%")
     assert lines[2].startswith("fused: top-1 ")
     assert np.allclose(Scores.load(tmp_path / "fused.npz").scores, fused.scores)
-    before = train_cli("fuse", "--weights", "1", "1.5", tmp_path / "rgb.npz", tmp_path / "flow.npz")
+    before = train_cli("fuse", "--weights", "1,1.5", tmp_path / "rgb.npz", tmp_path / "flow.npz")
     assert before.output.splitlines()[2] == lines[2]  # weights may come first
-    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "nope.npz", expect=1)
-    assert "nope.npz: no such score file" in result.output
-    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "flow.npz", "--weights", "1", expect=1)
+    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "nope.npz", expect=2)
+    assert "nope.npz' does not exist" in result.output
+    result = train_cli("fuse", tmp_path / "rgb.npz", tmp_path / "flow.npz", "--weights", "1", expect=2)
     assert "2 score files but 1 weights" in result.output
 
 

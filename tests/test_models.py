@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from tsn_train.models import TSN, PretrainedError, build_backbone
+from tsn_train.archs import ARCHS
+from tsn_train.models import PretrainedError, build_tsn
 from tsn_train.optim import lr_at, make_optimizer, set_lr
 
 
@@ -10,14 +11,14 @@ from tsn_train.optim import lr_at, make_optimizer, set_lr
 def resnet_weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
-    torch.save(build_backbone("resnet18").state_dict(), path)
+    torch.save(ARCHS["resnet18"].build().state_dict(), path)
     return path
 
 
 def test_cross_modality_init_averages_the_rgb_filters(resnet_weights):
     imagenet = torch.load(resnet_weights)
     for modality, channels in (("flow", 10), ("rgbdiff", 15), ("rgb", 3)):
-        model = TSN(4, modality, "resnet18", pretrained=resnet_weights)
+        model = build_tsn(4, modality, "resnet18", pretrained=resnet_weights)
         w = model.base.conv1.weight
         assert w.shape[1] == channels
         if modality == "rgb":
@@ -33,25 +34,25 @@ def test_cross_modality_init_averages_the_rgb_filters(resnet_weights):
 
 def test_pretrained_files_that_do_not_fit_are_clear_errors(tmp_path, resnet_weights):
     with pytest.raises(PretrainedError, match="no such weights file"):
-        TSN(4, "rgb", "resnet18", pretrained=tmp_path / "none.pth")
+        build_tsn(4, "rgb", "resnet18", pretrained=tmp_path / "none.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(PretrainedError, match="not a PyTorch weights file"):
-        TSN(4, "rgb", "resnet18", pretrained=tmp_path / "junk.pth")
+        build_tsn(4, "rgb", "resnet18", pretrained=tmp_path / "junk.pth")
     with pytest.raises(PretrainedError, match=r"does not match the architecture: missing 80 \(layer1.2"):
-        TSN(4, "rgb", "resnet34", pretrained=resnet_weights)  # resnet34 has more blocks
-    torch.save(build_backbone("resnet50").state_dict(), tmp_path / "r50.pth")
+        build_tsn(4, "rgb", "resnet34", pretrained=resnet_weights)  # resnet34 has more blocks
+    torch.save(ARCHS["resnet50"].build().state_dict(), tmp_path / "r50.pth")
     with pytest.raises(PretrainedError, match=r"r50.pth: \d+ tensors have the wrong shape"):
-        TSN(4, "rgb", "resnet18", pretrained=tmp_path / "r50.pth")
+        build_tsn(4, "rgb", "resnet18", pretrained=tmp_path / "r50.pth")
 
 
 def test_bn_inception_weights_in_the_tsn_pytorch_layout_load(tmp_path):
     # The file predates num_batches_tracked, and some conversions store BN vectors as [1, C].
     torch.manual_seed(1)
-    ref = build_backbone("bn_inception").state_dict()
+    ref = ARCHS["bn_inception"].build().state_dict()
     state = {k: (v[None] if k.endswith("_bn.running_mean") else v)
              for k, v in ref.items() if not k.endswith("num_batches_tracked")}
     torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, tmp_path / "bn.pth")
-    model = TSN(101, "flow", "bn_inception", pretrained=tmp_path / "bn.pth")
+    model = build_tsn(101, "flow", "bn_inception", pretrained=tmp_path / "bn.pth")
     assert torch.equal(model.base.inception_5b_pool_proj_bn.running_mean,
                        ref["inception_5b_pool_proj_bn.running_mean"])
     assert model.first_conv == "conv1_7x7_s2" and model.first_bn == "conv1_7x7_s2_bn"
@@ -60,7 +61,7 @@ def test_bn_inception_weights_in_the_tsn_pytorch_layout_load(tmp_path):
 
 def test_partial_bn_updates_only_the_first_bn():
     torch.manual_seed(0)
-    model = TSN(3, "flow", "bn_inception", segments=2, dropout=0.5)
+    model = build_tsn(3, "flow", "bn_inception", segments=2, dropout=0.5)
     bns = {n: m for n, m in model.base.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     before = {n: (m.running_mean.clone(), m.running_var.clone(), m.weight.clone()) for n, m in bns.items()}
     opt = make_optimizer(model, 0.1, 0.9, 5e-4)
@@ -74,13 +75,13 @@ def test_partial_bn_updates_only_the_first_bn():
     assert changed == ["conv1_7x7_s2_bn"]
     assert len(bns) == 69 and all(not m.training for n, m in bns.items() if n != "conv1_7x7_s2_bn")
     # without partial BN every layer re-estimates
-    full = TSN(3, "flow", "bn_inception", segments=2, partial_bn=False).train()
+    full = build_tsn(3, "flow", "bn_inception", segments=2, partial_bn=False).train()
     full(x)
     assert all(m.num_batches_tracked == 1 for m in full.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_parameter_groups_follow_the_reference():
-    model = TSN(5, "flow", "bn_inception", consensus="weighted")
+    model = build_tsn(5, "flow", "bn_inception", consensus="weighted")
     opt = make_optimizer(model, 0.005, 0.9, 5e-4)
     g = {group["name"]: group for group in opt.param_groups}
     expected = {"first_conv_weight": (0.025, 5e-4), "first_conv_bias": (0.05, 0.0),
@@ -93,7 +94,7 @@ def test_parameter_groups_follow_the_reference():
     assert any(p is model.consensus.weight for p in g["weight"]["params"])
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert sum(len(v["params"]) for v in g.values()) == len(trainable)
-    rgb = {gr["name"]: gr["lr"] for gr in make_optimizer(TSN(5, "rgb", "bn_inception"), 0.001, 0.9, 5e-4).param_groups}
+    rgb = {gr["name"]: gr["lr"] for gr in make_optimizer(build_tsn(5, "rgb", "bn_inception"), 0.001, 0.9, 5e-4).param_groups}
     assert rgb["first_conv_weight"] == 0.001 and rgb["first_conv_bias"] == 0.002
     set_lr(opt, 0.0005)
     assert g["first_conv_bias"]["lr"] == pytest.approx(0.005)

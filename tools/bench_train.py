@@ -51,9 +51,9 @@ from tsn_prep import __version__ as prep_version  # noqa: E402
 from tsn_prep.folders import Naming  # noqa: E402
 from tsn_prep.store import Store  # noqa: E402
 from tsn_prep.modalities import MODALITIES as SPECS  # noqa: E402
-from tsn_train.dataset import ShardSampler, VideoDataset, single_threaded_decoding  # noqa: E402
+from tsn_train.dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding  # noqa: E402
 from tsn_train.lists import Record, validate  # noqa: E402
-from tsn_train.models import TSN  # noqa: E402
+from tsn_train.models import build_tsn  # noqa: E402
 from tsn_train.optim import make_optimizer  # noqa: E402
 from tsn_train.transforms import NORMS, TrainAugment  # noqa: E402
 
@@ -281,7 +281,7 @@ class FolderDataset(VideoDataset):
 
     def load(self, video_id: str, indices: list[int]) -> np.ndarray:
         flag = cv2.IMREAD_GRAYSCALE if SPECS[self.modality].is_flow else cv2.IMREAD_COLOR
-        folder = self.store_root / video_id
+        folder = self.source.root / video_id  # the folders' root; no store is opened
         channels = []
         for channel in SPECS[self.modality].channels:
             decoded = {}
@@ -299,7 +299,7 @@ def make_dataset(storage: str, root: Path, records: list[Record], counts: dict[s
     """A training dataset as fit builds one: K segments, TrainAugment, BN-Inception's input norm."""
     cls = VideoDataset if storage == "lmdb" else FolderDataset
     transform = TrainAugment(INPUT_SIZE, SPECS[modality].scales, SPECS[modality].is_flow)
-    return cls(root, records, counts, modality, SEGMENTS, True, transform, NORMS["caffe_bgr"])
+    return cls(StoreImages(root), records, counts, modality, SEGMENTS, True, transform, NORMS["caffe_bgr"])
 
 
 def check_same_items(datasets: dict[str, VideoDataset], items: int) -> int:
@@ -473,7 +473,7 @@ def train_child(arch: str, modality: str, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     rss_before = rss_bytes()  # torch imported, nothing built
     t0 = time.perf_counter()
-    model = TSN(NUM_CLASSES, modality, arch, segments=SEGMENTS)
+    model = build_tsn(NUM_CLASSES, modality, arch, segments=SEGMENTS)
     model.train()
     optimizer = make_optimizer(model, 0.001, 0.9, 5e-4)
     build = time.perf_counter() - t0
@@ -735,7 +735,7 @@ def render_docs(machine: dict, data: dict, loader: dict, train: dict, cache_chec
     add(loader_findings(by))
 
     add("## Training steps\n")
-    add(f"`tsn_train.models.TSN(num_classes={NUM_CLASSES}, modality, arch)` with K={SEGMENTS} "
+    add(f"`tsn_train.models.build_tsn(num_classes={NUM_CLASSES}, modality, arch)` with K={SEGMENTS} "
         f"segments, batch {BATCH} (input `({BATCH}, {SEGMENTS}, C, {INPUT_SIZE}, {INPUT_SIZE})`, C = 3 "
         "for rgb, 10 for flow; random data, random initial weights), in training mode with partial "
         "BN. One step: forward, cross-entropy on the consensus, backward, gradient clipping "

@@ -1,23 +1,97 @@
-"""Checkpoints written atomically: a crash mid-write never leaves a half file under the real name."""
+"""The checkpoint format of ``tsn-train fit``: what is saved, written atomically, read back checked.
+
+A checkpoint file is a plain dict of built-in types and tensors: ``format`` and ``version`` tags
+plus the fields of :class:`Checkpoint` (the config and preprocessing as dicts). No RNG state is
+saved: fit reseeds every epoch from ``(seed, epoch, rank)`` and the data order and augmentation
+depend only on ``(seed, epoch, item)``, so a resumed run repeats the interrupted epoch exactly
+without it.
+"""
 from __future__ import annotations
 
 import os
-import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
 
+from .config import FitConfig
+from .models.tsn import TSN, build_model
+from .transforms import InputNorm
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+FORMAT = "tsn-train-checkpoint"
+VERSION = 2  # 1: the unversioned dict of tsn-train before issue 9 (still readable)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How test and predict must turn images into the model's input, as in training."""
+
+    modality: str
+    input_size: int     # crop side
+    scale_size: int     # short side evaluation rescales to before cropping
+    norm: InputNorm
+
+    @classmethod
+    def of(cls, cfg: FitConfig, arch_input_size: int, norm: InputNorm) -> "Preprocessing":
+        size = cfg.input_size or arch_input_size
+        return cls(cfg.modality, size, size * 256 // 224, norm)
+
+    def to_dict(self) -> dict:
+        return {"modality": self.modality, "input_size": self.input_size,
+                "scale_size": self.scale_size, "norm": self.norm.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(d["modality"], int(d["input_size"]), int(d["scale_size"]),
+                   InputNorm.from_dict(d["norm"]))
+
+
+@dataclass
+class Checkpoint:
+    """A trained (or partly trained) stream and everything needed to test it or resume it."""
+
+    model: dict                      # the TSN's state dict
+    config: FitConfig                # the run's settings (architecture, modality, segments, ...)
+    classes: list[str]
+    preprocessing: Preprocessing
+    extraction: dict                 # tsn-prep parameters of the training store (predict repeats them)
+    epoch: int                       # full epochs done
+    best_val_acc: Optional[float] = None
+    history: list[dict] = field(default_factory=list)   # metrics.jsonl's epoch records
+    optimizer: Optional[dict] = None
+    scaler: Optional[dict] = None
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    def __getitem__(self, key: str):
+        # Transitional, for tsn_train/cli.py's predict (``checkpoint["classes"]``) until it reads
+        # ``.classes``; nothing in tsn_train reads a Checkpoint by key.
+        return getattr(self, key)
+
+    def to_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in ("model", "classes", "extraction", "epoch", "best_val_acc",
+                                           "history", "optimizer", "scaler")}
+        return {"format": FORMAT, "version": VERSION, **d, "config": self.config.to_dict(),
+                "preprocessing": self.preprocessing.to_dict()}
+
+
+def save(ckpt: Checkpoint, path: Path) -> None:
+    """Write ``ckpt`` to ``path`` atomically: ``torch.save`` to a temporary file in the same
+    folder, fsync, rename over ``path`` (a crash mid-write never leaves a half file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            torch.save(ckpt.to_dict(), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,30 +105,35 @@ def save_atomic(obj: dict, path: Path) -> None:
         os.close(dir_fd)
 
 
-def load(path: Path) -> dict:
-    """A checkpoint written by ``tsn-train fit``; raises ValueError with the path if it is not one."""
+def load(path: Path) -> Checkpoint:
+    """The checkpoint at ``path``; a one-line ValueError naming the path if it is not one this
+    version of tsn-train can read."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        d = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "tsn-train-checkpoint":
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ValueError(f"{path}: not a tsn-train checkpoint")
-    return ckpt
+    version = d.get("version", 1)
+    if version not in (1, VERSION):
+        raise ValueError(f"{path}: checkpoint format version {version}; this tsn-train reads "
+                         f"versions 1 to {VERSION}")
+    try:
+        config = FitConfig(**d["config"])
+        return Checkpoint(model=d["model"], config=config, classes=list(d["classes"]),
+                          preprocessing=Preprocessing.from_dict(d["preprocessing"]),
+                          extraction=d.get("extraction") or {}, epoch=int(d["epoch"]),
+                          best_val_acc=d.get("best_val_acc"), history=list(d.get("history") or []),
+                          optimizer=d.get("optimizer"), scaler=d.get("scaler"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: damaged tsn-train checkpoint ({type(exc).__name__}: {exc})") from None
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def model_from_checkpoint(ckpt: Checkpoint, device: Optional[torch.device] = None) -> TSN:
+    """The checkpoint's TSN with its trained weights, in eval mode, on ``device``."""
+    model = build_model(ckpt.config, len(ckpt.classes))
+    model.load_state_dict(ckpt.model)
+    return model.to(device or "cpu").eval()

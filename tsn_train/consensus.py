@@ -11,6 +11,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .archs import CONSENSUS
+
+__all__ = ["CONSENSUS", "Attention", "Average", "Max", "TopK", "Weighted", "make_consensus"]
+
 
 class Average(nn.Module):
     def forward(self, scores: Tensor, features: Optional[Tensor] = None) -> Tensor:
@@ -66,9 +70,6 @@ class Attention(nn.Module):
         if features is None:
             raise ValueError("attention consensus needs the snippets' features")
         return torch.einsum("nkc,nk->nc", scores, self.weights(features))
-
-
-CONSENSUS = ("average", "max", "weighted", "topk", "attention")
 
 
 def make_consensus(name: str, segments: int, feature_dim: int, topk: int = 2) -> nn.Module:

@@ -1,8 +1,9 @@
-"""A TSN dataset over a tsn-prep store: segment-sampled snippets, decoded and transformed."""
+"""A TSN dataset: segment-sampled snippets read from an image source (a tsn-prep store, or images
+in memory), decoded and transformed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -25,8 +26,43 @@ def decode(data: bytes, color: bool, where: str) -> np.ndarray:
     return image
 
 
+class ImageSource(Protocol):
+    """Where a dataset reads its images: the stored JPEG/PNG bytes of ``video_id``'s ``channel``
+    (e.g. ``img``, ``flow_x``) at image ``indices``."""
+
+    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]: ...
+
+
+class StoreImages:
+    """The images of a tsn-prep store. The LMDB handle is opened on first read in each process
+    (each loader worker opens its own) and is never pickled."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._store: Optional[Store] = None
+
+    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
+        if self._store is None:
+            self._store = Store(self.root)
+        return self._store.read(video_id, channel, indices)
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _store=None)
+
+
+class MemoryImages:
+    """Images held in memory, ``{channel: [bytes per image index]}`` of one video (what predict
+    has just extracted)."""
+
+    def __init__(self, images: dict[str, list[bytes]]):
+        self.images = images
+
+    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
+        return [self.images[channel][i] for i in indices]
+
+
 class VideoDataset(Dataset):
-    """One sample per listed video: K snippets of ``modality``.
+    """One sample per listed video: K snippets of ``modality``, read from ``source``.
 
     ``train=True`` draws one random snippet per segment and applies ``transform(frames, rng)``
     (augmentation); otherwise snippets sit at segment centres and ``transform`` is an EvalCrops.
@@ -35,33 +71,21 @@ class VideoDataset(Dataset):
     ``(K, C_in, S, S)`` in training and ``(crops, K, C_in, S, S)`` otherwise, with the label.
     """
 
-    def __init__(self, store_root: Path, records: list[Record], counts: dict[str, int],
+    def __init__(self, source: ImageSource, records: list[Record], counts: dict[str, int],
                  modality: str, segments: int, train: bool,
                  transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
-                 norm: InputNorm, seed: int = 0, images: Optional[object] = None):
-        self.store_root = Path(store_root) if store_root else None
+                 norm: InputNorm, seed: int = 0):
+        self.source = source
         self.records, self.counts = records, counts
         self.modality, self.segments, self.train = modality, segments, train
         self.transform, self.norm, self.seed = transform, norm, seed
         self.epoch = 0
-        # Anything with the store's ``read(video_id, channel, indices)``; predict passes images
-        # it has just extracted instead of a store.
-        self._store = images
 
     def __len__(self) -> int:
         return len(self.records)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:  # opened in each worker process, never pickled
-            self._store = Store(self.store_root)
-        return self._store
-
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__, _store=None) if isinstance(self._store, Store) else self.__dict__
 
     def indices(self, i: int, rng: Optional[np.random.Generator]) -> list[list[int]]:
         """Image indices per snippet for item ``i``."""
@@ -77,7 +101,7 @@ class VideoDataset(Dataset):
         spec = modalities.get(self.modality)
         channels = []
         for channel in spec.channels:
-            blobs = self.store.read(video_id, channel, unique)
+            blobs = self.source.read(video_id, channel, unique)
             decoded = {i: decode(b, not spec.is_flow, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
             channels.append(np.stack([decoded[i] for i in indices]))
         if len(channels) == 1:

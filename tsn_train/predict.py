@@ -14,7 +14,10 @@ from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.video import VideoItem
 from tsn_prep.warp import WarpParams
 
-from .evaluate import eval_dataset, load_model, snippet_crop_scores, video_score
+from . import checkpoint, distributed
+from .checkpoint import Checkpoint
+from .dataset import MemoryImages
+from .evaluate import eval_dataset, video_scores
 from .lists import Record
 from .models import TSN
 from .scores import softmax
@@ -23,18 +26,9 @@ from .scores import softmax
 @dataclass
 class Stream:
     model: TSN
-    checkpoint: dict
+    checkpoint: Checkpoint
     weight: float
-
-
-class ExtractedImages:
-    """The freshly extracted JPEGs of one video, read like a store."""
-
-    def __init__(self, images: dict[str, list[bytes]]):
-        self.images = images
-
-    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
-        return [self.images[channel][i] for i in indices]
+    amp_dtype: Optional[torch.dtype] = None
 
 
 def extract_config(parameters: dict, modality: str) -> ExtractConfig:
@@ -47,14 +41,21 @@ def extract_config(parameters: dict, modality: str) -> ExtractConfig:
         warp=WarpParams(**(parameters.get("warp") or {})))
 
 
-def load_streams(paths: list[Path], weights: Optional[list[float]], device: torch.device) -> list[Stream]:
+def load_streams(paths: list[Path], weights: Optional[list[float]], device: torch.device,
+                 amp: bool = True) -> list[Stream]:
+    """The checkpoints' models on ``device``; with ``amp``, scored under autocast exactly when
+    ``tsn-train test`` would (bf16/fp16 on CUDA, off on the CPU)."""
     weights = weights or [1.0] * len(paths)
     if len(weights) != len(paths):
         raise ValueError(f"{len(paths)} checkpoints but {len(weights)} weights")
-    streams = [Stream(*load_model(p, device), w) for p, w in zip(paths, weights)]
-    classes = streams[0].checkpoint["classes"]
+    amp_dtype = distributed.autocast_dtype("auto" if amp else "off", device)
+    streams = []
+    for p, w in zip(paths, weights):
+        ckpt = checkpoint.load(p)
+        streams.append(Stream(checkpoint.model_from_checkpoint(ckpt, device), ckpt, w, amp_dtype))
+    classes = streams[0].checkpoint.classes
     for p, s in zip(paths, streams):
-        if s.checkpoint["classes"] != classes:
+        if s.checkpoint.classes != classes:
             raise ValueError(f"{p}: its classes differ from {paths[0]}'s; streams must share classes")
     return streams
 
@@ -67,8 +68,8 @@ def predict_video(path: Path, streams: list[Stream], segments: int = 25, crops: 
     extracted: dict[tuple, dict] = {}
     fused = 0.0
     for s in streams:
-        prep, params = s.checkpoint["preprocessing"], s.checkpoint.get("extraction") or {}
-        cfg = extract_config(params, prep["modality"])
+        prep = s.checkpoint.preprocessing
+        cfg = extract_config(s.checkpoint.extraction, prep.modality)
         key = (cfg.modalities, cfg.size, cfg.short_side, cfg.bound, cfg.jpeg_quality, cfg.tvl1, cfg.warp)
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
             result = extract_video(VideoItem(path.stem, path), cfg)
@@ -77,9 +78,9 @@ def predict_video(path: Path, streams: list[Stream], segments: int = 25, crops: 
             extracted[key] = result.images[cfg.modalities[0]]
         images = extracted[key]
         count = len(next(iter(images.values())))
-        ds = eval_dataset(None, [Record(path.stem, 0)], {path.stem: count}, prep, segments, crops,
-                          images=ExtractedImages(images))
+        ds = eval_dataset(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
+                          segments, crops)
         x, _ = ds[0]
-        score = video_score(snippet_crop_scores(s.model, x.to(device), batch)).cpu().numpy()
+        score = video_scores(s.model, x.to(device), batch, s.amp_dtype).cpu().numpy()
         fused = fused + s.weight * softmax(score[None])[0]
     return fused / sum(s.weight for s in streams)

@@ -1,6 +1,21 @@
-"""Models: backbones (BN-Inception, torchvision ResNet / Inception-v3) and the TSN wrapper."""
-from .backbones import ARCHS, build_backbone
-from .pretrained import PretrainedError, load_pretrained
-from .tsn import TSN
+"""Models: backbones (BN-Inception, torchvision ResNet / Inception-v3) and the TSN wrapper.
 
-__all__ = ["ARCHS", "TSN", "PretrainedError", "build_backbone", "load_pretrained"]
+Importing this package does not import torch: the architecture table and the weights error come
+from ``tsn_train.archs``, and the network code loads on first use of ``TSN``, ``build_tsn``, ...
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..archs import ARCHS, Arch, PretrainedError
+
+_LAZY = {"TSN": "tsn", "build_tsn": "tsn", "build_model": "tsn",
+         "load_pretrained": "pretrained", "read_state_dict": "pretrained"}
+
+__all__ = ["ARCHS", "Arch", "PretrainedError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,11 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Caffe TSN's ImageNet means in BGR order for 0-255 input; tsn-pytorch uses (104, 117, 128).
-INPUT_MEAN_BGR = (104.0, 117.0, 123.0)
-INPUT_STD = (1.0, 1.0, 1.0)
-
-__all__ = ["INPUT_MEAN_BGR", "INPUT_STD", "BNInception", "bn_inception"]
+__all__ = ["BNInception", "bn_inception"]
 
 
 class _Block(NamedTuple):
@@ -82,14 +78,14 @@ def _reduction_pool(x: Tensor) -> Tensor:
 
 
 class BNInception(nn.Module):
-    """BN-Inception trunk plus ``last_linear``; expects BGR 0-255 input minus INPUT_MEAN_BGR."""
+    """BN-Inception trunk plus ``last_linear``; expects BGR 0-255 input minus Caffe's ImageNet means
+    (``tsn_train.transforms.NORMS["caffe_bgr"]``, as declared in ``tsn_train.archs.ARCHS``)."""
 
     feature_dim = 1024
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        # Registration order follows the reference, so model.modules() meets
-        # conv1_7x7_s2 / conv1_7x7_s2_bn before any other Conv2d / BatchNorm2d.
+        # Registration order follows the reference (and so does the weight file).
         self._add_conv_bn("conv1_7x7_s2", 3, 64, kernel=7, stride=2)
         self._add_conv_bn("conv2_3x3_reduce", 64, 64, kernel=1)
         self._add_conv_bn("conv2_3x3", 64, 192, kernel=3)

@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..archs import Arch, PretrainedError
 
-class PretrainedError(Exception):
-    """The weights file is missing, unreadable, or does not fit the architecture."""
+__all__ = ["PretrainedError", "load_pretrained", "read_state_dict"]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -30,15 +30,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_pretrained(model: nn.Module, path: Path, classifier: str, extra: tuple[str, ...] = ()) -> None:
-    """Load ImageNet weights into ``model`` (classifier still attached) and check they fit.
+def load_pretrained(model: nn.Module, path: Path, arch: Arch) -> None:
+    """Load ImageNet weights into the backbone ``model`` of ``arch`` (its ImageNet classifier still
+    attached, first conv still RGB) and check they fit.
 
     The classifier's weights are loaded too but TSN replaces it. BatchNorm's
     ``num_batches_tracked`` may be absent (older files, e.g. bn_inception-52deb4733.pth). Keys
     under the ``extra`` prefixes (heads the model does not build, e.g. Inception-v3's auxiliary
     classifier) are skipped.
     """
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(extra)}
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(arch.extra)}
     own = model.state_dict()
     for k, v in state.items():
         # Some converted Caffe files (tsn-pytorch's BN-Inception) store BN vectors as [1, C].
@@ -50,7 +51,7 @@ def load_pretrained(model: nn.Module, path: Path, classifier: str, extra: tuple[
         raise PretrainedError(f"{path}: {len(wrong)} tensors have the wrong shape for this "
                               f"architecture: {', '.join(wrong[:3])}")
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(classifier + ".")]
+               and not k.startswith(arch.classifier + ".")]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         parts = []

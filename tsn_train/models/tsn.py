@@ -1,4 +1,9 @@
-"""The TSN network: a shared backbone scores K snippets, a consensus combines them."""
+"""The TSN network: a shared backbone scores K snippets, a consensus combines them.
+
+``build_tsn`` builds one (timm style): backbone, optional ImageNet weights, then the TSN changes
+(classifier removed, first conv adapted to the modality, new classifier, consensus). Only the
+weight loader (``models/pretrained.py``) reads files.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,17 +14,9 @@ from torch import Tensor, nn
 
 from tsn_prep import modalities
 
+from .. import archs
 from ..consensus import make_consensus
-from .backbones import ARCHS, build_backbone, strip_classifier
 from .pretrained import load_pretrained
-
-
-def first_of(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
-    """Name and module of the first ``kind`` layer in ``model.modules()`` order."""
-    for name, module in model.named_modules():
-        if isinstance(module, kind):
-            return name, module
-    raise ValueError(f"{type(model).__name__} has no {kind.__name__}")
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -41,30 +38,27 @@ def cross_modality_conv(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
 
 
 class TSN(nn.Module):
-    """Temporal Segment Network for one modality.
+    """Temporal Segment Network for one modality around ``base``, a backbone of architecture
+    ``arch`` with its ImageNet classifier and RGB first conv (random or ImageNet weights).
 
     Input ``(N, K, C, H, W)``: K snippets per video. Output ``(N, classes)``: the consensus of the
     snippet scores, before softmax (cross-entropy applies to it, as in the paper).
     """
 
-    def __init__(self, num_classes: int, modality: str, arch: str = "bn_inception",
+    def __init__(self, base: nn.Module, arch: str, num_classes: int, modality: str,
                  segments: int = 3, consensus: str = "average", dropout: float = 0.8,
-                 partial_bn: bool = True, topk: int = 2, pretrained: Optional[Path] = None):
+                 partial_bn: bool = True, topk: int = 2):
         super().__init__()
+        spec = archs.get(arch)
         self.modality, self.arch, self.segments = modality, arch, segments
         self.partial_bn = partial_bn
-        base = build_backbone(arch)
-        spec = ARCHS[arch]
-        if pretrained is not None:
-            load_pretrained(base, pretrained, spec.classifier, spec.extra)
-        self.base = strip_classifier(base, arch)
+        self.first_conv, self.first_bn = spec.first_conv, spec.first_bn
+        setattr(base, spec.classifier, nn.Identity())  # the backbone now returns pooled features
+        self.base = base
         channels = modalities.get(modality).input_channels
-        conv_name, conv = first_of(self.base, nn.Conv2d)
+        conv = base.get_submodule(spec.first_conv)
         if channels != conv.in_channels:
-            conv = cross_modality_conv(conv, channels)
-            _set_module(self.base, conv_name, conv)
-        self.first_conv = conv_name
-        self.first_bn = first_of(self.base, nn.modules.batchnorm._BatchNorm)[0]
+            _set_module(base, spec.first_conv, cross_modality_conv(conv, channels))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(spec.feature_dim, num_classes)
         nn.init.normal_(self.fc.weight, 0, 0.001)  # as TSN: a new classifier starts near zero
@@ -97,3 +91,23 @@ class TSN(nn.Module):
         n, k = x.shape[:2]
         scores, features = self.snippet_scores(x.flatten(0, 1))
         return self.consensus(scores.view(n, k, -1), features.view(n, k, -1))
+
+
+def build_tsn(num_classes: int, modality: str, arch: str = "bn_inception", segments: int = 3,
+              consensus: str = "average", dropout: float = 0.8, partial_bn: bool = True,
+              topk: int = 2, pretrained: Optional[Path] = None) -> TSN:
+    """A TSN with a randomly initialised backbone, or with the ImageNet weights in ``pretrained``.
+
+    The weights go into the RGB backbone before TSN adapts its first conv: cross-modality
+    initialisation averages the *pretrained* RGB filters.
+    """
+    base = archs.get(arch).build()
+    if pretrained is not None:
+        load_pretrained(base, Path(pretrained), archs.get(arch))
+    return TSN(base, arch, num_classes, modality, segments, consensus, dropout, partial_bn, topk)
+
+
+def build_model(cfg, num_classes: int, pretrained: Optional[Path] = None) -> TSN:
+    """The TSN a training configuration (a FitConfig) describes; fit and checkpoints use this."""
+    return build_tsn(num_classes, cfg.modality, cfg.arch, cfg.segments, cfg.consensus,
+                     cfg.dropout, cfg.partial_bn, cfg.topk, pretrained)
