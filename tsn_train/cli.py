@@ -16,9 +16,8 @@ from tsn_prep.store import StoreError
 
 from .config import (CROP_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS, default_text,
                      preset_names, resolve)
-from .consensus import CONSENSUS
+from .archs import ARCHS, CONSENSUS, PretrainedError
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
-from .models import ARCHS
 
 
 class NumberList(click.ParamType):
@@ -189,7 +188,6 @@ def fit(**options) -> None:
     """
     from . import distributed
     from .fit import fit as run_fit
-    from .models import PretrainedError
 
     preset = options.pop("preset")
     resume = options.pop("resume")
