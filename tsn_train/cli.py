@@ -323,7 +323,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
         streams = load_streams(list(checkpoints), weights, dev)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    classes = streams[0].checkpoint["classes"]
+    classes = streams[0].checkpoint.classes
     failed = 0
     for path in videos:
         try:
