@@ -57,6 +57,11 @@ def test_extract_flow_stores_that_algorithms_flow_and_records_it(tmp_path, algor
         assert (store.get("clip", "flow_x", i), store.get("clip", "flow_y", i)) == (x, y)
     info = json.loads(cli("info", out, "--json").output)
     assert info["modalities"]["flow"]["parameters"][0]["algorithm"] == algorithm
+    # predict re-extracts a raw video with exactly the settings its training store recorded
+    from tsn_train.predict import extract_config
+    for modality in ("flow", "warped_flow"):
+        recorded = dict(store.entry("clip", modality).meta["parameters"], max_frames=None)
+        assert extract_config(recorded, modality).parameters(modality) == recorded  # all frames
 
 
 def test_tvl1_is_the_default_and_gpu_settings_are_refused_for_the_others(tmp_path):

@@ -19,6 +19,7 @@ from tsn_prep.store import Store
 
 from . import checkpoint, distributed
 from .checkpoint import Preprocessing
+from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .lists import Record, validate
 from .models import TSN
@@ -46,8 +47,9 @@ def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, i
     return VideoDataset(source, records, counts, prep.modality, segments, False, transform, prep.norm)
 
 
-def run_test(ckpt_path: Path, store_root: Path, records: list[Record], segments: int = 25,
-             crops: int = 10, batch: int = 64, workers: int = 2, device: str = "auto",
+def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
+             segments: int = TEST_SEGMENTS, crops: int = TEST_CROPS, batch: int = TEST_BATCH,
+             workers: int = 2, device: str = "auto",
              amp: bool = True, progress: bool = True) -> Scores:
     """Score every listed video with the checkpoint's model; the list is checked against the store."""
     dev = distributed.resolve_device(device)

@@ -16,6 +16,7 @@ from tsn_prep.warp import WarpParams
 
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint
+from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import MemoryImages
 from .evaluate import eval_dataset, video_scores
 from .lists import Record
@@ -34,10 +35,13 @@ class Stream:
 def extract_config(parameters: dict, modality: str) -> ExtractConfig:
     """The extraction settings the training store used (recorded in the checkpoint)."""
     source = modalities.get(modality).source
+    default = ExtractConfig()
     return ExtractConfig(
         modalities=(source,), size=tuple(parameters["size"]) if parameters.get("size") else None,
-        short_side=parameters.get("short_side"), bound=parameters.get("bound", 20.0),
-        jpeg_quality=parameters.get("jpeg_quality", 95), tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
+        short_side=parameters.get("short_side"), bound=parameters.get("bound", default.bound),
+        jpeg_quality=parameters.get("jpeg_quality", default.jpeg_quality),
+        algorithm=parameters.get("algorithm", default.algorithm),
+        tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
         warp=WarpParams(**(parameters.get("warp") or {})))
 
 
@@ -60,8 +64,8 @@ def load_streams(paths: list[Path], weights: Optional[list[float]], device: torc
     return streams
 
 
-def predict_video(path: Path, streams: list[Stream], segments: int = 25, crops: int = 10,
-                  batch: int = 64) -> np.ndarray:
+def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMENTS,
+                  crops: int = TEST_CROPS, batch: int = TEST_BATCH) -> np.ndarray:
     """Fused class probabilities of one video: each stream's score (crops, then snippets
     averaged), softmax, weighted average. Raises ValueError if the video cannot be read."""
     device = next(streams[0].model.parameters()).device
@@ -70,7 +74,7 @@ def predict_video(path: Path, streams: list[Stream], segments: int = 25, crops: 
     for s in streams:
         prep = s.checkpoint.preprocessing
         cfg = extract_config(s.checkpoint.extraction, prep.modality)
-        key = (cfg.modalities, cfg.size, cfg.short_side, cfg.bound, cfg.jpeg_quality, cfg.tvl1, cfg.warp)
+        key = cfg  # frozen: equal settings, one extraction
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
             result = extract_video(VideoItem(path.stem, path), cfg)
             if result.error:
