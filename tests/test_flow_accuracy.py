@@ -1,4 +1,6 @@
 """TV-L1 through our extraction code against Middlebury Grove3 ground truth."""
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import pytest
@@ -11,11 +13,20 @@ from tsn_prep.quantize import dequantize
 from .conftest import DATA, decode
 
 GROVE = DATA / "flow_gt" / "middlebury_grove3"
-OPENCV_EPE = 0.757  # OpenCV 5.0 TV-L1 defaults on Grove3 at 640x480, measured on this kind of machine
 
 
 def epe(flow, gt):
     return float(np.linalg.norm(flow - gt, axis=2).mean())
+
+
+@lru_cache(maxsize=None)
+def grove3_opencv():
+    """(grey frames, ground truth, OpenCV's TV-L1 flow with its defaults), computed once per
+    session (test_flow_torch compares the PyTorch solver with the same OpenCV flow)."""
+    grey = tuple(cv2.cvtColor(cv2.imread(str(GROVE / f"frame{i}.png"), cv2.IMREAD_COLOR),
+                              cv2.COLOR_BGR2GRAY) for i in (10, 11))
+    gt = cv2.readOpticalFlow(str(GROVE / "grove3.flo"))
+    return grey, gt, cv2.optflow.DualTVL1OpticalFlow_create().calc(grey[0], grey[1], None)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +34,7 @@ def grove():
     frames = [cv2.imread(str(GROVE / f"frame{i}.png"), cv2.IMREAD_COLOR) for i in (10, 11)]
     gt = cv2.readOpticalFlow(str(GROVE / "grove3.flo"))
     assert frames[0].shape[:2] == gt.shape[:2] == (480, 640)
+    assert (np.abs(gt) < 1e9).all()  # Grove3 has no unknown pixels
     return frames, gt
 
 
@@ -42,25 +54,30 @@ def extracted(grove):
     return images["flow"], raw, n
 
 
-def test_pipeline_flow_matches_opencv_tvl1_on_grove3(grove, extracted):
+def test_pipeline_flow_is_opencvs_tvl1_on_grove3(grove, extracted):
     frames, gt = grove
     images, raw, n = extracted
     assert n == 2 and len(images["flow_x"]) == len(images["flow_y"]) == 1 == len(raw)
-    ours = epe(raw[0], gt)
-    assert abs(ours - OPENCV_EPE) <= 0.01 * OPENCV_EPE, ours
-    # the same solver called directly on the same grey frames gives the same flow
-    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    direct = cv2.optflow.DualTVL1OpticalFlow_create().calc(grey[0], grey[1], None)
-    assert abs(epe(direct, gt) - ours) <= 0.01 * ours
+    # the pipeline hands the solver the grey frames a direct call gets, with OpenCV's defaults
+    grey, _, direct = grove3_opencv()
+    assert all(np.array_equal(g, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)) for g, f in zip(grey, frames))
+    assert raw[0].dtype == direct.dtype == np.float32
+    assert np.array_equal(raw[0], direct)
+    # and it is a good flow: TV-L1 with OpenCV's defaults is well under a pixel on Grove3
+    # (0.757 px measured with OpenCV 5.0; zero motion would be 3.91 px)
+    assert epe(raw[0], gt) < 0.8 < epe(np.zeros_like(gt), gt)
 
 
-def test_quantisation_and_jpeg_cost_at_most_005_px(grove, extracted):
+def test_quantisation_and_jpeg_cost_at_most_002_px(grove, extracted):
     _, gt = grove
     images, raw, _ = extracted
     stored = np.stack([dequantize(decode(images["flow_x"][0]), 20.0),
                        dequantize(decode(images["flow_y"][0]), 20.0)], axis=-1)
     assert stored.shape == gt.shape
     added = epe(stored, gt) - epe(raw[0], gt)
-    assert added <= 0.05, added
-    # and the stored flow is the computed flow, not something merely close to the ground truth
+    # measured: 0.0189 px more end-point error against the ground truth (OpenCV 5.0, bound 20,
+    # JPEG quality 95)
+    assert 0 <= added <= 0.02, added
+    # the stored flow is the computed flow to within the quantisation step (40/255 = 0.157 px):
+    # measured 0.093 px mean distance (rounding to the step plus JPEG's own error)
     assert epe(stored, raw[0]) <= 0.1

@@ -1,4 +1,11 @@
-"""The PyTorch TV-L1 (tsn_prep.flow_torch) against ground truth and against OpenCV, on real data."""
+"""The PyTorch TV-L1 (tsn_prep.flow_torch) against OpenCV, ground truth and a literal reference loop.
+
+Kept fast on a 2-core machine: crops of the real clips (96x72, 64x48) and of Grove3, one torch
+thread (other test processes share the cores; PyTorch's threads collapse when oversubscribed),
+module-scoped fixtures so each expensive result is computed once.
+"""
+import math
+import shutil
 import subprocess
 import sys
 
@@ -7,16 +14,28 @@ import numpy as np
 import pytest
 import torch
 
+import tsn_prep.flow_torch as ft
 from tsn_prep.flow import BACKENDS
-from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.flow_torch import TorchTVL1
+from tsn_prep.tvl1_params import TVL1Params
 
 from .conftest import VIDEOS
-from .test_flow_accuracy import GROVE, OPENCV_EPE
+from .test_flow_accuracy import epe, grove3_opencv
 
 CLIPS = ("armwrestling_kinetics.mp4", "carphone.mp4", "poolcleaning.mp4")
-SIZE = (340, 256)  # (w, h), the usual TSN frame size
+SIZE = (340, 256)  # (w, h): frames are resized as the pipeline does, then cropped
+CROP = (slice(92, 164), slice(122, 218))  # 96x72 from the middle of the frame
+SMALL = (slice(104, 152), slice(138, 202))  # 64x48
 FIRST, PAIRS = 2, 2  # frames 2..4 of each clip: pairs (2, 3) and (3, 4)
+THREADS = 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(saved)
 
 
 def grey_frames(path, first, count, size=None):
@@ -35,89 +54,222 @@ def grey_frames(path, first, count, size=None):
 
 
 @pytest.fixture(scope="module")
-def tvl1():
-    return TorchTVL1(TVL1Params(), "cpu")
+def eager():
+    return TorchTVL1(TVL1Params(), "cpu", compile=False, threads=THREADS)
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    """[(clip, prev, next)]: PAIRS consecutive pairs from each clip, at 340x256."""
-    out = []
-    for clip in CLIPS:
-        frames = grey_frames(VIDEOS / clip, FIRST, PAIRS + 1, SIZE)
-        out += [(clip, a, b) for a, b in zip(frames, frames[1:])]
-    return out
+def frames():
+    """{clip: PAIRS + 1 consecutive grey 340x256 frames}."""
+    return {clip: grey_frames(VIDEOS / clip, FIRST, PAIRS + 1, SIZE) for clip in CLIPS}
+
+
+def stack_pairs(frames, crop):
+    prev = np.stack([f[crop] for fs in frames.values() for f in fs[:-1]])
+    nxt = np.stack([f[crop] for fs in frames.values() for f in fs[1:]])
+    return prev, nxt
 
 
 @pytest.fixture(scope="module")
-def singles(tvl1, pairs):
-    """Our flow for each pair, one pair per call (the FlowFn interface)."""
-    return [tvl1(a, b) for _, a, b in pairs]
+def crops(frames):
+    """(prev, next): the 96x72 crops of all PAIRS pairs of every clip, (6, 72, 96) each."""
+    return stack_pairs(frames, CROP)
 
 
-def test_grove3_end_point_error_matches_opencv(tvl1):
-    grey = [cv2.cvtColor(cv2.imread(str(GROVE / f"frame{i}.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
-            for i in (10, 11)]
-    gt = cv2.readOpticalFlow(str(GROVE / "grove3.flo"))  # Middlebury .flo
-    known = (np.abs(gt) < 1e9).all(axis=2)
-    flow = tvl1(*grey)
-    assert flow.shape == (480, 640, 2) and flow.dtype == np.float32
-    ours = float(np.linalg.norm(flow - gt, axis=2)[known].mean())
-    assert abs(ours - OPENCV_EPE) <= 0.05 * OPENCV_EPE, ours
+@pytest.fixture(scope="module")
+def batched(eager, crops):
+    """Our flow of all crops in one batch call, and each pair's iteration counts."""
+    flow = eager.batch(*crops)
+    return flow, eager.last_iterations
 
 
-def test_real_clips_match_opencv_within_a_quarter_pixel(pairs, singles):
-    ocv = cv2.optflow.DualTVL1OpticalFlow_create()
-    diffs = {}
-    for (clip, a, b), ours in zip(pairs, singles):
-        assert ours.shape == (SIZE[1], SIZE[0], 2) and ours.dtype == np.float32
-        ref = ocv.calc(a, b, None)
-        diffs.setdefault(clip, []).append(float(np.linalg.norm(ours - ref, axis=2).mean()))
-    assert all(d <= 0.25 for ds in diffs.values() for d in ds), diffs
-    # and the clips do move (the comparison is not between two zero fields)
-    assert max(np.linalg.norm(f, axis=2).mean() for f in singles) > 1.0
+def reference_flow(params, prev, nxt):
+    """One pair, eagerly, with OpenCV's loops written literally (``while error > eps``): no mask,
+    no batch. Returns the flow (H, W, 2) and the inner iterations per level and warping."""
+    i0 = torch.as_tensor(prev, dtype=torch.float32)[None]
+    i1 = torch.as_tensor(nxt, dtype=torch.float32)[None]
+    sizes = ft._pyramid_sizes(*i0.shape[1:], params.scales, params.scale_step)
+    down = 1.0 / params.scale_step
+    i0s, i1s = [i0], [i1]
+    for size in sizes[1:]:
+        i0s.append(ft._resize(i0s[-1], size, down, down))
+        i1s.append(ft._resize(i1s[-1], size, down, down))
+    u1 = torch.zeros((1, *sizes[-1]))
+    u2 = torch.zeros_like(u1)
+    l_t = float(np.float32(params.lambda_ * params.theta))
+    taut = float(np.float32(params.tau / params.theta))
+    theta = float(np.float32(params.theta))
+    iters = np.zeros((len(sizes), params.warps), np.int64)
+    one = torch.ones(1, dtype=torch.bool)
+    count = torch.zeros(1, dtype=torch.int32)
+    for s in range(len(sizes) - 1, -1, -1):
+        a, b = i0s[s], i1s[s]
+        h, w = a.shape[1:]
+        scaled_eps = params.epsilon ** 2 * h * w
+        i1x, i1y = ft._centered_gradient(b)
+        i1_stack = torch.stack([b, i1x, i1y], dim=1)
+        p = [torch.zeros_like(a) for _ in range(4)]
+        for warping in range(params.warps):
+            const = ft._warp_constants(i1_stack, a, u1, u2, l_t)
+            error = math.inf
+            n_outer = 0
+            while error > scaled_eps and n_outer < params.outer_iterations:
+                n_outer += 1
+                u1, u2 = ft._median(u1, params.median_filtering), ft._median(u2, params.median_filtering)
+                n_inner = 0
+                while error > scaled_eps and n_inner < params.inner_iterations:
+                    n_inner += 1
+                    iters[s, warping] += 1
+                    out = ft._step(u1, u2, *p, *const, one, count, l_t, taut, theta, scaled_eps)
+                    d1, d2 = out[0] - u1, out[1] - u2
+                    error = float((d1 * d1 + d2 * d2).sum(dtype=torch.float64))
+                    u1, u2, p = out[0], out[1], list(out[2:6])
+        if s:
+            (hs, ws), (hf, wf) = sizes[s], sizes[s - 1]
+            factor = torch.tensor(1.0 / params.scale_step, dtype=torch.float32)
+            sy, sx = 1.0 / (hf / hs), 1.0 / (wf / ws)
+            u1 = ft._resize(u1, (hf, wf), sy, sx) * factor
+            u2 = ft._resize(u2, (hf, wf), sy, sx) * factor
+    return torch.stack([u1[0], u2[0]], dim=-1).numpy(), iters
 
 
-def test_batch_equals_one_at_a_time(tvl1, pairs, singles):
-    # one pair from each clip: pairs that converge after different iteration counts
-    pick = list(range(0, len(pairs), PAIRS))
-    prev = np.stack([pairs[i][1] for i in pick])
-    nxt = np.stack([pairs[i][2] for i in pick])
-    batched = tvl1.batch(prev, nxt)
-    assert batched.shape == (len(pick), SIZE[1], SIZE[0], 2) and batched.dtype == np.float32
-    diff = max(float(np.abs(batched[k] - singles[i]).max()) for k, i in enumerate(pick))
-    assert diff < 1e-3, diff
+# -- exactness of the device-side stopping ----------------------------------------------------
+
+def test_device_side_stopping_gives_each_pair_opencvs_iteration_count(eager, frames):
+    prev, nxt = stack_pairs(frames, SMALL)  # 6 pairs, 64x48
+    flow = eager.batch(prev, nxt)
+    iters = eager.last_iterations
+    assert iters.shape == (len(prev), 5, 5) and iters.dtype == np.int32
+    for k in range(len(prev)):
+        ref_flow, ref_iters = reference_flow(eager.params, prev[k], nxt[k])
+        assert np.array_equal(iters[k], ref_iters), (k, iters[k], ref_iters)
+        assert np.array_equal(flow[k], ref_flow), k
+    # the pairs stop at different iterations (else the mask would have nothing to do) and some
+    # warpings run to the 300-iteration limit
+    assert len({tuple(i.ravel()) for i in iters}) == len(prev)
+    assert iters.min() >= 1 and iters.max() <= 300
+
+
+def test_sync_every_does_not_change_the_result(crops, batched):
+    flow, iters = batched  # sync_every=1 (the CPU default)
+    assert TorchTVL1(compile=False).sync_every == 1
+    seven = TorchTVL1(TVL1Params(), "cpu", compile=False, sync_every=7, threads=THREADS)
+    assert np.array_equal(seven.batch(*crops), flow)
+    assert np.array_equal(seven.last_iterations, iters)
+
+
+def test_batch_equals_one_at_a_time_bit_for_bit(eager, crops, batched):
+    flow, iters = batched
+    prev, nxt = crops
+    assert flow.shape == (len(prev), 72, 96, 2) and flow.dtype == np.float32
+    for k in (0, 2, 5):  # one pair of each clip
+        assert np.array_equal(eager(prev[k], nxt[k]), flow[k]), k
+        assert np.array_equal(eager.last_iterations[0], iters[k])
     # torch tensors in, same answer
-    from_tensors = tvl1.batch(torch.from_numpy(prev), torch.from_numpy(nxt))
-    assert np.abs(from_tensors - batched).max() < 1e-5
+    assert np.array_equal(eager.batch(torch.from_numpy(prev[:2]), torch.from_numpy(nxt[:2])), flow[:2])
 
+
+@pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"),
+                    reason="torch.compile on the CPU (inductor) needs a C++ compiler; none on PATH")
+def test_compiled_equals_eager(crops, batched):
+    flow, iters = batched
+    prev, nxt = (x[:3] for x in crops)
+    compiled = TorchTVL1(TVL1Params(), "cpu", compile=True, threads=THREADS)
+    with np.errstate(all="ignore"):
+        got = compiled.batch(prev, nxt)
+    assert compiled.compiled, "torch.compile fell back to eager"
+    # measured: bit-identical on torch 2.14 CPU inductor; allowed: float rounding
+    assert np.abs(got - flow[:3]).max() <= 1e-4
+    assert np.abs(compiled.last_iterations - iters[:3]).max() <= 1
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, crops, batched):
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(ft, "_COMPILED", {})
+    monkeypatch.setattr(ft, "_WARNED", set())
+    monkeypatch.setattr(ft, "_compiled", lambda fn, *a: broken)
+    solver = TorchTVL1(TVL1Params(), "cpu", compile=True, threads=THREADS)
+    with pytest.warns(RuntimeWarning, match="running it eagerly") as record:
+        got = solver.batch(crops[0][:1], crops[1][:1])
+    assert len([w for w in record if "running it eagerly" in str(w.message)]) == 1
+    assert not solver.compiled
+    assert np.array_equal(got[0], batched[0][0])
+
+
+def test_threads_never_exceed_usable_cores(monkeypatch, crops):
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    before = torch.get_num_threads()
+    solver = TorchTVL1(TVL1Params(scales=1, warps=1), "cpu", compile=False, threads=1000)
+    solver.batch(crops[0][:1], crops[1][:1])
+    assert calls and calls[0] == min(1000, ft.usable_cores()) and max(calls) <= ft.usable_cores()
+    assert torch.get_num_threads() == before  # restored afterwards
+
+
+# -- accuracy ---------------------------------------------------------------------------------
+
+def test_real_clips_match_opencv_within_002_px(eager, frames):
+    """Whole 340x256 frames, the first pair of each clip: crops have more of their area near a
+    border and drift further from OpenCV (up to 0.025 px measured on 96x72 crops)."""
+    ocv = cv2.optflow.DualTVL1OpticalFlow_create()
+    diffs, moving = {}, []
+    for clip, fs in frames.items():
+        ours = eager(fs[0], fs[1])
+        assert ours.shape == (SIZE[1], SIZE[0], 2) and ours.dtype == np.float32
+        diffs[clip] = epe(ours, ocv.calc(fs[0], fs[1], None))
+        moving.append(float(np.linalg.norm(ours, axis=2).mean()))
+    # measured: 0.0070, 0.0007, 0.0132 px (mean end-point difference, torch 2.14, OpenCV 5.0)
+    assert max(diffs.values()) <= 0.02, diffs
+    # and the clips do move (the comparison is not between two zero fields)
+    assert max(moving) > 1.0, moving
+
+
+def test_grove3_end_point_error_within_1_percent_of_opencvs(eager):
+    grey, gt, theirs = grove3_opencv()
+    ours = eager(*grey)
+    assert ours.shape == (480, 640, 2) and ours.dtype == np.float32
+    # measured: 0.7563 px against OpenCV's 0.7574 px (0.15 % apart)
+    assert abs(epe(ours, gt) - epe(theirs, gt)) <= 0.01 * epe(theirs, gt), (epe(ours, gt), epe(theirs, gt))
+
+
+# -- integration --------------------------------------------------------------------------------
 
 def test_registered_backend_and_lazy_import():
     fn = BACKENDS["torch"](TVL1Params(), None)
-    assert isinstance(fn, TorchTVL1) and fn.device == torch.device("cpu")
+    assert isinstance(fn, TorchTVL1) and fn.device == torch.device("cpu") and fn.name == "torch"
     code = "import sys, tsn_prep.flow; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path):
+def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path, monkeypatch):
     from tsn_prep.quantize import dequantize
     from tsn_prep.store import Store
 
     from .conftest import cli, decode, link_videos
 
+    monkeypatch.setenv("TSN_TORCH_COMPILE", "0")  # compiling takes longer than these few pairs
     videos = link_videos(tmp_path / "videos", {"carphone.mp4": "carphone.mp4"})
     runs = {"opencv": ["--backend", "opencv"], "torch1": ["--backend", "torch", "--batch-pairs", "1"],
-            "torch4": ["--backend", "torch", "--batch-pairs", "4"]}  # 7 pairs: batches of 4 and 3
+            "torch3": ["--backend", "torch", "--batch-pairs", "3"]}  # 4 pairs: batches of 3 and 1
     for name, args in runs.items():
-        cli("extract-flow", videos, tmp_path / name, "--size", "176x144", "--max-frames", "8",
+        cli("extract-flow", videos, tmp_path / name, "--size", "96x72", "--max-frames", "5",
             "--modality", "flow", "--modality", "warped_flow", *args)
     stores = {name: Store(tmp_path / name) for name in runs}
-    assert stores["torch4"].entry("carphone", "flow").meta["parameters"]["flow_backend"] == "torch"
+    assert stores["torch3"].entry("carphone", "flow").meta["parameters"]["flow_backend"] == "torch"
     assert stores["opencv"].entry("carphone", "flow").meta["parameters"]["flow_backend"] == "opencv"
-    for i in range(7):
+    diffs = []
+    for i in range(4):
         for ch in ("flow_x", "flow_y", "warped_flow_x", "warped_flow_y"):
-            assert stores["torch1"].get("carphone", ch, i) == stores["torch4"].get("carphone", ch, i)
+            assert stores["torch1"].get("carphone", ch, i) == stores["torch3"].get("carphone", ch, i)
         ours, ref = ([dequantize(decode(stores[n].get("carphone", ch, i))) for ch in ("flow_x", "flow_y")]
-                     for n in ("torch4", "opencv"))
-        assert np.hypot(ours[0] - ref[0], ours[1] - ref[1]).mean() <= 0.25
+                     for n in ("torch3", "opencv"))
+        diffs.append(float(np.hypot(ours[0] - ref[0], ours[1] - ref[1]).mean()))
+    print("quantised torch vs opencv, mean end-point difference per pair:", diffs)
+    # quantised to 40/255 px steps: a pixel differs by a step where the two floats straddle a
+    # step boundary, so this is about the float difference (larger at this tiny size than at 340x256)
+    # measured: 0.0017, 0.0003, 0.0217, 0.0068 px
+    assert max(diffs) <= 0.025, diffs
