@@ -21,12 +21,26 @@ SMALL = ["--arch", "resnet18", "--input-size", "64", "--workers", "0", "--accumu
          "--batch-size", "5", "--no-partial-bn", "--lr", "0.01", "--dropout", "0.2"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
+    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+STREAMS = ("rgb", "flow", "rgbdiff", "warped_flow")
+WEIGHTS = (1, 1.5, 0.5, 1)
+
+
 @pytest.fixture(scope="module")
 def trained(train_store, tmp_path_factory):
-    """An rgb and a flow model trained on the five clips (a few epochs)."""
+    """A model of each modality trained on the five clips (a few epochs)."""
     runs = tmp_path_factory.mktemp("runs")
     lst = train_store.parent / "train.txt"
-    for m in ("rgb", "flow"):
+    for m in STREAMS:
         train_cli("fit", "--modality", m, "--store", train_store, "--train-list", lst,
                   "--out", runs / m, *SMALL, "--epochs", "4")
     return runs
@@ -124,7 +138,8 @@ def test_metrics_and_fusion_arithmetic(tmp_path):
 
 
 def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tmp_path):
-    # A 12-frame clip of a real video, extracted the way the training store was (112x84).
+    # A 12-frame clip of a real video, extracted the way the training store was (112x84); each
+    # of the four streams scored by `test` on that store, fused, must be what `predict` says.
     clip = tmp_path / "videos" / "carphone_short.avi"
     clip.parent.mkdir()
     frames = read_frames(VIDEOS / "carphone.mp4", 12)
@@ -134,19 +149,21 @@ def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tm
     writer.release()
     store = tmp_path / "store"
     cli("extract-frames", clip.parent, store, "--size", "112x84")
-    cli("extract-flow", clip.parent, store, "--size", "112x84", "--max-frames", "12")
+    cli("extract-flow", clip.parent, store, "--size", "112x84", "--max-frames", "12",
+        "--modality", "flow", "--modality", "warped_flow")
     (tmp_path / "l.txt").write_text("carphone_short 4\n")
     probs = []
-    for m in ("rgb", "flow"):
+    for m in STREAMS:
         s = run_test(trained / m / "last.pt", store, read_list(tmp_path / "l.txt"), segments=25,
                      crops=10, workers=0, progress=False)
+        assert s.settings["modality"] == m
         probs.append(softmax(s.scores)[0])
-    expected = (1 * probs[0] + 1.5 * probs[1]) / 2.5
+    expected = sum(w * p for w, p in zip(WEIGHTS, probs)) / sum(WEIGHTS)
 
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
-    result = train_cli("predict", clip, tmp_path / "broken.mp4", "--checkpoint", trained / "rgb" / "last.pt",
-                       "--checkpoint", trained / "flow" / "last.pt", "--weights", "1,1.5", "--json",
-                       expect=None)
+    checkpoints = [a for m in STREAMS for a in ("--checkpoint", trained / m / "last.pt")]
+    result = train_cli("predict", clip, tmp_path / "broken.mp4", *checkpoints,
+                       "--weights", ",".join(map(str, WEIGHTS)), "--json", expect=None)
     assert result.exit_code == 1
     lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert len(lines) == 1 and lines[0]["video"] == str(clip)

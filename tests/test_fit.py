@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,16 @@ from tsn_train import checkpoint
 from tsn_train.dataset import ShardSampler
 
 SMALL = ["--arch", "resnet18", "--input-size", "64", "--workers", "0", "--accumulate", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
+    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def epochs_of(run: Path) -> list[dict]:
@@ -49,8 +60,10 @@ def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path
     lst = tmp_path / "long.txt"  # 20 items, so an epoch is 20 steps long and the kill lands inside it
     lst.write_text("".join(f"{c} {i}\n" for _ in range(4) for i, c in enumerate(CLIPS)))
     killed = tmp_path / "killed"
+    # One thread, as in this process (the resumed and the straight run): bit-identical results.
     proc = subprocess.Popen([sys.executable, "-m", "tsn_train.cli", *_fit_args(train_store, lst, killed, 4)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -130,7 +143,7 @@ def test_bad_lists_and_weights_stop_before_training(train_store, tmp_path):
     lst.write_text("carphone 0\nmissing_a 1\nmissing_b 1\n")
     base = ["fit", "--modality", "warped_flow", "--store", train_store, "--out", tmp_path / "r", *SMALL]
     result = train_cli(*base, "--train-list", lst, expect=1)
-    assert f"train list {lst}: 3 of 3 videos have no warped_flow" in result.output
+    assert f"train list {lst}: 2 of 3 videos have no warped_flow" in result.output
     result = train_cli(*base[:2], "flow", *base[3:], "--train-list", lst, expect=1)
     assert "2 of 3 videos have no flow" in result.output and "missing_a, missing_b (2)" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
@@ -138,15 +151,35 @@ def test_bad_lists_and_weights_stop_before_training(train_store, tmp_path):
     result = train_cli(*base[:2], "rgb", *base[3:], "--train-list", good, "--pretrained",
                        tmp_path / "r50.pth", expect=1)
     assert "r50.pth: no such weights file" in result.output
-    result = train_cli(*base[:2], "rgb", *base[3:], "--train-list", good, "--preset", "kinetics", expect=1)
-    assert "no preset 'kinetics' for rgb; presets: hmdb51, ucf101" in result.output
+    result = train_cli(*base[:2], "rgb", *base[3:], "--train-list", good, "--preset", "kinetics", expect=2)
+    assert "'kinetics' is not one of 'hmdb51', 'ucf101'" in result.output
     result = train_cli(*base[:2], "rgb", *base[3:], "--train-list", good, "--resume", expect=1)
     assert "last.pt: no such checkpoint" in result.output
+    names = tmp_path / "classes.txt"
+    names.write_text("a\nb\nc\nd\ne\n")
+    result = train_cli(*base[:2], "rgb", *base[3:], "--train-list", good, "--classes", names,
+                       "--num-classes", "6", expect=1)
+    assert f"--num-classes 6 disagrees with {names} (5 names)" in result.output
+    assert not (tmp_path / "r").exists()
 
 
-def test_mixed_precision_and_channels_last_path_learns_flow_on_the_cpu(train_store, tmp_path):
+def test_mixed_precision_and_channels_last_path_learns_flow_on_the_cpu(train_store, tmp_path, monkeypatch):
     # The CUDA recipe (autocast, channels_last) run on the CPU device. fp16 (with GradScaler) also
     # runs on the CPU but about 3x slower than bf16 there, so CI covers bf16 only.
+    import tsn_train.fit as fit_module
+    seen = []  # per convolution call: output dtype, input and weight in channels_last
+
+    def build_and_watch(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.register_forward_hook(lambda m, inp, out: seen.append(
+                    (m.kernel_size, out.dtype, inp[0].is_contiguous(memory_format=torch.channels_last),
+                     m.weight.is_contiguous(memory_format=torch.channels_last))))
+        return model
+
+    build_model = fit_module.build_model
+    monkeypatch.setattr(fit_module, "build_model", build_and_watch)
     amp = "bf16"
     run = tmp_path / amp
     train_cli("fit", "--modality", "flow", "--store", train_store, "--train-list",
@@ -155,8 +188,49 @@ def test_mixed_precision_and_channels_last_path_learns_flow_on_the_cpu(train_sto
               "--amp", amp, "--channels-last")
     history = epochs_of(run)
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
-    ckpt = torch.load(run / "last.pt", weights_only=False)
-    assert all(v.dtype == torch.float32 for k, v in ckpt["model"].items() if v.is_floating_point())
+    # every convolution ran in bf16 on channels_last input and weights (a 1x1 kernel or map is
+    # both layouts at once, so the 7x7 and 3x3 ones are the evidence)
+    assert len(seen) == 6 * 20  # resnet18: 20 convolutions, one batch per epoch
+    assert {dtype for _, dtype, _, _ in seen} == {torch.bfloat16}
+    assert all(x_last and w_last for k, _, x_last, w_last in seen if k != (1, 1))
+    ckpt = checkpoint.load(run / "last.pt")
+    assert all(v.dtype == torch.float32 for k, v in ckpt.model.items() if v.is_floating_point())
+
+
+def test_inception_v3_end_to_end(train_store, tmp_path):
+    # Fit a tiny Inception-v3 TSN (75 px is its smallest input), then test it: the checkpoint
+    # round trip gives the model fit returned, and the test scores are that model's.
+    from tsn_train.cli import main
+    from tsn_train.dataset import StoreImages
+    from tsn_train.evaluate import eval_dataset, run_test, video_scores
+    from tsn_train.lists import Record
+    from tsn_train.transforms import NORMS
+
+    run = tmp_path / "iv3"
+    records = [Record(c, i) for i, c in enumerate(CLIPS[:2])]
+    lst = tmp_path / "two.txt"
+    lst.write_text("".join(f"{r.video_id} {r.label}\n" for r in records))
+    result = main.main(["fit", "--modality", "rgb", "--store", str(train_store), "--train-list",
+                        str(lst), "--out", str(run), "--arch", "inception_v3", "--input-size", "75",
+                        "--workers", "0", "--accumulate", "1", "--batch-size", "2", "--segments", "2",
+                        "--epochs", "1"], standalone_mode=False)
+    ckpt = checkpoint.load(run / "last.pt")
+    assert ckpt.arch == "inception_v3" and ckpt.epoch == 1
+    assert ckpt.preprocessing.input_size == 75 and ckpt.preprocessing.norm == NORMS["imagenet"]
+    trained = result.model.eval()
+    loaded = checkpoint.model_from_checkpoint(ckpt)
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 3, 75, 75)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trained(x))
+    scores = run_test(run / "last.pt", train_store, records, segments=2, crops=1, workers=0,
+                      progress=False, device="cpu")
+    assert scores.scores.shape == (2, 2) and scores.settings["arch"] == "inception_v3"
+    ds = eval_dataset(StoreImages(train_store), records, {c: 40 for c in CLIPS}, ckpt.preprocessing, 2, 1)
+    for i in (0, 1):
+        expected = video_scores(trained, ds[i][0], 64).numpy()
+        assert np.isfinite(expected).all()
+        assert np.allclose(scores.scores[i], expected, atol=1e-5), (scores.scores[i], expected)
 
 
 @pytest.mark.parametrize("clip", [None, 0.05])

@@ -1,4 +1,8 @@
-"""TSN model: pretrained loading, cross-modality init, partial BN, parameter groups, schedule."""
+"""TSN model: architecture declarations, pretrained loading, cross-modality init, partial BN,
+parameter groups, schedule."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -7,12 +11,52 @@ from tsn_train.models import PretrainedError, build_tsn
 from tsn_train.optim import lr_at, make_optimizer, set_lr
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
+    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def resnet_weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(ARCHS["resnet18"].build().state_dict(), path)
     return path
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_each_architecture_declares_its_first_conv_first_bn_and_feature_width(name):
+    # The declared first conv must be the layer that reads the image and the declared first BN
+    # the first one run; TSN's pooled features must have the declared width.
+    arch = ARCHS[name]
+    model = build_tsn(3, "flow", name, segments=1).eval()
+    calls = []
+    for n, m in model.base.named_modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
+            m.register_forward_pre_hook(lambda m, args, n=n: calls.append((n, m, args[0])))
+    size = 75 if name == "inception_v3" else 64  # Inception-v3's smallest input
+    x = torch.randn(2, 10, size, size)
+    with torch.no_grad():
+        features = model.base(x)
+    convs = [(n, inp) for n, m, inp in calls if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0][0] == arch.first_conv and convs[0][1] is x
+    assert model.base.get_submodule(arch.first_conv).in_channels == 10
+    assert next(n for n, m, _ in calls if isinstance(m, torch.nn.BatchNorm2d)) == arch.first_bn
+    assert features.shape == (2, arch.feature_dim)
+
+
+def test_the_command_line_reads_architectures_and_consensus_names_without_torch():
+    code = ("import sys; from tsn_train.archs import ARCHS, CONSENSUS; "
+            "from tsn_train.models import ARCHS as A, PretrainedError; "
+            "assert 'torch' not in sys.modules and A is ARCHS; "
+            "print(sorted(ARCHS), ARCHS['inception_v3'].input_size, CONSENSUS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'bn_inception'" in out and " 299 " in out and "'attention'" in out
 
 
 def test_cross_modality_init_averages_the_rgb_filters(resnet_weights):
