@@ -154,7 +154,7 @@ def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tm
     (tmp_path / "l.txt").write_text("carphone_short 4\n")
     probs = []
     for m in STREAMS:
-        s = run_test(trained / m / "last.pt", store, read_list(tmp_path / "l.txt"), segments=25,
+        s = run_test(trained / m / "last.pt", store, read_list(tmp_path / "l.txt"), segments=7,
                      crops=10, workers=0, progress=False)
         assert s.settings["modality"] == m
         probs.append(softmax(s.scores)[0])
@@ -163,7 +163,8 @@ def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tm
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     checkpoints = [a for m in STREAMS for a in ("--checkpoint", trained / m / "last.pt")]
     result = train_cli("predict", clip, tmp_path / "broken.mp4", *checkpoints,
-                       "--weights", ",".join(map(str, WEIGHTS)), "--json", expect=None)
+                       "--weights", ",".join(map(str, WEIGHTS)), "--segments", "7", "--json",
+                       expect=None)
     assert result.exit_code == 1
     lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert len(lines) == 1 and lines[0]["video"] == str(clip)

@@ -52,7 +52,7 @@ def test_a_small_tsn_memorises_real_clips(train_store, tmp_path):
 
 def _fit_args(store: Path, lst: Path, run: Path, epochs: int) -> list[str]:
     return ["fit", "--modality", "flow", "--store", str(store), "--train-list", str(lst),
-            "--val-list", str(lst), "--out", str(run), *SMALL, "--batch-size", "1",
+            "--val-list", str(store.parent / "train.txt"), "--out", str(run), *SMALL, "--batch-size", "1",
             "--epochs", str(epochs), "--lr", "0.01", "--lr-steps", "2", "--log-every", "1"]
 
 
@@ -61,7 +61,7 @@ def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path
     lst.write_text("".join(f"{c} {i}\n" for _ in range(4) for i, c in enumerate(CLIPS)))
     killed = tmp_path / "killed"
     # One thread, as in this process (the resumed and the straight run): bit-identical results.
-    proc = subprocess.Popen([sys.executable, "-m", "tsn_train.cli", *_fit_args(train_store, lst, killed, 4)],
+    proc = subprocess.Popen([sys.executable, "-m", "tsn_train.cli", *_fit_args(train_store, lst, killed, 3)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     metrics = killed / "metrics.jsonl"
@@ -77,23 +77,57 @@ def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path
     assert [r["epoch"] for r in epochs_of(killed)] == [1, 2]  # died inside epoch 3
     assert checkpoint.load(killed / "last.pt").epoch == 2
 
-    result = train_cli(*_fit_args(train_store, lst, killed, 4), "--resume")
+    result = train_cli(*_fit_args(train_store, lst, killed, 3), "--resume")
     assert "resuming after epoch 2" in result.output
     history = epochs_of(killed)
-    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
-    assert [r["lr"] for r in history] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["lr"] for r in history] == pytest.approx([0.01, 0.01, 0.001])
     steps = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert sum(1 for r in steps if r["kind"] == "step" and r["epoch"] == 3) == 20  # no half epoch left
     assert not list(killed.glob(".*.tmp"))
 
     straight = tmp_path / "straight"
-    train_cli(*_fit_args(train_store, lst, straight, 4))
+    train_cli(*_fit_args(train_store, lst, straight, 3))
     a, b = checkpoint.load(killed / "last.pt"), checkpoint.load(straight / "last.pt")
-    assert a.epoch == b.epoch == 4
+    assert a.epoch == b.epoch == 3
     assert all(torch.equal(a.model[k], b.model[k]) for k in b.model)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
     best = checkpoint.load(killed / "best.pt")
     assert best.best_val_acc == max(r["val_acc"] for r in history)
+
+
+def test_checkpoint_round_trip_and_clear_errors(tmp_path):
+    from tsn_train.config import FitConfig
+    from tsn_train.transforms import NORMS
+    cfg = FitConfig(modality="flow", store="s", train_list="t", out="o", arch="resnet18")
+    ckpt = checkpoint.Checkpoint(
+        model={"w": torch.arange(3.0)}, config=cfg, classes=["a", "b"],
+        preprocessing=checkpoint.Preprocessing("flow", 64, 73, NORMS["imagenet"]),
+        extraction={"size": [112, 84]}, epoch=2, best_val_acc=0.5, history=[{"epoch": 1}],
+        optimizer={"state": {}}, scaler={})
+    checkpoint.save(ckpt, tmp_path / "c.pt")
+    back = checkpoint.load(tmp_path / "c.pt")
+    assert torch.equal(back.model["w"], ckpt.model["w"]) and back.config == cfg
+    assert (back.modality, back.arch, back.classes, back.preprocessing, back.extraction) == \
+        ("flow", "resnet18", ["a", "b"], ckpt.preprocessing, {"size": [112, 84]})
+    assert (back.epoch, back.best_val_acc, back.history, back.optimizer) == (2, 0.5, [{"epoch": 1}], {"state": {}})
+    raw = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert (raw["format"], raw["version"]) == (checkpoint.FORMAT, checkpoint.VERSION) and "rng" not in raw
+    assert not list(tmp_path.glob(".*.tmp"))
+    # a version-1 file (the unversioned dict written before) still loads
+    v1 = {k: v for k, v in raw.items() if k != "version"}
+    v1["preprocessing"] = dict(v1["preprocessing"], segments=3)
+    torch.save(v1, tmp_path / "v1.pt")
+    assert checkpoint.load(tmp_path / "v1.pt").preprocessing == ckpt.preprocessing
+    torch.save(dict(raw, version=99), tmp_path / "new.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    torch.save({k: v for k, v in raw.items() if k != "classes"}, tmp_path / "cut.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for name, message in [("new.pt", "checkpoint format version 99; this tsn-train reads versions 1 to 2"),
+                          ("other.pt", "not a tsn-train checkpoint"), ("junk.pt", "unreadable checkpoint"),
+                          ("cut.pt", "damaged tsn-train checkpoint"), ("none.pt", "no such checkpoint")]:
+        with pytest.raises(ValueError, match=f"^{tmp_path / name}: {message}"):
+            checkpoint.load(tmp_path / name)
 
 
 def test_ranks_split_the_videos():
