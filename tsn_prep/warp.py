@@ -220,9 +220,22 @@ class WarpedFlow:
         if flow is None:
             flow = self.flow_fn(prev_grey, cur_grey)
         flow = np.asarray(flow, np.float32)
-        H, _ = estimate_homography(prev_grey, cur_grey, flow, self.params)
-        if np.array_equal(H, np.eye(3)):
+        H, warped = camera_compensation(prev_grey, cur_grey, flow, self.params)
+        if warped is None:
             return flow.copy(), H
-        warped = warp_to_previous(prev_grey, cur_grey, H)
         warped_flow = np.asarray(self.flow_fn(prev_grey, warped), np.float32)
         return warped_flow, H
+
+
+def camera_compensation(prev_grey: np.ndarray, cur_grey: np.ndarray, flow: np.ndarray,
+                        params: WarpParams = WarpParams()) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The CPU half of warped flow, given the plain prev -> cur ``flow``: ``(H, warped)`` where
+    ``warped`` is ``cur`` warped back onto ``prev``, the second frame of the second flow pass, or
+    None when ``H`` is the identity (the warped flow is then the plain flow, no second pass).
+
+    ``WarpedFlow`` runs the second pass itself; the batching engine (``tsn_prep.engine``) sends it
+    through its batched solver instead."""
+    H, _ = estimate_homography(prev_grey, cur_grey, np.asarray(flow, np.float32), params)
+    if np.array_equal(H, np.eye(3)):
+        return H, None
+    return H, warp_to_previous(prev_grey, cur_grey, H)

@@ -1,0 +1,617 @@
+"""The batching flow engine: decoding workers feed one batched TV-L1 solver per device.
+
+Used by ``run_extraction`` for TV-L1 with the torch backend when only flow modalities are asked
+for (``uses_engine``). Instead of one worker process per video, each with its own solver (and on a
+GPU its own CUDA context), the work is split three ways:
+
+- **Decoding workers** (``workers`` processes, started with "spawn": never a fork of a process that
+  may hold CUDA) decode videos with ``VideoReader``, convert the frames to grey exactly as
+  ``extract_frames`` does and send them to the parent in chunks of at most ``CHUNK`` frames through
+  a bounded queue, so a worker blocks when the parent is behind and memory does not grow with a
+  video's length. A decoding error becomes that video's failure, with the messages of
+  ``extract_video``; the other videos go on.
+- **One solver per device** (``TorchTVL1`` on "cuda:N", or one on the CPU), each driven by its own
+  thread of the parent process (torch releases the GIL while it computes). The parent forms the
+  frame pairs (consecutive frames, across chunks) of many videos and batches them across videos,
+  one group per frame size, up to the batch size of that size and device; partial batches go to an
+  idle device once input pauses or ends. Batches are dealt to the least-loaded device.
+- **CPU threads of the parent** quantise and JPEG-encode the flows (``cv2.imencode`` releases the
+  GIL) and, for warped flow, estimate each pair's homography; the second TV-L1 pass of a pair whose
+  homography is not the identity goes through the same batched solver (identity: the plain flow is
+  the warped flow, as ``WarpedFlow`` does).
+
+Each video comes back as the same ``VideoResult`` that ``extract_video`` makes (same images, same
+metadata) once all its flows are encoded, and ``run_extraction`` writes it in one transaction per
+modality as before. The torch solver gives every pair of a batch its one-at-a-time result, so the
+stored bytes do not depend on how pairs were batched.
+
+``batch_pairs`` 0 (or None) means auto: on the CPU ``AUTO_CPU_BATCH`` pairs; on CUDA the memory
+of one pair is probed once per (device, frame size) -- the peak memory of a 2-pair batch minus that
+of a 1-pair batch -- and the batch is ``min(AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION * free / per
+pair)``.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import cv2
+import numpy as np
+
+from . import modalities
+from .extract import MIN_FRAMES, ExtractConfig, VideoResult, encode_flow, usable_cores
+from .flow import resolve_backend
+from .video import VideoError, VideoItem, VideoReader
+from .warp import camera_compensation
+
+CHUNK = 32                 # grey frames per message from a decoding worker
+QUEUE_MESSAGES = 4         # messages in flight per worker before it blocks
+AUTO_CPU_BATCH = 8
+AUTO_MAX_BATCH = 256
+AUTO_MEMORY_FRACTION = 0.6
+DEPTH = 2                  # batches queued per device: one solving, one ready to start
+IDLE_S = 0.02              # no news this long: partial batches go to idle devices
+WATCH_S = 1.0              # how often dead decoding workers are looked for
+
+
+def uses_engine(cfg: ExtractConfig) -> bool:
+    """Whether ``cfg`` runs through this engine: TV-L1 with the torch backend, flow modalities only."""
+    devices = cfg.gpus or ((cfg.gpu,) if cfg.gpu is not None else (None,))
+    return (cfg.algorithm == "tvl1" and bool(cfg.modalities)
+            and all(modalities.get(m).is_flow for m in cfg.modalities)
+            and resolve_backend(cfg.backend, devices[0]) == "torch")
+
+
+def error_message(exc: BaseException) -> str:
+    """A video's failure text, worded as ``extract_video`` words it."""
+    if isinstance(exc, VideoError):
+        return str(exc)
+    if isinstance(exc, cv2.error):
+        return f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+# -- decoding workers (separate processes; no torch here) ------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this worker when the process that started it dies (e.g. a SIGKILLed run), so
+    no orphan keeps decoding or holds a pipe open."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the parent's clean-up still ends workers
+        pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        key, path, size, short_side, max_frames, threads = task
+        out.put(("start", wid, key))
+        try:
+            if threads:
+                cv2.setNumThreads(threads)
+            reader = VideoReader(path, size, short_side, max_frames, threads)
+            n, start, buf = 0, 0, []
+            for frame in reader.frames():
+                buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
+                n += 1
+                if len(buf) >= chunk:
+                    out.put(("frames", wid, key, start, np.stack(buf)))
+                    start, buf = start + len(buf), []
+            if n < MIN_FRAMES:
+                raise VideoError(f"has {n} frame{'' if n == 1 else 's'}; at least {MIN_FRAMES} are needed")
+            if buf:
+                out.put(("frames", wid, key, start, np.stack(buf)))
+            info = reader.info
+            common = {
+                "source": str(path), "num_frames": n,
+                "fps": info.fps if info else 0.0,
+                "source_size": list(info.source_size) if info else None,
+                "declared_frames": info.declared_frames if info else 0,
+                "decoder": info.backend if info else None,
+                "stored_size": list(reader.out_size),
+            }
+            if max_frames is None and info and info.declared_frames > n * 1.1 + 2:
+                common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container "
+                                     "declares (truncated file, or dropped-frame markers)")
+            out.put(("end", wid, key, n, common))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
+            out.put(("error", wid, key, error_message(exc)))
+
+
+# -- the parent's side -------------------------------------------------------------------------
+
+@dataclass
+class _Video:
+    item: VideoItem
+    cfg: ExtractConfig
+    started: float = 0.0
+    prev: Optional[np.ndarray] = None      # the last grey frame received
+    received: int = 0                      # frames received so far
+    n: Optional[int] = None                # frames in all, once the worker is done with it
+    common: Optional[dict] = None
+    pending: int = 0                       # solves, homographies and encodings not done yet
+    encoded: dict = field(default_factory=dict)  # modality -> {pair index: (x, y) JPEG bytes}
+
+    @property
+    def wants_flow(self) -> bool:
+        return "flow" in self.cfg.modalities
+
+    @property
+    def wants_warped(self) -> bool:
+        return "warped_flow" in self.cfg.modalities
+
+
+@dataclass
+class _Pair:
+    key: int
+    index: int
+    second: bool          # the second pass of warped flow: (prev, cur warped onto prev)
+    prev: np.ndarray
+    cur: np.ndarray
+
+
+class _Device:
+    """One solver and the thread that drives it; jobs in, events out."""
+
+    def __init__(self, gpu: Optional[int], make_solver: Callable[[Optional[int]], object],
+                 batch_pairs: int, events: queue.Queue):
+        self.gpu = gpu
+        self.name = "cpu" if gpu is None else f"cuda:{gpu}"
+        self.solver = make_solver(gpu)
+        self.batch_pairs = batch_pairs  # 0: auto
+        self.events = events
+        self.sizes: dict[tuple[int, int], Optional[int]] = {}  # frame size -> batch (None: probing)
+        self.queued = 0    # pairs sent and not yet back
+        self.batches = 0   # batches sent and not yet back
+        self.inbox: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name=f"tvl1-{self.name}", daemon=True)
+        self.thread.start()
+
+    # main thread
+    def batch_for(self, size: tuple[int, int]) -> Optional[int]:
+        """This device's batch for frames of ``size`` (h, w); None while it is being probed."""
+        if size not in self.sizes:
+            if self.batch_pairs:
+                self.sizes[size] = self.batch_pairs
+            elif self.gpu is None:
+                self.sizes[size] = AUTO_CPU_BATCH
+                self.events.put(("probed", self, size, AUTO_CPU_BATCH,
+                                 f"{AUTO_CPU_BATCH} (fixed on the CPU)"))
+            else:
+                self.sizes[size] = None
+                self.inbox.put(("probe", size))
+        return self.sizes[size]
+
+    def send(self, pairs: list[_Pair], pad_to: int) -> None:
+        self.queued += len(pairs)
+        self.batches += 1
+        self.inbox.put(("solve", pairs, pad_to))
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+    # device thread
+    def _loop(self) -> None:
+        if self.gpu is not None:
+            import torch
+
+            torch.cuda.set_device(self.gpu)  # this thread's current device: its solver's
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            if job[0] == "probe":
+                self.events.put(("probed", self, job[1], *self._probe(job[1])))
+            else:
+                self.events.put(("solved", self, job[1], self._solve(job[1], job[2])))
+
+    def _solve(self, pairs: list[_Pair], pad_to: int) -> list:
+        """Flows (H, W, 2) float32 of ``pairs`` in order, or the exception of a pair that failed.
+
+        A compiled solver gets batches padded to its batch size by repeating the first pair, so it
+        sees one shape per frame size (a new shape is a new compilation); the torch solver gives
+        every pair its one-at-a-time result, so the padding does not change the others."""
+        prev = [p.prev for p in pairs]
+        cur = [p.cur for p in pairs]
+        if len(pairs) < pad_to:
+            prev += [prev[0]] * (pad_to - len(pairs))
+            cur += [cur[0]] * (pad_to - len(pairs))
+        try:
+            flows = self.solver.batch(np.stack(prev), np.stack(cur))
+            return [np.asarray(f, np.float32) for f in flows[:len(pairs)]]
+        except Exception as exc:  # noqa: BLE001 - see which pairs fail: only their videos fail
+            if len(prev) == 1:
+                return [exc]
+        out = []
+        for p in pairs:
+            try:
+                out.append(np.asarray(self.solver.batch(p.prev[None], p.cur[None])[0], np.float32))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+    def _probe(self, size: tuple[int, int]) -> tuple[int, str]:
+        """CUDA: the largest batch that fits AUTO_MEMORY_FRACTION of the free memory."""
+        import torch
+
+        h, w = size
+        dev = torch.device(self.name)
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 256, (2, h, w), dtype=np.uint8)
+        try:
+            peaks = []
+            for b in (1, 2):
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                base = torch.cuda.memory_allocated(dev)
+                self.solver.batch(np.repeat(frames[:1], b, 0), np.repeat(frames[1:], b, 0))
+                torch.cuda.synchronize(dev)
+                peaks.append(torch.cuda.max_memory_allocated(dev) - base)
+            per_pair = peaks[1] - peaks[0]
+            if per_pair <= 0:
+                per_pair = max(peaks[0], 1)
+            free, _ = torch.cuda.mem_get_info(dev)
+            free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache
+            batch = max(1, min(AUTO_MAX_BATCH, math.floor(AUTO_MEMORY_FRACTION * free / per_pair)))
+            return batch, (f"{batch} ({per_pair / 2**20:.1f} MiB per pair, {free / 2**30:.1f} GiB free)")
+        except Exception as exc:  # noqa: BLE001 - fall back to one pair at a time, and say so
+            return 1, f"1 (probing the memory per pair failed: {type(exc).__name__}: {exc})"
+
+
+def default_solver(cfg: ExtractConfig) -> Callable[[Optional[int]], object]:
+    """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it."""
+    from .flow import make_flow_fn
+
+    return lambda gpu: make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
+
+
+def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConfig, workers: int = 1,
+                   say: Callable[[str], None] = print,
+                   make_solver: Optional[Callable[[Optional[int]], object]] = None) -> Iterator[VideoResult]:
+    """A ``VideoResult`` for every video of ``todo`` (each with its own config: its modalities),
+    as each is finished; the same results ``extract_video`` gives, in completion order."""
+    if not todo:
+        return
+    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg))
+    try:
+        yield from engine.run()
+    finally:
+        engine.close()
+
+
+class _Engine:
+    def __init__(self, todo, cfg: ExtractConfig, workers: int, say, make_solver):
+        self.say = say
+        self.events: queue.Queue = queue.Queue()
+        gpus = cfg.gpus or ((cfg.gpu,) if cfg.gpu is not None else ())
+        self.devices: list[_Device] = []
+        for gpu in (gpus or (None,)):
+            self.devices.append(_Device(gpu, make_solver, cfg.batch_pairs or 0, self.events))
+        self.videos: dict[int, _Video] = {}
+        self.todo = {key: (item, item_cfg) for key, (item, item_cfg) in enumerate(todo)}
+        self.left = len(todo)            # videos not yet given back
+        self.groups: dict[tuple[int, int], deque] = {}   # frame size -> pairs waiting for a solver
+        self.waiting = 0                 # pairs in groups
+        self.homographies = 0            # homographies being estimated
+        self.decoded: set[int] = set()   # videos the decoding side is done with (ended or failed)
+        self.failed: set[int] = set()
+        self.input_done = False          # every video is decoded: no more frames will come
+        self.reported: set = set()
+        self.pool = ThreadPoolExecutor(max_workers=max(2, usable_cores()), thread_name_prefix="tvl1-encode")
+
+        # Decoding workers: spawned (a fork could inherit CUDA state); their queue is bounded.
+        self.ctx = multiprocessing.get_context("spawn")
+        self.workers = max(1, workers)
+        self.tasks = self.ctx.Queue()
+        self.out = self.ctx.Queue(maxsize=QUEUE_MESSAGES * self.workers)
+        for key, (item, c) in self.todo.items():
+            self.tasks.put((key, str(item.path), c.size, c.short_side, c.max_frames, c.threads))
+        for _ in range(self.workers):
+            self.tasks.put(None)
+        self.procs: dict[int, multiprocessing.Process] = {}
+        self.current: dict[int, Optional[int]] = {}  # worker -> the video it decodes
+        self.sentinels_left = self.workers
+        for wid in range(self.workers):
+            self._start_worker(wid)
+
+        # The reader thread moves the workers' messages to ``events`` while fewer than ``cap``
+        # pairs are in the parent; beyond that it stops reading, the queue fills and workers wait.
+        self.cond = threading.Condition()
+        self.in_transit = 0              # pairs read by the reader, not yet taken by the main loop
+        self.load = 0                    # pairs in the parent: waiting, being solved, homographies
+        self.cap = self._cap()
+        self.stopping = False
+        self.reader = threading.Thread(target=self._read, name="tvl1-reader", daemon=True)
+        self.reader.start()
+
+    # -- workers and the reader thread -----------------------------------------------------
+    def _start_worker(self, wid: int) -> None:
+        p = self.ctx.Process(target=_decode_worker, args=(wid, os.getpid(), self.tasks, self.out, CHUNK),
+                             name=f"tsn-decode-{wid}", daemon=True)
+        p.start()
+        self.procs[wid] = p
+        self.current[wid] = None
+
+    def _cap(self) -> int:
+        biggest = sum(max([b for b in d.sizes.values() if b] or [AUTO_CPU_BATCH]) for d in self.devices)
+        return max(4 * CHUNK, (DEPTH + 1) * biggest)
+
+    def _read(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stopping and self.in_transit + self.load >= self.cap:
+                    self.cond.wait()
+                if self.stopping:
+                    return
+            try:
+                msg = self.out.get()
+            except Exception:  # noqa: BLE001 - the queue was closed at shutdown
+                return
+            if msg is None:
+                return
+            if msg[0] == "frames":
+                with self.cond:
+                    self.in_transit += len(msg[4]) - (1 if msg[3] == 0 else 0)
+            self.events.put(("msg", msg))
+
+    def _set_load(self) -> None:
+        with self.cond:
+            self.load = self.waiting + sum(d.queued for d in self.devices) + self.homographies
+            self.cap = self._cap()
+            self.cond.notify_all()
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> Iterator[VideoResult]:
+        last_watch = time.monotonic()
+        while self.left:
+            finished: list[VideoResult] = []
+            try:
+                event = self.events.get(timeout=IDLE_S)
+            except queue.Empty:
+                event = None
+            idle = event is None
+            while event is not None:
+                self._handle(event, finished)
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    event = None
+            self._dispatch(flush=idle or self.input_done)
+            self._set_load()
+            if idle and time.monotonic() - last_watch > WATCH_S:
+                last_watch = time.monotonic()
+                self._watch_workers(finished)
+            for result in finished:
+                self.left -= 1
+                yield result
+
+    def _handle(self, event, finished: list) -> None:
+        kind = event[0]
+        if kind == "msg":
+            self._message(event[1], finished)
+        elif kind == "probed":
+            _, device, size, batch, text = event
+            device.sizes[size] = batch
+            if (device.name, size) not in self.reported and not device.batch_pairs:
+                self.reported.add((device.name, size))
+                self.say(f"batch pairs auto: {size[1]}x{size[0]} frames on {device.name}: {text}")
+        elif kind == "solved":
+            _, device, pairs, flows = event
+            device.queued -= len(pairs)
+            device.batches -= 1
+            for pair, flow in zip(pairs, flows):
+                self._solved(pair, flow, finished)
+        elif kind == "homography":
+            _, pair, future = event
+            self.homographies -= 1
+            video = self._live(pair.key)
+            if video is None:
+                return
+            video.pending -= 1
+            try:
+                flow, warped = future.result()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(pair.key, error_message(exc), finished)
+                return
+            if warped is None:  # identity: the plain flow is the warped flow
+                self._encode(video, pair, "warped_flow", flow, finished)
+            else:
+                self._add_pair(video, _Pair(pair.key, pair.index, True, pair.prev, warped))
+        elif kind == "encoded":
+            _, key, index, modality, future = event
+            video = self._live(key)
+            if video is None:
+                return
+            video.pending -= 1
+            try:
+                video.encoded[modality][index] = future.result()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(key, error_message(exc), finished)
+                return
+            self._maybe_done(key, finished)
+
+    def _live(self, key: int) -> Optional[_Video]:
+        return self.videos.get(key)
+
+    def _message(self, msg, finished: list) -> None:
+        kind, wid = msg[0], msg[1]
+        if kind == "start":
+            key = msg[2]
+            item, c = self.todo[key]
+            self.current[wid] = key
+            self.videos[key] = _Video(item, c, started=time.perf_counter(),
+                                      encoded={m: {} for m in c.modalities})
+            return
+        if kind == "frames":
+            _, _, key, start, frames = msg
+            with self.cond:
+                self.in_transit -= len(frames) - (1 if start == 0 else 0)
+            video = self._live(key)
+            if video is None:
+                return
+            for i, grey in enumerate(frames):
+                if video.prev is not None:
+                    self._add_pair(video, _Pair(key, start + i - 1, False, video.prev, grey))
+                video.prev = grey
+            video.received = start + len(frames)
+            return
+        key = msg[2]
+        self.current[wid] = None
+        self._decoded(key)
+        if kind == "end":
+            video = self._live(key)
+            if video is None:
+                return
+            video.n, video.common = msg[3], msg[4]
+            video.prev = None
+            self._maybe_done(key, finished)
+        elif kind == "error":
+            self._fail(key, msg[3], finished)
+
+    def _decoded(self, key: int) -> None:
+        self.decoded.add(key)
+        self.input_done = len(self.decoded) == len(self.todo)
+
+    def _add_pair(self, video: _Video, pair: _Pair) -> None:
+        video.pending += 1
+        self.groups.setdefault(pair.prev.shape, deque()).append(pair)
+        self.waiting += 1
+
+    def _solved(self, pair: _Pair, flow, finished: list) -> None:
+        video = self._live(pair.key)
+        if video is None:
+            return
+        video.pending -= 1
+        if isinstance(flow, BaseException):
+            self._fail(pair.key, error_message(flow), finished)
+            return
+        if pair.second:
+            self._encode(video, pair, "warped_flow", flow, finished)
+            return
+        if video.wants_flow:
+            self._encode(video, pair, "flow", flow, finished)
+        if video.wants_warped:
+            video.pending += 1
+            self.homographies += 1
+            future = self.pool.submit(_camera, pair.prev, pair.cur, flow, video.cfg.warp)
+            future.add_done_callback(lambda f, p=pair: self.events.put(("homography", p, f)))
+        self._maybe_done(pair.key, finished)
+
+    def _encode(self, video: _Video, pair: _Pair, modality: str, flow: np.ndarray, finished: list) -> None:
+        video.pending += 1
+        future = self.pool.submit(encode_flow, flow, video.cfg.bound, video.cfg.jpeg_quality)
+        future.add_done_callback(lambda f, k=pair.key, i=pair.index: self.events.put(("encoded", k, i, modality, f)))
+
+    def _maybe_done(self, key: int, finished: list) -> None:
+        video = self.videos[key]
+        if video.n is None or video.pending:
+            return
+        del self.videos[key]
+        c = video.cfg
+        result = VideoResult(video.item)
+        pairs = video.n - 1
+        for m in c.modalities:
+            x_ch, y_ch = modalities.get(m).channels
+            got = video.encoded[m]
+            result.images[m] = {x_ch: [got[i][0] for i in range(pairs)], y_ch: [got[i][1] for i in range(pairs)]}
+            result.meta[m] = dict(video.common, modality=m, parameters=c.parameters(m))
+        result.pairs = pairs
+        result.seconds = time.perf_counter() - video.started
+        finished.append(result)
+
+    def _fail(self, key: int, error: str, finished: list) -> None:
+        if key in self.failed:
+            return
+        self.failed.add(key)
+        video = self.videos.pop(key, None)
+        item = video.item if video else self.todo[key][0]
+        if video is not None:  # drop its pairs still waiting; those being solved are ignored later
+            for size, group in self.groups.items():
+                kept = deque(p for p in group if p.key != key)
+                self.waiting -= len(group) - len(kept)
+                self.groups[size] = kept
+        finished.append(VideoResult(item, error=error))
+
+    # -- batching --------------------------------------------------------------------------
+    def _dispatch(self, flush: bool) -> None:
+        """Full batches to the least-loaded device with room; with ``flush``, partial ones too,
+        to a device with nothing to do."""
+        moved = True
+        while moved:
+            moved = False
+            for size, group in self.groups.items():
+                if not group:
+                    continue
+                ready = [d for d in self.devices if d.batches < DEPTH and d.batch_for(size)]
+                if not ready:
+                    continue
+                device = min(ready, key=lambda d: (d.queued, d.batches))
+                batch = device.sizes[size]
+                if len(group) < batch and not (flush and device.batches == 0):
+                    continue
+                pairs = [group.popleft() for _ in range(min(batch, len(group)))]
+                self.waiting -= len(pairs)
+                pad = batch if getattr(device.solver, "compiled", False) else 0
+                device.send(pairs, pad)
+                moved = True
+
+    # -- failures of the machinery ---------------------------------------------------------
+    def _watch_workers(self, finished: list) -> None:
+        for wid, proc in list(self.procs.items()):
+            if proc.is_alive() or proc.exitcode == 0:
+                continue
+            key = self.current.get(wid)
+            if key is not None:
+                self._decoded(key)
+                self._fail(key, f"unexpected WorkerDied: the decoding process died (exit code "
+                                f"{proc.exitcode})", finished)
+            self._start_worker(wid)  # it had not taken its end-of-work marker: a new one will
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        for d in self.devices:
+            d.stop()
+        for proc in self.procs.values():
+            proc.join(timeout=0.5 if not self.left else 0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        try:
+            self.out.put_nowait(None)  # wakes the reader thread if it waits on the queue
+        except Exception:  # noqa: BLE001 - full: then its get() returns and it sees ``stopping``
+            pass
+        self.reader.join(timeout=1)
+        for q in (self.tasks, self.out):
+            q.cancel_join_thread()
+            q.close()
+        self.pool.shutdown(wait=not self.left, cancel_futures=True)
+        if not self.left:
+            for d in self.devices:
+                d.thread.join()
+
+
+def _camera(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, params):
+    """(plain flow, the warped frame or None when the homography is the identity)."""
+    _, warped = camera_compensation(prev, cur, flow, params)
+    return flow, warped
