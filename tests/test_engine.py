@@ -195,7 +195,67 @@ def test_compiled_solvers_get_one_shape_per_frame_size(tmp_path):
         assert r.pairs == 6 and r.meta["flow"]["num_frames"] == 7
 
 
-# -- SIGKILL with the engine running ------------------------------------------------------------
+class FakeCuda(FakeSolver):
+    """A solver "on a GPU": its batches take 300 bytes plus 100 per pair above what is allocated."""
+
+    compiled = False
+    allocated, reserved, free = 1000, 3000, 10000
+
+    def __init__(self):
+        super().__init__()
+        self.peak = self.allocated
+
+    def batch(self, prev, cur):
+        self.peak = max(self.peak, self.allocated + 300 + 100 * len(prev))
+        return super().batch(prev, cur)
+
+
+def test_batch_auto_on_cuda_probes_the_memory_per_pair(tmp_path, monkeypatch):
+    """The probe's arithmetic, with torch.cuda's memory counters played by a fake (no GPU here):
+    per pair = peak(2 pairs) - peak(1 pair) = 100 bytes; free = 10000 + the 2000 cached by torch;
+    batch = floor(0.6 * 12000 / 100) = 72. Two devices: batches are dealt to both."""
+    from tsn_prep.video import VideoItem
+
+    solvers = {}
+    for name, fn in {"set_device": lambda d: None, "synchronize": lambda d=None: None,
+                     "reset_peak_memory_stats": lambda d=None: [setattr(s, "peak", s.allocated)
+                                                                for s in solvers.values()],
+                     "memory_allocated": lambda d=None: FakeCuda.allocated,
+                     "memory_reserved": lambda d=None: FakeCuda.reserved,
+                     "max_memory_allocated": lambda d=None: solvers[torch.device(d).index].peak,
+                     "mem_get_info": lambda d=None: (FakeCuda.free, 10 ** 6)}.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4"})
+    lines = []
+
+    def run(cfg):
+        solvers.clear()
+        todo = [(VideoItem(p.stem, p), cfg) for p in sorted(videos.iterdir())]
+        make = lambda gpu: solvers.setdefault(gpu, FakeCuda())  # noqa: E731
+        return sorted((r.item.id, r.error, r.images["flow"]["flow_x"]) for r in
+                      engine.engine_results(todo, cfg, workers=1, say=lines.append, make_solver=make))
+
+    cfg = dataclasses.replace(CFG, size=(40, 30), short_side=None, max_frames=20, gpu=0, gpus=(0,))
+    auto = run(cfg)
+    assert lines == ["batch pairs auto: 40x30 frames on cuda:0: 72 (0.0 MiB per pair, 0.0 GiB free)"]
+    assert set(solvers[0].shapes) - {(1, 30, 40), (2, 30, 40)} <= {(n, 30, 40) for n in range(1, 73)}
+    two = run(dataclasses.replace(cfg, gpus=(0, 1), batch_pairs=4))
+    assert two == auto  # same flows, however batched and whichever device
+    assert all(solver.shapes for solver in solvers.values())  # both devices got batches
+    assert lines[1:] == []  # a fixed batch size is not announced
+
+
+# -- SIGKILL, Ctrl-C and a dying decoder with the engine running -----------------------------------
+
+FIFO_ARGS = ("extract-flow", "--backend", "torch", "--short-side", "48", "--max-frames", "5",
+             "--workers", "1", "--quiet", *TINY_ARGS)
+ENV = dict(os.environ, TSN_TORCH_COMPILE="0", OMP_NUM_THREADS="2")
+
+
+def _start(videos, out, stderr=subprocess.DEVNULL):
+    return subprocess.Popen([sys.executable, "-m", "tsn_prep.cli", FIFO_ARGS[0], str(videos), str(out),
+                             *FIFO_ARGS[1:]], stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
+
 
 def _open_writer(fifo, proc) -> int:
     """Wait until ``proc``'s decoding worker opens the pipe; return our write end (it keeps the
@@ -212,6 +272,43 @@ def _open_writer(fifo, proc) -> int:
         time.sleep(0.01)
 
 
+def _holders(path) -> set[int]:
+    """Processes other than this one with ``path`` open."""
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                    pids.add(int(pid))
+            except OSError:
+                pass
+    return pids - {os.getpid()}
+
+
+def _decoder_of(pipe, proc) -> int:
+    """The pid of the decoding worker reading ``pipe``: a child of ``proc``, not ``proc`` itself."""
+    deadline = time.monotonic() + GUARD
+    while not _holders(pipe):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (pid,) = _holders(pipe)
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert pid != proc.pid and ppid == proc.pid
+    return pid
+
+
+def _wait_for(out, ids, proc):
+    deadline = time.monotonic() + GUARD
+    while _complete(out) != ids:  # the parent commits them, then has nothing more to do
+        assert proc.poll() is None and time.monotonic() < deadline, _complete(out)
+        time.sleep(0.05)
+
+
 def _complete(out) -> list[str]:
     try:
         return sorted(vid for vid, _ in Store(out).index)
@@ -219,42 +316,36 @@ def _complete(out) -> list[str]:
         return []
 
 
+NAMES = {"0_arm.mp4": "armwrestling_kinetics.mp4", "1_car.mp4": "carphone.mp4",
+         "2_eye.avi": "eyemakeup_ucf101like.avi", "3_pool.mp4": "poolcleaning.mp4"}
+
+
+def _pipe_videos(tmp_path):
+    videos = link_videos(tmp_path / "videos", NAMES)
+    pipe = videos / "2_eye.avi"
+    pipe.unlink()
+    os.mkfifo(pipe)
+    return videos, pipe
+
+
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     """One decoding worker takes the videos in sorted order; the third is a named pipe, so the run
     commits the first two (their flows are solved while the worker waits on the pipe) and can go
     no further. Then SIGKILL: the decoding worker must die with it, the store must hold exactly
     the two whole videos, and a re-run must finish the store as an uninterrupted run does."""
-    names = {"0_arm.mp4": "armwrestling_kinetics.mp4", "1_car.mp4": "carphone.mp4",
-             "2_eye.avi": "eyemakeup_ucf101like.avi", "3_pool.mp4": "poolcleaning.mp4"}
-    videos = link_videos(tmp_path / "videos", names)
-    args = ("extract-flow", "--backend", "torch", "--short-side", "48", "--max-frames", "5",
-            "--workers", "1", "--quiet", *TINY_ARGS)
     ref = tmp_path / "ref"
-    cli(*args[:1], videos, ref, *args[1:])
-
-    pipe = videos / "2_eye.avi"
-    pipe.unlink()
-    os.mkfifo(pipe)
+    cli(FIFO_ARGS[0], link_videos(tmp_path / "ref_videos", NAMES), ref, *FIFO_ARGS[1:])
+    videos, pipe = _pipe_videos(tmp_path)
     out = tmp_path / "out"
-    env = dict(os.environ, TSN_TORCH_COMPILE="0", OMP_NUM_THREADS="2")
-    proc = subprocess.Popen([sys.executable, "-m", "tsn_prep.cli", args[0], str(videos), str(out), *args[1:]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = _start(videos, out)
     try:
         writer = _open_writer(pipe, proc)  # the worker is past the first two videos
-        deadline = time.monotonic() + GUARD
-        while _complete(out) != ["0_arm", "1_car"]:  # the parent commits them, then has nothing
-            assert proc.poll() is None and time.monotonic() < deadline, _complete(out)
-            time.sleep(0.05)
+        decoder = _decoder_of(pipe, proc)
+        _wait_for(out, ["0_arm", "1_car"], proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        # the decoding worker dies with the run: soon nobody has the pipe open for reading
         deadline = time.monotonic() + GUARD
-        while True:
-            try:
-                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError as exc:
-                assert exc.errno == errno.ENXIO, exc
-                break
+        while decoder in _holders(pipe):  # the decoding worker dies with the run
             assert time.monotonic() < deadline, "the decoding worker outlived the killed run"
             time.sleep(0.05)
         os.close(writer)
@@ -266,9 +357,58 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert verify_store(Store(out)) == []
 
     pipe.unlink()
-    pipe.symlink_to(VIDEOS / names["2_eye.avi"])
-    r = subprocess.run([sys.executable, "-m", "tsn_prep.cli", args[0], str(videos), str(out), *args[1:]],
-                       capture_output=True, text=True, env=env, timeout=GUARD)
+    pipe.symlink_to(VIDEOS / NAMES["2_eye.avi"])
+    r = subprocess.run([sys.executable, "-m", "tsn_prep.cli", FIFO_ARGS[0], str(videos), str(out),
+                        *FIFO_ARGS[1:]], capture_output=True, text=True, env=ENV, timeout=GUARD)
     assert r.returncode == 0, r.stderr
     assert "2 extracted, 2 already complete, 0 failed, of 4 videos" in r.stderr
-    assert snapshot(out) == snapshot(ref)
+    got, want = snapshot(out), snapshot(ref)
+    assert got[0] == want[0]
+    strip = lambda meta: {k: dict(m, source=os.path.basename(m["source"])) for k, m in meta.items()}  # noqa: E731
+    assert strip(got[1]) == strip(want[1])
+
+
+def test_ctrl_c_with_the_engine_running(tmp_path):
+    videos, pipe = _pipe_videos(tmp_path)
+    out = tmp_path / "out"
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err_file:
+        proc = _start(videos, out, stderr=err_file)
+        try:
+            writer = _open_writer(pipe, proc)
+            decoder = _decoder_of(pipe, proc)
+            _wait_for(out, ["0_arm", "1_car"], proc)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=GUARD)
+            assert decoder not in _holders(pipe)  # the run ended its worker before exiting
+            os.close(writer)
+        finally:
+            proc.kill()
+            proc.wait()
+    err = err_path.read_text()
+    assert proc.returncode == 130, err
+    assert f"interrupted: finished videos are safe in {out}; re-run the same command" in err
+    assert "Traceback" not in err and " extracted, " not in err
+    assert _complete(out) == ["0_arm", "1_car"] and verify_store(Store(out)) == []
+
+
+def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
+    videos, pipe = _pipe_videos(tmp_path)
+    out = tmp_path / "out"
+    err_path = tmp_path / "stderr"
+    with open(err_path, "w") as err_file:
+        proc = _start(videos, out, stderr=err_file)
+        try:
+            writer = _open_writer(pipe, proc)
+            os.kill(_decoder_of(pipe, proc), signal.SIGKILL)  # as the kernel's OOM killer would
+            os.close(writer)
+            proc.wait(timeout=GUARD)
+        finally:
+            proc.kill()
+            proc.wait()
+    err = err_path.read_text()
+    assert proc.returncode == 1, err
+    assert "3 extracted, 0 already complete, 1 failed, of 4 videos" in err
+    s = Store(out)
+    assert s.videos("flow") == ["0_arm", "1_car", "3_pool"]
+    assert [f["error"] for f in s.failures()] == ["unexpected WorkerDied: the decoding process died (exit code -9)"]

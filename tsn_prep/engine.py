@@ -255,15 +255,15 @@ class _Device:
 
         h, w = size
         dev = torch.device(self.name)
-        rng = np.random.default_rng(0)
-        frames = rng.integers(0, 256, (2, h, w), dtype=np.uint8)
+        frames = np.zeros((2, h, w), np.uint8)  # the memory depends on the shape only
         try:
+            probe = self._eager_solver()
             peaks = []
             for b in (1, 2):
                 torch.cuda.synchronize(dev)
                 torch.cuda.reset_peak_memory_stats(dev)
                 base = torch.cuda.memory_allocated(dev)
-                self.solver.batch(np.repeat(frames[:1], b, 0), np.repeat(frames[1:], b, 0))
+                probe.batch(np.repeat(frames[:1], b, 0), np.repeat(frames[1:], b, 0))
                 torch.cuda.synchronize(dev)
                 peaks.append(torch.cuda.max_memory_allocated(dev) - base)
             per_pair = peaks[1] - peaks[0]
@@ -275,6 +275,17 @@ class _Device:
             return batch, (f"{batch} ({per_pair / 2**20:.1f} MiB per pair, {free / 2**30:.1f} GiB free)")
         except Exception as exc:  # noqa: BLE001 - fall back to one pair at a time, and say so
             return 1, f"1 (probing the memory per pair failed: {type(exc).__name__}: {exc})"
+
+    def _eager_solver(self):
+        """The solver for probing: an uncompiled twin where the solver allows one (a compiled
+        probe would compile two extra shapes; eager code holds more temporaries, so the batch it
+        suggests errs on the safe side), else the solver itself."""
+        if not getattr(self.solver, "compiled", False):
+            return self.solver
+        try:
+            return type(self.solver)(self.solver.params, self.solver.device, compile=False)
+        except Exception:  # noqa: BLE001 - another solver type: probe with it as it is
+            return self.solver
 
 
 def default_solver(cfg: ExtractConfig) -> Callable[[Optional[int]], object]:
@@ -312,6 +323,7 @@ class _Engine:
         self.groups: dict[tuple[int, int], deque] = {}   # frame size -> pairs waiting for a solver
         self.waiting = 0                 # pairs in groups
         self.homographies = 0            # homographies being estimated
+        self.encodes = 0                 # flows being quantised and encoded
         self.decoded: set[int] = set()   # videos the decoding side is done with (ended or failed)
         self.failed: set[int] = set()
         self.input_done = False          # every video is decoded: no more frames will come
@@ -337,7 +349,7 @@ class _Engine:
         # pairs are in the parent; beyond that it stops reading, the queue fills and workers wait.
         self.cond = threading.Condition()
         self.in_transit = 0              # pairs read by the reader, not yet taken by the main loop
-        self.load = 0                    # pairs in the parent: waiting, being solved, homographies
+        self.load = 0                    # pairs in the parent: waiting, solved, being encoded...
         self.cap = self._cap()
         self.stopping = False
         self.reader = threading.Thread(target=self._read, name="tvl1-reader", daemon=True)
@@ -375,7 +387,8 @@ class _Engine:
 
     def _set_load(self) -> None:
         with self.cond:
-            self.load = self.waiting + sum(d.queued for d in self.devices) + self.homographies
+            self.load = (self.waiting + sum(d.queued for d in self.devices) + self.homographies
+                         + self.encodes)
             self.cap = self._cap()
             self.cond.notify_all()
 
@@ -438,6 +451,7 @@ class _Engine:
                 self._add_pair(video, _Pair(pair.key, pair.index, True, pair.prev, warped))
         elif kind == "encoded":
             _, key, index, modality, future = event
+            self.encodes -= 1
             video = self._live(key)
             if video is None:
                 return
@@ -518,6 +532,7 @@ class _Engine:
 
     def _encode(self, video: _Video, pair: _Pair, modality: str, flow: np.ndarray, finished: list) -> None:
         video.pending += 1
+        self.encodes += 1
         future = self.pool.submit(encode_flow, flow, video.cfg.bound, video.cfg.jpeg_quality)
         future.add_done_callback(lambda f, k=pair.key, i=pair.index: self.events.put(("encoded", k, i, modality, f)))
 
