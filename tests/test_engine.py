@@ -150,6 +150,7 @@ def test_batch_auto_on_the_cpu_equals_batch_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "batch pairs auto: 64x48 frames on cpu: 8" in err
     assert "batch pairs auto: 59x48 frames on cpu: 8" in err
+    assert engine.cpu_batch((256, 340)) == 1 and engine.cpu_batch((128, 170)) == 3
     one = run_extraction(videos, tmp_path / "one", dataclasses.replace(CFG, batch_pairs=1), workers=1,
                          progress=False)
     assert "batch pairs auto" not in capsys.readouterr().err
@@ -193,6 +194,52 @@ def test_compiled_solvers_get_one_shape_per_frame_size(tmp_path):
                     for a, b in zip(greys, greys[1:])]
         assert list(zip(r.images["flow"]["flow_x"], r.images["flow"]["flow_y"])) == expected
         assert r.pairs == 6 and r.meta["flow"]["num_frames"] == 7
+
+
+class Failing(FakeSolver):
+    """Runs out of memory above 2 pairs a batch; cannot do 37x30 frames at all."""
+
+    compiled = False
+
+    def __init__(self):
+        super().__init__()
+        self.attempts = []
+
+    def batch(self, prev, cur):
+        self.attempts.append(prev.shape)
+        if prev.shape[2] == 37:
+            raise ValueError("no 37 px wide frames")
+        if len(prev) > 2:
+            raise RuntimeError("out of memory")
+        return super().batch(prev, cur)
+
+
+def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
+    from tsn_prep.video import VideoItem
+
+    videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4",
+                                               "eye.avi": "eyemakeup_ucf101like.avi"})
+    cfg = dataclasses.replace(CFG, batch_pairs=4, short_side=30, max_frames=7)  # car: 37x30, others 40x30
+    todo = [(VideoItem(p.stem, p), cfg) for p in sorted(videos.iterdir())]
+    lines = []
+    solver = Failing()
+    results = {r.item.id: r for r in engine.engine_results(todo, cfg, workers=2, say=lines.append,
+                                                           make_solver=lambda gpu: solver)}
+    assert results["car"].error == "unexpected ValueError: no 37 px wide frames"
+    assert results["arm"].error is None and results["eye"].error is None
+    assert any(line.startswith("a batch of 4 pairs of 40x30 frames failed on cpu (RuntimeError: out of "
+                               "memory); solved them one at a time; batches of 2 from now on")
+               for line in lines), lines
+    tried = [n for n, h, w in solver.attempts if w == 40 and n > 1]
+    assert tried[0] == 4 and set(tried[1:]) <= {2}  # after the first failure: at most 2 a batch
+    fine = run_extraction(videos, tmp_path / "ref", dataclasses.replace(cfg, batch_pairs=1), progress=False,
+                          engine=False)
+    assert fine.done == 3  # (the real solver does 37x30)
+    ref = Store(tmp_path / "ref")
+    for vid in ("arm", "eye"):
+        assert results[vid].pairs == 6
+        got = results[vid].images["flow"]["flow_x"]
+        assert len(got) == 6 and got != ref.read(vid, "flow_x", list(range(6)))  # the fake's flows
 
 
 class FakeCuda(FakeSolver):
