@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,24 +55,31 @@ def _fit_args(store: Path, lst: Path, run: Path, epochs: int) -> list[str]:
             "--epochs", str(epochs), "--lr", "0.01", "--lr-steps", "2", "--log-every", "1"]
 
 
+# Runs tsn-train in a process that SIGKILLs itself right after logging step 3 of epoch 3: a kill -9
+# in the middle of an epoch, at a moment the test decides rather than a race with a poll loop.
+KILLED_AT_EPOCH_3_STEP_3 = """
+import os, signal
+from tsn_train import fit
+from tsn_train.cli import main
+step = fit.RunLog.step
+def step_then_die(self, record):
+    step(self, record)
+    if (record["epoch"], record["step"]) == (3, 3):
+        os.kill(os.getpid(), signal.SIGKILL)
+fit.RunLog.step = step_then_die
+main()
+"""
+
+
 def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path):
-    lst = tmp_path / "long.txt"  # 20 items, so an epoch is 20 steps long and the kill lands inside it
-    lst.write_text("".join(f"{c} {i}\n" for _ in range(4) for i, c in enumerate(CLIPS)))
+    lst = tmp_path / "long.txt"  # 10 items: an epoch is 10 steps of one video
+    lst.write_text("".join(f"{c} {i}\n" for _ in range(2) for i, c in enumerate(CLIPS)))
     killed = tmp_path / "killed"
     # One thread, as in this process (the resumed and the straight run): bit-identical results.
-    proc = subprocess.Popen([sys.executable, "-m", "tsn_train.cli", *_fit_args(train_store, lst, killed, 3)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        text = metrics.read_text() if metrics.exists() else ""
-        if '"epoch": 3, "step": 3,' in text:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT_EPOCH_3_STEP_3, *_fit_args(train_store, lst, killed, 3)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert [r["epoch"] for r in epochs_of(killed)] == [1, 2]  # died inside epoch 3
     assert checkpoint.load(killed / "last.pt").epoch == 2
 
@@ -83,7 +89,7 @@ def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["lr"] for r in history] == pytest.approx([0.01, 0.01, 0.001])
     steps = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert sum(1 for r in steps if r["kind"] == "step" and r["epoch"] == 3) == 20  # no half epoch left
+    assert sum(1 for r in steps if r["kind"] == "step" and r["epoch"] == 3) == 10  # no half epoch left
     assert not list(killed.glob(".*.tmp"))
 
     straight = tmp_path / "straight"
