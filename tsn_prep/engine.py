@@ -69,6 +69,7 @@ AUTO_MEMORY_FRACTION = 0.6
 DEPTH = 2                  # batches queued per device: one solving, one ready to start
 IDLE_S = 0.02              # no news this long: partial batches go to idle devices
 WATCH_S = 1.0              # how often dead decoding workers are looked for
+MAX_EVENTS = 256           # events handled between two looks for batches to send
 
 
 def uses_engine(cfg: ExtractConfig) -> bool:
@@ -419,8 +420,12 @@ class _Engine:
             except queue.Empty:
                 event = None
             idle = event is None
+            handled = 0
             while event is not None:
                 self._handle(event, finished)
+                handled += 1
+                if handled >= MAX_EVENTS:  # keep the devices fed under a stream of events
+                    break
                 try:
                     event = self.events.get_nowait()
                 except queue.Empty:
