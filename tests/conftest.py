@@ -58,14 +58,22 @@ def decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     return image
 
 
-def read_frames(path: Path, n: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+def read_frames(path: Path, n: int, size: tuple[int, int] | None = None, first: int = 0,
+                grey: bool = False) -> list[np.ndarray]:
+    """Frames ``first`` .. ``first + n - 1`` (0-based) of a video as OpenCV decodes them, BGR or
+    ``grey``, resized to ``size`` (width, height) if given; fewer if the video ends before."""
     cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"OpenCV cannot open {path}"
     frames = []
+    index = 0
     while len(frames) < n:
         ok, frame = cap.read()
         if not ok:
             break
-        frames.append(cv2.resize(frame, size) if size else frame)
+        if index >= first:
+            frame = cv2.resize(frame, size) if size else frame
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame)
+        index += 1
     cap.release()
     return frames
 

@@ -25,8 +25,11 @@ def test_round_trip_within_half_a_step(bound):
     rng = np.random.default_rng(0)
     v = rng.uniform(-bound, bound, size=(100, 100, 2)).astype(np.float32)
     err = np.abs(dequantize(quantize(v, bound), bound) - v)
-    assert err.max() <= bound / 255 + 1e-5
-    assert err.mean() > bound / 255 / 4  # the values really were quantised
+    half_step = bound / 255
+    assert err.max() <= half_step + 1e-5
+    # uniform values: the mean error is a quarter step (measured 0.995 of it), so they really were
+    # rounded to the nearest level, not truncated (half a step) or left alone (0)
+    assert err.mean() == pytest.approx(half_step / 2, rel=0.02)
 
 
 def test_bound_must_be_positive():
@@ -46,5 +49,7 @@ def test_jpeg_round_trip_of_real_flow():
     assert back.shape == flow.shape
     err = np.abs(back - np.clip(flow, -bound, bound))
     step = 2 * bound / 255
-    assert np.percentile(err, 99) <= bound / 255 + 2 * step
-    assert err.mean() <= bound / 255
+    # measured: 99th percentile 1.26 steps (0.197 px), mean 0.043 px
+    assert np.percentile(err, 99) <= 1.5 * step
+    assert err.mean() <= 0.05
+    assert np.abs(flow).max() > 5  # real motion, not a near-zero field
