@@ -71,6 +71,11 @@ IDLE_S = 0.02              # no news this long: partial batches go to idle devic
 WATCH_S = 1.0              # how often dead decoding workers are looked for
 MAX_EVENTS = 256           # events handled between two looks for batches to send
 
+# The first batch of each shape on a compiled solver compiles it; torch.compile is not documented
+# as safe to run from several threads at once, so with several devices those first batches take
+# turns (later batches run concurrently).
+_COMPILE_LOCK = threading.Lock()
+
 
 def uses_engine(cfg: ExtractConfig) -> bool:
     """Whether ``cfg`` runs through this engine: TV-L1 with the torch backend, flow modalities only."""
@@ -192,6 +197,7 @@ class _Device:
         self.queued = 0    # pairs sent and not yet back
         self.batches = 0   # batches sent and not yet back
         self.inbox: queue.Queue = queue.Queue()
+        self.shapes: set = set()  # batch shapes this device's solver has run
         self.thread = threading.Thread(target=self._loop, name=f"tvl1-{self.name}", daemon=True)
         self.thread.start()
 
@@ -248,7 +254,13 @@ class _Device:
             prev += [prev[0]] * (pad_to - len(pairs))
             cur += [cur[0]] * (pad_to - len(pairs))
         try:
-            flows = self.solver.batch(np.stack(prev), np.stack(cur))
+            prev, cur = np.stack(prev), np.stack(cur)
+            if prev.shape in self.shapes or not getattr(self.solver, "compiled", False):
+                flows = self.solver.batch(prev, cur)
+            else:
+                with _COMPILE_LOCK:
+                    flows = self.solver.batch(prev, cur)
+                self.shapes.add(prev.shape)
             return [np.asarray(f, np.float32) for f in flows[:len(pairs)]], None
         except Exception as exc:  # noqa: BLE001 - see which pairs fail: only their videos fail
             if len(prev) == 1:
