@@ -362,7 +362,7 @@ class _Engine:
 
         # Decoding workers: spawned (a fork could inherit CUDA state); their queue is bounded.
         self.ctx = multiprocessing.get_context("spawn")
-        self.workers = max(1, workers)
+        self.workers = max(1, min(workers, len(todo)))
         self.tasks = self.ctx.Queue()
         self.out = self.ctx.Queue(maxsize=QUEUE_MESSAGES * self.workers)
         for key, (item, c) in self.todo.items():
