@@ -71,11 +71,6 @@ class Checkpoint:
     def arch(self) -> str:
         return self.config.arch
 
-    def __getitem__(self, key: str):
-        # Transitional, for tsn_train/cli.py's predict (``checkpoint["classes"]``) until it reads
-        # ``.classes``; nothing in tsn_train reads a Checkpoint by key.
-        return getattr(self, key)
-
     def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in ("model", "classes", "extraction", "epoch", "best_val_acc",
                                            "history", "optimizer", "scaler")}

@@ -159,7 +159,8 @@ class InputNorm:
 
 
 NORMS = {
-    # BN-Inception as trained in Caffe: BGR, 0-255, mean subtracted, no std; flow centred on 128.
+    # BN-Inception as trained in Caffe: BGR, 0-255, mean subtracted (Caffe TSN's means; tsn-pytorch
+    # uses 104, 117, 128), no std; flow centred on 128.
     "caffe_bgr": InputNorm(True, 1.0, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 128.0, 1.0, 1.0),
     # torchvision ImageNet models: RGB in 0-1, ImageNet mean/std; flow and differences use the
     # mean std (differences twice it, their range being twice as wide), as tsn-pytorch does.
