@@ -159,7 +159,6 @@ class _Video:
     cfg: ExtractConfig
     started: float = 0.0
     prev: Optional[np.ndarray] = None      # the last grey frame received
-    received: int = 0                      # frames received so far
     n: Optional[int] = None                # frames in all, once the worker is done with it
     common: Optional[dict] = None
     pending: int = 0                       # solves, homographies and encodings not done yet
@@ -371,7 +370,6 @@ class _Engine:
             self.tasks.put(None)
         self.procs: dict[int, multiprocessing.Process] = {}
         self.current: dict[int, Optional[int]] = {}  # worker -> the video it decodes
-        self.sentinels_left = self.workers
         for wid in range(self.workers):
             self._start_worker(wid)
 
@@ -526,7 +524,6 @@ class _Engine:
                 if video.prev is not None:
                     self._add_pair(video, _Pair(key, start + i - 1, False, video.prev, grey))
                 video.prev = grey
-            video.received = start + len(frames)
             return
         key = msg[2]
         self.current[wid] = None
