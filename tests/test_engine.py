@@ -405,10 +405,8 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
 
     pipe.unlink()
     pipe.symlink_to(VIDEOS / NAMES["2_eye.avi"])
-    r = subprocess.run([sys.executable, "-m", "tsn_prep.cli", FIFO_ARGS[0], str(videos), str(out),
-                        *FIFO_ARGS[1:]], capture_output=True, text=True, env=ENV, timeout=GUARD)
-    assert r.returncode == 0, r.stderr
-    assert "2 extracted, 2 already complete, 0 failed, of 4 videos" in r.stderr
+    r = cli(FIFO_ARGS[0], videos, out, *FIFO_ARGS[1:])  # the re-run, in-process
+    assert "2 extracted, 2 already complete, 0 failed, of 4 videos" in r.output
     got, want = snapshot(out), snapshot(ref)
     assert got[0] == want[0]
     strip = lambda meta: {k: dict(m, source=os.path.basename(m["source"])) for k, m in meta.items()}  # noqa: E731
