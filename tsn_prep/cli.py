@@ -65,6 +65,25 @@ class DeviceList(click.ParamType):
         return devices
 
 
+class BatchPairs(click.ParamType):
+    """A number of frame pairs >= 1, or ``auto`` (0 in ExtractConfig: the engine chooses)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return 0
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"expected a number of pairs >= 1 or 'auto', got {value!r}", param, ctx)
+        return n
+
+
 def shard_options(f):
     @click.option("--shard-index", type=click.IntRange(min=0), default=None,
                   help="Which shard this job writes (0-based). Default: $SLURM_ARRAY_TASK_ID "
@@ -97,7 +116,9 @@ def extract_options(f):
         click.option("--max-frames", type=click.IntRange(min=2), default=None,
                      help="Use only the first N frames of each video (quick trials)."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parallel worker processes (one video each at a time)."),
+                     help="Parallel worker processes (one video each at a time). With the torch "
+                          "backend they only decode; the batched solver runs in the main process, "
+                          "one per device."),
         shard_options,
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
@@ -170,9 +191,11 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
               help="TV-L1 implementation. auto: with --gpu, OpenCV's CUDA TV-L1 when the installed "
                    "cv2 has CUDA (PyPI wheels do not), else our PyTorch TV-L1 on the GPU; without "
                    "--gpu, OpenCV on the CPU. torch also runs on the CPU.")
-@click.option("--batch-pairs", type=click.IntRange(min=1), default=None,
-              help="Frame pairs per TV-L1 call for the torch backend (more pairs: more GPU memory, "
-                   "fewer launches).  [default: 8 for torch, else 1]")
+@click.option("--batch-pairs", type=BatchPairs(), default=None,
+              help="Frame pairs per TV-L1 call for the torch backend, batched across videos. auto: "
+                   "on a GPU the largest batch that fits 60% of the free memory (probed once per "
+                   "frame size, at most 256); on the CPU 1 pair at 340x256, up to 8 for small "
+                   "frames.  [default: auto for torch, else 1]")
 @click.option("--tau", type=float, default=_TVL1.tau, show_default=True, help="TV-L1 time step.")
 @click.option("--lambda", "lambda_", type=float, default=_TVL1.lambda_, show_default=True,
               help="TV-L1 data-term weight (smaller: smoother flow).")
@@ -223,7 +246,7 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
         modalities=tuple(dict.fromkeys(modalities or ("flow",))),
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
         jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, gpu=gpus[0] if gpus else None, gpus=gpus,
-        backend=chosen, batch_pairs=batch_pairs or (8 if chosen == "torch" else 1),
+        backend=chosen, batch_pairs=batch_pairs if batch_pairs is not None else (0 if chosen == "torch" else 1),
         warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
                         ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
                         max_corners=warp_max_corners, match_window=warp_match_window),

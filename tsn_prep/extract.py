@@ -40,7 +40,7 @@ class ExtractConfig:
     gpu: Optional[int] = None      # this video's device; run_extraction deals out ``gpus``
     gpus: tuple[int, ...] = ()
     backend: str = "auto"          # see tsn_prep.flow.resolve_backend
-    batch_pairs: int = 1           # frame pairs per flow call (backends with a ``batch`` method)
+    batch_pairs: int = 1           # frame pairs per flow call (backends with ``batch``); 0: auto (engine)
     threads: int = 0  # OpenCV and FFmpeg decoder threads in this process; 0 leaves their defaults
 
     def parameters(self, modality: str) -> dict:
