@@ -162,3 +162,14 @@ def test_info_and_verify_find_damage(videos, tmp_path):
         "problem: shard-00000-of-00001: carphone img 2: does not decode as an image",
     ]
     assert r.stdout == "3 entries checked, 2 problems, 0 recorded failures\n"
+
+
+def test_option_types_refuse_bad_values_before_any_work(videos, tmp_path):
+    for option, value, message in [("--gpu", "0,-1", "expected device numbers like 0 or 0,1"),
+                                   ("--batch-pairs", "0", "expected a number of pairs >= 1 or 'auto'"),
+                                   ("--batch-pairs", "many", "expected a number of pairs >= 1 or 'auto'")]:
+        r = cli("extract-flow", option, value, videos, tmp_path / "out", expect=2)
+        assert message in r.stderr, (option, value, r.stderr)
+    assert not (tmp_path / "out").exists()
+    from tsn_prep.cli import BatchPairs
+    assert [BatchPairs().convert(v, None, None) for v in ("auto", "AUTO", "3", 5)] == [0, 0, 3, 5]
