@@ -1,7 +1,6 @@
 """Shared fixtures: the real clips in ../shared/data and helpers to run tsn-prep."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +104,15 @@ def train_cli(*args: str, expect: int | None = 0):
     """Run tsn-train in-process."""
     from tsn_train.cli import main as train_main
     return invoke(train_main, args, expect)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``): on
+    a busy 2-core machine two threads spin against each other (a tiny Inception-v3 fit and test
+    took 23 s with two, 4 s with one)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -47,14 +47,7 @@ REFERENCE_PARAM_COUNT = 11_295_240
 NUM_BN_LAYERS = 69
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
-    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_convs() -> list[tuple[str, int, int, int]]:

@@ -17,14 +17,7 @@ from tsn_train.transforms import NORMS, EvalCrops, TrainAugment, to_input
 RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
-    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dataset(store, modality, train, segments=3, source=None):

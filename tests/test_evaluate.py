@@ -21,14 +21,7 @@ SMALL = ["--arch", "resnet18", "--input-size", "64", "--workers", "0", "--accumu
          "--batch-size", "5", "--no-partial-bn", "--lr", "0.01", "--dropout", "0.2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
-    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 STREAMS = ("rgb", "flow", "rgbdiff", "warped_flow")

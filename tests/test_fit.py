@@ -17,14 +17,7 @@ from tsn_train.dataset import ShardSampler
 SMALL = ["--arch", "resnet18", "--input-size", "64", "--workers", "0", "--accumulate", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread for this module's tests: on a busy 2-core machine two threads spin
-    against each other (a tiny Inception-v3 fit and test took 23 s with two, 4 s with one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def epochs_of(run: Path) -> list[dict]:
