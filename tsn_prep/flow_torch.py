@@ -103,9 +103,9 @@ def _cubic_weights(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([c0, c1, c2, c3])
 
 
-def _remap_cubic(img: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+def _remap_cubic_gather(img: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
     """``cv::remap(img, x + u1, y + u2, INTER_CUBIC, BORDER_CONSTANT 0)`` for img (B, C, H, W)
-    and flow (B, H, W): 16 taps, each one gather from the zero-padded image (fused into one
+    and flow (B, H, W), written out (the reference for ``_remap_cubic``): 16 taps, each one gather from the zero-padded image (fused into one
     loop with indirect loads under torch.compile), summed along x per tap row, then along y."""
     b, c, h, w = img.shape
     dev = img.device
@@ -131,6 +131,21 @@ def _remap_cubic(img: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch
             row = tap * wx[dx] if row is None else row + tap * wx[dx]
         out = row * wy[dy] if out is None else out + row * wy[dy]
     return out
+
+
+def _remap_cubic(img: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """``_remap_cubic_gather`` by ``F.grid_sample`` (bicubic is Keys' a = -0.75 there too, zero
+    padding gives remap's BORDER_CONSTANT 0, align_corners=True maps pixel centres): 8x faster
+    on the CPU. The source coordinates go through grid_sample's [-1, 1] normalisation, whose
+    float32 rounding (~1e-5 px at x ~ 340) moves values by up to ~0.01 grey levels."""
+    b, c, h, w = img.shape
+    dev = img.device
+    gx = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
+    gy = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
+    x = (gx + u1) * (2.0 / (w - 1)) - 1.0
+    y = (gy + u2) * (2.0 / (h - 1)) - 1.0
+    grid = torch.stack([x, y], dim=-1)
+    return F.grid_sample(img, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
 # Devillard's 25-input median selection network ("opt_med25", 99 compare-exchanges): after it,
@@ -352,10 +367,11 @@ class TorchTVL1:
     ``compile``: None (default) compiles with torch.compile where a compiler is available (see
     ``compile_default``), True/False force it on/off (a failing compile falls back to eager with
     one warning). ``compile_parts``: which of "step", "median", "warp" are compiled (default
-    ``COMPILE_PARTS`` for the device type). ``compile_mode``: torch.compile's mode (None: its default; on CUDA e.g.
-    "max-autotune-no-cudagraphs"). ``dynamic``: torch.compile's ``dynamic`` (False: one
-    specialised compile per level size and batch size, paid once per process and cached on disk
-    by inductor). ``sync_every``: the host checks whether every pair has stopped every this many
+    ``COMPILE_PARTS`` for the device type). ``compile_mode``: torch.compile's mode (None: its
+    default; on CUDA e.g. "max-autotune-no-cudagraphs"). ``dynamic``: torch.compile's
+    ``dynamic`` (True, the default: one compile serves every pyramid level and batch size;
+    False: one specialised compile per level size and batch size). Compiles are paid once per
+    process and shape set, and cached on disk by inductor. ``sync_every``: the host checks whether every pair has stopped every this many
     iterations (None: 1 on the CPU, where reading the mask costs nothing, 16 on a GPU); the result
     does not depend on it. ``threads``: CPU threads for torch while solving (capped at the usable
     cores; None: torch's current setting, capped likewise).
@@ -367,7 +383,7 @@ class TorchTVL1:
 
     def __init__(self, params: TVL1Params = TVL1Params(), device: Union[str, torch.device] = "cpu",
                  *, compile: Optional[bool] = None, compile_mode: Optional[str] = None,
-                 dynamic: Optional[bool] = False, sync_every: Optional[int] = None,
+                 dynamic: Optional[bool] = True, sync_every: Optional[int] = None,
                  threads: Optional[int] = None, compile_parts: Optional[tuple] = None):
         if params.gamma != 0:
             raise ValueError("TorchTVL1 does not implement the illumination term (gamma must be 0)")
