@@ -55,9 +55,10 @@ import cv2
 import numpy as np
 
 from . import modalities
-from .extract import MIN_FRAMES, ExtractConfig, VideoResult, encode_flow, usable_cores
+from .extract import (ExtractConfig, VideoResult, check_frame_count, encode_flow, error_message,
+                      usable_cores, video_metadata)
 from .flow import resolve_backend
-from .video import VideoError, VideoItem, VideoReader
+from .video import VideoItem, VideoReader
 from .warp import camera_compensation
 
 CHUNK = 32                 # grey frames per message from a decoding worker
@@ -83,15 +84,6 @@ def uses_engine(cfg: ExtractConfig) -> bool:
     return (cfg.algorithm == "tvl1" and bool(cfg.modalities)
             and all(modalities.get(m).is_flow for m in cfg.modalities)
             and resolve_backend(cfg.backend, devices[0]) == "torch")
-
-
-def error_message(exc: BaseException) -> str:
-    """A video's failure text, worded as ``extract_video`` words it."""
-    if isinstance(exc, VideoError):
-        return str(exc)
-    if isinstance(exc, cv2.error):
-        return f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
-    return f"unexpected {type(exc).__name__}: {exc}"
 
 
 # -- decoding workers (separate processes; no torch here) ------------------------------------
@@ -130,23 +122,10 @@ def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
                 if len(buf) >= chunk:
                     out.put(("frames", wid, key, start, np.stack(buf)))
                     start, buf = start + len(buf), []
-            if n < MIN_FRAMES:
-                raise VideoError(f"has {n} frame{'' if n == 1 else 's'}; at least {MIN_FRAMES} are needed")
+            check_frame_count(n)
             if buf:
                 out.put(("frames", wid, key, start, np.stack(buf)))
-            info = reader.info
-            common = {
-                "source": str(path), "num_frames": n,
-                "fps": info.fps if info else 0.0,
-                "source_size": list(info.source_size) if info else None,
-                "declared_frames": info.declared_frames if info else 0,
-                "decoder": info.backend if info else None,
-                "stored_size": list(reader.out_size),
-            }
-            if max_frames is None and info and info.declared_frames > n * 1.1 + 2:
-                common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container "
-                                     "declares (truncated file, or dropped-frame markers)")
-            out.put(("end", wid, key, n, common))
+            out.put(("end", wid, key, n, video_metadata(path, reader, n)))
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
             out.put(("error", wid, key, error_message(exc)))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Optional
 
 import cv2
@@ -151,6 +152,38 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
     return out, n
 
 
+def check_frame_count(n: int) -> None:
+    """A VideoError unless ``n`` decoded frames are enough to use."""
+    if n < MIN_FRAMES:
+        raise VideoError(f"has {n} frame{'' if n == 1 else 's'}; at least {MIN_FRAMES} are needed")
+
+
+def error_message(exc: BaseException) -> str:
+    """A video's failure text: the VideoError's own words, OpenCV's last line, else the type."""
+    if isinstance(exc, VideoError):
+        return str(exc)
+    if isinstance(exc, cv2.error):
+        return f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def video_metadata(path: Path, reader: VideoReader, n: int) -> dict:
+    """The video-level fields of every modality's metadata, once ``reader`` decoded ``n`` frames."""
+    info = reader.info
+    common = {
+        "source": str(path), "num_frames": n,
+        "fps": info.fps if info else 0.0,
+        "source_size": list(info.source_size) if info else None,
+        "declared_frames": info.declared_frames if info else 0,
+        "decoder": info.backend if info else None,
+        "stored_size": list(reader.out_size),
+    }
+    if reader.max_frames is None and info and info.declared_frames > n * 1.1 + 2:
+        common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container declares "
+                             "(truncated file, or dropped-frame markers)")
+    return common
+
+
 def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     """Decode one video and encode what ``cfg`` asks for; never raises for a bad video."""
     start = time.perf_counter()
@@ -160,29 +193,11 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames, cfg.threads)
     try:
         images, n = extract_frames(reader.frames(), cfg)
-        if n < MIN_FRAMES:
-            raise VideoError(f"has {n} frame{'' if n == 1 else 's'}; at least {MIN_FRAMES} are needed")
-    except VideoError as exc:
-        result.error = str(exc)
-        return result
-    except cv2.error as exc:
-        result.error = f"OpenCV failed: {str(exc).strip().splitlines()[-1]}"
-        return result
+        check_frame_count(n)
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
-        result.error = f"unexpected {type(exc).__name__}: {exc}"
+        result.error = error_message(exc)
         return result
-    info = reader.info
-    common = {
-        "source": str(item.path), "num_frames": n,
-        "fps": info.fps if info else 0.0,
-        "source_size": list(info.source_size) if info else None,
-        "declared_frames": info.declared_frames if info else 0,
-        "decoder": info.backend if info else None,
-        "stored_size": list(reader.out_size),
-    }
-    if cfg.max_frames is None and info and info.declared_frames > n * 1.1 + 2:
-        common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container declares "
-                             "(truncated file, or dropped-frame markers)")
+    common = video_metadata(item.path, reader, n)
     for m in cfg.modalities:
         result.meta[m] = dict(common, modality=m, parameters=cfg.parameters(m))
     result.images = images
