@@ -46,8 +46,7 @@ SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
 VARIANT_HELP = ("eager | compiled (torch.compile's default mode, dynamic shapes) | compiled-static "
                 "(dynamic=False: one compile per level and batch size) | compiled:MODE (e.g. "
                 "compiled:reduce-overhead, compiled:max-autotune-no-cudagraphs) | compiled-all "
-                "(also the median and the remap on the CPU) | triton (CUDA: hand-written iteration "
-                "kernels that skip stopped pairs) | triton-eager (the same, median and remap eager)")
+                "(also the median and the remap on the CPU)")
 
 
 def solver_options(variant: str) -> dict:
@@ -59,10 +58,6 @@ def solver_options(variant: str) -> dict:
         return {"compile": True, "dynamic": False}
     if variant == "compiled-all":
         return {"compile": True, "dynamic": True, "compile_parts": ("step", "median", "warp")}
-    if variant == "triton":  # the hand-written Triton iteration (CUDA), median and remap compiled
-        return {"compile": True, "dynamic": True, "kernel": "triton"}
-    if variant == "triton-eager":  # the same, median and remap eager (no inductor compile)
-        return {"compile": False, "kernel": "triton"}
     if variant.startswith("compiled:"):
         return {"compile": True, "dynamic": True, "compile_mode": variant.split(":", 1)[1]}
     raise SystemExit(f"unknown variant {variant!r}: {VARIANT_HELP}")
@@ -397,7 +392,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.write_docs:
         name = "bench_flow" if not args.device.startswith("cuda") else "bench_flow_cuda"
         if args.busy:
-            name += "_busy"
+            name += f"_busy{args.busy}"
+        if args.threads:
+            name += f"_threads{args.threads}"
         write_section(args.docs, name, text)
         print(f"wrote {args.docs}")
     return 0

@@ -280,118 +280,6 @@ def _masked_median_eager(u1: torch.Tensor, u2: torch.Tensor, active: torch.Tenso
     return torch.where(a, _median_eager(u1, k), u1), torch.where(a, _median_eager(u2, k), u2)
 
 
-# -- optional hand-written Triton iteration (CUDA; opt-in: TorchTVL1(kernel="triton")) ----------
-# Two in-place kernels per iteration plus a per-pair test: pairs that have stopped are masked out
-# of every load and store, so they cost (almost) nothing, unlike the fixed-shape torch iteration
-# where a frozen pair is computed and then discarded. u is updated in place (the u step reads u
-# only at its own pixel), then p in place (the p step reads p only at its own pixel). Division
-# and square root are IEEE-rounded and FMA contraction is off, so each op rounds as torch's do.
-try:  # pragma: no cover - depends on the install
-    import triton
-    import triton.language as tl
-except Exception:  # noqa: BLE001
-    triton = None
-
-if triton is not None:  # pragma: no cover - GPU only (or TRITON_INTERPRET=1)
-    @triton.jit
-    def _tv_u_kernel(u1, u2, p11, p12, p21, p22, i1wx, i1wy, rhoc, ltg, invg, active, partial,
-                     H, W, NT, l_t, theta, BLOCK: tl.constexpr):
-        t = tl.program_id(0)
-        b = tl.program_id(1)
-        act = tl.load(active + b)
-        hw = H * W
-        offs = t * BLOCK + tl.arange(0, BLOCK)
-        m = (offs < hw) & (act != 0)
-        base = b * hw
-        x = offs % W
-        y = offs // W
-        a1 = tl.load(u1 + base + offs, mask=m, other=0.0)
-        a2 = tl.load(u2 + base + offs, mask=m, other=0.0)
-        gx = tl.load(i1wx + base + offs, mask=m, other=0.0)
-        gy = tl.load(i1wy + base + offs, mask=m, other=0.0)
-        rc = tl.load(rhoc + base + offs, mask=m, other=0.0)
-        lg = tl.load(ltg + base + offs, mask=m, other=0.0)
-        ig = tl.load(invg + base + offs, mask=m, other=0.0)
-        rho = rc + (gx * a1 + gy * a2)
-        fi = tl.where(rho < -lg, l_t, tl.where(rho > lg, -l_t,
-                                               tl.where(ig > 0, -rho * ig, 0.0)))
-        v1 = a1 + fi * gx
-        v2 = a2 + fi * gy
-        left = m & (x > 0)
-        up = m & (y > 0)
-        d1 = (tl.load(p11 + base + offs, mask=m, other=0.0)
-              - tl.load(p11 + base + offs - 1, mask=left, other=0.0)
-              + tl.load(p12 + base + offs, mask=m, other=0.0)
-              - tl.load(p12 + base + offs - W, mask=up, other=0.0))
-        d2 = (tl.load(p21 + base + offs, mask=m, other=0.0)
-              - tl.load(p21 + base + offs - 1, mask=left, other=0.0)
-              + tl.load(p22 + base + offs, mask=m, other=0.0)
-              - tl.load(p22 + base + offs - W, mask=up, other=0.0))
-        n1 = v1 + theta * d1
-        n2 = v2 + theta * d2
-        e1 = n1 - a1
-        e2 = n2 - a2
-        e = tl.where(m, e1 * e1 + e2 * e2, 0.0).to(tl.float64)
-        tl.store(partial + b * NT + t, tl.sum(e, axis=0))
-        tl.store(u1 + base + offs, n1, mask=m)
-        tl.store(u2 + base + offs, n2, mask=m)
-
-    @triton.jit
-    def _tv_p_kernel(u1, u2, p11, p12, p21, p22, active, H, W, taut, BLOCK: tl.constexpr):
-        t = tl.program_id(0)
-        b = tl.program_id(1)
-        act = tl.load(active + b)
-        hw = H * W
-        offs = t * BLOCK + tl.arange(0, BLOCK)
-        m = (offs < hw) & (act != 0)
-        base = b * hw
-        x = offs % W
-        y = offs // W
-        right = m & (x < W - 1)
-        down = m & (y < H - 1)
-        a1 = tl.load(u1 + base + offs, mask=m, other=0.0)
-        a2 = tl.load(u2 + base + offs, mask=m, other=0.0)
-        u1x = tl.where(right, tl.load(u1 + base + offs + 1, mask=right, other=0.0) - a1, 0.0)
-        u1y = tl.where(down, tl.load(u1 + base + offs + W, mask=down, other=0.0) - a1, 0.0)
-        u2x = tl.where(right, tl.load(u2 + base + offs + 1, mask=right, other=0.0) - a2, 0.0)
-        u2y = tl.where(down, tl.load(u2 + base + offs + W, mask=down, other=0.0) - a2, 0.0)
-        ng1 = 1.0 + taut * tl.sqrt_rn(u1x * u1x + u1y * u1y)
-        ng2 = 1.0 + taut * tl.sqrt_rn(u2x * u2x + u2y * u2y)
-        q = tl.load(p11 + base + offs, mask=m, other=0.0)
-        tl.store(p11 + base + offs, tl.div_rn(q + taut * u1x, ng1), mask=m)
-        q = tl.load(p12 + base + offs, mask=m, other=0.0)
-        tl.store(p12 + base + offs, tl.div_rn(q + taut * u1y, ng1), mask=m)
-        q = tl.load(p21 + base + offs, mask=m, other=0.0)
-        tl.store(p21 + base + offs, tl.div_rn(q + taut * u2x, ng2), mask=m)
-        q = tl.load(p22 + base + offs, mask=m, other=0.0)
-        tl.store(p22 + base + offs, tl.div_rn(q + taut * u2y, ng2), mask=m)
-
-    @triton.jit
-    def _tv_test_kernel(partial, active, count, NT, scaled_eps, NB: tl.constexpr):
-        b = tl.program_id(0)
-        i = tl.arange(0, NB)
-        err = tl.sum(tl.load(partial + b * NT + i, mask=i < NT, other=0.0), axis=0)
-        act = tl.load(active + b)
-        tl.store(count + b, tl.load(count + b) + act)
-        tl.store(active + b, tl.where((act != 0) & (err > scaled_eps), 1, 0).to(tl.int32))
-
-
-_TRITON_BLOCK = 1024
-
-
-def _triton_step(state, const, active, count, partial, l_t, taut, theta, scaled_eps):
-    """One iteration of every active pair, in place on ``state`` (six contiguous float32
-    (B, H, W)); ``active`` and ``count`` are int32 (B,), ``partial`` float64 (B, NT)."""
-    b, h, w = state[0].shape
-    nt = partial.shape[1]
-    grid = (nt, b)
-    _tv_u_kernel[grid](*state, *const, active, partial, h, w, nt, l_t, theta,
-                       BLOCK=_TRITON_BLOCK, enable_fp_fusion=False)
-    _tv_p_kernel[grid](*state, active, h, w, taut, BLOCK=_TRITON_BLOCK, enable_fp_fusion=False)
-    _tv_test_kernel[(b,)](partial, active, count, nt, scaled_eps,
-                          NB=max(16, triton.next_power_of_2(nt)))
-
-
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask), not the machine's count."""
     try:
@@ -488,10 +376,6 @@ class TorchTVL1:
     does not depend on it. ``threads``: CPU threads for torch while solving (capped at the usable
     cores; None: torch's current setting, capped likewise).
 
-    ``kernel``: "torch" (default: the iteration as torch ops, compiled or eager) or "triton"
-    (opt-in, CUDA: two hand-written in-place kernels that skip stopped pairs; same stopping
-    rule, results equal to float rounding).
-
     After each call ``last_iterations`` holds each pair's inner-iteration count per pyramid level
     and warping, an int array (B, levels, warps), level 0 the finest."""
 
@@ -500,8 +384,7 @@ class TorchTVL1:
     def __init__(self, params: TVL1Params = TVL1Params(), device: Union[str, torch.device] = "cpu",
                  *, compile: Optional[bool] = None, compile_mode: Optional[str] = None,
                  dynamic: Optional[bool] = True, sync_every: Optional[int] = None,
-                 threads: Optional[int] = None, compile_parts: Optional[tuple] = None,
-                 kernel: str = "torch"):
+                 threads: Optional[int] = None, compile_parts: Optional[tuple] = None):
         if params.gamma != 0:
             raise ValueError("TorchTVL1 does not implement the illumination term (gamma must be 0)")
         self.params = params
@@ -522,11 +405,6 @@ class TorchTVL1:
         self._step = _Fn(_step, self.device, "step" in on, compile_mode, dynamic)
         self._median = _Fn(_masked_median, self.device, "median" in on, compile_mode, dynamic,
                            eager=_masked_median_eager)
-        if kernel not in ("torch", "triton"):
-            raise ValueError(f"kernel must be 'torch' or 'triton', got {kernel!r}")
-        if kernel == "triton" and triton is None:
-            raise ValueError("kernel='triton' needs Triton, which is not installed")
-        self.kernel = kernel
         self.last_iterations: Optional[np.ndarray] = None
         self.last_seconds: Optional[float] = None
 
@@ -614,8 +492,6 @@ class TorchTVL1:
         # p zeroed once per level, as OpenCV
         state = (u1, u2) + tuple(torch.zeros_like(i0) for _ in range(4))
         counts = []
-        if self.kernel == "triton":
-            return self._one_scale_triton(i1_stack, i0, state, l_t, taut, theta, scaled_eps)
         for _ in range(p.warps):
             const = self._warp(i1_stack, i0, state[0], state[1], l_t)
             active = torch.ones(b, dtype=torch.bool, device=i0.device)
@@ -630,26 +506,3 @@ class TorchTVL1:
                     break
             counts.append(count)
         return state[0], state[1], torch.stack(counts, dim=1)  # counts (B, warps)
-
-    def _one_scale_triton(self, i1_stack, i0, state, l_t, taut, theta, scaled_eps):
-        """``_one_scale`` with the Triton iteration: the same loops and stopping rule."""
-        p = self.params
-        b, h, w = i0.shape
-        total = p.outer_iterations * p.inner_iterations
-        state = [t.contiguous() for t in state]
-        partial = torch.zeros((b, triton.cdiv(h * w, _TRITON_BLOCK)), dtype=torch.float64,
-                              device=i0.device)
-        counts = []
-        for _ in range(p.warps):
-            const = [t.contiguous() for t in self._warp(i1_stack, i0, state[0], state[1], l_t)]
-            active = torch.ones(b, dtype=torch.int32, device=i0.device)
-            count = torch.zeros(b, dtype=torch.int32, device=i0.device)
-            for k in range(total):
-                if k % p.inner_iterations == 0 and p.median_filtering > 1:
-                    m1, m2 = self._median(state[0], state[1], active != 0, p.median_filtering)
-                    state[0], state[1] = m1.contiguous(), m2.contiguous()
-                _triton_step(state, const, active, count, partial, l_t, taut, theta, scaled_eps)
-                if (k + 1) % self.sync_every == 0 and not bool(active.any()):
-                    break
-            counts.append(count)
-        return state[0], state[1], torch.stack(counts, dim=1)
