@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -232,7 +233,8 @@ def med(values):
 def render(args, argv, started, rows, opencv, cv_epe, machine) -> str:
     cuda = args.device.startswith("cuda")
     lines = [
-        f"# TV-L1 in PyTorch: speed ({'GPU' if cuda else 'CPU'})",
+        f"# TV-L1 in PyTorch: speed ({'GPU' if cuda else 'CPU'}"
+        + (f", {args.busy} other core(s) kept busy" if args.busy else "") + ")",
         "",
         f"Measured on {started:%Y-%m-%d (%H:%M UTC)} by `tools/bench_flow.py` "
         f"({(dt.datetime.now(dt.timezone.utc) - started).total_seconds() / 60:.1f} min) on "
@@ -240,7 +242,7 @@ def render(args, argv, started, rows, opencv, cv_epe, machine) -> str:
         f"{machine['usable_cores']} usable CPU cores. To reproduce, from the repository root:",
         "",
         "```",
-        " ".join(["python", "tools/bench_flow.py", *(argv if argv is not None else sys.argv[1:])]),
+        shlex.join(["python", "tools/bench_flow.py", *(argv if argv is not None else sys.argv[1:])]),
         "```",
         "",
         f"Frame pairs: {args.pairs} (or the batch size, if larger) consecutive pairs of the real "
