@@ -282,3 +282,12 @@ def test_grid_sample_remap_matches_the_written_out_cubic_remap():
     fast, ref = ft._remap_cubic(img, u1, u2), ft._remap_cubic_gather(img, u1, u2)
     # measured: 0.0023 grey levels at most here (grid_sample's coordinate normalisation rounds)
     assert (fast - ref).abs().max() <= 0.02
+
+
+def test_tsn_torch_compile_overrides_the_default(monkeypatch):
+    monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
+    assert not ft.compile_default(torch.device("cpu")) and not TorchTVL1().compiled
+    monkeypatch.setenv("TSN_TORCH_COMPILE", "1")
+    assert ft.compile_default(torch.device("cpu"))
+    monkeypatch.delenv("TSN_TORCH_COMPILE")
+    assert TorchTVL1(compile=False).compile_parts == ()

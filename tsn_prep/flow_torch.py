@@ -347,7 +347,8 @@ class _Fn:
 
 # What is compiled by default, per device type (measured, see docs/performance.md): on the CPU
 # inductor makes the iteration ~3.5x faster than eager, but its code for the 25-input median
-# network and for the gather-based cubic remap is slower than the eager ops, so those stay eager.
+# network was 3x slower than the eager ops (and for the written-out gather remap 3.5x slower; the
+# remap is one grid_sample call now, 4 % of the time), so those stay eager there.
 COMPILE_PARTS = {"cpu": ("step",), "cuda": ("step", "median", "warp")}
 
 
@@ -376,11 +377,12 @@ class TorchTVL1:
     one warning). ``compile_parts``: which of "step", "median", "warp" are compiled (default
     ``COMPILE_PARTS`` for the device type). ``compile_mode``: torch.compile's mode (None: its
     default; on CUDA e.g. "max-autotune-no-cudagraphs"). ``dynamic``: torch.compile's
-    ``dynamic`` (True, the default: one compile serves every pyramid level and batch size;
-    False: one specialised compile per level size and batch size). Compiles are paid once per
-    process and shape set, and cached on disk by inductor. ``sync_every``: the host checks whether every pair has stopped every this many
-    iterations (None: 1 on the CPU, where reading the mask costs nothing, 16 on a GPU); the result
-    does not depend on it. ``threads``: CPU threads for torch while solving (capped at the usable
+    ``dynamic`` (True, the default: one compile serves every pyramid level and every batch size
+    above 1, batch 1 gets its own; False: one specialised compile per level size and batch size).
+    Compiles are paid once per process and shape set, and cached on disk by inductor.
+    ``sync_every``: the host checks whether every pair has stopped every this many iterations
+    (None: 1 on the CPU, where reading the mask costs nothing, 16 on a GPU, not tuned); the
+    result does not depend on it. ``threads``: CPU threads for torch while solving (capped at the usable
     cores; None: torch's current setting, capped likewise).
 
     After each call ``last_iterations`` holds each pair's inner-iteration count per pyramid level
