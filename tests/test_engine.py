@@ -457,3 +457,14 @@ def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
     s = Store(out)
     assert s.videos("flow") == ["0_arm", "1_car", "3_pool"]
     assert [f["error"] for f in s.failures()] == ["unexpected WorkerDied: the decoding process died (exit code -9)"]
+
+
+def test_the_cpu_solver_leaves_the_decoding_workers_their_cores(monkeypatch):
+    # workers + solver threads never exceed the usable cores (at least one solver thread): OpenMP
+    # threads that lose their core to another process collapse.
+    from tsn_prep import engine
+    from tsn_prep.extract import ExtractConfig
+    cfg = ExtractConfig(modalities=("flow",), backend="torch")
+    for cores, workers, threads in [(2, 1, 1), (16, 4, 12), (2, 2, 1), (1, 3, 1)]:
+        monkeypatch.setattr(engine, "usable_cores", lambda cores=cores: cores)
+        assert engine.default_solver(cfg, workers)(None).threads == threads

@@ -296,11 +296,27 @@ def cpu_batch(size: tuple[int, int]) -> int:
     return max(1, min(AUTO_CPU_BATCH, AUTO_CPU_PIXELS // (size[0] * size[1])))
 
 
-def default_solver(cfg: ExtractConfig) -> Callable[[Optional[int]], object]:
-    """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it."""
+def cpu_solver_threads(workers: int) -> int:
+    """Torch threads of the CPU solver: the usable cores the decoding workers leave, at least one.
+
+    Deliberately not more: OpenMP threads that lose their core to another process collapse
+    (measured on 2 cores with one core kept busy: 2 solver threads did not finish 20 pairs in 7
+    minutes, 1 thread ran at OpenCV's speed; docs/performance.md)."""
+    return max(1, usable_cores() - workers)
+
+
+def default_solver(cfg: ExtractConfig, workers: int = 1) -> Callable[[Optional[int]], object]:
+    """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it; on the CPU
+    with ``cpu_solver_threads(workers)`` threads."""
     from .flow import make_flow_fn
 
-    return lambda gpu: make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
+    def make(gpu: Optional[int]):
+        solver = make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
+        if gpu is None:
+            solver.threads = cpu_solver_threads(workers)
+        return solver
+
+    return make
 
 
 def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConfig, workers: int = 1,
@@ -310,7 +326,7 @@ def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConf
     as each is finished; the same results ``extract_video`` gives, in completion order."""
     if not todo:
         return
-    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg))
+    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg, workers))
     try:
         yield from engine.run()
     finally:
