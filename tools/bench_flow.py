@@ -37,6 +37,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_section import write_section  # noqa: E402  (a sibling module, not a package)
 
 DOCS = REPO / "docs" / "performance.md"
 DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -211,21 +213,6 @@ def compare_flows(folder: Path) -> dict:
 
 # ------------------------------------------------------------------------------ report
 
-def write_section(path: Path, name: str, text: str) -> None:
-    """Put ``text`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``, keeping
-    the rest of the file; a part not there yet is appended at the end."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if start in old and end in old:
-        before, rest = old.split(start, 1)
-        after = rest.split(end, 1)[1].lstrip("\n")
-        new = before + block + ("\n" + after if after else "")
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + block
-    path.write_text(new, encoding="utf-8")
-
-
 def med(values):
     return statistics.median(values) if values else float("nan")
 
@@ -313,7 +300,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--save-flows", type=Path, help="keep inputs and flows of each variant here (npz)")
     p.add_argument("--compare-flows", type=Path, help="only: EPE from OpenCV of flows saved earlier")
     p.add_argument("--json", type=Path, help="write every measurement here")
-    p.add_argument("--write-docs", action="store_true", help=f"write the figures into --docs")
+    p.add_argument("--write-docs", action="store_true", help="write the figures into --docs")
     p.add_argument("--docs", type=Path, default=DOCS, help="markdown file for --write-docs")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

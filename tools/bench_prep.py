@@ -41,6 +41,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from joblib.externals.loky import get_reusable_executor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_section import write_section  # noqa: E402,F401  (a sibling module; bench_train uses it via bp)
 from tsn_prep.extract import ExtractConfig, default_threads
 from tsn_prep.flow import cuda_device_count
 from tsn_prep.run import RunSummary, run_extraction
@@ -511,23 +513,6 @@ def docs_command(script: str, argv: Optional[list[str]]) -> str:
     """The command line that reproduces this run, from the repository root."""
     args = argv if argv is not None else sys.argv[1:]
     return " ".join(["python", str(Path(script).resolve().relative_to(REPO)), *args])
-
-
-def write_section(path: Path, name: str, text: str) -> None:
-    """Put ``text`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``, keeping
-    the rest of the file (other benchmarks write their own parts); a file or part not there yet
-    is created, the part appended at the end."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if start in old and end in old:
-        before, rest = old.split(start, 1)
-        after = rest.split(end, 1)[1].lstrip("\n")
-        new = before + block + ("\n" + after if after else "")
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
 
 
 def display_path(path: Path) -> str:
