@@ -1,8 +1,11 @@
 """Shared fixtures: the real clips in ../shared/data and helpers to run tsn-prep."""
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -116,3 +119,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- interrupting a real run at a fixed point: a named pipe among the videos --------------------
+
+GUARD = 120  # s; only bounds a broken run, no outcome depends on it
+
+
+def make_pipe(path: Path) -> None:
+    """Turn the video at ``path`` into a named pipe that blocks whoever opens it for reading."""
+    path.unlink()
+    os.mkfifo(path)
+
+
+def open_pipe_writer(fifo: Path, proc: subprocess.Popen) -> int:
+    """Wait until ``proc`` (or its worker) opens the pipe; return our write end, which keeps the
+    reader's reads waiting. Opening a write end without blocking succeeds only while a reader has
+    the pipe open, so no timing is involved."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO, exc  # no reader yet
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) without opening {fifo}"
+        assert time.monotonic() < deadline, f"{fifo} not opened within {GUARD} s"
+        time.sleep(0.01)
+
+
+def committed_ids(out: Path) -> list[str]:
+    """Sorted ids of the videos with a complete entry in the store ``out`` (none yet: [])."""
+    from tsn_prep.store import Store
+    try:
+        return sorted(vid for vid, _ in Store(out).index)
+    except Exception:  # not created yet
+        return []

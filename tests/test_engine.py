@@ -8,7 +8,6 @@ clips (4:3) 64x48, so one run mixes two frame sizes.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from tsn_prep.store import Store
 from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.warp import WarpParams
 
-from .conftest import VIDEOS, cli, link_videos
+from .conftest import GUARD, VIDEOS, cli, committed_ids, link_videos, make_pipe, open_pipe_writer
 
 TINY = TVL1Params(scales=2, warps=1, epsilon=0.05)
 TINY_ARGS = ("--scales", "2", "--warps", "1", "--epsilon", "0.05")
@@ -37,7 +36,6 @@ CFG = ExtractConfig(modalities=("flow",), size=None, short_side=48, max_frames=6
 CLIPS = {"a/arm.mp4": "armwrestling_kinetics.mp4", "a/car.mp4": "carphone.mp4",
          "b/eye.avi": "eyemakeup_ucf101like.avi", "b/pool.mp4": "poolcleaning.mp4",
          "c/tree.avi": "tree.avi", "c/car2.mp4": "carphone.mp4"}
-GUARD = 120  # s; only bounds a broken run, no outcome depends on it
 
 
 @pytest.fixture(autouse=True)
@@ -304,21 +302,6 @@ def _start(videos, out, stderr=subprocess.DEVNULL):
                              *FIFO_ARGS[1:]], stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
 
 
-def _open_writer(fifo, proc) -> int:
-    """Wait until ``proc``'s decoding worker opens the pipe; return our write end (it keeps the
-    worker's reads waiting). Opening a write end without blocking works only while a reader has
-    the pipe open."""
-    deadline = time.monotonic() + GUARD
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            assert exc.errno == errno.ENXIO, exc
-        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before opening {fifo}"
-        assert time.monotonic() < deadline, f"{fifo} not opened within {GUARD} s"
-        time.sleep(0.01)
-
-
 def _holders(path) -> set[int]:
     """Processes other than this one with ``path`` open."""
     pids = set()
@@ -351,16 +334,9 @@ def _decoder_of(pipe, proc) -> int:
 
 def _wait_for(out, ids, proc):
     deadline = time.monotonic() + GUARD
-    while _complete(out) != ids:  # the parent commits them, then has nothing more to do
-        assert proc.poll() is None and time.monotonic() < deadline, _complete(out)
+    while committed_ids(out) != ids:  # the parent commits them, then has nothing more to do
+        assert proc.poll() is None and time.monotonic() < deadline, committed_ids(out)
         time.sleep(0.05)
-
-
-def _complete(out) -> list[str]:
-    try:
-        return sorted(vid for vid, _ in Store(out).index)
-    except Exception:  # not created yet
-        return []
 
 
 NAMES = {"0_arm.mp4": "armwrestling_kinetics.mp4", "1_car.mp4": "carphone.mp4",
@@ -370,8 +346,7 @@ NAMES = {"0_arm.mp4": "armwrestling_kinetics.mp4", "1_car.mp4": "carphone.mp4",
 def _pipe_videos(tmp_path):
     videos = link_videos(tmp_path / "videos", NAMES)
     pipe = videos / "2_eye.avi"
-    pipe.unlink()
-    os.mkfifo(pipe)
+    make_pipe(pipe)
     return videos, pipe
 
 
@@ -386,7 +361,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     out = tmp_path / "out"
     proc = _start(videos, out)
     try:
-        writer = _open_writer(pipe, proc)  # the worker is past the first two videos
+        writer = open_pipe_writer(pipe, proc)  # the worker is past the first two videos
         decoder = _decoder_of(pipe, proc)
         _wait_for(out, ["0_arm", "1_car"], proc)
         proc.send_signal(signal.SIGKILL)
@@ -400,7 +375,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert _complete(out) == ["0_arm", "1_car"]
+    assert committed_ids(out) == ["0_arm", "1_car"]
     assert verify_store(Store(out)) == []
 
     pipe.unlink()
@@ -420,7 +395,7 @@ def test_ctrl_c_with_the_engine_running(tmp_path):
     with open(err_path, "w") as err_file:
         proc = _start(videos, out, stderr=err_file)
         try:
-            writer = _open_writer(pipe, proc)
+            writer = open_pipe_writer(pipe, proc)
             decoder = _decoder_of(pipe, proc)
             _wait_for(out, ["0_arm", "1_car"], proc)
             proc.send_signal(signal.SIGINT)
@@ -434,7 +409,7 @@ def test_ctrl_c_with_the_engine_running(tmp_path):
     assert proc.returncode == 130, err
     assert f"interrupted: finished videos are safe in {out}; re-run the same command" in err
     assert "Traceback" not in err and " extracted, " not in err
-    assert _complete(out) == ["0_arm", "1_car"] and verify_store(Store(out)) == []
+    assert committed_ids(out) == ["0_arm", "1_car"] and verify_store(Store(out)) == []
 
 
 def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
@@ -444,7 +419,7 @@ def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
     with open(err_path, "w") as err_file:
         proc = _start(videos, out, stderr=err_file)
         try:
-            writer = _open_writer(pipe, proc)
+            writer = open_pipe_writer(pipe, proc)
             os.kill(_decoder_of(pipe, proc), signal.SIGKILL)  # as the kernel's OOM killer would
             os.close(writer)
             proc.wait(timeout=GUARD)

@@ -17,11 +17,10 @@ import time
 from tsn_prep.store import Store
 from tsn_prep.report import verify_store
 
-from .conftest import VIDEOS, cli, link_videos
+from .conftest import GUARD, VIDEOS, cli, committed_ids, link_videos, make_pipe, open_pipe_writer
 
 CLIPS = ["armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.avi", "carphone.mp4"]
 ARGS = ("--max-frames", "10", "--size", "112x84", "--quiet")
-GUARD = 120  # s; only bounds a broken run, the outcome never depends on it
 
 
 def start(videos, out, stderr=subprocess.DEVNULL):
@@ -30,39 +29,10 @@ def start(videos, out, stderr=subprocess.DEVNULL):
         stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def complete(out) -> list[str]:
-    try:
-        return sorted(vid for vid, _ in Store(out).index)
-    except Exception:  # not created yet
-        return []
-
-
-def block(path):
-    """Turn the video at ``path`` into a named pipe that blocks whoever opens it for reading."""
-    path.unlink()
-    os.mkfifo(path)
-
-
 def unblock(path, clip):
     """Make ``path`` the real clip again."""
     path.unlink()
     path.symlink_to(VIDEOS / clip)
-
-
-def reach(fifo, proc) -> int:
-    """Wait until ``proc`` opens the pipe; return our write end, which keeps its reads blocked.
-
-    Opening the write end without blocking succeeds only while a reader has the pipe open.
-    """
-    deadline = time.monotonic() + GUARD
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            assert exc.errno == errno.ENXIO, exc  # no reader yet
-        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) without opening {fifo}"
-        assert time.monotonic() < deadline, f"{fifo} not opened within {GUARD} s"
-        time.sleep(0.01)
 
 
 def release(fifo, proc):
@@ -98,12 +68,12 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     # Pipes at sorted positions 3 and 7: the first run stops after 2 videos, the second after 6.
     pipes = [videos / "c0" / f"2_{CLIPS[2]}", videos / "c1" / f"2_{CLIPS[2]}"]
     for p in pipes:
-        block(p)
+        make_pipe(p)
     for pipe, done in zip(pipes, (2, 6)):
         proc = start(videos, out)
         try:
-            writer = reach(pipe, proc)  # the run is decoding the pipe, so it is past ids[:done]
-            assert complete(out) == ids[:done]
+            writer = open_pipe_writer(pipe, proc)  # the run is decoding the pipe, so it is past ids[:done]
+            assert committed_ids(out) == ids[:done]
             proc.send_signal(signal.SIGKILL)  # mid-run, in the middle of a video
             proc.wait()
             os.close(writer)
@@ -111,7 +81,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
             proc.kill()
             proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        assert complete(out) == ids[:done]
+        assert committed_ids(out) == ids[:done]
         assert verify_store(Store(out)) == []  # whatever is there is whole
         unblock(pipe, CLIPS[2])
 
@@ -124,15 +94,15 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     names = {f"{i}_{clip}": clip for i, clip in enumerate(CLIPS + CLIPS)}
     videos = link_videos(tmp_path / "videos", names)
     pipe = videos / f"2_{CLIPS[2]}"
-    block(pipe)
+    make_pipe(pipe)
     first = [f"0_{CLIPS[0][:-4]}", f"1_{CLIPS[1][:-4]}"]  # sorted before the pipe
     out = tmp_path / "out"
     err_path = tmp_path / "stderr"
     with open(err_path, "w") as err_file:
         proc = start(videos, out, stderr=err_file)
         try:
-            writer = reach(pipe, proc)
-            assert complete(out) == first
+            writer = open_pipe_writer(pipe, proc)
+            assert committed_ids(out) == first
             proc.send_signal(signal.SIGINT)  # while the run is decoding the third video
             os.close(writer)  # its read() ends; Python raises KeyboardInterrupt on return
             release(pipe, proc)
@@ -144,5 +114,5 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert (f"interrupted: finished videos are safe in {out}; re-run the same command to do the "
             "rest.") in err
     assert "Traceback" not in err and " extracted, " not in err  # no summary of a finished run
-    assert complete(out) == first
+    assert committed_ids(out) == first
     assert verify_store(Store(out)) == []
