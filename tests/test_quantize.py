@@ -33,8 +33,72 @@ def test_round_trip_within_half_a_step(bound):
 
 
 def test_bound_must_be_positive():
-    with pytest.raises(ValueError):
-        quantize(np.zeros(3), 0)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError):
+            quantize(np.zeros(3), bad)
+
+
+def reference_level(v: np.float32, bound: float) -> int:
+    """dense_flow / denseflow ``convertFlowToImage`` for one float32 value, written from its C:
+    ``v > H ? 255 : v < L ? 0 : cvRound(255 * (v - L) / (H - L))`` in double, where cvRound rounds
+    half to even, as Python's round() on a float does."""
+    lo, hi = -float(bound), float(bound)
+    x = float(v)
+    if x > hi:
+        return 255
+    if x < lo:
+        return 0
+    return round(255 * (x - lo) / (hi - lo))
+
+
+def exact_halves(bound: float, count: int) -> list[np.float32]:
+    """float32 values whose level computes to exactly k + 0.5 in double (where half-up and
+    half-to-even disagree for even k), found by walking float32 neighbours of each k + 0.5."""
+    found = []
+    for k in range(0, 255):
+        target = (k + 0.5) * 2 * bound / 255 - bound
+        v = np.float32(target)
+        for _ in range(64):
+            level = 255 * (float(v) + bound) / (2 * bound)
+            if level == k + 0.5:
+                found.append(v)
+                break
+            v = np.nextafter(v, np.float32(np.inf) if level < k + 0.5 else np.float32(-np.inf))
+        if len(found) == count:
+            break
+    return found
+
+
+@pytest.mark.parametrize("bound", [20.0, 25.5, 15])
+def test_bit_exact_with_the_reference_on_edge_values(bound):
+    tiny = np.float32(1e-30)
+    step = 2 * bound / 255
+    edges = [0.0, -0.0, tiny, -tiny, np.float32(-1e-6), np.float32(1e-6), bound, -bound,
+             np.nextafter(np.float32(bound), np.float32(0)), np.nextafter(np.float32(-bound), np.float32(0)),
+             np.nextafter(np.float32(bound), np.float32(np.inf)), 1e30, -1e30, np.inf, -np.inf]
+    # just below and above every level boundary
+    for k in range(255):
+        mid = np.float32((k + 0.5) * step - bound)
+        edges += [np.nextafter(mid, np.float32(-np.inf)), mid, np.nextafter(mid, np.float32(np.inf))]
+    halves = exact_halves(bound, 40)
+    values = np.array(edges + halves, dtype=np.float32)
+    expected = [reference_level(v, bound) for v in values]
+    assert quantize(values, bound).tolist() == expected
+    # the exact halves really are halves and really go to even: half-up would differ on them
+    if bound == 25.5:  # 255 (v + 25.5) / 51 = 5 v + 127.5: every integer v is an exact half
+        assert quantize(np.array([1.0, -1.0, 3.0, 2.0], np.float32), bound).tolist() == [132, 122, 142, 138]
+    assert halves, "no exact halves found"
+    half_up = np.floor(255 * (np.asarray(halves, np.float64) + bound) / (2 * bound) + 0.5)
+    assert (half_up != quantize(np.array(halves), bound)).any()
+
+
+def test_bit_exact_with_the_reference_on_real_flow():
+    import cv2
+
+    a, b = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in read_frames(VIDEOS / "carphone.mp4", 2))
+    flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(a, b, None).ravel()
+    expected = np.array([reference_level(v, 20.0) for v in flow])
+    assert np.array_equal(quantize(flow, 20.0), expected)
 
 
 def test_jpeg_round_trip_of_real_flow():
