@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from tsn_prep import modalities
 from tsn_prep.store import Store, shard_name, shard_of
 
 from .conftest import DATA, cli, link_videos
@@ -115,27 +116,142 @@ def test_import_into_three_shards(tmp_path):
     assert cli("verify", out, "--quiet").exit_code == 0
 
 
-def test_import_denseflow_zero_based_and_mmaction_folders(tmp_path):
-    """mmaction2's test frames (img_00001.., x_00001..) and a denseflow-style 0-based copy."""
+def make_folder(d, spec):
+    """A frame folder from mmaction2's real test images: ``spec`` maps a name pattern such as
+    ``"flow_x_{:05d}.jpg"`` to (first number, count); x/y patterns copy the real x_/y_ images,
+    others the RGB frames. Returns {pattern: [source files in order]}."""
+    d.mkdir(parents=True)
+    sources = {}
+    for pattern, (first, count) in spec.items():
+        kind = "x" if "x_" in pattern else "y" if "y_" in pattern else "img"
+        sources[pattern] = []
+        for i in range(count):
+            src = FRAMES / f"{kind}_{i + 1:05d}.jpg"
+            shutil.copy(src, d / pattern.format(first + i))
+            sources[pattern].append(src)
+    return sources
+
+
+# (folder, {pattern: (first number, count)}, {modality: (channels' patterns, start)}) for each
+# convention the tools write; counts as they write them for a 5-frame video where they differ.
+CONVENTIONS = [
+    ("dense_flow", {"img_{:05d}.jpg": (1, 4), "flow_x_{:05d}.jpg": (1, 4), "flow_y_{:05d}.jpg": (1, 4)},
+     {"rgb": (["img_{:05d}.jpg"], 1), "flow": (["flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg"], 1)}),
+    ("denseflow", {"img_{:05d}.jpg": (0, 5), "flow_x_{:05d}.jpg": (0, 4), "flow_y_{:05d}.jpg": (0, 4)},
+     {"rgb": (["img_{:05d}.jpg"], 0), "flow": (["flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg"], 0)}),
+    ("mmaction2_rawframes", {"img_{:05d}.jpg": (1, 10), "x_{:05d}.jpg": (1, 5), "y_{:05d}.jpg": (1, 5)},
+     {"rgb": (["img_{:05d}.jpg"], 1), "flow": (["x_{:05d}.jpg", "y_{:05d}.jpg"], 1)}),
+    # mmaction2's flow_extraction.py numbers its x_/y_ from 0 beside 1-based frames
+    ("mixed", {"img_{:05d}.jpg": (1, 5), "x_{:05d}.jpg": (0, 4), "y_{:05d}.jpg": (0, 4),
+               "warp_x_{:05d}.jpg": (1, 3), "warp_y_{:05d}.jpg": (1, 3)},
+     {"rgb": (["img_{:05d}.jpg"], 1), "flow": (["x_{:05d}.jpg", "y_{:05d}.jpg"], 0),
+      "warped_flow": (["warp_x_{:05d}.jpg", "warp_y_{:05d}.jpg"], 1)}),
+    ("dense_flow_readme", {"image_{:05d}.jpg": (1, 3)}, {"rgb": (["image_{:05d}.jpg"], 1)}),
+]
+
+
+def test_import_detects_every_convention_per_folder(tmp_path):
     tree = tmp_path / "tree"
-    mm = tree / "mm" / "clip"
-    mm.mkdir(parents=True)
-    for f in FRAMES.iterdir():
-        shutil.copy(f, mm / f.name)
-    dense = tree / "dense" / "clip"
-    dense.mkdir(parents=True)
-    for i in range(1, 6):  # x_00001 -> x_00000 ...
-        for c in "xy":
-            shutil.copy(FRAMES / f"{c}_{i:05d}.jpg", dense / f"{c}_{i - 1:05d}.jpg")
-    cli("import-frames", tree, tmp_path / "out", "--flow-prefix", "", "--quiet")
+    sources = {name: make_folder(tree / "cls" / name, spec) for name, spec, _ in CONVENTIONS}
+    r = cli("import-frames", tree, tmp_path / "out", "--quiet")
+    # what was detected is said, grouped; then the total
+    assert r.stderr.splitlines() == [
+        "found flow flow_x_/flow_y_ from 0: 1 folder",
+        "found flow flow_x_/flow_y_ from 1: 1 folder",
+        "found flow x_/y_ from 0: 1 folder",
+        "found flow x_/y_ from 1: 1 folder",
+        "found rgb image_ from 1: 1 folder",
+        "found rgb img_ from 0: 1 folder",
+        "found rgb img_ from 1: 3 folders",
+        "found warped_flow warp_x_/warp_y_ from 1: 1 folder",
+        f"imported 5 videos, 0 failed -> {tmp_path / 'out'}",
+    ]
     s = Store(tmp_path / "out")
-    assert s.entry("mm/clip", "rgb").meta["count"] == 10
-    assert s.entry("mm/clip", "flow").meta["count"] == 5
-    assert s.entry("dense/clip", "flow").meta["count"] == 5
-    for i in range(5):
-        assert s.get("dense/clip", "flow_x", i) == (FRAMES / f"x_{i + 1:05d}.jpg").read_bytes()
-        assert s.get("mm/clip", "flow_y", i) == s.get("dense/clip", "flow_y", i)
-    assert s.get("mm/clip", "img", 9) == (FRAMES / "img_00010.jpg").read_bytes()
+    for name, spec, expected in CONVENTIONS:
+        vid = f"cls/{name}"
+        assert sorted(m for v, m in s.index if v == vid) == sorted(expected)
+        for modality, (patterns, start) in expected.items():
+            meta = s.entry(vid, modality).meta
+            assert meta["naming"] == {"prefixes": [p.split("{")[0] for p in patterns], "start": start}
+            assert meta["count"] == spec[patterns[0]][1]
+            for channel, pattern in zip(modalities.get(modality).channels, patterns):
+                stored = [s.get(vid, channel, i, modality) for i in range(meta["count"])]
+                assert stored == [src.read_bytes() for src in sources[name][pattern]], (vid, channel)
+    assert cli("verify", tmp_path / "out", "--quiet").exit_code == 0
+
+
+def test_mmaction2_rawframes_with_default_options_keep_their_flow(tmp_path):
+    """The folder mmaction2 itself ships (img_, x_, y_ from 1): flow is imported, not dropped."""
+    shutil.copytree(FRAMES, tmp_path / "tree" / "clip")
+    cli("import-frames", tmp_path / "tree", tmp_path / "out", "--quiet")
+    s = Store(tmp_path / "out")
+    assert (s.entry("clip", "rgb").meta["count"], s.entry("clip", "flow").meta["count"]) == (10, 5)
+    assert s.get("clip", "flow_y", 4) == (FRAMES / "y_00005.jpg").read_bytes()
+
+
+def test_dense_flow_warp_tree_imported_as_warped_flow(tmp_path):
+    """extract_warp_gpu names warped flow flow_x_ in a tree of its own."""
+    make_folder(tmp_path / "flow" / "v", {"flow_x_{:05d}.jpg": (1, 3), "flow_y_{:05d}.jpg": (1, 3)})
+    warp = make_folder(tmp_path / "warp" / "v", {"flow_x_{:05d}.jpg": (1, 2), "flow_y_{:05d}.jpg": (1, 2)})
+    out = tmp_path / "out"
+    cli("import-frames", tmp_path / "flow", out, "--quiet")
+    r = cli("import-frames", tmp_path / "warp", out, "--flow-modality", "warped_flow", "--quiet")
+    assert "found warped_flow flow_x_/flow_y_ from 1: 1 folder" in r.stderr
+    s = Store(out)
+    assert (s.entry("v", "flow").meta["count"], s.entry("v", "warped_flow").meta["count"]) == (3, 2)
+    assert s.get("v", "warped_flow_y", 1) == warp["flow_y_{:05d}.jpg"][1].read_bytes()
+    assert cli("import-frames", tmp_path / "warp", out, "--flow-modality", "warped_flow",
+               "--warp-prefix", "w_", "--quiet", expect=2).exit_code == 2
+
+
+BROKEN = [
+    ("unknown", {"img_{:05d}.jpg": (1, 3), "frame{:04d}.jpg": (1, 2)},
+     "2 image files match no naming being imported (frame0001.jpg, frame0002.jpg); name their prefix "
+     "with --img-prefix, --flow-prefix or --warp-prefix, or pass --ignore-unmatched to leave them out"),
+    ("only_unknown", {"frame_{:03d}.png": (0, 4)},
+     "4 image files match no naming being imported (frame_000.png, frame_001.png, frame_002.png and 1 more); "
+     "name their prefix with --img-prefix, --flow-prefix or --warp-prefix, or pass --ignore-unmatched to "
+     "leave them out"),
+    ("xy_counts", {"x_{:05d}.jpg": (1, 5), "y_{:05d}.jpg": (1, 4)},
+     "flow channels differ: x_00001..: 5, y_00001..: 4"),
+    ("xy_starts", {"flow_x_{:05d}.jpg": (0, 3), "flow_y_{:05d}.jpg": (1, 3)},
+     "flow channels differ: flow_x_00000..: 3, flow_y_00001..: 3"),
+    ("no_y", {"img_{:05d}.jpg": (1, 2), "flow_x_{:05d}.jpg": (1, 2)}, "has flow_x_* images but no flow_y_* images"),
+    ("two_namings", {"x_{:05d}.jpg": (1, 2), "y_{:05d}.jpg": (1, 2), "flow_x_{:05d}.jpg": (1, 2),
+                     "flow_y_{:05d}.jpg": (1, 2)},
+     "flow images in two namings (flow_x_/flow_y_ and x_/y_); name the one to import with its --*-prefix option"),
+    ("gap", {"img_{:05d}.jpg": (1, 2), "img_0000{}.jpg": (4, 1)},
+     "img_ numbering is not contiguous from 0 or 1 (starts at 1, missing [3])"),
+    ("from_two", {"img_{:05d}.jpg": (2, 3)}, "img_ numbering is not contiguous from 0 or 1 (starts at 2, missing [])"),
+]
+
+
+def test_import_never_drops_images_silently(tmp_path):
+    tree = tmp_path / "tree"
+    for name, spec, _ in BROKEN:
+        make_folder(tree / name, spec)
+    make_folder(tree / "fine", {"img_{:05d}.jpg": (0, 2)})
+    out = tmp_path / "out"
+    r = cli("import-frames", tree, out, "--quiet", expect=1)
+    expected = sorted((name, msg) for name, _, msg in BROKEN)
+    assert r.stderr.splitlines() == [f"error: {tree / name}: {msg}" for name, msg in expected] + [
+        "found rgb img_ from 0: 1 folder", f"imported 1 videos, {len(BROKEN)} failed -> {out}"]
+    s = Store(out)
+    assert sorted({v for v, _ in s.index}) == ["fine"]
+    assert sorted(f["video_id"] for f in s.failures()) == sorted(name for name, _, _ in BROKEN)
+
+    # leaving unknown files out is a choice the user makes, and the summary counts them
+    r = cli("import-frames", tree / "unknown", tmp_path / "out2", "--ignore-unmatched", "--quiet")
+    assert r.stderr.splitlines()[-2:] == [
+        f"left out 2 unmatched image files in 1 folders (--ignore-unmatched), e.g. {tree / 'unknown'}/frame0001.jpg",
+        f"imported 1 videos, 0 failed -> {tmp_path / 'out2'}"]
+    assert Store(tmp_path / "out2").entry("unknown", "rgb").meta["count"] == 3
+    # naming the prefix imports them; the one naming asked for claims only its files
+    r = cli("import-frames", tree / "only_unknown", tmp_path / "out3", "--img-prefix", "frame_", "--quiet")
+    assert "found rgb frame_ from 0: 1 folder" in r.stderr
+    assert Store(tmp_path / "out3").entry("only_unknown", "rgb").meta["count"] == 4
+    r = cli("import-frames", tree / "two_namings", tmp_path / "out4", "--flow-prefix", "", "--quiet", expect=1)
+    assert "4 image files match no naming being imported (flow_x_00001.jpg, flow_x_00002.jpg, flow_y_00001.jpg and 1 more)" in r.stderr
 
 
 def test_import_reports_broken_folders_and_keeps_going(tmp_path):
@@ -153,8 +269,52 @@ def test_import_reports_broken_folders_and_keeps_going(tmp_path):
     assert r.stderr.splitlines() == [
         f"error: {bad}: img_00002.jpg does not decode as an image",
         f"error: {gap}: img_ numbering is not contiguous from 0 or 1 (starts at 1, missing [3])",
+        "found rgb img_ from 1: 1 folder",
         f"imported 1 videos, 2 failed -> {tmp_path / 'out'}",
     ]
     s = Store(tmp_path / "out")
     assert s.videos("rgb") == ["ok"]
     assert {f["video_id"] for f in s.failures()} == {"gap", "bad"}
+
+
+def test_export_lists_give_each_modality_its_own_count(extracted, tmp_path):
+    """mmaction2 reads frame i (1-based) of a rawframes line as <prefix>{i:05d}.jpg for i up to the
+    line's count: every such file must exist, and no more (a flow list giving the frame count
+    crashes its test pipeline on the last snippet)."""
+    labels = tmp_path / "trainlist.txt"
+    labels.write_text("car 1\nA/arm 0\nnot/stored 3\n")
+    out = tmp_path / "folders"
+    r = cli("export", extracted, out, "--lists", "--labels", labels, "--quiet")
+    assert "warning: trainlist_rawframes_flow.txt: 1 listed videos are not in the store (not/stored); left out" \
+        in r.stderr
+    templates = {"rgb": ["img_{:05d}.jpg"], "flow": ["flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg"],
+                 "warped_flow": ["warp_x_{:05d}.jpg", "warp_y_{:05d}.jpg"]}
+    for modality, tmpls in templates.items():
+        for name, labelled in ((f"rawframes_{modality}.txt", False), (f"trainlist_rawframes_{modality}.txt", True)):
+            lines = [line.split() for line in (out / name).read_text().splitlines()]
+            assert [f[0] for f in lines] == (["car", "A/arm"] if labelled else ["A/arm", "car"])
+            for fields in lines:
+                assert len(fields) == (3 if labelled else 2)
+                frame_dir, total = out / fields[0], int(fields[1])
+                for tmpl in tmpls:
+                    assert all((frame_dir / tmpl.format(i)).is_file() for i in range(1, total + 1))
+                    assert not (frame_dir / tmpl.format(total + 1)).exists()
+            if labelled:
+                assert [int(f[2]) for f in lines] == [1, 0]
+    assert (out / "rawframes_flow.txt").read_text() == "A/arm 2\ncar 2\n"
+
+    only = tmp_path / "only"
+    cli("export", extracted, only, "--modality", "flow", "--lists", "--quiet")
+    assert sorted(p.name for p in only.glob("*.txt")) == ["rawframes_flow.txt"]
+    assert cli("export", extracted, only, "--labels", labels, expect=2).exit_code == 2
+
+
+def test_info_lists_every_video_with_its_counts(extracted):
+    import json
+
+    info = json.loads(cli("info", extracted, "--json", "--videos").output)
+    assert info["per_video"] == {v: {"rgb": 3, "flow": 2, "warped_flow": 2} for v in ("A/arm", "car")}
+    assert "per_video" not in json.loads(cli("info", extracted, "--json").output)
+    text = cli("info", extracted, "--videos").output.splitlines()
+    assert text[-3].split() == ["video", "flow", "rgb", "warped_flow"]
+    assert [line.split() for line in text[-2:]] == [["A/arm", "2", "3", "2"], ["car", "2", "3", "2"]]

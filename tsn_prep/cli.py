@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from . import __version__
 from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
-from .folders import Naming, export_store, import_tree
+from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
 from .modalities import FLOW, STORED
 from .report import format_info, store_info, verify_store
 from .run import RunSummary, run_extraction
@@ -264,10 +265,13 @@ def _open(out: Path) -> Store:
 @main.command("info")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_cmd(out, as_json):
+@click.option("--videos", "per_video", is_flag=True,
+              help="Also list every video with its image count per modality (frames; flows, N-1 for "
+                   "N frames), as the 'per_video' mapping with --json.")
+def info_cmd(out, as_json, per_video):
     """Show what the store OUT holds: videos, frames and flows per modality, shards, bytes,
     parameters and failures."""
-    info = store_info(_open(out))
+    info = store_info(_open(out), per_video)
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else format_info(info))
 
 
@@ -290,74 +294,122 @@ def verify_cmd(out, quiet):
         sys.exit(1)
 
 
-def naming_options(f):
-    options = [
-        click.option("--img-prefix", default="img_", show_default=True, help="RGB frame file prefix."),
-        click.option("--flow-prefix", default="flow_", show_default=True,
-                     help="Flow file prefix; 'x_' and 'y_' follow it (flow_x_00001.jpg). "
-                          "Use '' for denseflow's x_00000.jpg."),
-        click.option("--warp-prefix", default="warp_", show_default=True,
-                     help="Warped flow file prefix; 'x_' and 'y_' follow it."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _naming(img_prefix, flow_prefix, warp_prefix, start_index: int = 1) -> Naming:
-    return Naming(img=img_prefix, flow_x=f"{flow_prefix}x_", flow_y=f"{flow_prefix}y_",
-                  warped_flow_x=f"{warp_prefix}x_", warped_flow_y=f"{warp_prefix}y_", start=start_index)
+_NAMING = Naming()
 
 
 @main.command("export")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
-@naming_options
-@click.option("--start-index", type=click.IntRange(0, 1), default=1, show_default=True,
-              help="Number of the first file: 1 for dense_flow and mmaction2, 0 for denseflow.")
+@click.option("--img-prefix", default=_NAMING.img, show_default=True, help="RGB frame file prefix.")
+@click.option("--flow-prefix", default=_NAMING.flow_x[:-2], show_default=True,
+              help="Flow file prefix; 'x_' and 'y_' follow it (flow_x_00001.jpg, as dense_flow, denseflow "
+                   "and mmaction2's TSN configs). '' gives mmaction2's x_00001.jpg.")
+@click.option("--warp-prefix", default=_NAMING.warped_flow_x[:-2], show_default=True,
+              help="Warped flow file prefix; 'x_' and 'y_' follow it.")
+@click.option("--start-index", type=click.IntRange(0, 1), default=_NAMING.start, show_default=True,
+              help="Number of the first file: 1 as dense_flow writes and mmaction2 reads, "
+                   "0 as denseflow writes.")
 @click.option("--modality", "modalities", type=click.Choice(STORED), multiple=True,
               help="Export only these modalities (repeatable). Default: all.")
+@click.option("--lists", is_flag=True,
+              help="Also write mmaction2 rawframe annotation lists, one per modality: "
+                   "DIR/rawframes_<modality>.txt with 'video_id count' per line, the count being "
+                   "that modality's images (N-1 flows for N frames), and the label with --labels.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="A 'video_id label' list (tsn-train's format, e.g. trainlist.txt); repeatable. "
+                   "--lists then also writes DIR/<stem>_rawframes_<modality>.txt per list with these videos, "
+                   "in this order, with their labels (mmaction2 needs a label on every line).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, modalities, quiet):
+def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, modalities, lists, labels, quiet):
     """Write the store OUT as TSN-style folders: DIR/<id>/img_00001.jpg, flow_x_00001.jpg, ...
 
-    Images are copied byte for byte, numbered from 1 as dense_flow and mmaction2 expect.
+    Images are copied byte for byte. The defaults are the names and numbering mmaction2's TSN
+    configs read (its RawframeDataset with filename_tmpl 'img_{:05d}.jpg' / 'flow_{}_{:05d}.jpg').
     """
+    if labels and not lists:
+        raise click.UsageError("--labels only applies with --lists")
     store = _open(out)
-    naming = _naming(img_prefix, flow_prefix, warp_prefix, start_index)
+    naming = Naming(img=img_prefix, flow_x=f"{flow_prefix}x_", flow_y=f"{flow_prefix}y_",
+                    warped_flow_x=f"{warp_prefix}x_", warped_flow_y=f"{warp_prefix}y_", start=start_index)
+    only = tuple(modalities) or None
+    labelled = None
+    if labels:
+        from tsn_train.lists import ListError, read_list  # the list format is defined once, there
+
+        try:
+            labelled = {p.stem: [(r.video_id, r.label) for r in read_list(p)] for p in labels}
+        except ListError as exc:
+            raise click.BadParameter(str(exc), param_hint="--labels") from None
     with tqdm(total=len(store.index), unit="entry", disable=quiet, file=sys.stderr, desc="export") as bar:
-        n = export_store(store, dir, naming, tuple(modalities) or None, bar.update)
+        n = export_store(store, dir, naming, only, bar.update)
     click.echo(f"wrote {n} images to {dir}")
+    if lists:
+        try:
+            written_lists = write_rawframe_lists(store, dir, only, labelled)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        for path, written, missing in written_lists:
+            click.echo(f"wrote {path} ({written} videos)")
+            if missing:
+                click.echo(f"warning: {path.name}: {len(missing)} listed videos are not in the store "
+                           f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
 
 
 @main.command("import-frames")
 @click.argument("dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@naming_options
+@click.option("--img-prefix", help="RGB frame file prefix. Default: detected per folder among "
+              + ", ".join(p[0] for p in PREFIXES["rgb"]) + ".")
+@click.option("--flow-prefix", help="Flow file prefix; 'x_' and 'y_' follow it ('' means x_00001.jpg). "
+              "Default: detected per folder among " + ", ".join("/".join(p) for p in PREFIXES["flow"]) + ".")
+@click.option("--warp-prefix", help="Warped flow file prefix; 'x_' and 'y_' follow it. Default: detected "
+              "among " + ", ".join("/".join(p) for p in PREFIXES["warped_flow"]) + ".")
+@click.option("--flow-modality", type=click.Choice(FLOW), default="flow", show_default=True,
+              help="Store the flow images found as this modality: warped_flow for a tree written by "
+                   "dense_flow's extract_warp_gpu, which names warped flow flow_x_/flow_y_.")
+@click.option("--ignore-unmatched", is_flag=True,
+              help="Leave out image files no naming claims (counted in the summary) instead of failing "
+                   "their folder.")
 @click.option("--bound", type=float, default=_EXTRACT.bound, show_default=True,
               help="The bound the flow images were quantised with (recorded in the metadata).")
 @shard_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, bound, shard_index,
-               num_shards, quiet):
+def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ignore_unmatched, bound,
+               shard_index, num_shards, quiet):
     """Move existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT.
 
-    Every folder holding images with the given prefixes becomes one video, its id the folder's path
-    relative to DIR. Numbering may start at 0 or 1 (detected per folder). Images are stored byte
-    for byte after checking that they decode.
+    Every folder holding images becomes one video, its id the folder's path relative to DIR. The
+    naming of each modality is detected per folder among the conventions listed under the prefix
+    options, numbered from 0 or 1. Nothing is dropped silently: an image file in no naming, x and y
+    counts that differ, or a gap in the numbering fails that folder (named, with the reason; the
+    others go on, and the exit code is 1). Images are stored byte for
+    byte after checking that they decode; the detected naming is printed and kept in the metadata.
     """
-    naming = _naming(img_prefix, flow_prefix, warp_prefix)
+    try:
+        accepted = accepted_prefixes(img_prefix, flow_prefix, warp_prefix, flow_modality)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
-        def on_video(video_id, error):
-            if error:
-                tqdm.write(f"error: {Path(dir) / video_id}: {error}", file=sys.stderr)
+        def on_video(result):
+            if result.error:
+                tqdm.write(f"error: {result.folder}: {result.error}", file=sys.stderr)
             bar.update(1)
         try:
-            done, failures = import_tree(dir, out, naming, bound, shard_index, num_shards, on_video)
+            results = import_tree(dir, out, accepted, bound, shard_index, num_shards, ignore_unmatched, on_video)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"imported {done} videos, {len(failures)} failed -> {out}", err=True)
-    if failures:
+    namings = Counter(f.describe() for r in results for f in r.found)
+    for naming, n in sorted(namings.items()):
+        click.echo(f"found {naming}: {n} folder{'s' * (n != 1)}", err=True)
+    left_out = [r for r in results if r.unmatched]
+    if left_out:
+        click.echo(f"left out {sum(len(r.unmatched) for r in left_out)} unmatched image files in "
+                   f"{len(left_out)} folders (--ignore-unmatched), e.g. {left_out[0].folder}/"
+                   f"{left_out[0].unmatched[0]}", err=True)
+    failed = sum(r.error is not None for r in results)
+    done = sum(bool(r.written) for r in results)
+    click.echo(f"imported {done} videos, {failed} failed -> {out}", err=True)
+    if failed:
         sys.exit(1)
 
 

@@ -12,8 +12,9 @@ from . import modalities
 from .store import Store
 
 
-def store_info(store: Store) -> dict:
-    """A JSON-able summary: shards, per-modality counts and parameters, failures, warnings."""
+def store_info(store: Store, per_video: bool = False) -> dict:
+    """A JSON-able summary: shards, per-modality counts and parameters, failures, warnings; with
+    ``per_video``, also ``{video_id: {modality: images per channel}}`` under ``per_video``."""
     per_shard: Counter = Counter()
     per_modality: dict[str, dict] = {}
     params: dict[str, Counter] = defaultdict(Counter)
@@ -45,7 +46,16 @@ def store_info(store: Store) -> dict:
         "modalities": per_modality,
         "failures": store.failures(),
         "warnings": warnings,
+        **({"per_video": video_counts(store)} if per_video else {}),
     }
+
+
+def video_counts(store: Store) -> dict[str, dict[str, int]]:
+    """Images per channel of every stored (video, modality): frames for rgb, flows for flow."""
+    out: dict[str, dict[str, int]] = {}
+    for (vid, mod), entry in sorted(store.index.items()):
+        out.setdefault(vid, {})[mod] = entry.meta["count"]
+    return out
 
 
 def format_info(info: dict) -> str:
@@ -69,6 +79,13 @@ def format_info(info: dict) -> str:
         lines.append(f"warnings   {len(info['warnings'])}")
         for w in info["warnings"]:
             lines.append(f"  {w['video_id']} [{w['modality']}]: {w['warning']}")
+    if "per_video" in info:
+        mods = sorted({m for counts in info["per_video"].values() for m in counts})
+        width = max([len("video"), *map(len, info["per_video"])])
+        lines.append("")
+        lines.append("  ".join([f"{'video':<{width}}", *(f"{m:>11}" for m in mods)]))
+        for vid, counts in info["per_video"].items():
+            lines.append("  ".join([f"{vid:<{width}}", *(f"{counts.get(m, '-'):>11}" for m in mods)]))
     return "\n".join(lines)
 
 
