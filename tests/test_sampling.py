@@ -40,6 +40,9 @@ def test_short_videos_share_starts_then_repeat_the_last_image():
     assert train_starts(3, 5, 3, np.random.default_rng(0)) == [0, 0, 0]
     assert center_starts(3, 5, 25) == [0] * 25
     assert snippet_indices(0, 5, 3) == [0, 1, 2, 2, 2]
+    # docs/coming-from.md's example: clamped, where mmaction2's default wraps to 0, 1, 0, 1, 0
+    assert sample_indices(center_starts(2, 5, 25), 5, 2) == [[0, 1, 1, 1, 1]] * 25
+    assert sample_indices(train_starts(2, 5, 3, np.random.default_rng(0)), 5, 2) == [[0, 1, 1, 1, 1]] * 3
     assert sample_indices(center_starts(1, 1, 3), 1, 1) == [[0], [0], [0]]
 
 
