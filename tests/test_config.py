@@ -73,6 +73,27 @@ def test_help_shows_the_defaults_resolve_uses():
     assert "[default: 224; 299 inception_v3]" in out
 
 
+def test_training_crops_default_to_the_references_13_positions(monkeypatch):
+    for dataset in (None, "ucf101", "hmdb51"):
+        for modality in MODALITIES:
+            assert resolve(dict(BASE, modality=modality), dataset).crop_positions == 13
+    assert resolve(dict(BASE, modality="rgb", crop_positions=5)).crop_positions == 5
+    assert default_text("crop_positions") == "[default: 13]"
+    out = " ".join(train_cli("fit", "--help").output.split())
+    assert "--crop-positions [13|5] Fixed places the training crop is drawn from: 13 = the reference TSN's" in out
+    assert "5 = four corners and centre (mmaction2's default). [default: 13]" in out
+    # The option reaches the run's settings as a number; not given, the default stays.
+    import tsn_train.fit
+    seen = []
+    monkeypatch.setattr(tsn_train.fit, "fit", lambda cfg, resume: seen.append(cfg.crop_positions))
+    args = ("fit", "--modality", "rgb", "--store", ".", "--train-list", __file__, "--out", "o")
+    train_cli(*args, "--crop-positions", "5")
+    train_cli(*args)
+    assert seen == [5, 13]
+    result = train_cli(*args, "--crop-positions", "7", expect=2)
+    assert "Invalid value for '--crop-positions': '7' is not one of '13', '5'." in result.output
+
+
 def test_number_lists_are_click_types():
     result = train_cli("fit", "--modality", "rgb", "--store", ".", "--train-list", __file__,
                        "--out", "o", "--scales", "1,x", expect=2)

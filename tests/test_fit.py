@@ -118,6 +118,10 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
     v1["preprocessing"] = dict(v1["preprocessing"], segments=3)
     torch.save(v1, tmp_path / "v1.pt")
     assert checkpoint.load(tmp_path / "v1.pt").preprocessing == ckpt.preprocessing
+    # a config written before crop_positions existed loads as the five positions it trained with
+    old = dict(raw, config={k: v for k, v in raw["config"].items() if k != "crop_positions"})
+    torch.save(old, tmp_path / "old.pt")
+    assert cfg.crop_positions == 13 and checkpoint.load(tmp_path / "old.pt").config.crop_positions == 5
     torch.save(dict(raw, version=99), tmp_path / "new.pt")
     torch.save({"model": {}}, tmp_path / "other.pt")
     torch.save({k: v for k, v in raw.items() if k != "classes"}, tmp_path / "cut.pt")

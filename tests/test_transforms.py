@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tsn_train.transforms import (NORMS, EvalCrops, TrainAugment, corner_offsets, crop_sizes,
-                                  eval_boxes, hflip, multiscale_crop_box, to_input)
+                                  eval_boxes, fixed_offsets, hflip, multiscale_crop_box, to_input)
 
 
 def test_scale_set_at_340x256_is_the_papers():
@@ -18,7 +18,7 @@ def test_crops_fall_on_corners_or_centre_with_neighbouring_sizes():
     allowed_pairs = {(w, h) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= 1}
     seen_pairs, seen_pos = set(), set()
     for _ in range(3000):
-        x, y, cw, ch = multiscale_crop_box(256, 340, 224, (1, .875, .75, .66), rng)
+        x, y, cw, ch = multiscale_crop_box(256, 340, 224, (1, .875, .75, .66), rng, positions=5)
         assert (cw, ch) in allowed_pairs
         offsets = corner_offsets(256, 340, ch, cw)
         assert (x, y) in offsets
@@ -29,6 +29,89 @@ def test_crops_fall_on_corners_or_centre_with_neighbouring_sizes():
     assert seen_pos == {0, 1, 2, 3, 4}
     # Corners really are corners: a 224x192 crop of 340x256.
     assert corner_offsets(256, 340, 192, 224) == [(0, 0), (116, 0), (0, 64), (116, 64), (58, 32)]
+
+
+# The reference rule (Caffe TSN's fillFixOffset with more_fix_crop, tsn-pytorch's fill_fix_offset):
+# steps ws = (W - cw) // 4, hs = (H - ch) // 4; the five are (0, 0), (4ws, 0), (0, 4hs), (4ws, 4hs),
+# (2ws, 2hs); more_fix_crop adds (0, 2hs), (4ws, 2hs), (2ws, 4hs), (2ws, 0), (ws, hs), (3ws, hs),
+# (ws, 3hs), (3ws, 3hs). Worked out by hand for a 340x256 frame, as (x, y):
+POSITIONS_340x256 = {
+    # 224x224: ws = 116 // 4 = 29, hs = 32 // 4 = 8
+    (224, 224): ([(0, 0), (116, 0), (0, 32), (116, 32), (58, 16)],
+                 [(0, 16), (116, 16), (58, 32), (58, 0), (29, 8), (87, 8), (29, 24), (87, 24)]),
+    # 224 wide, 192 high: ws = 29, hs = 64 // 4 = 16
+    (224, 192): ([(0, 0), (116, 0), (0, 64), (116, 64), (58, 32)],
+                 [(0, 32), (116, 32), (58, 64), (58, 0), (29, 16), (87, 16), (29, 48), (87, 48)]),
+    # 200 wide, 170 high: ws = 140 // 4 = 35, hs = 86 // 4 = 21 (the far edge is 84, not 86)
+    (200, 170): ([(0, 0), (140, 0), (0, 84), (140, 84), (70, 42)],
+                 [(0, 42), (140, 42), (70, 84), (70, 0), (35, 21), (105, 21), (35, 63), (105, 63)]),
+}
+
+
+@pytest.mark.parametrize("crop_wh", list(POSITIONS_340x256))
+def test_the_5_and_13_crop_positions_are_the_references(crop_wh):
+    cw, ch = crop_wh
+    five, more = POSITIONS_340x256[crop_wh]
+    assert fixed_offsets(256, 340, ch, cw, 5) == five == corner_offsets(256, 340, ch, cw)
+    assert fixed_offsets(256, 340, ch, cw, 13) == five + more
+    assert len(set(five + more)) == 13
+    for x, y in five + more:
+        assert 0 <= x <= 340 - cw and 0 <= y <= 256 - ch
+
+
+def test_a_crop_as_tall_as_the_frame_keeps_all_13_entries():
+    # 256x256 of 340x256: hs = 0, ws = 84 // 4 = 21. Entries coincide but stay in the list, so
+    # (as in the reference) each of the 13 is drawn equally often: (0, 0) is 3 of the 13.
+    assert fixed_offsets(256, 340, 256, 256, 13) == [
+        (0, 0), (84, 0), (0, 0), (84, 0), (42, 0),
+        (0, 0), (84, 0), (42, 0), (42, 0), (21, 0), (63, 0), (21, 0), (63, 0)]
+
+
+@pytest.mark.parametrize("positions", [5, 13])
+def test_training_crops_come_from_exactly_the_chosen_positions(positions):
+    five, more = POSITIONS_340x256[(224, 224)]
+    expected = set(five) if positions == 5 else set(five + more)
+    rng = np.random.default_rng(5)
+    # A single scale (256 x .875 = 224) so every draw is 224x224 and only the position varies.
+    seen = [multiscale_crop_box(256, 340, 224, (.875,), rng, positions=positions) for _ in range(1000)]
+    assert {(cw, ch) for _, _, cw, ch in seen} == {(224, 224)}
+    counts = {p: 0 for p in expected}
+    for x, y, _, _ in seen:
+        counts[(x, y)] += 1  # a KeyError is a position outside the set
+    assert min(counts.values()) > 1000 / len(expected) / 2  # every one, roughly uniformly
+
+
+def _coordinates_image(h, w):
+    """One frame whose pixel (y, x) holds x % 256, x // 256, y: a crop's first pixel says where it is."""
+    ys, xs = np.mgrid[:h, :w]
+    return np.stack([xs % 256, xs // 256, ys], -1).astype(np.uint8)[None]
+
+
+@pytest.mark.parametrize("positions", [None, 5, 13])
+def test_train_augment_crops_at_its_crop_positions(positions):
+    from tsn_train.config import FitConfig
+    frames = _coordinates_image(256, 340)
+    kwargs = {} if positions is None else {"crop_positions": positions}
+    augment = TrainAugment(224, (.875,), is_flow=False, flip=False, **kwargs)
+    assert augment.crop_positions == (positions or FitConfig.crop_positions)  # the default is fit's
+    five, more = POSITIONS_340x256[(224, 224)]
+    seen = set()
+    for seed in range(300):
+        out = augment(frames, np.random.default_rng(seed))  # 224x224 crops: no resize
+        b, g, r = (int(v) for v in out[0, 0, 0])
+        seen.add((b + 256 * g, r))
+    assert seen == (set(five) if augment.crop_positions == 5 else set(five + more))
+
+
+@pytest.mark.parametrize("positions", [0, 4, 9, 10, 12, 14, "13"])
+def test_other_crop_position_counts_are_refused(positions):
+    message = r"crop_positions must be 13 or 5 \(13 = the reference TSN's fixed crops, 5 = corners and centre\)"
+    with pytest.raises(ValueError, match=message):
+        fixed_offsets(256, 340, 224, 224, positions)
+    with pytest.raises(ValueError, match=message):
+        multiscale_crop_box(256, 340, 224, (.875,), np.random.default_rng(0), positions=positions)
+    with pytest.raises(ValueError, match=message):
+        TrainAugment(224, (.875,), is_flow=False, crop_positions=positions)
 
 
 def test_flipping_flow_mirrors_and_inverts_x_exactly():

@@ -23,6 +23,10 @@ from .transforms import InputNorm
 FORMAT = "tsn-train-checkpoint"
 VERSION = 2  # 1: the unversioned dict of tsn-train before issue 9 (still readable)
 
+# Settings a checkpoint's config may lack, written before they existed, with the value such a run
+# used (not today's default): training crops came from the five corner-and-centre places.
+LEGACY_CONFIG = {"crop_positions": 5}
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -117,7 +121,7 @@ def load(path: Path) -> Checkpoint:
         raise ValueError(f"{path}: checkpoint format version {version}; this tsn-train reads "
                          f"versions 1 to {VERSION}")
     try:
-        config = FitConfig(**d["config"])
+        config = FitConfig(**{**LEGACY_CONFIG, **d["config"]})
         return Checkpoint(model=d["model"], config=config, classes=list(d["classes"]),
                           preprocessing=Preprocessing.from_dict(d["preprocessing"]),
                           extraction=d.get("extraction") or {}, epoch=int(d["epoch"]),

@@ -14,8 +14,8 @@ import click
 from tsn_prep.modalities import MODALITIES
 from tsn_prep.store import StoreError
 
-from .config import (CROP_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS, default_text,
-                     preset_names, resolve)
+from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS,
+                     default_text, preset_names, resolve)
 from .archs import ARCHS, CONSENSUS, PretrainedError
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
 
@@ -43,10 +43,12 @@ class NumberList(click.ParamType):
 
 FLOATS, INTS = NumberList(float), NumberList(int)
 CROPS = click.Choice([str(c) for c in CROP_CHOICES])
+CROP_POSITIONS = click.Choice([str(c) for c in CROP_POSITION_CHOICES])
 
 
-def _crops(ctx, param, value) -> int:
-    return int(value)
+def _int_choice(ctx, param, value):
+    """A Choice of numbers as an int (None, not given, stays None)."""
+    return None if value is None else int(value)
 
 
 def _help(text: str, setting: str) -> str:
@@ -148,6 +150,10 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
               help=_help("Freeze every BatchNorm but the first.", "partial_bn"))
 @click.option("--input-size", type=click.IntRange(min=32), help=f"Crop side fed to the network.  {_input_sizes()}")
 @click.option("--scales", type=FLOATS, help=_help("Multi-scale crop fractions of the short side.", "scales"))
+@click.option("--crop-positions", type=CROP_POSITIONS, callback=_int_choice,
+              help=_help("Fixed places the training crop is drawn from: 13 = the reference TSN's (Caffe "
+                         "more_fix_crop, tsn-pytorch): corners, centre, edge middles and quarter "
+                         "points; 5 = four corners and centre (mmaction2's default).", "crop_positions"))
 @click.option("--flip/--no-flip", default=None,
               help=_help("Random horizontal flips (flow x inverted). Turn off when mirroring changes "
                          "the class, e.g. 'move left' vs 'move right'.", "flip"))
@@ -226,7 +232,7 @@ def _report_line(name: str, m: dict) -> str:
 @click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True,
               help="Evenly spaced snippets per video.")
 @click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
-              callback=_crops, help="10 = four corners + centre and their mirror images; 3 = along the long side; "
+              callback=_int_choice, help="10 = four corners + centre and their mirror images; 3 = along the long side; "
                    "1 = centre.")
 @click.option("--batch", type=click.IntRange(min=1), default=TEST_BATCH, show_default=True,
               help="Snippet-crops per forward pass.")
@@ -305,7 +311,7 @@ def fuse(files, weights, use_softmax, out) -> None:
               help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
 @click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True)
 @click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
-              callback=_crops)
+              callback=_int_choice)
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")

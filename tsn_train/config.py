@@ -24,6 +24,10 @@ TEST_CROPS = 10
 TEST_BATCH = 64
 CROP_CHOICES = (10, 3, 1)
 
+# Fixed places a training crop may sit (``tsn_train.transforms.fixed_offsets``): 13, the reference's
+# (Caffe TSN's more_fix_crop, tsn-pytorch), or 5, corners and centre (mmaction2's default).
+CROP_POSITION_CHOICES = (13, 5)
+
 # Settings whose default depends on the modality: read from its spec, never typed here.
 PER_MODALITY = ("scales", "dropout", "lr", "lr_steps", "epochs", "clip_grad")
 
@@ -53,6 +57,7 @@ class FitConfig:
     input_size: Optional[int] = None          # None: the architecture's (224, or 299 for Inception-v3)
     scales: Optional[list[float]] = None
     flip: bool = True                         # off for classes that mirroring changes (left/right)
+    crop_positions: int = 13                  # fixed training crop places: 13 (reference) or 5
     lr: Optional[float] = None
     lr_steps: Optional[list[int]] = None
     lr_gamma: float = 0.1

@@ -107,7 +107,8 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     if cfg.workers > 0:
         single_threaded_decoding()
     images = StoreImages(Path(cfg.store))
-    augment = TrainAugment(prep.input_size, tuple(cfg.scales), spec.is_flow, flip=cfg.flip)
+    augment = TrainAugment(prep.input_size, tuple(cfg.scales), spec.is_flow, flip=cfg.flip,
+                           crop_positions=cfg.crop_positions)
     train_ds = VideoDataset(images, train, train_counts, cfg.modality, cfg.segments, True,
                             augment, prep.norm, cfg.seed)
     train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)

@@ -15,6 +15,8 @@ import torch
 
 from tsn_prep import modalities
 
+from .config import CROP_POSITION_CHOICES, FitConfig
+
 
 def crop_sizes(short: int, input_size: int, scales: tuple[float, ...]) -> list[int]:
     """Side lengths ``int(short * s)``; within 3 px of ``input_size`` they snap to it, as in TSN."""
@@ -23,20 +25,50 @@ def crop_sizes(short: int, input_size: int, scales: tuple[float, ...]) -> list[i
 
 
 def corner_offsets(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
-    """The five allowed (x, y) positions: four corners and the centre (corner cropping)."""
+    """The five (x, y) positions of a ``cw`` x ``ch`` crop in a ``w`` x ``h`` frame: four corners and
+    the centre, on a grid of quarter steps ``((w - cw) // 4, (h - ch) // 4)``. Evaluation's 10 crops
+    use these; training may too (``crop_positions=5``, mmaction2's default)."""
     ws, hs = (w - cw) // 4, (h - ch) // 4
     return [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
 
 
+def check_crop_positions(positions: int) -> None:
+    """A ValueError unless ``positions`` is a count ``fixed_offsets`` knows."""
+    if positions not in CROP_POSITION_CHOICES:
+        raise ValueError(f"crop_positions must be {' or '.join(map(str, CROP_POSITION_CHOICES))} "
+                         f"(13 = the reference TSN's fixed crops, 5 = corners and centre), "
+                         f"got {positions!r}")
+
+
+def fixed_offsets(h: int, w: int, ch: int, cw: int, positions: int) -> list[tuple[int, int]]:
+    """The (x, y) positions a training crop is drawn from, on the same quarter-step grid.
+
+    5: ``corner_offsets``. 13: those and the reference's ``more_fix_crop`` eight (Caffe TSN's
+    transform_param, tsn-pytorch's ``GroupMultiScaleCrop`` default): the middles of the four edges
+    and the four quarter points. A crop as wide (or tall) as the frame has a zero step there, so
+    positions coincide; the list keeps them, and each entry is drawn equally often, as in the
+    reference.
+    """
+    check_crop_positions(positions)
+    offsets = corner_offsets(h, w, ch, cw)
+    if positions == 13:
+        ws, hs = (w - cw) // 4, (h - ch) // 4
+        offsets += [(0, 2 * hs), (4 * ws, 2 * hs), (2 * ws, 4 * hs), (2 * ws, 0),    # edge middles
+                    (ws, hs), (3 * ws, hs), (ws, 3 * hs), (3 * ws, 3 * hs)]          # quarter points
+    return offsets
+
+
 def multiscale_crop_box(h: int, w: int, input_size: int, scales: tuple[float, ...],
-                        rng: np.random.Generator, max_distort: int = 1) -> tuple[int, int, int, int]:
+                        rng: np.random.Generator, max_distort: int = 1, *,
+                        positions: int) -> tuple[int, int, int, int]:
     """A random (x, y, width, height) crop: width and height from the scale set, at most
-    ``max_distort`` steps apart (aspect-ratio jitter), placed at a corner or the centre."""
+    ``max_distort`` steps apart (aspect-ratio jitter), placed at one of ``positions`` fixed
+    places (``fixed_offsets``)."""
     sizes = crop_sizes(min(h, w), input_size, scales)
     pairs = [(cw, ch) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes)
              if abs(i - j) <= max_distort]
     cw, ch = pairs[rng.integers(len(pairs))]
-    offsets = corner_offsets(h, w, ch, cw)
+    offsets = fixed_offsets(h, w, ch, cw, positions)
     x, y = offsets[rng.integers(len(offsets))]
     return x, y, cw, ch
 
@@ -83,17 +115,23 @@ def rescale_short_side(frames: np.ndarray, short: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TrainAugment:
-    """Multi-scale corner crop resized to ``input_size``, then a random horizontal flip."""
+    """Multi-scale crop at one of ``crop_positions`` fixed places (13 or 5, see ``fixed_offsets``;
+    the default is ``FitConfig``'s), resized to ``input_size``, then a random horizontal flip."""
 
     input_size: int
     scales: tuple[float, ...]
     is_flow: bool
     max_distort: int = 1
     flip: bool = True
+    crop_positions: int = FitConfig.crop_positions
+
+    def __post_init__(self) -> None:
+        check_crop_positions(self.crop_positions)  # when fit starts, not in a loader worker
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = frames.shape[1:3]
-        box = multiscale_crop_box(h, w, self.input_size, self.scales, rng, self.max_distort)
+        box = multiscale_crop_box(h, w, self.input_size, self.scales, rng, self.max_distort,
+                                  positions=self.crop_positions)
         out = resize(crop(frames, box), self.input_size, self.input_size)
         if self.flip and rng.random() < 0.5:
             out = hflip(out, self.is_flow)
