@@ -1,7 +1,9 @@
 """The checkpoint format of ``tsn-train fit``: what is saved, written atomically, read back checked.
 
 A checkpoint file is a plain dict of built-in types and tensors: ``format`` and ``version`` tags
-plus the fields of :class:`Checkpoint` (the config and preprocessing as dicts). No RNG state is
+plus the fields of :class:`Checkpoint` (the config and preprocessing as dicts). It is read with
+:func:`~tsn_train.safe_load.load_plain` (``torch.load(weights_only=True)``), so a file from
+elsewhere cannot run code when tsn-train opens it. No RNG state is
 saved: fit reseeds every epoch from ``(seed, epoch, rank)`` and the data order and augmentation
 depend only on ``(seed, epoch, item)``, so a resumed run repeats the interrupted epoch exactly
 without it.
@@ -18,6 +20,7 @@ import torch
 
 from .config import FitConfig
 from .models.tsn import TSN, build_model
+from .safe_load import RefusedFile, load_plain
 from .transforms import InputNorm
 
 FORMAT = "tsn-train-checkpoint"
@@ -111,7 +114,9 @@ def load(path: Path) -> Checkpoint:
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=False)
+        d = load_plain(path)
+    except RefusedFile:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:

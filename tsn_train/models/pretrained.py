@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..archs import Arch, PretrainedError
+from ..safe_load import RefusedFile, load_plain
 
 __all__ = ["PretrainedError", "load_pretrained", "read_state_dict"]
 
@@ -19,7 +20,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise PretrainedError(f"{path}: no such weights file (download it first; tsn never "
                               "downloads at run time)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_plain(path)
+    except RefusedFile as exc:
+        raise PretrainedError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not weights"
         raise PretrainedError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "model"):
