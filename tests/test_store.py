@@ -1,6 +1,8 @@
-"""The LMDB shard store: round trips, atomic entries, map growth, sharding, fork-safe readers."""
+"""The LMDB shard store: round trips, atomic entries with checksums, map growth, sharding,
+fork-safe readers."""
 import hashlib
 import multiprocessing as mp
+import zlib
 
 import pytest
 
@@ -28,6 +30,27 @@ def test_round_trip_and_metadata(tmp_path):
     with pytest.raises(KeyError):
         s.get("cls/a", "img", 3)
     assert s.failures() == []  # the success replaced the earlier failure
+
+
+def test_images_checksums_and_meta_are_one_transaction(tmp_path):
+    """put_video commits the images, a CRC-32 per image (docs/format.md: 4 big-endian bytes each
+    under ``<id>|<channel>`` in ``checksums``) and the meta entry naming it, in one commit."""
+    w = ShardWriter(tmp_path)
+    images = {"flow_x": frames(3, tag=b"x"), "flow_y": frames(3, tag=b"y")}
+    before = w.env.info()["last_txnid"]
+    w.put_video("v", "flow", images, {})
+    assert w.env.info()["last_txnid"] == before + 1
+    with w.env.begin() as txn:
+        assert txn.id() == before + 1  # everything below was committed by that transaction
+        assert txn.get(b"v|flow", db=w.dbs["meta"]) is not None
+        for channel, data in images.items():
+            assert [txn.get(f"v|{channel}|{i:06d}".encode(), db=w.dbs["images"]) for i in range(3)] == data
+            assert txn.get(f"v|{channel}".encode(), db=w.dbs["checksums"]) == \
+                b"".join(zlib.crc32(d).to_bytes(4, "big") for d in data)
+    w.close()
+    s = Store(tmp_path, check=True)
+    assert s.entry("v", "flow").meta["checksum"] == "crc32"
+    assert s.read("v", "flow_y", [2, 0]) == [images["flow_y"][2], images["flow_y"][0]]
 
 
 def test_channels_must_match_the_modality(tmp_path):

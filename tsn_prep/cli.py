@@ -18,7 +18,7 @@ from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
 from .modalities import FLOW, STORED
-from .report import format_info, store_info, verify_store
+from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, format_info, store_info, verify
 from .run import RunSummary, run_extraction
 from .store import Store, StoreError
 from .tvl1_params import TVL1Params
@@ -275,23 +275,37 @@ def info_cmd(out, as_json, per_video):
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else format_info(info))
 
 
-@main.command("verify")
+@main.command("verify", help=f"""Decode every image in the store OUT, compare it with the checksum
+recorded when it was written, and check counts against the metadata.
+
+Damage ('problem: ...' lines on stderr, naming shard, video, channel and index) and recorded
+extraction failures ('failed extraction: ...') are listed; the last line counts both and, where
+nothing is damaged, ends in ': OK' or ': FAILURES RECORDED, no damage'. Entries written before
+checksums were recorded are decoded and counted only, and a 'note:' line says how many.
+
+\b
+Exit status:
+  {EXIT_OK}  OK: everything intact, no recorded failures
+  {EXIT_DAMAGED}  damage: an image or metadata is wrong (changed bytes, undecodable,
+     missing, orphaned, wrong shard or size)
+  2  usage error (e.g. OUT does not exist)
+  {EXIT_FAILURES}  no damage, but extractions failed and were recorded; re-run the
+     extraction to retry them
+""")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def verify_cmd(out, quiet):
-    """Decode every image in the store OUT and check counts; exit 1 on any problem."""
     store = _open(out)
     with tqdm(unit="img", disable=quiet, file=sys.stderr, desc="verify") as bar:
-        problems = verify_store(store, bar.update)
-    for p in problems:
+        found = verify(store, bar.update)
+    for p in found.problems:
         click.echo(f"problem: {p}", err=True)
-    entries = len(store.index)
-    failures = store.failures()
-    for f in failures:
+    for f in found.failures:
         click.echo(f"failed extraction: {f['source']} [{f['modality']}]: {f['error']}", err=True)
-    click.echo(f"{entries} entries checked, {len(problems)} problems, {len(failures)} recorded failures")
-    if problems or failures:
-        sys.exit(1)
+    if found.note():
+        click.echo(found.note())
+    click.echo(found.summary())
+    sys.exit(found.exit_code)
 
 
 _NAMING = Naming()

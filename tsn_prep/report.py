@@ -1,15 +1,21 @@
-"""What is in a store (`info`) and whether all of it is readable (`verify`)."""
+"""What is in a store (`info`) and whether all of it is readable and intact (`verify`)."""
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from . import modalities
-from .store import Store
+from .store import CHECKSUM, Store, StoreError, checksum_problem, has_checksums
+
+# `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
+EXIT_OK = 0  # every image intact, counts right, no recorded failures
+EXIT_DAMAGED = 1  # some image or metadata is wrong (whatever failures are recorded besides)
+EXIT_FAILURES = 3  # nothing damaged, but some extractions failed and were recorded
 
 
 def store_info(store: Store, per_video: bool = False) -> dict:
@@ -89,11 +95,54 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What `verify` found: the problems (damage), the recorded failures, and how many entries
+    carry no checksums (written before they were recorded: decoded and counted, not compared)."""
+
+    entries: int
+    problems: list[str]
+    failures: list[dict]
+    unchecked: int
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DAMAGED if self.problems else EXIT_FAILURES if self.failures else EXIT_OK
+
+    def note(self) -> Optional[str]:
+        if not self.unchecked:
+            return None
+        return (f"note: {self.unchecked} of {self.entries} entries carry no checksums (written before "
+                f"tsn-prep recorded them): their images were decoded and counted, but a changed byte "
+                f"that still decodes goes unnoticed there")
+
+    def summary(self) -> str:
+        """The last line: counts, then the verdict unless there is damage (the problems say it)."""
+        line = (f"{self.entries} entries checked, {len(self.problems)} problems, "
+                f"{len(self.failures)} recorded failures")
+        if self.exit_code == EXIT_FAILURES:
+            return line + ": FAILURES RECORDED, no damage"
+        return line + ": OK" if self.exit_code == EXIT_OK else line
+
+
+def verify(store: Store, progress: Optional[Callable[[int], None]] = None) -> Verification:
+    """Everything `tsn-prep verify` reports: :func:`verify_store`, recorded failures, entries
+    without checksums. Metadata that does not parse is damage too."""
+    try:
+        index = store.index
+    except StoreError as exc:
+        return Verification(0, [str(exc)], store.failures(), 0)
+    return Verification(len(index), verify_store(store, progress), store.failures(),
+                        sum(not has_checksums(e.meta) for e in index.values()))
+
+
 def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None) -> list[str]:
-    """Decode every stored image and check counts against the metadata; returns the problems."""
+    """Decode every stored image, compare it with the checksum recorded when it was written (entries
+    that have them) and check counts against the metadata; returns the problems."""
     problems = []
     seen: Counter = Counter()
     sizes = {key: tuple(e.meta.get("stored_size") or ()) for key, e in store.index.items()}
+    sums: dict[tuple[str, str], Optional[bytes]] = {}  # the channel being read: one lookup each
     for shard, vid, channel, idx, data in store.iter_images():
         modality = modalities.CHANNEL_MODALITY.get(channel)
         entry = store.index.get((vid, modality))
@@ -107,8 +156,15 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
             problems.append(f"{where}: stored in the wrong shard (entry in shard {entry.shard})")
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
-            problems.append(f"{where}: does not decode as an image")
-        elif sizes[(vid, modality)] and image.shape[1::-1] != sizes[(vid, modality)]:
+            problems.append(f"{where}: does not decode as an image")  # says more than its checksum
+        elif has_checksums(entry.meta):  # catches what decoding misses: changed bytes that decode
+            if (vid, channel) not in sums:
+                sums = {(vid, channel): store.checksums(vid, channel)}
+            recorded = sums[(vid, channel)]
+            problem = None if recorded is None else checksum_problem(data, recorded, idx)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        if image is not None and sizes[(vid, modality)] and image.shape[1::-1] != sizes[(vid, modality)]:
             problems.append(f"{where}: {image.shape[1]}x{image.shape[0]}, "
                             f"metadata says {sizes[(vid, modality)][0]}x{sizes[(vid, modality)][1]}")
         seen[(vid, channel)] += 1
@@ -119,6 +175,11 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
         for channel in modalities.get(modality).channels:
             if seen[(vid, channel)] != count:
                 problems.append(f"{vid} {channel}: {seen[(vid, channel)]} images, metadata says {count}")
+            if has_checksums(entry.meta):
+                recorded = store.checksums(vid, channel) or b""
+                if len(recorded) != 4 * count:
+                    problems.append(f"{vid} {channel}: {len(recorded) // 4} {CHECKSUM} checksums stored, "
+                                    f"metadata says {count} images")
         n = entry.meta.get("num_frames")
         expected = (None if n is None or "imported_from" in entry.meta
                     else modalities.get(modality).images_per_video(n))
