@@ -10,6 +10,7 @@ without it.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from tsn_prep.diskspace import DiskFull, is_disk_full
 
 from .config import FitConfig
 from .models.tsn import TSN, build_model
@@ -86,17 +89,31 @@ class Checkpoint:
 
 
 def save(ckpt: Checkpoint, path: Path) -> None:
-    """Write ``ckpt`` to ``path`` atomically: ``torch.save`` to a temporary file in the same
-    folder, fsync, rename over ``path`` (a crash mid-write never leaves a half file)."""
+    """Write ``ckpt`` to ``path`` atomically: serialise in memory, write a temporary file in the
+    same folder, fsync, rename over ``path`` (a crash mid-write never leaves a half file).
+
+    A full file system raises :class:`~tsn_prep.diskspace.DiskFull` naming ``path`` and the space
+    the checkpoint needs; the temporary file is removed and any earlier ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised first: torch.save's zip writer reports a full disk as an opaque RuntimeError,
+    # a plain write reports ENOSPC, and the size is known for the message.
+    buf = io.BytesIO()
+    torch.save(ckpt.to_dict(), buf)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt.to_dict(), f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull(path, buf.tell(), "free some space and run the same command again (with "
+                                             "--resume if an earlier epoch's last.pt is there)") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

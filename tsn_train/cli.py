@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from tsn_prep.modalities import MODALITIES
+from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.store import StoreError
 
 from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS,
@@ -202,11 +203,15 @@ def fit(**options) -> None:
         if resume == "last":
             resume = str(Path(cfg.out) / "last.pt")
         return run_fit(cfg, resume)
-    except (ListError, PretrainedError, StoreError, ValueError, RuntimeError) as exc:
+    except (ListError, PretrainedError, StoreError, ValueError, RuntimeError, DiskFull) as exc:
         if os.environ.get("TSN_DEBUG"):
             raise  # the full traceback, for bug reports
         raise click.ClickException(f"{exc} (set TSN_DEBUG=1 for the traceback)"
                                    if isinstance(exc, RuntimeError) else str(exc)) from None
+    except OSError as exc:
+        if not is_disk_full(exc) or os.environ.get("TSN_DEBUG"):
+            raise
+        raise click.ClickException(str(DiskFull(exc.filename or options["out"]))) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted; continue with the same command and --resume", err=True)
         sys.exit(130)
