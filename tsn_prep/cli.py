@@ -14,6 +14,7 @@ import lmdb
 from tqdm import tqdm
 
 from . import __version__
+from .diskspace import DiskFull
 from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
@@ -131,7 +132,7 @@ def extract_options(f):
 def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quiet) -> None:
     try:
         summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards, progress=not quiet)
-    except (StoreError, BackendUnavailable, FileNotFoundError) as exc:
+    except (StoreError, BackendUnavailable, FileNotFoundError, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     except lmdb.Error as exc:
         raise click.ClickException(f"{out}: writing the store failed ({exc}); finished videos are "
@@ -410,7 +411,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
             bar.update(1)
         try:
             results = import_tree(dir, out, accepted, bound, shard_index, num_shards, ignore_unmatched, on_video)
-        except StoreError as exc:
+        except (StoreError, DiskFull) as exc:
             raise click.ClickException(str(exc)) from None
     namings = Counter(f.describe() for r in results for f in r.found)
     for naming, n in sorted(namings.items()):

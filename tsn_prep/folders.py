@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from . import modalities
+from .diskspace import DiskFull
 from .store import ShardWriter, Store, shard_of
 
 
@@ -267,6 +268,8 @@ def import_tree(root: Path, out: Path, accepted: Optional[dict[str, tuple[tuple[
             try:
                 result = import_folder(writer, video_id, video_dir, accepted, bound, ignore_unmatched)
                 writer.clear_failure(video_id, "import")
+            except DiskFull:
+                raise  # not this folder's fault: stop, every folder after it would fail the same way
             except (FolderError, OSError) as exc:
                 result = FolderResult(video_id, video_dir, error=str(exc))
                 writer.put_failure(video_id, "import", str(video_dir), str(exc))

@@ -23,6 +23,7 @@ from typing import Iterator, Optional
 import lmdb
 
 from . import modalities
+from .diskspace import DiskFull, free_bytes, is_disk_full
 
 FORMAT_VERSION = 1
 _SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
@@ -156,6 +157,16 @@ def _close_reader(path: Path) -> None:
         entry[0].close()
 
 
+def _transaction_bytes(puts: list[tuple[str, bytes, bytes]], page: int) -> int:
+    """Roughly what LMDB writes for ``puts``: a value larger than half a page gets whole overflow
+    pages of its own, small ones share leaf pages; plus the copied branch and meta pages."""
+    total = 4 * page
+    for _, key, value in puts:
+        size = len(key) + len(value) + 16
+        total += -(-size // page) * page if len(value) > page // 2 else size
+    return total
+
+
 class ShardWriter:
     """Writes one shard. One process per shard: array job I never touches shard J's files."""
 
@@ -186,7 +197,12 @@ class ShardWriter:
         })
 
     def _write(self, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]] = ()) -> None:
-        """Apply all puts and deletes in one transaction, growing the map until they fit."""
+        """Apply all puts and deletes in one transaction, growing the map until they fit.
+
+        A full file system raises :class:`~tsn_prep.diskspace.DiskFull`. The transaction is then
+        aborted as a whole (LMDB writes the new pages before the meta page that would point at
+        them), so the shard keeps every earlier video and the same command finishes the job later.
+        """
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -197,6 +213,14 @@ class ShardWriter:
                 return
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                # A short write on a full device reaches us as "Input/output error", not ENOSPC:
+                # too little space left for this transaction is the telling sign.
+                needed = _transaction_bytes(puts, self.env.stat()["psize"])
+                if is_disk_full(exc) or free_bytes(self.path) < needed:
+                    raise DiskFull(self.path, needed, "free some space and run the same command "
+                                   "again: the videos stored so far are kept") from None
+                raise
 
     def _write_json(self, db: str, key: bytes, value: dict) -> None:
         self._write([(db, key, json.dumps(value, sort_keys=True).encode("utf-8"))])
