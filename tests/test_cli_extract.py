@@ -161,7 +161,7 @@ def test_info_and_verify_find_damage(videos, tmp_path):
         "problem: ArmWrestling/arm img: 3 images, metadata says 4",
         "problem: shard-00000-of-00001: carphone img 2: does not decode as an image",
     ]
-    assert r.stdout == "3 entries checked, 2 problems, 0 recorded failures\n"
+    assert r.stdout == "3 entries checked, 2 problems, 0 recorded failures: DAMAGED\n"
 
 
 def test_option_types_refuse_bad_values_before_any_work(videos, tmp_path):

@@ -104,7 +104,7 @@ def test_a_flipped_bit_that_still_decodes_is_damage(store):
     assert verify(store) == (EXIT_DAMAGED, [
         f"problem: {car}: car img 1: checksum mismatch (crc32 {zlib.crc32(damaged):08x}, "
         f"recorded {zlib.crc32(jpeg):08x} when written): the stored bytes have changed",
-    ], "3 entries checked, 1 problems, 0 recorded failures")
+    ], "3 entries checked, 1 problems, 0 recorded failures: DAMAGED")
 
 
 def test_checking_readers_refuse_the_damaged_image(store, monkeypatch):
@@ -176,13 +176,13 @@ def test_missing_checksums_and_unreadable_metadata_are_damage(store):
     images_db(store, car, lambda txn, db: txn.delete(checksums_key("car", "img"), db=db), db=b"checksums")
     assert verify(store) == (EXIT_DAMAGED, [
         "problem: car img: 0 crc32 checksums stored, metadata says 3 images",
-    ], "3 entries checked, 1 problems, 0 recorded failures")
+    ], "3 entries checked, 1 problems, 0 recorded failures: DAMAGED")
     images_db(store, eye, lambda txn, db: txn.put(entry_key("eye", "rgb"), b'{"count": 3, "chan', db=db),
               db=b"meta")
     assert verify(store) == (EXIT_DAMAGED, [
         f"problem: {store / shard_name(eye, SHARDS)}: the meta entry of eye rgb is not JSON: "
         f"the store is damaged",
-    ], "0 entries checked, 1 problems, 0 recorded failures")
+    ], "0 entries checked, 1 problems, 0 recorded failures: DAMAGED")
 
 
 def test_orphan_images(store):
@@ -195,7 +195,7 @@ def test_orphan_images(store):
     assert verify(store) == (EXIT_DAMAGED, sorted([
         f"problem: {shard_name(arm, SHARDS)}: arm flow_x 0: image without a complete entry (orphan)",
         f"problem: {shard_name(ghost, SHARDS)}: ghost img 0: image without a complete entry (orphan)",
-    ]), "3 entries checked, 2 problems, 0 recorded failures")
+    ]), "3 entries checked, 2 problems, 0 recorded failures: DAMAGED")
 
 
 def test_image_in_the_wrong_shard(store):
@@ -209,4 +209,4 @@ def test_image_in_the_wrong_shard(store):
     assert verify(store) == (EXIT_DAMAGED, [
         f"problem: {shard_name(wrong, SHARDS)}: car img 1: stored in the wrong shard "
         f"(entry in shard {right})",
-    ], "3 entries checked, 1 problems, 0 recorded failures")
+    ], "3 entries checked, 1 problems, 0 recorded failures: DAMAGED")

@@ -280,8 +280,8 @@ def info_cmd(out, as_json, per_video):
 recorded when it was written, and check counts against the metadata.
 
 Damage ('problem: ...' lines on stderr, naming shard, video, channel and index) and recorded
-extraction failures ('failed extraction: ...') are listed; the last line counts both and, where
-nothing is damaged, ends in ': OK' or ': FAILURES RECORDED, no damage'. Entries written before
+extraction failures ('failed extraction: ...') are listed; the last line counts both and ends in
+the verdict: ': OK', ': DAMAGED' or ': FAILURES RECORDED, no damage'. Entries written before
 checksums were recorded are decoded and counted only, and a 'note:' line says how many.
 
 \b

@@ -117,12 +117,11 @@ class Verification:
                 f"that still decodes goes unnoticed there")
 
     def summary(self) -> str:
-        """The last line: counts, then the verdict unless there is damage (the problems say it)."""
+        """The last line: counts, then the verdict, which the exit code repeats."""
         line = (f"{self.entries} entries checked, {len(self.problems)} problems, "
                 f"{len(self.failures)} recorded failures")
-        if self.exit_code == EXIT_FAILURES:
-            return line + ": FAILURES RECORDED, no damage"
-        return line + ": OK" if self.exit_code == EXIT_OK else line
+        verdict = {EXIT_OK: "OK", EXIT_DAMAGED: "DAMAGED", EXIT_FAILURES: "FAILURES RECORDED, no damage"}
+        return f"{line}: {verdict[self.exit_code]}"
 
 
 def verify(store: Store, progress: Optional[Callable[[int], None]] = None) -> Verification:
