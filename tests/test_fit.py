@@ -265,7 +265,7 @@ def test_inception_v3_end_to_end(train_store, tmp_path):
     assert scores.scores.shape == (2, 2) and scores.settings["arch"] == "inception_v3"
     ds = eval_dataset(StoreImages(train_store), records, {c: 40 for c in CLIPS}, ckpt.preprocessing, 2, 1)
     for i in (0, 1):
-        expected = video_scores(trained, ds[i][0], 64).numpy()
+        expected = video_scores(trained, ds[i][0], ckpt.preprocessing, 64).numpy()
         assert np.isfinite(expected).all()
         assert np.allclose(scores.scores[i], expected, atol=1e-5), (scores.scores[i], expected)
 
@@ -277,6 +277,7 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
     from tsn_train.config import FitConfig
     from tsn_train.distributed import Dist
     from tsn_train.fit import train_one_epoch
+    from tsn_train.transforms import NORMS
 
     class Net(nn.Module):  # no BN or dropout, so gradients of sub-batches add up exactly
         def __init__(self):
@@ -287,7 +288,8 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
             return self.fc(x.flatten(2)).mean(1)
 
     torch.manual_seed(0)
-    x, y = torch.randn(8, 2, 3, 2, 2), torch.randint(0, 3, (8,))
+    x = torch.randint(0, 256, (8, 2, 1, 2, 2, 3), dtype=torch.uint8)  # (batch, K, L, H, W, BGR)
+    y = torch.randint(0, 3, (8,))
     init = Net().state_dict()
 
     def run(batch: int, accumulate: int) -> nn.Module:
@@ -298,7 +300,7 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
                         accumulate=accumulate, clip_grad=clip, log_every=0, epochs=1)
         loader = [(x[i:i + batch], y[i:i + batch]) for i in range(0, 8, batch)]
         train_one_epoch(net, loader, opt, torch.amp.GradScaler("cpu", enabled=False), cfg,
-                        Dist(0, 1, 0, torch.device("cpu")), None, 0, None)
+                        Dist(0, 1, 0, torch.device("cpu")), None, 0, None, NORMS["caffe_bgr"])
         return net
 
     a, b, c = run(4, 1), run(2, 2), run(2, 1)

@@ -201,3 +201,34 @@ def test_resizing_many_frames_at_once_equals_one_by_one():
     assert out.shape == (125, 55, 73, 2)
     for t in (0, 63, 124):
         assert np.array_equal(out[t], cv2.resize(frames[t], (73, 55), interpolation=cv2.INTER_LINEAR))
+
+
+def reference_input(frames: np.ndarray, modality: str, norm) -> np.ndarray:
+    """The network input written out in float64 numpy: (K, L, H, W, C) uint8 -> (K, C_in, H, W)."""
+    f = frames.astype(np.float64)
+    k, length, h, w, c = f.shape
+    if modality == "flow":
+        v = (f * norm.scale - norm.flow_mean) / norm.flow_std          # x0, y0, x1, y1, ...
+        return v.transpose(0, 1, 4, 2, 3).reshape(k, length * c, h, w)
+    if not norm.bgr:
+        f = f[..., ::-1]
+    if modality == "rgb":
+        v = (f * norm.scale - np.array(norm.mean)) / np.array(norm.std)
+    else:  # rgbdiff
+        v = (f[:, 1:] - f[:, :-1]) * norm.scale / norm.diff_std
+        length -= 1
+    return v.transpose(0, 1, 4, 2, 3).reshape(k, length * c, h, w)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device here"))])
+@pytest.mark.parametrize("modality, length, c", [("rgb", 1, 3), ("rgbdiff", 6, 3), ("flow", 5, 2)])
+def test_inputs_scaled_on_the_device_equal_the_formulas(device, modality, length, c):
+    """uint8 goes to the device and is scaled there: the same inputs as the formulas in float64,
+    to 1e-6 relative, for both backbone conventions."""
+    frames = np.random.default_rng(5).integers(0, 256, (3, length, 8, 9, c), dtype=np.uint8)
+    for norm in NORMS.values():
+        x = to_input(torch.from_numpy(frames).to(device), modality, norm)
+        assert x.device.type == device and x.dtype == torch.float32
+        want = reference_input(frames, modality, norm)
+        np.testing.assert_allclose(x.cpu().numpy(), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())

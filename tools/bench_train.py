@@ -55,7 +55,7 @@ from tsn_train.dataset import ShardSampler, StoreImages, VideoDataset, single_th
 from tsn_train.lists import Record, validate  # noqa: E402
 from tsn_train.models import build_tsn  # noqa: E402
 from tsn_train.optim import make_optimizer  # noqa: E402
-from tsn_train.transforms import NORMS, TrainAugment  # noqa: E402
+from tsn_train.transforms import TrainAugment  # noqa: E402
 
 REPO = bp.REPO
 DOCS = bp.DOCS
@@ -299,7 +299,7 @@ def make_dataset(storage: str, root: Path, records: list[Record], counts: dict[s
     """A training dataset as fit builds one: K segments, TrainAugment, BN-Inception's input norm."""
     cls = VideoDataset if storage == "lmdb" else FolderDataset
     transform = TrainAugment(INPUT_SIZE, SPECS[modality].scales, SPECS[modality].is_flow)
-    return cls(StoreImages(root), records, counts, modality, SEGMENTS, True, transform, NORMS["caffe_bgr"])
+    return cls(StoreImages(root), records, counts, modality, SEGMENTS, True, transform)
 
 
 def check_same_items(datasets: dict[str, VideoDataset], items: int) -> int:
@@ -671,7 +671,7 @@ def render_docs(machine: dict, data: dict, loader: dict, train: dict, cache_chec
     add("- **Ours**: `tsn_train.dataset.VideoDataset` as `tsn-train fit` builds it for training: "
         f"K={SEGMENTS} segments, a random snippet per segment, `TrainAugment({INPUT_SIZE}, "
         "MODALITIES[modality].scales, is_flow)` (multi-scale corner crop, resize, flip), "
-        "`NORMS[\"caffe_bgr\"]`; images read from the store in one LMDB read transaction per "
+        "uint8 items (input scaling happens on the device, outside the loader); images read from the store in one LMDB read transaction per "
         "channel and decoded with `cv2.imdecode`.")
     add("- **Baseline**: a subclass of `VideoDataset` that overrides only `load`: each image is "
         "read with `cv2.imread` from `<folders>/<id>/img_00001.jpg` (`flow_x_00001.jpg`, "

@@ -15,7 +15,6 @@ from tsn_prep.store import Store
 
 from .lists import Record
 from .sampling import center_starts, sample_indices, train_starts
-from .transforms import InputNorm, to_input
 
 
 def decode(data: bytes, color: bool, where: str) -> np.ndarray:
@@ -67,18 +66,23 @@ class VideoDataset(Dataset):
     ``train=True`` draws one random snippet per segment and applies ``transform(frames, rng)``
     (augmentation); otherwise snippets sit at segment centres and ``transform`` is an EvalCrops.
     The random draws of item ``i`` in epoch ``e`` depend only on ``(seed, e, i)``, so any number
-    of loader workers, ranks, or a resumed run see the same samples. Items are
-    ``(K, C_in, S, S)`` in training and ``(crops, K, C_in, S, S)`` otherwise, with the label.
+    of loader workers, ranks, or a resumed run see the same samples. An item is indexed by ``i``
+    (in the epoch last given to ``set_epoch``) or by ``(e, i)``, which persistent loader workers
+    need: their copy of the dataset never sees ``set_epoch``.
+
+    Items are uint8 images, ``(K, L, S, S, C)`` in training and ``(crops, K, L, S, S, C)``
+    otherwise, with the label: :func:`~tsn_train.transforms.to_input` turns them into the
+    network's input on the device.
     """
 
     def __init__(self, source: ImageSource, records: list[Record], counts: dict[str, int],
                  modality: str, segments: int, train: bool,
                  transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
-                 norm: InputNorm, seed: int = 0):
+                 seed: int = 0):
         self.source = source
         self.records, self.counts = records, counts
         self.modality, self.segments, self.train = modality, segments, train
-        self.transform, self.norm, self.seed = transform, norm, seed
+        self.transform, self.seed = transform, seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -108,21 +112,25 @@ class VideoDataset(Dataset):
             return channels[0]
         return np.stack(channels, axis=-1)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key) -> tuple[torch.Tensor, int]:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         record = self.records[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         snippets = self.indices(i, rng)
         frames = self.load(record.video_id, [j for s in snippets for j in s])
         frames = self.transform(frames, rng)
         k, length = len(snippets), len(snippets[0])
         frames = frames.reshape(*frames.shape[:-4], k, length, *frames.shape[-3:])
-        return to_input(frames, self.modality, self.norm), record.label
+        return torch.from_numpy(np.ascontiguousarray(frames)), record.label
 
 
-class ShardSampler(Sampler[int]):
+class ShardSampler(Sampler[tuple[int, int]]):
     """Items of one rank: a seeded permutation per epoch (training) or the plain order, dealt
     round-robin over ``world`` ranks. Without ``pad``, ranks may differ by one item (evaluation
-    counts every video exactly once); with it, the first items repeat so all ranks step together."""
+    counts every video exactly once); with it, the first items repeat so all ranks step together.
+
+    Iterating yields ``(epoch, item)`` keys, so a dataset in a persistent loader worker draws the
+    epoch's augmentation; :meth:`order` gives the items alone."""
 
     def __init__(self, size: int, rank: int = 0, world: int = 1, shuffle: bool = False,
                  seed: int = 0, pad: bool = False):
@@ -144,7 +152,7 @@ class ShardSampler(Sampler[int]):
         return items[self.rank::self.world]
 
     def __iter__(self):
-        return iter(self.order())
+        return ((self.epoch, i) for i in self.order())
 
     def __len__(self) -> int:
         total = self.size + (-self.size % self.world if self.pad else 0)

@@ -1,6 +1,6 @@
 """The paper's test protocol: N evenly spaced snippets x crops per video, averaged before softmax.
 
-``video_scores`` scores one video's ``(crops, snippets, C, H, W)`` tensor; ``tsn-train test``
+``video_scores`` scores one video's ``(crops, snippets, L, H, W, C)`` uint8 images; ``tsn-train test``
 (videos from a store) and ``tsn-train predict`` (videos extracted on the fly) both call it, with
 the same autocast rule (``distributed.autocast_dtype``), so they agree on every device.
 """
@@ -24,19 +24,24 @@ from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, singl
 from .lists import Record, validate
 from .models import TSN
 from .scores import Scores
-from .transforms import EvalCrops
+from .transforms import EvalCrops, to_input
 
 
 @torch.inference_mode()
-def video_scores(model: TSN, x: torch.Tensor, batch: int,
+def video_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: int,
                  amp_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """``(crops, snippets, C, H, W)`` on the model's device -> the video's class scores
-    ``(classes,)`` before softmax: every snippet-crop scored (``batch`` per forward pass, under
-    autocast to ``amp_dtype`` if given), averaged over crops, then over snippets."""
-    flat = x.flatten(0, 1)
-    with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        out = torch.cat([model.snippet_scores(chunk)[0].float() for chunk in flat.split(batch)])
-    return out.view(*x.shape[:2], -1).mean(dim=0).mean(dim=0)
+    """``(crops, snippets, L, H, W, C)`` uint8 images -> the video's class scores ``(classes,)``
+    before softmax: every snippet-crop moved to the model's device and scaled there
+    (``to_input``), scored (``batch`` per forward pass, under autocast to ``amp_dtype`` if given),
+    averaged over crops, then over snippets."""
+    device = next(model.parameters()).device
+    flat = images.flatten(0, 1)
+    outs = []
+    for chunk in flat.split(batch):  # scaled per chunk: 25 x 10 float flow snippets are 0.5 GB
+        x = to_input(chunk.to(device, non_blocking=True), prep.modality, prep.norm)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outs.append(model.snippet_scores(x)[0].float())
+    return torch.cat(outs).view(*images.shape[:2], -1).mean(dim=0).mean(dim=0)
 
 
 def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, int],
@@ -44,7 +49,7 @@ def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, i
     """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops."""
     transform = EvalCrops(prep.input_size, prep.scale_size, crops,
                           modalities.get(prep.modality).is_flow)
-    return VideoDataset(source, records, counts, prep.modality, segments, False, transform, prep.norm)
+    return VideoDataset(source, records, counts, prep.modality, segments, False, transform)
 
 
 def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
@@ -68,7 +73,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
     scores = np.zeros((len(records), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
                                     dynamic_ncols=True)):
-        scores[i] = video_scores(model, x.to(dev, non_blocking=True), batch, amp_dtype).cpu().numpy()
+        scores[i] = video_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
     settings = {"checkpoint": str(ckpt_path), "store": str(store_root), "segments": segments,
                 "crops": crops, "modality": prep.modality, "arch": ckpt.arch,
                 "epoch": ckpt.epoch, "source": str(ckpt_path)}

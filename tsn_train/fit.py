@@ -32,7 +32,7 @@ from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_de
 from .lists import ListError, num_classes_of, read_classes, read_list, validate
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
-from .transforms import NORMS, EvalCrops, TrainAugment
+from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
 
 
 @dataclass
@@ -110,21 +110,23 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     augment = TrainAugment(prep.input_size, tuple(cfg.scales), spec.is_flow, flip=cfg.flip,
                            crop_positions=cfg.crop_positions)
     train_ds = VideoDataset(images, train, train_counts, cfg.modality, cfg.segments, True,
-                            augment, prep.norm, cfg.seed)
+                            augment, cfg.seed)
     train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
     val_loader = None
     if val:
         crops = EvalCrops(prep.input_size, prep.scale_size, 1, spec.is_flow)
         val_ds = VideoDataset(images, val, val_counts, cfg.modality, cfg.segments, False, crops,
-                              prep.norm, cfg.seed)
+                              cfg.seed)
         val_loader = _loader(val_ds, ShardSampler(len(val), dev.rank, dev.world), cfg, dev.device)
     return Data(_loader(train_ds, train_sampler, cfg, dev.device), val_loader, classes, extraction,
                 prep, len(train), len(val or []))
 
 
 def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device) -> DataLoader:
+    # Persistent workers: no new processes (and store handles) every epoch; the sampler's
+    # (epoch, item) keys carry the epoch to them.
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda")
+                      pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
 
 
 def channels_last(cfg: FitConfig, device: torch.device) -> bool:
@@ -133,11 +135,12 @@ def channels_last(cfg: FitConfig, device: torch.device) -> bool:
 
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, cfg: FitConfig, dev: distributed.Dist,
-                    amp_dtype: Optional[torch.dtype], epoch: int, log: Optional["RunLog"]) -> dict:
+                    amp_dtype: Optional[torch.dtype], epoch: int, log: Optional["RunLog"],
+                    norm: InputNorm) -> dict:
     """One pass over this rank's videos; gradients of ``accumulate`` batches make one SGD step.
 
-    Per step, ``data`` is the time spent waiting for the loader (and copying to the device),
-    ``compute`` the forward, backward and SGD step."""
+    Per step, ``data`` is the time spent waiting for the loader, copying its uint8 images to the
+    device and scaling them there (``to_input``); ``compute`` the forward, backward and SGD step."""
     model.train()
     steps = len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps * cfg.accumulate)
     meter = Meter()
@@ -151,7 +154,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     for i in range(steps):
         t0 = time.perf_counter()
         x, y = next(batches)
-        x = x.to(dev.device, non_blocking=True)
+        x = to_input(x.to(dev.device, non_blocking=True), cfg.modality, norm)
         y = y.to(dev.device, non_blocking=True)
         x = x.flatten(0, 1).contiguous(memory_format=memory_format).unflatten(0, x.shape[:2])
         t1 = time.perf_counter()
@@ -192,12 +195,12 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: DataLoader, dev: distributed.Dist,
-             amp_dtype: Optional[torch.dtype]) -> dict:
+             amp_dtype: Optional[torch.dtype], modality: str, norm: InputNorm) -> dict:
     """Loss and accuracy over every video of the loader, summed over ranks (each video once)."""
     model.eval()
     meter = Meter()
     for x, y in loader:
-        x, y = x[:, 0].to(dev.device), y.to(dev.device)  # one centre crop
+        x, y = to_input(x[:, 0].to(dev.device), modality, norm), y.to(dev.device)  # one centre crop
         with torch.autocast(dev.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(x).float()
         meter.add(F.cross_entropy(out, y, reduction="sum").item(), out, y)
@@ -316,9 +319,10 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
         data.train_loader.sampler.set_epoch(epoch)
         record = {"kind": "epoch", "epoch": epoch + 1, "lr": lr}
         record.update(train_one_epoch(net, data.train_loader, optimizer, scaler, cfg, dev, amp_dtype,
-                                      epoch, log))
+                                      epoch, log, data.preprocessing.norm))
         if data.val_loader is not None:
-            record.update(evaluate(net, data.val_loader, dev, amp_dtype))
+            record.update(evaluate(net, data.val_loader, dev, amp_dtype, cfg.modality,
+                                   data.preprocessing.norm))
         record["seconds"] = round(time.time() - started, 3)
         improved = data.val_loader is not None and (best is None or record["val_acc"] > best)
         if improved:

@@ -68,7 +68,6 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
                   crops: int = TEST_CROPS, batch: int = TEST_BATCH) -> np.ndarray:
     """Fused class probabilities of one video: each stream's score (crops, then snippets
     averaged), softmax, weighted average. Raises ValueError if the video cannot be read."""
-    device = next(streams[0].model.parameters()).device
     extracted: dict[tuple, dict] = {}
     fused = 0.0
     for s in streams:
@@ -85,6 +84,6 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
         ds = eval_dataset(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
                           segments, crops)
         x, _ = ds[0]
-        score = video_scores(s.model, x.to(device), batch, s.amp_dtype).cpu().numpy()
+        score = video_scores(s.model, x, prep, batch, s.amp_dtype).cpu().numpy()
         fused = fused + s.weight * softmax(score[None])[0]
     return fused / sum(s.weight for s in streams)

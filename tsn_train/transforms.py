@@ -73,21 +73,18 @@ def multiscale_crop_box(h: int, w: int, input_size: int, scales: tuple[float, ..
     return x, y, cw, ch
 
 
-# OpenCV 5's Python binding takes at most 128 channels per image (4.x took 512).
-_CV_MAX_CHANNELS = 128
-
-
 def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize every image of ``(T, H, W, C)`` bilinearly, stacked along channels into as few
-    OpenCV calls as the channel limit allows."""
+    """Resize every image of ``(T, H, W, C)`` bilinearly (OpenCV's INTER_LINEAR), one image at a
+    time: resizing a T x C-channel stack in one call took 6-8 times as long (the rearranging copy
+    and OpenCV's generic many-channel path). ``frames`` may be a crop view; nothing is copied first."""
     t, h, w, c = frames.shape
     if (h, w) == (height, width):
         return frames
-    stacked = frames.transpose(1, 2, 0, 3).reshape(h, w, t * c)
-    out = [cv2.resize(stacked[:, :, i:i + _CV_MAX_CHANNELS], (width, height), interpolation=cv2.INTER_LINEAR)
-           for i in range(0, t * c, _CV_MAX_CHANNELS)]
-    out = [o[:, :, None] if o.ndim == 2 else o for o in out]
-    return np.concatenate(out, axis=2).reshape(height, width, t, c).transpose(2, 0, 1, 3)
+    out = np.empty((t, height, width, c), np.uint8)
+    for i in range(t):
+        r = cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
+        out[i] = r if r.ndim == 3 else r[:, :, None]  # OpenCV drops a single channel axis
+    return out
 
 
 def crop(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -97,11 +94,10 @@ def crop(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 def hflip(frames: np.ndarray, is_flow: bool) -> np.ndarray:
     """Mirror left-right; for flow the x component changes sign, i.e. v -> 255 - v."""
-    out = frames[:, :, ::-1]
+    out = np.ascontiguousarray(frames[:, :, ::-1])
     if is_flow:
-        out = out.copy()
-        out[..., 0] = 255 - out[..., 0]
-    return np.ascontiguousarray(out)
+        np.subtract(255, out[..., 0], out=out[..., 0])
+    return out
 
 
 def rescale_short_side(frames: np.ndarray, short: int) -> np.ndarray:
@@ -207,22 +203,27 @@ NORMS = {
 }
 
 
-def to_input(frames: np.ndarray, modality: str, norm: InputNorm) -> torch.Tensor:
-    """``(..., L, H, W, C)`` uint8 snippets -> float32 ``(..., C_in, H, W)`` network input.
+def to_input(frames, modality: str, norm: InputNorm) -> torch.Tensor:
+    """``(..., L, H, W, C)`` uint8 snippets -> float32 ``(..., C_in, H, W)`` network input, computed
+    on the device ``frames`` is on (a tensor; a numpy array is taken as a CPU tensor).
 
     rgb: 3 channels; flow: x0, y0, x1, y1, ... (10 for L=5); rgbdiff: the L-1 differences of
-    consecutive frames (15 channels for L=6). Training and testing both call this, so RGB
-    difference is computed and scaled the same way in both.
+    consecutive frames (15 channels for L=6). The loaders hand over uint8 (a quarter of float32's
+    bytes to copy to the device) and fit, test and predict all call this on the device, so RGB
+    difference is computed and scaled the same way in training and testing.
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
+    x = torch.as_tensor(frames)
     *lead, length, h, w, c = x.shape
+    x = x.float()
     if modalities.get(modality).is_flow:
         x = (x * norm.scale - norm.flow_mean) / norm.flow_std
         return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)
     if not norm.bgr:
         x = x.flip(-1)
     if modality == "rgb":
-        x = (x * norm.scale - torch.tensor(norm.mean)) / torch.tensor(norm.std)
+        mean = torch.tensor(norm.mean, device=x.device)
+        std = torch.tensor(norm.std, device=x.device)
+        x = (x * norm.scale - mean) / std
     elif modality == "rgbdiff":
         x = (x[..., 1:, :, :, :] - x[..., :-1, :, :, :]) * norm.scale / norm.diff_std
         length -= 1
