@@ -142,6 +142,27 @@ def test_one_crop_and_flip_for_every_frame_of_a_sample():
             assert gap.max() <= 1 and gap.mean() < 0.2
 
 
+@pytest.mark.parametrize("is_flow, channels", [(False, 3), (True, 2)])
+def test_training_augmentation_is_crop_resize_then_mirror_exactly(is_flow, channels):
+    """The fused per-frame resize-and-flip gives exactly the crop, OpenCV's resize of each image
+    and hflip (x inverted for flow), box and flip drawn in that order from the generator."""
+    import cv2
+    frames = np.random.default_rng(8).integers(0, 256, (5, 256, 340, channels), dtype=np.uint8)
+    augment = TrainAugment(224, (1, .875, .75, .66), is_flow=is_flow)
+    flips = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        x, y, w, h = multiscale_crop_box(256, 340, 224, augment.scales, rng, positions=13)
+        mirror = rng.random() < 0.5
+        want = np.stack([cv2.resize(f[y:y + h, x:x + w], (224, 224), interpolation=cv2.INTER_LINEAR)
+                         for f in frames]).reshape(5, 224, 224, channels)
+        if mirror:
+            want = hflip(want, is_flow)
+        flips += mirror
+        assert np.array_equal(augment(frames, np.random.default_rng(seed)), want), seed
+    assert 0 < flips < 12
+
+
 def test_ten_crops_are_five_positions_and_their_mirrors():
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, size=(2, 256, 340, 2), dtype=np.uint8)

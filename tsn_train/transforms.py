@@ -73,16 +73,23 @@ def multiscale_crop_box(h: int, w: int, input_size: int, scales: tuple[float, ..
     return x, y, cw, ch
 
 
-def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize(frames: np.ndarray, width: int, height: int, mirror: bool = False) -> np.ndarray:
     """Resize every image of ``(T, H, W, C)`` bilinearly (OpenCV's INTER_LINEAR), one image at a
-    time: resizing a T x C-channel stack in one call took 6-8 times as long (the rearranging copy
-    and OpenCV's generic many-channel path). ``frames`` may be a crop view; nothing is copied first."""
+    time, and with ``mirror`` flip it left-right too (pixels only; see :func:`hflip` for flow).
+
+    One image at a time because resizing a T x C-channel stack in one call took 6-8 times as long
+    (the rearranging copy and OpenCV's generic many-channel path). ``frames`` may be a crop view:
+    nothing is copied first, and the flip is OpenCV's, into the output, not a numpy copy after.
+    """
     t, h, w, c = frames.shape
-    if (h, w) == (height, width):
+    same = (h, w) == (height, width)
+    if same and not mirror:
         return frames
     out = np.empty((t, height, width, c), np.uint8)
     for i in range(t):
-        r = cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
+        r = frames[i] if same else cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
+        if mirror:
+            r = cv2.flip(r, 1)
         out[i] = r if r.ndim == 3 else r[:, :, None]  # OpenCV drops a single channel axis
     return out
 
@@ -128,9 +135,10 @@ class TrainAugment:
         h, w = frames.shape[1:3]
         box = multiscale_crop_box(h, w, self.input_size, self.scales, rng, self.max_distort,
                                   positions=self.crop_positions)
-        out = resize(crop(frames, box), self.input_size, self.input_size)
-        if self.flip and rng.random() < 0.5:
-            out = hflip(out, self.is_flow)
+        mirror = self.flip and rng.random() < 0.5
+        out = resize(crop(frames, box), self.input_size, self.input_size, mirror)
+        if mirror and self.is_flow:  # the mirrored x component points the other way
+            np.subtract(255, out[..., 0], out=out[..., 0])
         return out
 
 
