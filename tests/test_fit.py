@@ -277,7 +277,7 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
     from tsn_train.config import FitConfig
     from tsn_train.distributed import Dist
     from tsn_train.fit import train_one_epoch
-    from tsn_train.transforms import NORMS
+    from tsn_train.transforms import NORMS, to_input
 
     class Net(nn.Module):  # no BN or dropout, so gradients of sub-batches add up exactly
         def __init__(self):
@@ -300,7 +300,8 @@ def test_accumulating_two_batches_of_two_is_one_step_on_a_batch_of_four(clip):
                         accumulate=accumulate, clip_grad=clip, log_every=0, epochs=1)
         loader = [(x[i:i + batch], y[i:i + batch]) for i in range(0, 8, batch)]
         train_one_epoch(net, loader, opt, torch.amp.GradScaler("cpu", enabled=False), cfg,
-                        Dist(0, 1, 0, torch.device("cpu")), None, 0, None, NORMS["caffe_bgr"])
+                        Dist(0, 1, 0, torch.device("cpu")), None, 0, None,
+                        lambda batch: to_input(batch, "rgb", NORMS["caffe_bgr"]))
         return net
 
     a, b, c = run(4, 1), run(2, 2), run(2, 1)

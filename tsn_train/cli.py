@@ -15,8 +15,8 @@ from tsn_prep.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.store import StoreError
 
-from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, TEST_BATCH, TEST_CROPS, TEST_SEGMENTS,
-                     default_text, preset_names, resolve)
+from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, TEST_CROPS,
+                     TEST_SEGMENTS, default_text, preset_names, resolve)
 from .archs import ARCHS, CONSENSUS, PretrainedError
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
 
@@ -173,6 +173,11 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
                          "accumulate"))
 @click.option("--workers", type=click.IntRange(min=0),
               help=_help("DataLoader processes per training process.", "workers"))
+@click.option("--decode-on", type=click.Choice(DECODE_CHOICES),
+              help=_help("Where training JPEGs are decoded, cropped and resized: in the loader "
+                         "workers on the CPU, or on the training device in batches "
+                         "(torchvision.io.decode_jpeg: nvJPEG on CUDA), leaving the workers only "
+                         "reading bytes. Validation and test always decode in the loader.", "decode_on"))
 @click.option("--seed", type=int, help=_help("", "seed"))
 @click.option("--device", type=str, help=_help("auto, cpu, cuda or cuda:N.", "device"))
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),

@@ -28,6 +28,10 @@ CROP_CHOICES = (10, 3, 1)
 # (Caffe TSN's more_fix_crop, tsn-pytorch), or 5, corners and centre (mmaction2's default).
 CROP_POSITION_CHOICES = (13, 5)
 
+# Where training JPEGs are decoded (``FitConfig.decode_on``): the loader workers, or the training
+# device in batches (``tsn_train.device_decode``).
+DECODE_CHOICES = ("loader", "device")
+
 # Settings whose default depends on the modality: read from its spec, never typed here.
 PER_MODALITY = ("scales", "dropout", "lr", "lr_steps", "epochs", "clip_grad")
 
@@ -68,6 +72,7 @@ class FitConfig:
     batch_size: int = 32
     accumulate: int = 4
     workers: int = 4
+    decode_on: str = "loader"                 # training JPEGs: "loader" workers (CPU) or the "device"
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                         # auto = bf16 (or fp16) on CUDA, off on CPU

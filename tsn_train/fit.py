@@ -14,7 +14,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from . import archs, checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
 from .config import FitConfig
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
+from .device_decode import EncodedDataset, collate, decode_batch
 from .lists import ListError, num_classes_of, read_classes, read_list, validate
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
@@ -75,6 +76,7 @@ class Data:
     """The lists, loaders and facts about them that the rest of fit needs."""
 
     train_loader: DataLoader
+    train_inputs: Callable[[object], torch.Tensor]  # a train batch -> the network's input, on the device
     val_loader: Optional[DataLoader]
     classes: list[str]
     extraction: dict          # the store's extraction parameters (predict repeats them)
@@ -109,24 +111,34 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     images = StoreImages(Path(cfg.store))
     augment = TrainAugment(prep.input_size, tuple(cfg.scales), spec.is_flow, flip=cfg.flip,
                            crop_positions=cfg.crop_positions)
-    train_ds = VideoDataset(images, train, train_counts, cfg.modality, cfg.segments, True,
-                            augment, cfg.seed)
+    on_device = cfg.decode_on == "device"
+    train_ds = (EncodedDataset if on_device else VideoDataset)(
+        images, train, train_counts, cfg.modality, cfg.segments, True, augment, cfg.seed)
     train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
+
+    def train_inputs(batch) -> torch.Tensor:
+        images = (decode_batch(batch, cfg.modality, prep.input_size, dev.device) if on_device
+                  else batch.to(dev.device, non_blocking=True))
+        return to_input(images, cfg.modality, prep.norm)
+
     val_loader = None
     if val:
         crops = EvalCrops(prep.input_size, prep.scale_size, 1, spec.is_flow)
         val_ds = VideoDataset(images, val, val_counts, cfg.modality, cfg.segments, False, crops,
                               cfg.seed)
         val_loader = _loader(val_ds, ShardSampler(len(val), dev.rank, dev.world), cfg, dev.device)
-    return Data(_loader(train_ds, train_sampler, cfg, dev.device), val_loader, classes, extraction,
-                prep, len(train), len(val or []))
+    train_loader = _loader(train_ds, train_sampler, cfg, dev.device, collate if on_device else None)
+    return Data(train_loader, train_inputs, val_loader, classes, extraction, prep, len(train),
+                len(val or []))
 
 
-def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device) -> DataLoader:
+def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device,
+            collate_fn: Optional[Callable] = None) -> DataLoader:
     # Persistent workers: no new processes (and store handles) every epoch; the sampler's
     # (epoch, item) keys carry the epoch to them.
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+                      pin_memory=device.type == "cuda" and collate_fn is None,
+                      persistent_workers=cfg.workers > 0, collate_fn=collate_fn)
 
 
 def channels_last(cfg: FitConfig, device: torch.device) -> bool:
@@ -136,11 +148,13 @@ def channels_last(cfg: FitConfig, device: torch.device) -> bool:
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, cfg: FitConfig, dev: distributed.Dist,
                     amp_dtype: Optional[torch.dtype], epoch: int, log: Optional["RunLog"],
-                    norm: InputNorm) -> dict:
+                    inputs: Callable[[object], torch.Tensor]) -> dict:
     """One pass over this rank's videos; gradients of ``accumulate`` batches make one SGD step.
 
-    Per step, ``data`` is the time spent waiting for the loader, copying its uint8 images to the
-    device and scaling them there (``to_input``); ``compute`` the forward, backward and SGD step."""
+    ``inputs`` turns a loader batch into the network's input on the device (``Data.train_inputs``).
+    Per step, ``data`` is the time spent waiting for the loader and in ``inputs`` (copying the
+    uint8 images to the device, or decoding them there, and scaling them); ``compute`` the
+    forward, backward and SGD step."""
     model.train()
     steps = len(loader) if cfg.max_steps is None else min(len(loader), cfg.max_steps * cfg.accumulate)
     meter = Meter()
@@ -154,7 +168,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     for i in range(steps):
         t0 = time.perf_counter()
         x, y = next(batches)
-        x = to_input(x.to(dev.device, non_blocking=True), cfg.modality, norm)
+        x = inputs(x)
         y = y.to(dev.device, non_blocking=True)
         x = x.flatten(0, 1).contiguous(memory_format=memory_format).unflatten(0, x.shape[:2])
         t1 = time.perf_counter()
@@ -319,7 +333,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
         data.train_loader.sampler.set_epoch(epoch)
         record = {"kind": "epoch", "epoch": epoch + 1, "lr": lr}
         record.update(train_one_epoch(net, data.train_loader, optimizer, scaler, cfg, dev, amp_dtype,
-                                      epoch, log, data.preprocessing.norm))
+                                      epoch, log, data.train_inputs))
         if data.val_loader is not None:
             record.update(evaluate(net, data.val_loader, dev, amp_dtype, cfg.modality,
                                    data.preprocessing.norm))
