@@ -891,14 +891,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         cold_skip = "`--no-cold` was given."
 
-    videos = args.videos.absolute()  # not resolved: shown relative to the checkout when near it
-    if not videos.is_dir():
-        raise SystemExit(f"{videos}: no such directory (use --videos)")
-    clips = bp.find_clips(videos)
-    cache = args.cache.resolve()
-    cache.mkdir(parents=True, exist_ok=True)
     t_build = time.perf_counter()
-    store, folders = bt.build_data(clips, videos, cache, COPIES)
+    # not resolved: shown relative to the checkout when near it
+    videos, clips, cache, store, folders = bt.data_from_args(args.videos.absolute(), args.cache, COPIES)
     records = bt.pass_records(store, clips, s.pass_copies)
     lists_dir = cache / f"copies-{COPIES}-mmaction2-lists-{s.pass_copies}"
     st = Store(store)

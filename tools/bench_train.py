@@ -126,6 +126,18 @@ def build_base(clips: list[Path], videos: Path, cache: Path) -> Path:
     return base
 
 
+def data_from_args(videos: Path, cache: Path, copies: int) -> tuple[Path, list, Path, Path, Path]:
+    """The benchmark data for ``--videos`` and ``--cache``, built on first use:
+    (videos, clips, cache, store, folders)."""
+    if not videos.is_dir():
+        raise SystemExit(f"{videos}: no such directory (use --videos)")
+    clips = bp.find_clips(videos)
+    cache = cache.resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    store, folders = build_data(clips, videos, cache, copies)
+    return videos, clips, cache, store, folders
+
+
 def build_data(clips: list[Path], videos: Path, cache: Path, copies: int) -> tuple[Path, Path]:
     """The benchmark's store and its JPEG folders, holding every clip ``copies`` times as distinct
     videos ``cNN/<clip>`` (distinct files, so a cold pass never finds a video cached by another).
@@ -913,14 +925,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     s = QUICK if args.quick else FULL
     if args.repeats is not None:
         s = dataclasses.replace(s, loader_repeats=args.repeats, train_repeats=args.repeats)
-    videos = args.videos.resolve()
-    if not videos.is_dir():
-        raise SystemExit(f"{videos}: no such directory (use --videos)")
-    clips = bp.find_clips(videos)
-    cache = args.cache.resolve()
-    cache.mkdir(parents=True, exist_ok=True)
     t_build = time.perf_counter()
-    store, folders = build_data(clips, videos, cache, s.copies)
+    videos, clips, cache, store, folders = data_from_args(args.videos.resolve(), args.cache, s.copies)
     bp.log(f"[data] ready in {time.perf_counter() - t_build:.0f} s: {store}, {folders}")
 
     policy = bp.RetryPolicy(args.max_other_load, args.retries)
