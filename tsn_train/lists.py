@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from tsn_prep import modalities
 from tsn_prep.store import Store
@@ -26,25 +26,67 @@ def read_list(path: Path) -> list[Record]:
     Blank lines and lines starting with ``#`` are skipped. A TSN-style ``path num_frames label``
     line also parses (the frame count is ignored; the store knows it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ListError(f"{path}: no such list file")
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for n, line in _list_lines(path):
         parts = line.rsplit(None, 1)
         if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
             raise ListError(f"{path}:{n}: expected 'video_id label', got {line!r}")
-        vid = parts[0]
-        tsn_style = vid.rsplit(None, 1)
-        if len(tsn_style) == 2 and tsn_style[1].isdigit():
-            vid = tsn_style[0]
-        records.append(Record(vid, int(parts[1])))
+        records.append(Record(_drop_frame_count(parts[0]), int(parts[1])))
+    return _non_empty(path, records)
+
+
+def _list_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` of a list file, without blank and ``#`` lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise ListError(f"{path}: no such list file")
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield n, line
+
+
+def _drop_frame_count(vid: str) -> str:
+    """``path num_frames`` (a TSN-style line's first fields) -> ``path``."""
+    tsn_style = vid.rsplit(None, 1)
+    return tsn_style[0] if len(tsn_style) == 2 and tsn_style[1].isdigit() else vid
+
+
+def _non_empty(path: Path, records: list) -> list:
     if not records:
         raise ListError(f"{path}: the list is empty")
     return records
+
+
+@dataclass(frozen=True)
+class MultiRecord:
+    """An untrimmed video and its labels: several, one, or none (``()``: a background video)."""
+    video_id: str
+    labels: tuple[int, ...]
+
+
+_LABELS = re.compile(r"-|\d+(,\d+)*")
+
+
+def read_multilabel_list(path: Path) -> list[MultiRecord]:
+    """Read an untrimmed-video list: ``video_id LABELS`` per line, LABELS comma-separated
+    (``v1 3``, ``v2 0,7``) or ``-`` for a background video; a line that is one field is a
+    background video too. Labels are sorted and deduplicated.
+
+    As in ``read_list`` the labels are the last field (so ``read_list``'s files, labels >= 0,
+    read the same, one label each), ids may contain spaces (then write ``-`` for no label), a
+    TSN-style frame count before the labels is dropped, and blank and ``#`` lines are skipped.
+    """
+    records = []
+    for n, line in _list_lines(path):
+        parts = line.rsplit(None, 1)
+        vid, last = parts if len(parts) == 2 else (line, "-")
+        if not _LABELS.fullmatch(last):
+            raise ListError(f"{path}:{n}: expected 'video_id label[,label...]' or 'video_id -', "
+                            f"got {line!r}")
+        labels = () if last == "-" else tuple(sorted({int(x) for x in last.split(",")}))
+        records.append(MultiRecord(_drop_frame_count(vid), labels))
+    return _non_empty(path, records)
 
 
 def write_list(path: Path, records: list[Record]) -> None:
