@@ -128,3 +128,38 @@ def test_read_multilabel_list(tmp_path):
         read_multilabel_list(p)
     with pytest.raises(ListError, match="no such list file"):
         read_multilabel_list(tmp_path / "missing.txt")
+
+
+def test_evaluate_command_prints_map_and_writes_csv_and_curves(tmp_path):
+    """The command on a real score file: softmax first, then the metric (values worked by hand:
+    per class the ranking of the four videos is fixed by the raw scores below)."""
+    import csv
+
+    import cv2
+
+    from tsn_train.scores import Scores
+
+    from .conftest import train_cli
+
+    raw = np.array([[5, 0, 0], [0, 4, 4], [2, 0, 3], [1, 3, 0]], np.float32)
+    Scores(["v0", "v1", "v2", "v3"], np.zeros(4, np.int64), raw, ["a", "b", "c"], {}).save(tmp_path / "s.npz")
+    (tmp_path / "gt.txt").write_text("v0 0\nv1 1,2\nv2 -\nv3 0\n")
+    # class a: v0 + v2 - v3 + v1 -  -> AP (1 + 2/3) / 2 = 5/6; classes b and c: positive second -> 1/2
+    r = train_cli("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "gt.txt", "--metric", "thumos14")
+    assert r.output.splitlines()[0] == "thumos14 mAP 0.6111 over 3 classes (4 videos, 1 background)"
+    rows = list(csv.DictReader(open(tmp_path / "s-thumos14" / "per_class_ap.csv")))
+    assert [(x["class"], x["positives"], x["ap"]) for x in rows] == [
+        ("a", "2", "0.833333"), ("b", "1", "0.500000"), ("c", "1", "0.500000")]
+    picture = cv2.imread(str(tmp_path / "s-thumos14" / "pr_curve.png"))
+    assert picture is not None and (picture < 60).all(axis=2).sum() > 500  # axes, text, mean curve
+    r = train_cli("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "gt.txt", "--metric", "activitynet",
+                  "--out", tmp_path / "anet")
+    # interpolated AP gives the same values here; with three classes the top 3 always hit
+    assert r.output.splitlines()[0] == "activitynet mAP 0.6111 over 3 classes, hit@3 1.0000 (4 videos, 1 background)"
+    r = train_cli("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "gt.txt", "--metric", "accuracy")
+    # top-1: v0 right, v1 (a tie of b and c, both its labels) right, v3 wrong; v2 is background
+    assert r.output == "accuracy: top-1 66.67%, top-5 100.00% over 3 labelled videos\n"
+    (tmp_path / "short.txt").write_text("v0 0\nv1 7\n")
+    r = train_cli("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "short.txt", "--metric", "thumos14",
+                  expect=1)
+    assert "2 videos of" in r.output and "have no line (v2, v3)" in r.output

@@ -313,6 +313,69 @@ def fuse(files, weights, use_softmax, out) -> None:
 
 
 @main.command()
+@click.argument("scores_file", metavar="SCORES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", "labels_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ground truth: 'video_id label[,label...]' per line; 'video_id -' (or the id "
+                   "alone) for a background video with no label.")
+@click.option("--metric", type=click.Choice(["activitynet", "thumos14", "accuracy"]), required=True,
+              help="activitynet: classification mAP (VOC-2011 interpolated AP, duplicates are false "
+                   "positives) and hit@3; thumos14: recognition mAP (non-interpolated AP over all "
+                   "videos, background ones negative); accuracy: top-1 / top-5 over labelled videos.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for per_class_ap.csv and pr_curve.png.  [default: SCORES without .npz, "
+                   "plus -METRIC]")
+def evaluate(scores_file, labels_path, metric, out) -> None:
+    """Score a score file (from `test` or `fuse`) against multi-label ground truth.
+
+    \b
+      tsn-train evaluate fused.npz --labels val_labels.txt --metric activitynet
+
+    Scores are turned into probabilities (softmax of the raw scores) first, as the reference
+    pipeline does. Prints mAP (and hit@3 for activitynet) and writes per-class AP as CSV and a
+    precision-recall picture. docs/untrimmed.md gives the exact rules.
+    """
+    from .lists import ListError, read_multilabel_list
+    from .metrics import activitynet_map, multilabel_accuracy, thumos14_map, write_ap_csv, write_pr_png
+    from .scores import ScoreError, Scores, softmax
+
+    try:
+        scores = Scores.load(scores_file)
+        truth = {r.video_id: r.labels for r in read_multilabel_list(labels_path)}
+    except (ScoreError, ListError) as exc:
+        raise click.ClickException(str(exc)) from None
+    missing = [v for v in scores.video_ids if v not in truth]
+    if missing:
+        raise click.ClickException(f"{labels_path}: {len(missing)} videos of {scores_file} have no line "
+                                   f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+    labels = [truth[v] for v in scores.video_ids]
+    num_classes = len(scores.classes)
+    bad = sorted({c for labs in labels for c in labs if not 0 <= c < num_classes})
+    if bad:
+        raise click.ClickException(f"{labels_path}: labels {bad[:5]} are outside the {num_classes} "
+                                   f"classes of {scores_file}")
+    probs = softmax(scores.scores)
+    if metric == "accuracy":
+        labelled = sum(bool(labs) for labs in labels)
+        click.echo(f"accuracy: top-1 {multilabel_accuracy(probs, labels, 1):.2%}, top-5 "
+                   f"{multilabel_accuracy(probs, labels, 5):.2%} over {labelled} labelled videos")
+        return
+    try:
+        result = (activitynet_map if metric == "activitynet" else thumos14_map)(probs, labels)
+    except ValueError as exc:
+        raise click.ClickException(f"{labels_path}: {exc}") from None
+    out = out or scores_file.with_name(f"{scores_file.stem}-{metric}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
+    write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
+    line = f"{metric} mAP {result.mean_ap:.4f} over {len(result.evaluated)} classes"
+    if result.hit_at_k is not None:
+        line += f", hit@{result.k} {result.hit_at_k:.4f}"
+    click.echo(f"{line} ({len(labels)} videos, {sum(not labs for labs in labels)} background)")
+    click.echo(f"per-class AP: {out / 'per_class_ap.csv'}; PR curves: {out / 'pr_curve.png'}")
+
+
+@main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", "checkpoints", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -195,3 +195,69 @@ def activitynet_map(scores: np.ndarray, labels: Sequence[Sequence[int]], top_k: 
     _label_sets(labels, *s.shape)
     videos, classes, values = submissions(s, top_k)
     return activitynet_map_from_submissions(videos, classes, values, labels, s.shape[1], hit_k)
+
+
+def multilabel_accuracy(scores: np.ndarray, labels: Sequence[Sequence[int]], k: int = 1) -> float:
+    """Fraction of labelled videos with any of their labels among their ``k`` best-scored classes
+    (background videos are left out; ties broken by class index)."""
+    s = _matrix(scores)
+    sets = _label_sets(labels, *s.shape)
+    keep = [v for v in range(len(sets)) if sets[v]]
+    if not keep:
+        raise ValueError("no labelled video: accuracy is undefined")
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return float(np.mean([bool(sets[v] & set(top[v].tolist())) for v in keep]))
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+def write_ap_csv(result: APResult, classes: Sequence[str], labels: Sequence[Sequence[int]], path) -> None:
+    """Per-class AP as CSV: label, class, positive videos, AP (empty where there is none)."""
+    import csv
+
+    positives = np.zeros(len(classes), np.int64)
+    for labs in labels:
+        for c in set(labs):
+            positives[c] += 1
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "class", "positives", "ap"])
+        for i, name in enumerate(classes):
+            w.writerow([i, name, int(positives[i]), "" if np.isnan(result.ap[i]) else f"{result.ap[i]:.6f}"])
+
+
+def write_pr_png(result: APResult, path, title: str = "", size: int = 480) -> None:
+    """Precision against recall of every evaluated class (grey) and their mean over recall (black),
+    drawn with OpenCV (no plotting dependency)."""
+    import cv2
+
+    pad = 40
+    canvas = np.full((size + 2 * pad, size + 2 * pad, 3), 255, np.uint8)
+
+    def xy(r: float, p: float) -> tuple[int, int]:
+        return pad + int(round(r * size)), pad + size - int(round(p * size))
+
+    grid = np.linspace(0, 1, 101)
+    mean = np.zeros_like(grid)
+    evaluated = result.evaluated
+    for c in evaluated:
+        r, p = result.recall[c], result.precision[c]
+        pts = np.array([xy(0, p[0] if len(p) else 0)] + [xy(a, b) for a, b in zip(r, p)], np.int32)
+        cv2.polylines(canvas, [pts], False, (190, 190, 190), 1, cv2.LINE_AA)
+        # interpolated precision (the best at this recall or beyond) on a common recall grid
+        best = np.maximum.accumulate(p[::-1])[::-1] if len(p) else np.zeros(0)
+        mean += np.array([best[r >= g].max() if (r >= g).any() else 0.0 for g in grid])
+    if len(evaluated):
+        mean /= len(evaluated)
+        pts = np.array([xy(g, m) for g, m in zip(grid, mean)], np.int32)
+        cv2.polylines(canvas, [pts], False, (0, 0, 0), 2, cv2.LINE_AA)
+    cv2.rectangle(canvas, (pad, pad), (pad + size, pad + size), (0, 0, 0), 1)
+    for t in (0, 0.5, 1):
+        cv2.putText(canvas, f"{t:g}", (xy(t, 0)[0] - 6, pad + size + 18), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"{t:g}", (8, xy(0, t)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0),
+                    1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{title}  mAP {result.mean_ap:.4f}  (recall across, precision up)", (pad, 24),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"{path}: could not write the PR-curve picture")
