@@ -165,3 +165,40 @@ def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tm
     assert [t["class"] for t in top] == [str(i) for i in np.argsort(-expected)[:5]]
     assert np.allclose([t["probability"] for t in top], np.sort(expected)[::-1][:5], atol=1e-5)
     assert "broken.mp4" in result.stderr and "Traceback" not in result.output
+
+
+def test_mtwi_protocol_is_window_integration_of_per_snippet_scores(train_store, trained, tmp_path):
+    """test --protocol mtwi: snippets at 2 per second from the recorded fps, crops combined by
+    max, windows integrated; equal to composing the pieces by hand on the slow per-crop path."""
+    from tsn_train.mtwi import mtwi_scores, snippet_positions
+
+    out = tmp_path / "flow_mtwi.npz"
+    train_cli("test", "--checkpoint", trained / "flow" / "last.pt", "--store", train_store,
+              "--list", train_store.parent / "train.txt", "--crops", "10", "--workers", "0",
+              "--protocol", "mtwi", "--rate", "2", "--out", out)
+    s = Scores.load(out)
+    assert s.settings["protocol"] == {"name": "mtwi", "rate": 2.0, "combine": "max", "rule": "reference"}
+    ckpt = checkpoint.load(trained / "flow" / "last.pt")
+    model = checkpoint.model_from_checkpoint(ckpt)
+    prep = ckpt.preprocessing
+    store = Store(train_store)
+    for i in (0, 4):
+        video = CLIPS[i]
+        meta = store.entry(video, "flow").meta
+        starts = snippet_positions(meta["count"], meta["fps"], 2, 5)
+        assert len(starts) >= 2  # 15 flows at 25-30 fps: a second or so, two snippets a second
+        per_snippet = []
+        for start in starts:
+            idx = sample_indices([start], 5, meta["count"])[0]
+            frames = np.stack([np.stack([decode(store.get(video, ch, j)) for ch in ("flow_x", "flow_y")], -1)
+                               for j in idx])
+            frames = rescale_short_side(frames, prep.scale_size)
+            h, w = frames.shape[1:3]
+            views = [frames[:, y:y + n, x:x + n] for x, y, n, _ in eval_boxes(h, w, prep.input_size, 10)]
+            views += [hflip(v, True) for v in views]
+            with torch.no_grad():
+                crop_scores = [model.snippet_scores(to_input(v[None], "flow", prep.norm))[0][0].numpy()
+                               for v in views]
+            per_snippet.append(np.max(crop_scores, axis=0))
+        want = mtwi_scores(np.array(per_snippet), 2)
+        np.testing.assert_allclose(s.scores[i], want, rtol=1e-4, atol=1e-4)

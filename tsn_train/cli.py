@@ -249,17 +249,30 @@ def _report_line(name: str, m: dict) -> str:
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
-def test(checkpoint, store, list_path, out, segments, crops, batch, workers, device, amp) -> None:
+@click.option("--protocol", type=click.Choice(["segments", "mtwi"]), default="segments", show_default=True,
+              help="segments: the paper's trimmed-video protocol (--segments snippets, averaged). "
+                   "mtwi: untrimmed video, Multi-scale Temporal Window Integration over snippets at "
+                   "--rate per second (docs/untrimmed.md).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="mtwi: snippets per second, placed by the store's recorded fps.")
+@click.option("--crop-combine", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="mtwi: how a snippet's crops are combined (the reference code takes the max).")
+@click.option("--mtwi-rule", type=click.Choice(["reference", "paper"]), default="reference",
+              show_default=True, help="mtwi: the reference code's windows, or the paper's text.")
+def test(checkpoint, store, list_path, out, segments, crops, batch, workers, device, amp, protocol,
+         rate, crop_combine, mtwi_rule) -> None:
     """Score a list of videos with the paper's protocol and print top-1, top-5 and mean class
-    accuracy. Scores are averaged over crops, then snippets, before softmax."""
+    accuracy. Scores are averaged over crops, then snippets, before softmax; with --protocol mtwi
+    they are integrated over temporal windows instead (then `tsn-train evaluate` gives mAP)."""
     from .evaluate import run_test
     from .lists import read_list
     from .scores import metrics, write_confusion_png, write_per_class_csv
 
     try:
         records = read_list(Path(list_path))
+        mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
         scores = run_test(Path(checkpoint), Path(store), records, segments, crops, batch,
-                          workers, device, amp)
+                          workers, device, amp, mtwi=mtwi)
     except (ListError, StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     out = Path(out)
@@ -267,8 +280,9 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     stem = out.with_suffix("")
     write_confusion_png(scores, stem.with_name(stem.name + "_confusion.png"))
     write_per_class_csv(scores, stem.with_name(stem.name + "_per_class.csv"))
-    click.echo(_report_line(f"{scores.settings['modality']} ({segments} snippets x {crops} crops)",
-                            metrics(scores)))
+    how = (f"M-TWI, {rate:g} snippets/s x {crops} crops" if protocol == "mtwi"
+           else f"{segments} snippets x {crops} crops")
+    click.echo(_report_line(f"{scores.settings['modality']} ({how})", metrics(scores)))
     click.echo(f"scores: {out}")
 
 

@@ -22,18 +22,19 @@ from .checkpoint import Preprocessing
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .lists import Record, validate
+from .mtwi import combine_crops, mtwi_scores, snippet_positions
+from .sampling import sample_indices
 from .models import TSN
 from .scores import Scores
 from .transforms import EvalCrops, to_input
 
 
 @torch.inference_mode()
-def video_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: int,
-                 amp_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """``(crops, snippets, L, H, W, C)`` uint8 images -> the video's class scores ``(classes,)``
-    before softmax: every snippet-crop moved to the model's device and scaled there
-    (``to_input``), scored (``batch`` per forward pass, under autocast to ``amp_dtype`` if given),
-    averaged over crops, then over snippets."""
+def snippet_crop_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: int,
+                        amp_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``(crops, snippets, L, H, W, C)`` uint8 images -> class scores before softmax of every
+    snippet-crop, ``(crops, snippets, classes)``: moved to the model's device and scaled there
+    (``to_input``), scored ``batch`` per forward pass (under autocast to ``amp_dtype`` if given)."""
     device = next(model.parameters()).device
     flat = images.flatten(0, 1)
     outs = []
@@ -41,7 +42,28 @@ def video_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: i
         x = to_input(chunk.to(device, non_blocking=True), prep.modality, prep.norm)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outs.append(model.snippet_scores(x)[0].float())
-    return torch.cat(outs).view(*images.shape[:2], -1).mean(dim=0).mean(dim=0)
+    return torch.cat(outs).view(*images.shape[:2], -1)
+
+
+def video_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: int,
+                 amp_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """The video's class scores ``(classes,)`` before softmax (the 25-snippet protocol): every
+    snippet-crop scored (``snippet_crop_scores``), averaged over crops, then over snippets."""
+    return snippet_crop_scores(model, images, prep, batch, amp_dtype).mean(dim=0).mean(dim=0)
+
+
+class RateDataset(VideoDataset):
+    """Evaluation items of M-TWI: snippets at ``starts[video_id]`` (``mtwi.snippet_positions``)
+    instead of segment centres."""
+
+    def __init__(self, *args, starts: dict[str, list[int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.starts = starts
+
+    def indices(self, i: int, rng=None) -> list[list[int]]:
+        vid = self.records[i].video_id
+        return sample_indices(self.starts[vid], modalities.get(self.modality).snippet_length,
+                              self.counts[vid])
 
 
 def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, int],
@@ -55,16 +77,36 @@ def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, i
 def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
              segments: int = TEST_SEGMENTS, crops: int = TEST_CROPS, batch: int = TEST_BATCH,
              workers: int = 2, device: str = "auto",
-             amp: bool = True, progress: bool = True) -> Scores:
-    """Score every listed video with the checkpoint's model; the list is checked against the store."""
+             amp: bool = True, progress: bool = True, mtwi: Optional[dict] = None) -> Scores:
+    """Score every listed video with the checkpoint's model; the list is checked against the store.
+
+    Without ``mtwi``: the 25-snippet protocol (``segments`` snippets at segment centres, averaged
+    over crops and snippets). With ``mtwi`` (``rate``, ``combine``, ``rule``): snippets at ``rate``
+    per second over the whole video (the store's recorded fps), crops combined per snippet by
+    ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused."""
     dev = distributed.resolve_device(device)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.model_from_checkpoint(ckpt, dev)
     prep = ckpt.preprocessing
     store = Store(store_root)
     counts = validate(records, store, prep.modality, len(ckpt.classes), "test list")
+    if mtwi:
+        spec = modalities.get(prep.modality)
+        starts = {}
+        for r in records:
+            fps = store.entry(r.video_id, spec.source).meta.get("fps")
+            if not fps:
+                raise ValueError(f"{store_root}: {r.video_id} has no recorded fps (imported frames?); "
+                                 "M-TWI needs it to place snippets per second")
+            starts[r.video_id] = snippet_positions(counts[r.video_id], fps, mtwi["rate"], spec.snippet_length)
     store.close()
-    ds = eval_dataset(StoreImages(store_root), records, counts, prep, segments, crops)
+    if mtwi:
+        transform = EvalCrops(prep.input_size, prep.scale_size, crops,
+                              modalities.get(prep.modality).is_flow)
+        ds = RateDataset(StoreImages(store_root), records, counts, prep.modality, 1, False, transform,
+                         starts=starts)
+    else:
+        ds = eval_dataset(StoreImages(store_root), records, counts, prep, segments, crops)
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
@@ -73,9 +115,15 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
     scores = np.zeros((len(records), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
                                     dynamic_ncols=True)):
-        scores[i] = video_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
+        if mtwi:
+            per = snippet_crop_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
+            snippets = combine_crops(per.transpose(1, 0, 2), mtwi["combine"])
+            scores[i] = mtwi_scores(snippets, mtwi["rate"], rule=mtwi["rule"])
+        else:
+            scores[i] = video_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
     settings = {"checkpoint": str(ckpt_path), "store": str(store_root), "segments": segments,
                 "crops": crops, "modality": prep.modality, "arch": ckpt.arch,
-                "epoch": ckpt.epoch, "source": str(ckpt_path)}
+                "epoch": ckpt.epoch, "source": str(ckpt_path),
+                "protocol": {"name": "mtwi", **mtwi} if mtwi else {"name": "segments"}}
     return Scores([r.video_id for r in records], np.array([r.label for r in records]), scores,
                   list(ckpt.classes), settings)
