@@ -28,6 +28,7 @@ from tsn_prep.store import Store
 from . import archs, checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
 from .config import FitConfig
+from .curves import write_curves
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
 from .lists import ListError, num_classes_of, read_classes, read_list, validate
@@ -222,8 +223,8 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, dev: distributed.Dist,
 
 
 class RunLog:
-    """Rank 0's outputs besides checkpoints: metrics.jsonl, TensorBoard (when installed), the
-    console. Other ranks get a RunLog that writes nothing."""
+    """Rank 0's outputs besides checkpoints: metrics.jsonl, curves.png (redrawn every epoch),
+    TensorBoard (when installed), the console. Other ranks get a RunLog that writes nothing."""
 
     def __init__(self, out: Path, main: bool, resumed_after: Optional[int]):
         self.path = out / "metrics.jsonl"
@@ -256,6 +257,9 @@ class RunLog:
         if not self.main:
             return
         self._append(record)
+        epochs_so_far = [r for r in map(json.loads, self.path.read_text(encoding="utf-8").splitlines())
+                         if r.get("kind") == "epoch"]
+        write_curves(epochs_so_far, self.path.with_name("curves.png"))
         if self.board is not None:
             for key, value in record.items():
                 if key not in ("kind", "epoch"):

@@ -1,0 +1,78 @@
+"""``curves.png``: loss and accuracy per epoch, train and val, for people without TensorBoard.
+
+Drawn with OpenCV (already a dependency), so no plotting library is needed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+# BGR colours of the series; train solid, val the same colour thinner with dots.
+COLORS = {"train": (200, 90, 20), "val": (30, 120, 230)}
+PANEL = (360, 240)   # width, height of one plot area
+PAD = 44
+
+
+def points(values: Sequence[Optional[float]], x0: int, y0: int, width: int, height: int,
+           lo: float, hi: float, epochs: int) -> list[tuple[int, int]]:
+    """Pixel positions of ``values`` (one per epoch from 1; None is skipped) in the box at
+    ``(x0, y0)`` of ``width`` x ``height``: epoch 1..``epochs`` left to right, ``lo``..``hi``
+    bottom to top."""
+    span = hi - lo or 1.0
+    out = []
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        x = x0 + (round(i * (width - 1) / (epochs - 1)) if epochs > 1 else width // 2)
+        y = y0 + height - 1 - round((min(max(v, lo), hi) - lo) / span * (height - 1))
+        out.append((x, y))
+    return out
+
+
+def _panel(canvas: np.ndarray, x0: int, title: str, series: dict[str, list[Optional[float]]],
+           lo: float, hi: float, epochs: int, fmt: str) -> None:
+    w, h = PANEL
+    y0 = PAD
+    cv2.rectangle(canvas, (x0 - 1, y0 - 1), (x0 + w, y0 + h), (0, 0, 0), 1)
+    cv2.putText(canvas, title, (x0, y0 - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for value in (lo, hi):
+        y = points([value], x0, y0, w, h, lo, hi, 1)[0][1]
+        cv2.putText(canvas, fmt.format(value), (x0 - PAD + 2, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"epoch 1..{epochs}", (x0 + w // 2 - 30, y0 + h + 18), cv2.FONT_HERSHEY_SIMPLEX,
+                0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for name, values in series.items():
+        pts = points(values, x0, y0, w, h, lo, hi, epochs)
+        if len(pts) > 1:
+            cv2.polylines(canvas, [np.array(pts, np.int32)], False, COLORS[name], 2 if name == "train" else 1,
+                          cv2.LINE_AA)
+        for p in pts:
+            cv2.circle(canvas, p, 2, COLORS[name], -1, cv2.LINE_AA)
+
+
+def write_curves(records: Sequence[dict], path: Path) -> None:
+    """Draw the epoch records of ``metrics.jsonl`` (``train_loss``, ``train_acc`` and, when
+    validated, ``val_loss``, ``val_acc``) as two panels, loss and accuracy, and write ``path``
+    atomically."""
+    epochs = max(len(records), 1)
+    losses = {k: [r.get(f"{k}_loss") for r in records] for k in ("train", "val")}
+    accs = {k: [r.get(f"{k}_acc") for r in records] for k in ("train", "val")}
+    losses = {k: v for k, v in losses.items() if any(x is not None for x in v)}
+    accs = {k: v for k, v in accs.items() if any(x is not None for x in v)}
+    finite = [x for v in losses.values() for x in v if x is not None and np.isfinite(x)]
+    hi = max(finite) if finite else 1.0
+    w, h = PANEL
+    canvas = np.full((h + 2 * PAD + 10, 2 * (w + PAD) + PAD, 3), 255, np.uint8)
+    _panel(canvas, PAD, "loss", losses, 0.0, hi, epochs, "{:.2f}")
+    _panel(canvas, 2 * PAD + w, "accuracy", accs, 0.0, 1.0, epochs, "{:.0%}")
+    for i, name in enumerate(("train", "val")):
+        cv2.putText(canvas, name, (2 * PAD + w + 10 + 60 * i, canvas.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, COLORS[name], 1, cv2.LINE_AA)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(tmp), canvas):
+        raise OSError(f"{path}: could not write the training curves")
+    tmp.replace(path)
