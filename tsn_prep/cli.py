@@ -370,6 +370,61 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
                            f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
 
 
+def _frame_range(ctx, param, value):
+    if value is None:
+        return None
+    a, sep, b = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (int(a) if a.strip() else None, int(b) if b.strip() else None)
+    except ValueError:
+        raise click.BadParameter(f"expected A:B (B excluded; either may be left out), got {value!r}") from None
+
+
+@main.command("show")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("video_id")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="FILE.png: a contact sheet, one row per time step; FILE.gif or FILE.mp4: an "
+                   "animation, one row per animation frame.")
+@click.option("--frames", "frame_range", callback=_frame_range, metavar="A:B",
+              help="Show time steps A..B-1 (0-based, like a Python slice).  [default: 8 evenly "
+                   "spaced across the video, or all of a shorter one]")
+@click.option("--every", type=click.IntRange(min=1), default=None,
+              help="Every Nth time step of --frames (or of the whole video).")
+@click.option("--columns", type=click.IntRange(min=1), default=1, show_default=True,
+              help="PNG: lay the rows out in N groups side by side, for long selections.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="GIF / MP4: animation frames per second.")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Write each row's time step index into its top-left corner.")
+def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels):
+    """Draw the video VIDEO_ID of the store STORE: frame i | flow i | warped flow i per row.
+
+    Flow i is between frames i and i+1 (the last frame has none: a black cell); modalities the
+    video lacks are left out. Flow is drawn with the Middlebury colour wheel (hue: direction,
+    saturation: speed) on a fixed scale: white is no motion, full colour is the stored bound
+    (--bound at extraction, 20 px by default) or more, so videos compare. Each cell is the stored
+    size, so a PNG is (rows x height) by (columns x modalities x width).
+
+    \b
+    Example:
+      tsn-prep show out/ ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01 --out sheet.png --frames 0:16 --every 2
+    """
+    from .show import ShowError, describe, pick_steps, rows, write
+
+    opened = _open(store)
+    try:
+        video = describe(opened, video_id)
+        indices = pick_steps(video.steps, frame_range, every)
+        write(out_file, rows(opened, video, indices, labels), columns, fps)
+    except (ShowError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out_file}: {video_id}, {', '.join(video.modalities)}, time steps "
+               f"{', '.join(map(str, indices))}", err=True)
+
+
 @main.command("import-frames")
 @click.argument("dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
