@@ -78,6 +78,11 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
+def decode_image(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> Optional[np.ndarray]:
+    """Stored JPEG/PNG bytes -> image (OpenCV ``flags``), None when they do not decode."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def encode_flow(flow: np.ndarray, bound: float, quality: int) -> tuple[bytes, bytes]:
     """A float HxWx2 flow as two one-channel JPEGs (x, y), quantised as TSN does."""
     q = quantize(flow, bound)

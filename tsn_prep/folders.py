@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import cv2
-import numpy as np
-
 from . import modalities
 from .diskspace import DiskFull
+from .extract import ExtractConfig, decode_image
 from .store import ShardWriter, Store, shard_of
 
+
+Prefixes = dict[str, tuple[tuple[str, ...], ...]]  # modality -> namings, each a prefix per channel
 
 # The frame-folder naming conventions in use: file-name prefixes per stored modality, one per
 # channel in the modality's channel order. import-frames detects them per folder; export writes the
 # first of each.
-PREFIXES: dict[str, tuple[tuple[str, ...], ...]] = {
+PREFIXES: Prefixes = {
     # dense_flow, denseflow and mmaction2 (img_00001.jpg); dense_flow's README example (-i=tmp/image)
     "rgb": (("img_",), ("image_",)),
     # dense_flow, denseflow, mmaction2's TSN flow configs (flow_x_00001.jpg);
@@ -84,7 +84,7 @@ class FolderError(Exception):
 
 
 def accepted_prefixes(img: Optional[str] = None, flow: Optional[str] = None, warp: Optional[str] = None,
-                      flow_modality: str = "flow") -> dict[str, tuple[tuple[str, ...], ...]]:
+                      flow_modality: str = "flow") -> Prefixes:
     """The prefixes import-frames looks for, per modality: the known conventions (:data:`PREFIXES`),
     or only the one the user named (``flow="flow_"`` means ``flow_x_`` and ``flow_y_``).
     ``flow_modality="warped_flow"`` stores flow-named images as warped flow instead."""
@@ -113,10 +113,6 @@ class Found:
     start: int
     files: dict[str, list[Path]]   # channel -> files in order
 
-    @property
-    def count(self) -> int:
-        return len(next(iter(self.files.values())))
-
     def describe(self) -> str:
         """``flow x_/y_ from 0`` (what the summary and the metadata say)."""
         return f"{self.modality} {'/'.join(self.prefixes)} from {self.start}"
@@ -130,7 +126,7 @@ def _shorten(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def scan_folder(video_dir: Path, accepted: Optional[dict[str, tuple[tuple[str, ...], ...]]] = None,
+def scan_folder(video_dir: Path, accepted: Optional[Prefixes] = None,
                 ignore_unmatched: bool = False) -> tuple[dict[str, Found], list[str]]:
     """Detect which naming convention each modality uses in one video folder.
 
@@ -200,7 +196,7 @@ def find_video_dirs(root: Path) -> Iterator[Path]:
 
 
 def import_folder(writer: ShardWriter, video_id: str, video_dir: Path,
-                  accepted: Optional[dict[str, tuple[tuple[str, ...], ...]]] = None, bound: float = 20.0,
+                  accepted: Optional[Prefixes] = None, bound: float = ExtractConfig.bound,
                   ignore_unmatched: bool = False) -> "FolderResult":
     """Store one folder's images (bytes as they are); a modality already complete is not rewritten."""
     found, unmatched = scan_folder(video_dir, accepted, ignore_unmatched)
@@ -216,7 +212,7 @@ def import_folder(writer: ShardWriter, video_id: str, video_dir: Path,
             images[ch] = []
             for p in paths:
                 data = p.read_bytes()
-                img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                img = decode_image(data)
                 if img is None:
                     raise FolderError(f"{p.name} does not decode as an image")
                 if size is None:
@@ -248,8 +244,8 @@ class FolderResult:
     error: Optional[str] = None
 
 
-def import_tree(root: Path, out: Path, accepted: Optional[dict[str, tuple[tuple[str, ...], ...]]] = None,
-                bound: float = 20.0, shard_index: int = 0, num_shards: int = 1, ignore_unmatched: bool = False,
+def import_tree(root: Path, out: Path, accepted: Optional[Prefixes] = None,
+                bound: float = ExtractConfig.bound, shard_index: int = 0, num_shards: int = 1, ignore_unmatched: bool = False,
                 on_video: Optional[Callable[[FolderResult], None]] = None) -> list[FolderResult]:
     """Import every video folder under ``root`` that belongs to this shard, one result per folder.
 

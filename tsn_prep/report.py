@@ -6,10 +6,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import cv2
-import numpy as np
-
 from . import modalities
+from .extract import decode_image
 from .store import CHECKSUM, Store, StoreError, checksum_problem, has_checksums
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
@@ -153,7 +151,7 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
             problems.append(f"{where}: index beyond the recorded count {entry.meta['count']}")
         if entry.shard != shard:
             problems.append(f"{where}: stored in the wrong shard (entry in shard {entry.shard})")
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image = decode_image(data)
         if image is None:
             problems.append(f"{where}: does not decode as an image")  # says more than its checksum
         elif has_checksums(entry.meta):  # catches what decoding misses: changed bytes that decode

@@ -14,6 +14,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from .extract import decode_image
 from .quantize import dequantize
 from .store import Store
 
@@ -93,7 +94,7 @@ def describe(store: Store, video_id: str) -> Video:
         hint = f" (it holds {len(ids)} videos, e.g. {ids[0]})" if ids else " (it holds no videos)"
         raise ShowError(f"{video_id}: no such video in {store.root}{hint}")
     counts = {m: store.entry(video_id, m).meta["count"] for m in present}
-    bounds = {m: float(store.entry(video_id, m).meta.get("parameters", {}).get("bound", 20.0))
+    bounds = {m: float(store.entry(video_id, m).meta["parameters"]["bound"])  # recorded with all flow
               for m in present if m != "rgb"}
     return Video(video_id, present, counts, bounds)
 
@@ -114,7 +115,7 @@ def pick_steps(steps: int, frames: Optional[tuple[Optional[int], Optional[int]]]
 
 
 def _decode(data: bytes, flags: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    image = decode_image(data, flags)
     if image is None:
         raise ShowError("a stored image does not decode: run `tsn-prep verify` on the store")
     return image
@@ -181,10 +182,8 @@ def write(path: Path, rows_: list[np.ndarray], columns: int = 1, fps: float = 4.
         if not cv2.imwrite(str(path), cv2.cvtColor(sheet(rows_, columns), cv2.COLOR_RGB2BGR)):
             raise ShowError(f"{path}: cannot write the PNG")
     elif ext == ".gif":
-        try:
-            from PIL import Image
-        except ImportError:
-            raise ShowError("writing a GIF needs Pillow: pip install pillow (or write .png / .mp4)") from None
+        from PIL import Image  # a dependency (torchvision's too); only this format needs it
+
         images = [Image.fromarray(r) for r in rows_]
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
                        loop=0, optimize=False, disposal=1)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from tsn_prep import modalities
+from tsn_prep.extract import decode_image
 from tsn_prep.store import Store
 
 from .lists import Record
@@ -18,8 +19,7 @@ from .sampling import center_starts, sample_indices, train_starts
 
 
 def decode(data: bytes, color: bool, where: str) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8),
-                         cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
+    image = decode_image(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f"{where}: stored image is not a decodable JPEG/PNG")
     return image
@@ -112,11 +112,15 @@ class VideoDataset(Dataset):
             return channels[0]
         return np.stack(channels, axis=-1)
 
-    def __getitem__(self, key) -> tuple[torch.Tensor, int]:
+    def sample(self, key) -> tuple[Record, Optional[np.random.Generator], list[list[int]]]:
+        """An item's record, its generator (training; None otherwise) after drawing the snippets,
+        and the snippets' image indices. ``key`` is ``i`` or ``(epoch, i)``."""
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
-        record = self.records[i]
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
-        snippets = self.indices(i, rng)
+        return self.records[i], rng, self.indices(i, rng)
+
+    def __getitem__(self, key) -> tuple[torch.Tensor, int]:
+        record, rng, snippets = self.sample(key)
         frames = self.load(record.video_id, [j for s in snippets for j in s])
         frames = self.transform(frames, rng)
         k, length = len(snippets), len(snippets[0])

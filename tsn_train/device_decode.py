@@ -10,18 +10,19 @@ tests), so the two paths are the same augmentation but not bit-identical inputs.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from tsn_prep import modalities
 
 from .dataset import VideoDataset
-from .transforms import TrainAugment, multiscale_crop_box
+from .transforms import TrainAugment
 
 
 @dataclass
@@ -49,10 +50,7 @@ class EncodedDataset(VideoDataset):
             raise ValueError("decoding on the device is for training items with TrainAugment")
 
     def __getitem__(self, key) -> tuple[Encoded, int]:
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
-        record = self.records[i]
-        rng = np.random.default_rng([self.seed, epoch, i])
-        snippets = self.indices(i, rng)
+        record, rng, snippets = self.sample(key)
         flat = [j for s in snippets for j in s]
         spec = modalities.get(self.modality)
         unique = sorted(set(flat))
@@ -60,25 +58,9 @@ class EncodedDataset(VideoDataset):
                        for ch in spec.channels}
         blobs = [torch.frombuffer(bytearray(per_channel[ch][j]), dtype=torch.uint8)
                  for j in flat for ch in spec.channels]
-        h, w = _jpeg_size(per_channel[spec.channels[0]][unique[0]])
-        aug = self.transform
-        box = multiscale_crop_box(h, w, aug.input_size, aug.scales, rng, aug.max_distort,
-                                  positions=aug.crop_positions)
-        mirror = bool(aug.flip and rng.random() < 0.5)
+        w, h = Image.open(io.BytesIO(per_channel[spec.channels[0]][unique[0]])).size  # header only
+        box, mirror = self.transform.draw(h, w, rng)
         return Encoded(blobs, len(snippets), len(snippets[0]), box, mirror), record.label
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """(height, width) from a JPEG's SOF marker, without decoding."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            raise ValueError("not a JPEG")
-        marker, size = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
-        i += 2 + size
-    raise ValueError("no frame header in JPEG")
 
 
 def collate(batch: list[tuple[Encoded, int]]) -> tuple[list[Encoded], torch.Tensor]:

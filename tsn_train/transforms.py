@@ -131,11 +131,15 @@ class TrainAugment:
     def __post_init__(self) -> None:
         check_crop_positions(self.crop_positions)  # when fit starts, not in a loader worker
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        h, w = frames.shape[1:3]
+    def draw(self, h: int, w: int, rng: np.random.Generator) -> tuple[tuple[int, int, int, int], bool]:
+        """The random part for ``h`` x ``w`` frames: the crop box, then whether to mirror (in that
+        order from ``rng``; decoding on the device draws the same through here)."""
         box = multiscale_crop_box(h, w, self.input_size, self.scales, rng, self.max_distort,
                                   positions=self.crop_positions)
-        mirror = self.flip and rng.random() < 0.5
+        return box, bool(self.flip and rng.random() < 0.5)
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        box, mirror = self.draw(*frames.shape[1:3], rng)
         out = resize(crop(frames, box), self.input_size, self.input_size, mirror)
         if mirror and self.is_flow:  # the mirrored x component points the other way
             np.subtract(255, out[..., 0], out=out[..., 0])
