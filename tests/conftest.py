@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from tsn_prep.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# the shared test data beside the checkout; TSN_TEST_DATA points elsewhere (e.g. on a GPU machine)
+DATA = Path(os.environ.get("TSN_TEST_DATA") or REPO.parent / "shared" / "data")
 VIDEOS = DATA / "videos"
 
 

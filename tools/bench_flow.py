@@ -49,20 +49,30 @@ SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
 VARIANT_HELP = ("eager | compiled (torch.compile's default mode, dynamic shapes) | compiled-static "
                 "(dynamic=False: one compile per level and batch size) | compiled:MODE (e.g. "
                 "compiled:reduce-overhead, compiled:max-autotune-no-cudagraphs) | compiled-all "
-                "(also the median and the remap on the CPU)")
+                "(also the median and the remap on the CPU) | triton (the hand-written Triton "
+                "iteration, CUDA graphs; CUDA only) | triton-nograph (launched from Python) | "
+                "triton-fast (the GPU's approximate division and square root, fused multiply-adds)")
 
 
 def solver_options(variant: str) -> dict:
     if variant == "eager":
-        return {"compile": False}
+        return {"compile": False, "kernel": "torch"}
     if variant == "compiled":
-        return {"compile": True, "dynamic": True}
+        return {"compile": True, "dynamic": True, "kernel": "torch"}
     if variant == "compiled-static":
-        return {"compile": True, "dynamic": False}
+        return {"compile": True, "dynamic": False, "kernel": "torch"}
     if variant == "compiled-all":
-        return {"compile": True, "dynamic": True, "compile_parts": ("step", "median", "warp")}
+        return {"compile": True, "dynamic": True, "kernel": "torch",
+                "compile_parts": ("step", "median", "warp")}
     if variant.startswith("compiled:"):
-        return {"compile": True, "dynamic": True, "compile_mode": variant.split(":", 1)[1]}
+        return {"compile": True, "dynamic": True, "kernel": "torch",
+                "compile_mode": variant.split(":", 1)[1]}
+    if variant == "triton":
+        return {"compile": True, "dynamic": True, "kernel": "triton"}
+    if variant == "triton-nograph":
+        return {"compile": True, "dynamic": True, "kernel": "triton", "graphs": False}
+    if variant == "triton-fast":
+        return {"compile": True, "dynamic": True, "kernel": "triton", "exact": False}
     raise SystemExit(f"unknown variant {variant!r}: {VARIANT_HELP}")
 
 
@@ -149,7 +159,10 @@ def child(spec: dict) -> dict:
     out = {"variant": spec["variant"], "batch": batch, "pairs": n, "seconds": seconds,
            "pairs_per_s": n / seconds, "first_call": first,
            "compile_s": max(0.0, first - seconds / len(chunks)), "compiled": solver.compiled,
-           "compile_parts": list(solver.compile_parts),
+           "compile_parts": list(solver.compile_parts), "kernel": solver.kernel,
+           "graph_errors": sorted({lv.capture_error for lv in solver._levels.values()
+                                   if lv.capture_error}),
+           "graphs_used": sum(lv.graph is not None for lv in solver._levels.values()),
            "iterations_per_pair": float(np.concatenate(iters).mean()),
            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if cuda:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .diskspace import DiskFull
+from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
 from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
@@ -195,9 +196,9 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    "--gpu, OpenCV on the CPU. torch also runs on the CPU.")
 @click.option("--batch-pairs", type=BatchPairs(), default=None,
               help="Frame pairs per TV-L1 call for the torch backend, batched across videos. auto: "
-                   "on a GPU the largest batch that fits 60% of the free memory (probed once per "
-                   "frame size, at most 256); on the CPU 1 pair at 340x256, up to 8 for small "
-                   "frames.  [default: auto for torch, else 1]")
+                   f"on a GPU the largest batch that fits {AUTO_MEMORY_FRACTION:.0%} of the free "
+                   f"memory (probed once per frame size, at most {AUTO_MAX_BATCH}); on the CPU 1 "
+                   "pair at 340x256, up to 8 for small frames.  [default: auto for torch, else 1]")
 @click.option("--tau", type=float, default=_TVL1.tau, show_default=True, help="TV-L1 time step.")
 @click.option("--lambda", "lambda_", type=float, default=_TVL1.lambda_, show_default=True,
               help="TV-L1 data-term weight (smaller: smoother flow).")
