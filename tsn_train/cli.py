@@ -16,7 +16,7 @@ from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.store import StoreError
 
 from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, TEST_CROPS,
-                     TEST_SEGMENTS, default_text, preset_names, resolve)
+                     TEST_SEGMENTS, DrawSettings, default_text, preset_names, resolve)
 from .archs import ARCHS, CONSENSUS, PretrainedError
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
 
@@ -44,6 +44,7 @@ class NumberList(click.ParamType):
 
 FLOATS, INTS = NumberList(float), NumberList(int)
 CROPS = click.Choice([str(c) for c in CROP_CHOICES])
+DRAW = DrawSettings()
 CROP_POSITIONS = click.Choice([str(c) for c in CROP_POSITION_CHOICES])
 
 
@@ -434,6 +435,78 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
             click.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in ranked))
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A fit checkpoint of any modality (rgb, rgbdiff, flow, warped_flow).")
+@click.option("--class", "class_names", multiple=True,
+              help="A class to draw, by name; repeat for several.  [default: every class]")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for CLASS.png (one grid per class), CLASS.npz (the snippet in stored "
+                   "levels), overview.png and summary.json.")
+@click.option("--steps", type=click.IntRange(min=1), default=DRAW.steps, show_default=True,
+              help="Gradient-ascent steps per class, shared by the octaves.")
+@click.option("--size", type=click.IntRange(min=32), default=DRAW.size, show_default=True,
+              help="Side of the drawn input in px (112-224 runs in minutes on a CPU).")
+@click.option("--seed", type=int, default=DRAW.seed, show_default=True,
+              help="Seed of the starting noise and the jitter: the same seed draws the same "
+                   "pictures (bit for bit on one CPU thread; threaded convolutions may round "
+                   "differently, which the ascent can amplify).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
+    """Draw what a trained stream has learned for each class (the paper's DeepDraw pictures):
+    gradient ascent on the class's pre-softmax score from noise, with octaves, jitter and blur
+    between steps (docs/visualize.md says why these). RGB is drawn as an image, RGB difference as
+    its five difference frames, flow as x and y maps in grey and as colour-coded fields. Prints
+    each picture's probability for its class, and that of the noise it started from."""
+    import dataclasses
+    import json
+
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from tsn_prep.extract import ExtractConfig
+
+    from . import checkpoint as ckpt_mod
+    from . import distributed
+    from . import visualize as vis
+
+    try:
+        ckpt = ckpt_mod.load(checkpoint)
+        dev = distributed.resolve_device(device)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(f"{checkpoint}: {exc}") from None
+    classes = ckpt.classes
+    unknown = [c for c in class_names if c not in classes]
+    if unknown:
+        shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+        raise click.ClickException(f"{checkpoint}: no class {', '.join(map(repr, unknown))}; its "
+                                   f"classes: {shown}")
+    wanted = list(dict.fromkeys(class_names)) or classes
+    model = ckpt_mod.model_from_checkpoint(ckpt, dev).eval().requires_grad_(False)
+    prep, modality = ckpt.preprocessing, ckpt.modality
+    bound = float(ckpt.extraction.get("bound", ExtractConfig().bound))
+    settings = dataclasses.replace(DRAW, steps=steps, size=size, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, tiles = {}, []
+    for name in tqdm(wanted, desc="classes", unit="class"):
+        c = classes.index(name)
+        levels, noise = vis.draw(model, modality, prep.norm, c, settings, dev)
+        p, p0 = vis.probabilities(model, np.stack([levels, noise]), modality, prep.norm, dev)[:, c]
+        rows = vis.cells(levels, modality, bound)
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        cv2.imwrite(str(out / f"{stem}.png"), vis.grid(rows, f"{name}: p={p:.3f} (noise {p0:.3f})"))
+        np.savez_compressed(out / f"{stem}.npz", levels=levels, noise=noise)
+        tiles.append((name, vis.overview_tile(rows)))
+        summary[name] = {"file": f"{stem}.png", "probability": float(p), "noise_probability": float(p0)}
+        tqdm.write(f"{name}: probability {p:.3f} (noise {p0:.3f}) -> {out / (stem + '.png')}")
+    cv2.imwrite(str(out / "overview.png"), vis.overview(tiles))
+    (out / "summary.json").write_text(json.dumps(
+        {"checkpoint": str(checkpoint), "modality": modality, "bound": bound,
+         "settings": dataclasses.asdict(settings), "classes": summary}, indent=1) + "\n")
+    click.echo(f"{len(wanted)} class picture(s) and overview.png in {out}")
 
 
 if __name__ == "__main__":
