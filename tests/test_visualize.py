@@ -31,8 +31,9 @@ def two_threads():
 
 def visualize(tmp_path, modality, *extra):
     ckpt = tmp_path / f"{modality}.pt"
-    # the stream has learned its task (flow's four directions take longer)
-    assert trained_checkpoint(ckpt, modality, size=SIZE, steps=100 if modality == "flow" else 40) >= 0.95
+    # the stream has learned its task (the four flow directions take longer)
+    steps = 100 if modality in ("flow", "warped_flow") else 40
+    assert trained_checkpoint(ckpt, modality, size=SIZE, steps=steps) >= 0.95
     out = tmp_path / "vis"
     result = CliRunner().invoke(main, ["visualize", "--checkpoint", str(ckpt), "--out", str(out),
                                        "--size", str(SIZE), "--steps", str(STEPS), "--device", "cpu",
@@ -58,9 +59,10 @@ def check_probabilities(ckpt, out, summary, classes):
     assert raised >= len(classes) - 1
 
 
-def test_flow_pictures_move_the_way_their_class_does(tmp_path):
-    ckpt, out, summary = visualize(tmp_path, "flow")
-    classes = CLASSES["flow"]
+@pytest.mark.parametrize("modality", ["flow", "warped_flow"])
+def test_flow_pictures_move_the_way_their_class_does(tmp_path, modality):
+    ckpt, out, summary = visualize(tmp_path, modality)
+    classes = CLASSES[modality]
     check_probabilities(ckpt, out, summary, classes)
     mean = {}
     for name in classes:
