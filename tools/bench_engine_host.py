@@ -1,0 +1,75 @@
+"""How fast the flow engine's host side can go: ``tsn-prep extract-flow --backend torch`` through
+the batching engine (real decoding workers, pairing, quantisation and JPEG threads, store writes)
+with a solver that answers at once with real TV-L1 flows, so the GPU is taken out of the picture.
+
+If end-to-end extraction on a GPU runs well below this figure on the same machine while the GPU
+is not busy, the pipeline (batch formation, pairs in flight) is what holds it back, not the CPUs.
+
+    python tools/bench_engine_host.py VIDEOS OUT --workers 2 [--flows FLOWS.npz] [--batch 128]
+
+``--flows``: an npz with a ``flow`` array (N, H, W, 2) of real flows at the clips' frame size (e.g.
+one saved by ``tools/bench_flow.py --save-flows``); without it, smooth synthetic flows are used.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_flows(h: int, w: int, n: int = 8) -> np.ndarray:
+    """Smooth flows of a few pixels (JPEG costs what it costs on real flow, not on noise)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([np.stack([3 * np.sin(x / 40 + k) + 0.5 * np.cos(y / 17),
+                               2 * np.cos(y / 30 + k) - 0.3 * np.sin(x / 23)], axis=-1)
+                     for k in range(n)]).astype(np.float32)
+
+
+class CannedSolver:
+    """Stands for the torch TV-L1: returns stored flows (cycled) for a batch, instantly."""
+
+    name = "torch"
+    compiled = False
+
+    def __init__(self, flows: np.ndarray):
+        self.flows = flows
+
+    def batch(self, prev, cur) -> np.ndarray:
+        n, h, w = np.asarray(prev).shape
+        f = self.flows
+        if f.shape[1:3] != (h, w):
+            f = synthetic_flows(h, w)
+            self.flows = f
+        return np.resize(f, (n, h, w, 2)).copy()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("videos", type=Path)
+    p.add_argument("out", type=Path, help="store to write (deleted first)")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--batch", type=int, default=128, help="pairs per solver call")
+    p.add_argument("--flows", type=Path, help="npz with real flows ('flow': N, H, W, 2)")
+    args = p.parse_args()
+
+    import tsn_prep.engine as engine
+    from tsn_prep.extract import ExtractConfig
+    from tsn_prep.run import run_extraction
+
+    flows = np.load(args.flows)["flow"] if args.flows else synthetic_flows(256, 340)
+    engine.default_solver = lambda cfg, workers=1: (lambda gpu: CannedSolver(flows))
+    shutil.rmtree(args.out, ignore_errors=True)
+    cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch)
+    start = time.perf_counter()
+    summary = run_extraction(args.videos, args.out, cfg, args.workers, 0, 1, progress=False)
+    wall = time.perf_counter() - start
+    print(f"{summary.pairs} pairs of {summary.done} videos in {wall:.1f} s: "
+          f"{summary.pairs / wall:.0f} pairs/s with an instant solver ({args.workers} decoding "
+          f"workers, batches of {args.batch}); {len(summary.failed)} failed")
+
+
+if __name__ == "__main__":
+    main()
