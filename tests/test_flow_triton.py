@@ -22,11 +22,7 @@ from tsn_prep.tvl1_params import TVL1Params
 from .conftest import VIDEOS
 from .test_flow_torch import CLIPS, SIZE, SMALL, grey_frames
 
-try:
-    import triton  # noqa: F401
-    HAVE_TRITON = True
-except Exception:  # noqa: BLE001
-    HAVE_TRITON = False
+HAVE_TRITON = flow_triton.triton is not None
 
 # few iterations, so the interpreter is quick; with epsilon 0.05 the 6 pairs stop after 2 to 15
 # iterations per warping, some at the limit

@@ -424,11 +424,12 @@ class TorchTVL1:
         if kernel not in ("auto", "torch", "triton"):
             raise ValueError(f"kernel must be 'auto', 'torch' or 'triton', got {kernel!r}")
         if kernel == "auto":
-            kernel = "triton" if self.device.type == "cuda" and flow_triton.available(self.device) else "torch"
+            on_gpu = self.device.type == "cuda" and flow_triton.available(self.device)
+            kernel = "triton" if on_gpu else "torch"
         if kernel == "triton" and not flow_triton.available(self.device):
+            found = "found" if flow_triton.triton else "not installed"
             raise ValueError(f"kernel='triton' needs Triton and a CUDA device (or TRITON_INTERPRET=1 "
-                             f"on the CPU); here: Triton {'found' if flow_triton.triton else 'not installed'}, "
-                             f"device {self.device}")
+                             f"on the CPU); here: Triton {found}, device {self.device}")
         self.kernel = kernel
         self.graphs = graphs
         self.exact = exact
@@ -525,7 +526,8 @@ class TorchTVL1:
         i1x, i1y = _centered_gradient(i1)
         i1_stack = torch.stack([i1, i1x, i1y], dim=1)
         if self.kernel == "triton":
-            return self._level(b, h, w).run(i1_stack, i0, u1, u2, self._warp, self._median)
+            level = self._level(b, h, w, (l_t, taut, theta, scaled_eps))
+            return level.run(i1_stack, i0, u1, u2, self._warp, self._median)
         # p zeroed once per level, as OpenCV
         state = (u1, u2) + tuple(torch.zeros_like(i0) for _ in range(4))
         counts = []
@@ -544,14 +546,14 @@ class TorchTVL1:
             counts.append(count)
         return state[0], state[1], torch.stack(counts, dim=1)  # counts (B, warps)
 
-    def _level(self, b: int, h: int, w: int) -> "flow_triton.TritonLevel":
+    def _level(self, b: int, h: int, w: int, consts: tuple) -> "flow_triton.TritonLevel":
         """The Triton buffers (and CUDA graph) of one level shape, kept for the next batches of
         the same shape; the least recently used go beyond ``MAX_LEVELS``."""
         key = (b, h, w)
         level = self._levels.pop(key, None)
         if level is None:
-            level = flow_triton.TritonLevel(b, h, w, self.device, self.params, graphs=self.graphs,
-                                            exact=self.exact)
+            level = flow_triton.TritonLevel(b, h, w, self.device, self.params, consts,
+                                            graphs=self.graphs, exact=self.exact)
         self._levels[key] = level
         while len(self._levels) > self.MAX_LEVELS:
             self._levels.pop(next(iter(self._levels)))

@@ -93,6 +93,12 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         return b, w - b * NI, tl.load(active + b, mask=w < B * NI, other=0) != 0
 
     @triton.jit
+    def _divergence(pa, pb, o, W, m, left, up):
+        """Backward-difference divergence of (pa, pb) with p(-1) = 0, in the torch order."""
+        return (tl.load(pa + o, mask=m, other=0.0) - tl.load(pa + o - 1, mask=left, other=0.0)
+                + tl.load(pb + o, mask=m, other=0.0) - tl.load(pb + o - W, mask=up, other=0.0))
+
+    @triton.jit
     def _u_kernel(u1, u2, p11, p12, p21, p22, i1wx, i1wy, rhoc, active, partial,
                   B, H, W, NI, NCB, G, l_t, theta, flt_eps, EXACT: tl.constexpr,
                   TR: tl.constexpr, TW: tl.constexpr):
@@ -109,8 +115,8 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 rc = tl.load(rhoc + o, mask=m, other=0.0)
                 grad = gx * gx + gy * gy
                 lg = l_t * grad
-                ig = tl.where(grad > flt_eps, _div(tl.full(grad.shape, 1.0, tl.float32), grad, EXACT),
-                              0.0)
+                one = tl.full(grad.shape, 1.0, tl.float32)
+                ig = tl.where(grad > flt_eps, _div(one, grad, EXACT), 0.0)
                 rho = rc + (gx * a1 + gy * a2)
                 fi = tl.where(rho < -lg, l_t,
                               tl.where(rho > lg, -l_t, tl.where(ig > 0, -rho * ig, 0.0)))
@@ -118,12 +124,8 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 v2 = a2 + fi * gy
                 left = m & (x > 0)
                 up = m & (y > 0)
-                d1 = (tl.load(p11 + o, mask=m, other=0.0) - tl.load(p11 + o - 1, mask=left, other=0.0)
-                      + tl.load(p12 + o, mask=m, other=0.0) - tl.load(p12 + o - W, mask=up, other=0.0))
-                d2 = (tl.load(p21 + o, mask=m, other=0.0) - tl.load(p21 + o - 1, mask=left, other=0.0)
-                      + tl.load(p22 + o, mask=m, other=0.0) - tl.load(p22 + o - W, mask=up, other=0.0))
-                n1 = v1 + theta * d1
-                n2 = v2 + theta * d2
+                n1 = v1 + theta * _divergence(p11, p12, o, W, m, left, up)
+                n2 = v2 + theta * _divergence(p21, p22, o, W, m, left, up)
                 e1 = n1 - a1
                 e2 = n2 - a2
                 e = tl.where(m, e1 * e1 + e2 * e2, 0.0).to(tl.float64)
@@ -172,13 +174,15 @@ _FLT_EPSILON = float(torch.finfo(torch.float32).eps)
 
 
 class TritonLevel:
-    """Static buffers for one (batch, height, width) and the launches of the inner iterations
-    of one outer iteration; on CUDA (``graphs``) those are captured as a CUDA graph the second
-    time they run (the first run compiles the kernels) and replayed from then on. A failed capture falls
-    back to launching the kernels, with the same results."""
+    """Static buffers for one (batch, height, width) and the launches of one outer iteration;
+    on CUDA (``graphs``) those are captured as a CUDA graph the second time they run (the first
+    run compiles the kernels) and replayed from then on. A failed capture falls back to launching
+    the kernels, with the same results. ``consts``: the iteration's float32 constants
+    (lambda*theta, tau/theta, theta) and the level's stopping threshold, as the torch iteration
+    uses them (``TorchTVL1._one_scale``)."""
 
-    def __init__(self, b: int, h: int, w: int, device: torch.device, params, graphs: bool,
-                 exact: bool = True):
+    def __init__(self, b: int, h: int, w: int, device: torch.device, params,
+                 consts: tuple[float, float, float, float], graphs: bool, exact: bool = True):
         if triton is None:
             raise RuntimeError("Triton is not installed")
         self.b, self.h, self.w, self.p = b, h, w, params
@@ -205,9 +209,9 @@ class TritonLevel:
         self.flags = torch.zeros(2, dtype=torch.bool, pin_memory=self.cuda)
         self.runs = 0
         self.capture_error: Optional[str] = None
-        self.scaled_eps = float(params.epsilon * params.epsilon * h * w)
+        self.l_t, self.taut, self.theta, self.scaled_eps = consts
 
-    def _inner(self, l_t: float, taut: float, theta: float) -> None:
+    def _inner(self) -> None:
         """The inner iterations of one outer iteration, for the active pairs (the stopping
         test inside each)."""
         p, (b, h, w), s = self.p, (self.b, self.h, self.w), self.state
@@ -215,20 +219,20 @@ class TritonLevel:
         nb = max(16, triton.next_power_of_2(self.ni))
         tr, tw = self.tile
         fuse = not self.exact  # fused multiply-adds round differently from torch's separate ops
+        shape = (b, h, w, self.ni, self.ncb, self.programs)
         for _ in range(p.inner_iterations):
-            _u_kernel[grid](*s, *self.const, self.active, self.partial, b, h, w, self.ni, self.ncb,
-                            self.programs,
-                            l_t, theta, _FLT_EPSILON, EXACT=self.exact, TR=tr, TW=tw,
+            _u_kernel[grid](*s, *self.const, self.active, self.partial, *shape, self.l_t,
+                            self.theta, _FLT_EPSILON, EXACT=self.exact, TR=tr, TW=tw,
                             enable_fp_fusion=fuse)
-            _p_kernel[grid](*s, self.active, b, h, w, self.ni, self.ncb, self.programs, taut, EXACT=self.exact,
-                            TR=tr, TW=tw, enable_fp_fusion=fuse)
+            _p_kernel[grid](*s, self.active, *shape, self.taut, EXACT=self.exact, TR=tr, TW=tw,
+                            enable_fp_fusion=fuse)
             _test_kernel[(b,)](self.partial, self.active, self.count, self.ni, self.scaled_eps,
                                NB=nb)
 
-    def _outer(self, median: Callable, l_t: float, taut: float, theta: float) -> None:
+    def _outer(self, median: Callable) -> None:
         """One outer iteration of the active pairs: median filter, then the inner iterations."""
         self._median(median)
-        self._inner(l_t, taut, theta)
+        self._inner()
 
     def _median(self, median: Callable) -> None:
         s = self.state
@@ -237,7 +241,7 @@ class TritonLevel:
             s[0].copy_(m1)
             s[1].copy_(m2)
 
-    def _run_outer(self, median: Callable, l_t: float, taut: float, theta: float) -> None:
+    def _run_outer(self, median: Callable) -> None:
         """``_outer``, from its second run on replayed as a CUDA graph where one can be captured
         (the whole outer iteration, else its inner iterations only)."""
         self.runs += 1
@@ -247,9 +251,9 @@ class TritonLevel:
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph):
                         if part == "outer":
-                            self._outer(median, l_t, taut, theta)
+                            self._outer(median)
                         else:
-                            self._inner(l_t, taut, theta)
+                            self._inner()
                     self.graph, self.graph_part = graph, part
                     break
                 except Exception as exc:  # noqa: BLE001  (launching gives the same result)
@@ -257,14 +261,14 @@ class TritonLevel:
             if self.graph is not None:
                 self.capture_error = None
         if self.graph is None:
-            self._outer(median, l_t, taut, theta)
+            self._outer(median)
         elif self.graph_part == "outer":
             self.graph.replay()
         else:
             self._median(median)
             self.graph.replay()
 
-    def _outer_loop(self, median: Callable, l_t: float, taut: float, theta: float) -> None:
+    def _outer_loop(self, median: Callable) -> None:
         """Up to ``outer_iterations`` outer iterations, leaving once every pair has stopped.
         On CUDA the host does not wait for outer iteration k before queueing k + 1: it reads
         k's flag (copied to pinned memory) while k + 1 runs, so the GPU never idles on the
@@ -272,13 +276,13 @@ class TritonLevel:
         n = self.p.outer_iterations
         if not self.cuda:
             for _ in range(n):
-                self._run_outer(median, l_t, taut, theta)
+                self._run_outer(median)
                 if not bool(self.active.any()):
                     return
             return
         pending = None
         for k in range(n):
-            self._run_outer(median, l_t, taut, theta)
+            self._run_outer(median)
             slot = self.flags[k % 2:k % 2 + 1]
             slot.copy_(self.active.any().view(1), non_blocking=True)
             event = torch.cuda.Event()
@@ -293,23 +297,20 @@ class TritonLevel:
             warp: Callable, median: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """procOneScale on this level: ``warp(i1_stack, i0, u1, u2, l_t)`` gives the warped
         constants (i1wx, i1wy, rho_c first) per warping, ``median(u1, u2, active, k)`` the
-        median-filtered u of the active pairs (the others unchanged). Returns u1, u2 and the inner-iteration
-        counts (B, warps)."""
+        median-filtered u of the active pairs (the others unchanged). Returns u1, u2 and the
+        inner-iteration counts (B, warps)."""
         p, s = self.p, self.state
-        l_t = float(torch.tensor(p.lambda_ * p.theta, dtype=torch.float32))
-        taut = float(torch.tensor(p.tau / p.theta, dtype=torch.float32))
-        theta = float(torch.tensor(p.theta, dtype=torch.float32))
         s[0].copy_(u1)
         s[1].copy_(u2)
         for t in s[2:]:  # p zeroed once per level, as OpenCV
             t.zero_()
         counts = []
         for _ in range(p.warps):
-            const = warp(i1_stack, i0, s[0], s[1], l_t)
+            const = warp(i1_stack, i0, s[0], s[1], self.l_t)
             for buf, value in zip(self.const, const[:3]):
                 buf.copy_(value)
             self.active.fill_(1)
             self.count.zero_()
-            self._outer_loop(median, l_t, taut, theta)
+            self._outer_loop(median)
             counts.append(self.count.clone())
         return s[0].clone(), s[1].clone(), torch.stack(counts, dim=1)

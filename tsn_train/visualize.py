@@ -76,10 +76,11 @@ def draw(model: torch.nn.Module, modality: str, norm: InputNorm, class_index: in
     sizes = [max(8, round(s.size / s.octave_scale ** k)) for k in range(s.octaves - 1, -1, -1)]
     # channels first while optimising: (L, C, h, w)
     mid = 127.5 if modalities.get(modality).is_flow else 128.0  # flow: exactly zero motion
-    img = mid + (torch.rand((length, channels, sizes[0], sizes[0]), generator=gen) * 2 - 1) * s.noise
+    uniform = torch.rand((length, channels, sizes[0], sizes[0]), generator=gen) * 2 - 1
+    img = mid + uniform * s.noise
     start = F.interpolate(img, size=(s.size, s.size), mode="bilinear", align_corners=False)
     img = img.to(device)
-    per_octave = [s.steps // s.octaves + (1 if k < s.steps % s.octaves else 0) for k in range(s.octaves)]
+    per_octave = [s.steps // s.octaves + (k < s.steps % s.octaves) for k in range(s.octaves)]
     done = 0
     for k, size in enumerate(sizes):
         if k:
@@ -89,7 +90,8 @@ def draw(model: torch.nn.Module, modality: str, norm: InputNorm, class_index: in
             full = F.interpolate(img, size=(s.size, s.size), mode="bilinear", align_corners=False)
             dy, dx = (int(v) for v in torch.randint(-s.jitter, s.jitter + 1, (2,), generator=gen))
             shifted = torch.roll(full, shifts=(dy, dx), dims=(-2, -1))
-            score = class_scores(model, shifted.permute(0, 2, 3, 1)[None], modality, norm)[0, class_index]
+            snippet = shifted.permute(0, 2, 3, 1)[None]  # (1, L, H, W, C), as to_input takes
+            score = class_scores(model, snippet, modality, norm)[0, class_index]
             (grad,) = torch.autograd.grad(score, img)
             with torch.no_grad():
                 img = img + s.step_size * grad / (grad.abs().mean() + 1e-12)
@@ -99,8 +101,12 @@ def draw(model: torch.nn.Module, modality: str, norm: InputNorm, class_index: in
                     img = _blur(img, s.blur_start + (s.blur_end - s.blur_start) * frac)
                 img = img.clamp(0.0, 255.0)
     final = F.interpolate(img.detach(), size=(s.size, s.size), mode="bilinear", align_corners=False)
-    to_levels = lambda t: t.permute(0, 2, 3, 1).clamp(0, 255).float().cpu().numpy()  # noqa: E731
-    return to_levels(final), to_levels(start)
+    return _levels(final), _levels(start)
+
+
+def _levels(x: torch.Tensor) -> np.ndarray:
+    """(L, C, H, W) -> (L, H, W, C) float32 levels in 0-255 on the host."""
+    return x.permute(0, 2, 3, 1).clamp(0, 255).float().cpu().numpy()
 
 
 def probabilities(model: torch.nn.Module, levels: np.ndarray, modality: str, norm: InputNorm,
