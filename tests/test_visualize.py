@@ -121,3 +121,8 @@ def test_same_seed_same_picture_and_clear_errors(tmp_path):
     assert result.exit_code != 0
     assert "no class 'jump'" in result.output and "move_left, move_right" in result.output
     assert not (tmp_path / "v").exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    result = CliRunner().invoke(main, ["visualize", "--checkpoint", str(bad), "--out", str(tmp_path / "v")])
+    assert result.exit_code == 1 and result.output.count(str(bad)) == 1
+    assert "unreadable checkpoint" in result.output and "Traceback" not in result.output

@@ -474,10 +474,10 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     from . import visualize as vis
 
     try:
-        ckpt = ckpt_mod.load(checkpoint)
+        ckpt = ckpt_mod.load(checkpoint)  # its errors name the file
         dev = distributed.resolve_device(device)
     except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(f"{checkpoint}: {exc}") from None
+        raise click.ClickException(str(exc)) from None
     classes = ckpt.classes
     unknown = [c for c in class_names if c not in classes]
     if unknown:
