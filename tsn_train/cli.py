@@ -509,5 +509,100 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     click.echo(f"{len(wanted)} class picture(s) and overview.png in {out}")
 
 
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A fit checkpoint of any modality and architecture.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
+              help="onnx (needs the [export] extra: onnx, onnxscript, onnxruntime) or torchscript "
+                   "(torch alone; loadable from C++ with libtorch).")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def export(checkpoint, fmt, out) -> None:
+    """Export a trained stream as one file for deployment, OUT.
+
+    The exported model takes uint8 snippets in stored levels, (N, K, L, S, S, C): N videos (any
+    number), the checkpoint's K segments, L images per snippet, S the crop side, C 3 (BGR) or 2
+    (flow x, y). Input scaling, RGB differences and the segmental consensus run inside it; it
+    returns class scores before softmax, (N, classes). Classes, input layout and extraction
+    settings travel in the file's metadata (docs/deploy.md shows how to read them)."""
+    from .export import export as run_export
+
+    try:
+        meta = run_export(checkpoint, fmt, out)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    shape = " x ".join(map(str, meta["input"]["shape"]))
+    click.echo(f"{out}: {fmt}, {meta['arch']} {meta['modality']}, input uint8 {shape}, "
+               f"{len(meta['classes'])} class scores")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An rgb or rgbdiff fit checkpoint; repeat for the pair (e.g. rgb.pt, rgbdiff.pt).")
+@click.option("--weights", type=FLOATS,
+              help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds of video each update looks at (its K segments span them).")
+@click.option("--every", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+              help="Seconds of video between updates.")
+@click.option("--segments", type=click.IntRange(min=1),
+              help="Snippets K per window.  [default: each checkpoint's training segments]")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the video with the current top-3 drawn on it (.mp4 or .avi).")
+@click.option("--realtime/--no-realtime", default=True, show_default=True,
+              help="A file plays at its frame rate, as a camera would deliver it, and updates the "
+                   "scoring cannot keep up with are skipped (counted). --no-realtime reads a file "
+                   "as fast as scoring allows and scores every update (offline analysis). Cameras "
+                   "and network streams are always real time.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="PyTorch CPU threads.  [default: usable cores - 1, one being the decoder's]")
+def stream(source, checkpoints, weights, window, every, segments, top, out, realtime, device,
+           threads) -> None:
+    """Recognise actions live in SOURCE (a video file, a camera index such as 0, or a stream URL
+    OpenCV opens) with TSN's real-time pair, RGB + RGB difference (no optical flow).
+
+    Frames are decoded in their own thread into a ring buffer of the last --window seconds; every
+    --every seconds the window's K snippets are scored by each stream in one batch, the streams'
+    probabilities fused by --weights, and one JSON line printed: time (source seconds), frame, top
+    (classes and probabilities), latency_ms (newest frame decoded to result) and skipped (update
+    points passed over because scoring was slower than the source). End of file or Ctrl-C prints
+    a summary line: updates, skipped, frames decoded, mean and max latency."""
+    import json
+
+    import torch
+
+    from tsn_prep.extract import usable_cores
+
+    from . import distributed
+    from .predict import load_streams
+    from .stream import Scorer, run_stream
+
+    torch.set_num_threads(threads or max(1, usable_cores() - 1))
+    try:
+        dev = distributed.resolve_device(device)
+        streams = load_streams(list(checkpoints), weights, dev)
+        scorer = Scorer(streams, segments, dev)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def emit(update: dict) -> None:
+        click.echo(json.dumps(update))
+
+    try:
+        summary = run_stream(source, scorer, streams[0].checkpoint.classes, window, every, top,
+                             realtime, out, emit)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    s = summary.to_dict()
+    click.echo(json.dumps({"summary": s}))
+    click.echo(f"{'stopped' if s['interrupted'] else 'end of source'}: {s['updates']} updates, "
+               f"{s['skipped']} skipped, {s['frames']} frames decoded, mean latency "
+               f"{s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
+               + (f"; annotated video: {out}" if out else ""), err=True)
+
+
 if __name__ == "__main__":
     main()

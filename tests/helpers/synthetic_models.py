@@ -6,6 +6,9 @@ seconds on synthetic snippets whose classes a human can check in a picture.
   own rule;
 - rgb: "red" or "blue" frames (that channel raised by 50 levels);
 - rgbdiff: six frames getting "brighter" or "darker" by 3-8 levels a frame.
+
+``random_checkpoint`` makes an untrained stream of any architecture whose scores are far from zero
+(for export and stream tests, which compare paths rather than accuracy).
 """
 from __future__ import annotations
 
@@ -84,3 +87,28 @@ def trained_checkpoint(path: Path, modality: str, size: int = 32, steps: int = 4
                                           preprocessing=prep, extraction={"bound": BOUND}, epoch=1),
                     path)
     return accuracy
+
+
+RANDOM_SIZE = 64  # crop side: small enough for a fast CPU test, large enough for BN-Inception's strides
+
+
+def random_checkpoint(path: Path, arch: str, modality: str, classes: list[str],
+                      consensus: str = "average", size: int = RANDOM_SIZE) -> None:
+    """A checkpoint whose scores are far from zero and differ per class and snippet: random BN
+    statistics and a classifier of unit-scale weights (a fresh TSN's is near zero); frames
+    extracted at 112x84 (the training tests' store)."""
+    torch.manual_seed(1)
+    cfg = FitConfig(modality=modality, store="s", train_list="t", out="o", arch=arch, segments=3,
+                    consensus=consensus, input_size=size, dropout=0.5)
+    model = build_model(cfg, len(classes))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        model.fc.weight.normal_(0, 1.0)
+    norm = NORMS[get_arch(arch).norm]
+    prep = checkpoint.Preprocessing(modality, size, size * 256 // 224, norm)
+    checkpoint.save(checkpoint.Checkpoint(model=model.state_dict(), config=cfg, classes=list(classes),
+                                          preprocessing=prep, extraction={"size": [112, 84]},
+                                          epoch=1), path)

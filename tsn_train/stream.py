@@ -1,0 +1,334 @@
+"""``tsn-train stream``: TSN's real-time pair (RGB + RGB difference, no optical flow) on a live
+source: a video file, a camera, or a network stream.
+
+A decoder thread reads the source into a :class:`Ring` holding the last ``window`` seconds of
+frames (resized as the training store's frames were). The scorer (the calling thread) takes an
+update every ``every`` seconds of source time: K snippets spread over the window (segment centres,
+centre crop), each stream scoring its K snippets in one forward pass through the same
+:class:`~tsn_train.export.Deployable` that ``tsn-train export`` writes out, the streams' softmax
+probabilities fused by weight.
+
+It never falls behind: a live source (or a file played at its frame rate, the default) does not
+wait for the scorer, so when scoring is slower than the source the scorer takes the latest window
+and counts the update points it passed over (:func:`plan_update`). ``realtime=False`` reads a file
+in lockstep instead: the decoder stops at each update point until it is scored, so every update
+happens, at exactly the frame it is due (offline analysis, and deterministic tests).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from tsn_prep import modalities
+from tsn_prep.video import target_size
+
+from .export import Deployable
+from .predict import Stream, extract_config
+from .sampling import center_starts, sample_indices
+from .transforms import EvalCrops
+
+STREAMABLE = ("rgb", "rgbdiff")  # what needs no optical flow
+EPS = 1e-9
+
+
+# --- pure parts: when to update, which frames ---------------------------------------------------
+
+def plan_update(next_k: int, newest: float, every: float) -> tuple[int, int]:
+    """Update points are ``k * every`` seconds of source time, ``k = 1, 2, ...``; ``next_k`` is the
+    first not yet handled and ``newest`` the source time of the newest frame. Returns the point to
+    score now (the latest one the frames have reached) and how many earlier points it skips;
+    ``(0, 0)`` when the frames have not reached ``next_k``."""
+    reached = math.floor(newest / every + EPS)
+    if reached < next_k:
+        return 0, 0
+    return reached, reached - next_k
+
+
+def window_snippets(frames: list[np.ndarray], length: int, segments: int,
+                    crop: EvalCrops) -> np.ndarray:
+    """``(1, K, L, S, S, C)`` uint8: K snippets of ``length`` frames at the centres of K equal
+    parts of ``frames`` (the test protocol's sampling), rescaled and centre-cropped by ``crop``."""
+    idx = sample_indices(center_starts(len(frames), length, segments), length, len(frames))
+    picked = np.stack([frames[i] for snippet in idx for i in snippet])
+    out = crop(picked)  # (1, K*L, S, S, C)
+    return out.reshape(1, segments, length, *out.shape[2:])
+
+
+def top_classes(probs: np.ndarray, classes: list[str], n: int) -> list[dict]:
+    order = np.argsort(-probs, kind="stable")[:n]
+    return [{"class": classes[i], "probability": round(float(probs[i]), 6)} for i in order]
+
+
+# --- the frames: a decoder thread filling a ring --------------------------------------------------
+
+@dataclass
+class Frame:
+    index: int
+    time: float               # source seconds: index / fps for a file, since the first frame live
+    source_wh: tuple          # (width, height) as decoded
+    images: dict              # {stored (width, height): BGR frame resized to it}
+    arrived: float            # time.monotonic() when it entered the ring
+
+
+class Ring:
+    """The last ``seconds`` of frames, shared by the decoder (``push``) and the scorer."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.frames: deque[Frame] = deque()
+        self.cond = threading.Condition()
+        self.done = False
+        self.error: Optional[str] = None
+        self.decoded = 0
+        self.next_due = math.inf  # the scorer's next update time (lockstep reading waits on it)
+
+    def push(self, frame: Frame) -> None:
+        with self.cond:
+            self.frames.append(frame)
+            while self.frames[0].time < frame.time - self.seconds - EPS:
+                self.frames.popleft()
+            self.decoded += 1
+            self.cond.notify_all()
+
+    def finish(self, error: Optional[str] = None) -> None:
+        with self.cond:
+            self.done, self.error = True, error
+            self.cond.notify_all()
+
+    def wait_for(self, t: float) -> Optional[Frame]:
+        """Block until a frame at or after source time ``t`` is in (returns the newest frame) or
+        the source has ended (returns the newest frame, or None if there is none)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.done or (self.frames and self.frames[-1].time >= t - EPS))
+            return self.frames[-1] if self.frames else None
+
+    def latest(self) -> list[Frame]:
+        """The window ending at the newest frame: frames in ``(newest - seconds, newest]``."""
+        with self.cond:
+            return list(self.frames)
+
+    def set_next_due(self, t: float) -> None:
+        with self.cond:
+            self.next_due = t
+            self.cond.notify_all()
+
+
+def open_source(source: str) -> tuple[cv2.VideoCapture, bool]:
+    """OpenCV capture of a camera index ("0"), a URL, or a file; and whether it is a file."""
+    is_camera = source.isdigit()
+    cap = cv2.VideoCapture(int(source) if is_camera else source)
+    if not cap.isOpened():
+        what = "camera" if is_camera else "source"
+        raise ValueError(f"{source}: OpenCV cannot open this {what} (no such file or device, or a "
+                         f"format its FFmpeg cannot read)")
+    is_file = not is_camera and "://" not in source
+    return cap, is_file
+
+
+class Decoder(threading.Thread):
+    """Reads ``cap`` (whose ``first`` frame was read already) into ``ring``: each frame resized
+    to every stored size in ``sizes`` (rules of the source size), and written to ``writer`` with
+    the latest result drawn on it (``label()``) when there is one."""
+
+    def __init__(self, cap: cv2.VideoCapture, first: np.ndarray, ring: Ring, sizes: list[Callable],
+                 fps: float, is_file: bool, realtime: bool, writer=None,
+                 label: Callable[[], list] = list):
+        super().__init__(daemon=True, name="tsn-stream-decoder")
+        self.cap, self.first, self.ring, self.sizes, self.fps = cap, first, ring, sizes, fps
+        self.paced = is_file and realtime       # a file played at its frame rate
+        self.lockstep = is_file and not realtime
+        self.live = not is_file
+        self.writer, self.label = writer, label
+        self.stop = threading.Event()
+
+    def read(self):
+        yield self.first
+        while True:
+            ok, frame = self.cap.read()
+            if not ok or frame is None:
+                return
+            yield frame
+
+    def run(self) -> None:
+        error = None
+        try:
+            start = None
+            for index, frame in enumerate(self.read()):
+                if self.stop.is_set():
+                    break
+                now = time.monotonic()
+                start = now if start is None else start
+                t = (now - start) if self.live else index / self.fps
+                if self.paced and start + t > now:
+                    time.sleep(start + t - now)
+                h, w = frame.shape[:2]
+                images = {}
+                for size_of in self.sizes:
+                    wh = size_of((w, h))
+                    if wh not in images:
+                        images[wh] = frame if wh == (w, h) else cv2.resize(
+                            frame, wh, interpolation=cv2.INTER_LINEAR)
+                self.ring.push(Frame(index, t, (w, h), images, time.monotonic()))
+                if self.writer is not None:
+                    self.writer.write(annotate(frame, self.label()))
+                if self.lockstep:  # hold here until the scorer has taken this update point
+                    with self.ring.cond:
+                        self.ring.cond.wait_for(
+                            lambda: self.stop.is_set() or t < self.ring.next_due - EPS)
+        except Exception as exc:  # noqa: BLE001  reported by the scorer, with the source named
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.cap.release()
+            self.ring.finish(error)
+
+
+def annotate(frame: np.ndarray, top: list[dict]) -> np.ndarray:
+    """A copy of ``frame`` with ``top`` (class, probability) written on a dark band, top left."""
+    out = frame.copy()
+    if not top:
+        return out
+    scale = max(0.4, frame.shape[0] / 640)
+    texts = [f"{t['class']} {t['probability']:.2f}" for t in top]
+    sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0] for t in texts]
+    line = max(h for _, h in sizes) + int(10 * scale)
+    w = min(frame.shape[1], max(w for w, _ in sizes) + 12)
+    h = min(frame.shape[0], line * len(texts) + 8)
+    out[:h, :w] = (out[:h, :w] * 0.35).astype(np.uint8)  # darken so white text reads on any scene
+    for i, text in enumerate(texts):
+        cv2.putText(out, text, (6, 4 + line * (i + 1) - int(4 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def stored_size_rule(stream: Stream) -> Callable[[tuple[int, int]], tuple[int, int]]:
+    """Source (width, height) -> the frame size the stream's training store was extracted at."""
+    cfg = extract_config(stream.checkpoint.extraction, stream.checkpoint.modality)
+    return lambda wh: target_size(wh, cfg.size, cfg.short_side)
+
+
+# --- the scorer -----------------------------------------------------------------------------------
+
+@dataclass
+class Scorer:
+    """Fused probabilities of a window: each stream scores its K snippets in one batch."""
+
+    streams: list[Stream]
+    segments: Optional[int] = None   # K for every stream; None: each stream's training segments
+    device: torch.device = torch.device("cpu")
+    models: list[Deployable] = field(init=False)
+
+    def __post_init__(self) -> None:
+        for s in self.streams:
+            if s.checkpoint.modality not in STREAMABLE:
+                raise ValueError(f"a {s.checkpoint.modality} stream needs optical flow; stream "
+                                 f"runs {' and '.join(STREAMABLE)} streams (the real-time pair)")
+        self.models = [Deployable(s.model, s.checkpoint.preprocessing) for s in self.streams]
+        self.crops = [EvalCrops(s.checkpoint.preprocessing.input_size,
+                                s.checkpoint.preprocessing.scale_size, 1, False) for s in self.streams]
+        self.sizes = [stored_size_rule(s) for s in self.streams]
+
+    @torch.inference_mode()
+    def __call__(self, window: list[Frame]) -> np.ndarray:
+        fused, total = 0.0, 0.0
+        for s, model, crop, size_of in zip(self.streams, self.models, self.crops, self.sizes):
+            frames = [f.images[size_of(f.source_wh)] for f in window]
+            spec = modalities.get(s.checkpoint.modality)
+            k = self.segments or s.checkpoint.config.segments
+            x = torch.from_numpy(window_snippets(frames, spec.snippet_length, k, crop)).to(self.device)
+            with torch.autocast(self.device.type, dtype=s.amp_dtype, enabled=s.amp_dtype is not None):
+                scores = model(x).float()
+            fused = fused + s.weight * torch.softmax(scores, dim=1)[0].cpu().numpy()
+            total += s.weight
+        return fused / total
+
+
+@dataclass
+class Summary:
+    updates: int = 0
+    skipped: int = 0
+    frames: int = 0
+    latencies: list = field(default_factory=list)
+    source_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        lat = np.array(self.latencies) if self.latencies else np.zeros(1)
+        return {"updates": self.updates, "skipped": self.skipped, "frames": self.frames,
+                "mean_latency_ms": round(float(lat.mean()) * 1000, 1),
+                "max_latency_ms": round(float(lat.max()) * 1000, 1),
+                "source_seconds": round(self.source_seconds, 3),
+                "wall_seconds": round(self.wall_seconds, 3), "interrupted": self.interrupted}
+
+
+def run_stream(source: str, scorer: Scorer, classes: list[str], window: float, every: float,
+               top: int = 5, realtime: bool = True, out: Optional[str] = None,
+               emit: Callable[[dict], None] = print) -> Summary:
+    """Score ``source`` until it ends or Ctrl-C; ``emit`` receives one dict per update
+    (``time``, ``frame``, ``top``, ``latency_ms``, ``skipped``). Returns the summary.
+    Raises ValueError naming the source if it cannot be opened or stops with an error."""
+    cap, is_file = open_source(source)
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release()
+        raise ValueError(f"{source}: no frames could be decoded")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not 0 < fps < 1000:
+        fps = 25.0  # a source that does not say; only file times and the written video use it
+    writer = None
+    if out:
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, first.shape[1::-1])
+        if not writer.isOpened():
+            cap.release()
+            raise ValueError(f"{out}: OpenCV cannot write a video here (check the folder and the "
+                             f".mp4 / .avi extension)")
+    ring = Ring(window)
+    ring.set_next_due(every)
+    current: list = []
+    decoder = Decoder(cap, first, ring, scorer.sizes, fps, is_file, realtime, writer,
+                      label=lambda: current[:3])
+    summary = Summary()
+    started = time.monotonic()
+    decoder.start()
+    next_k = 1
+    try:
+        while True:
+            if ring.wait_for(next_k * every) is None:
+                break
+            frames = ring.latest()
+            newest = frames[-1]
+            k, skipped = plan_update(next_k, newest.time, every)
+            if k == 0:  # the source ended before the next update point
+                break
+            ring.set_next_due((k + 1) * every)
+            probs = scorer(frames)
+            latency = time.monotonic() - newest.arrived
+            current[:] = top_classes(probs, classes, top)
+            summary.updates += 1
+            summary.skipped += skipped
+            summary.latencies.append(latency)
+            emit({"time": round(newest.time, 3), "frame": newest.index, "top": list(current),
+                  "latency_ms": round(latency * 1000, 1), "skipped": skipped})
+            next_k = k + 1
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        decoder.stop.set()
+        ring.set_next_due(math.inf)
+        decoder.join()
+        if writer is not None:
+            writer.release()
+    summary.frames = ring.decoded
+    summary.source_seconds = ring.frames[-1].time if ring.frames else 0.0
+    summary.wall_seconds = time.monotonic() - started
+    if ring.error:
+        raise ValueError(f"{source}: reading stopped: {ring.error}")
+    return summary
