@@ -64,8 +64,8 @@ def test_exported_models_score_as_pytorch(tmp_path, train_store, arch, modality)
     train_cli("export", "--checkpoint", ckpt_path, "--format", "torchscript", ts_path)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     scripted = torch.jit.load(str(ts_path))
-    for batch in (x, x[:1], x[1:4]):  # the batch size is free (exported with 2)
-        want = reference_scores(ckpt_path, batch)
+    for rows in (slice(None), slice(0, 1), slice(1, 4)):  # the batch size is free (exported with 2)
+        batch, want = x[rows], ref[rows]
         got_onnx = session.run(["scores"], {"frames": batch.numpy()})[0]
         with torch.no_grad():
             got_ts = scripted(batch).numpy()

@@ -2,6 +2,7 @@
 ResNet-18 streams from tests/helpers/synthetic_models.py)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -21,6 +22,14 @@ from .helpers.synthetic_models import BOUND, CLASSES, trained_checkpoint
 SIZE, STEPS = 32, 40
 
 
+@pytest.fixture(scope="module")
+def flow_stream(tmp_path_factory):
+    """A flow stream that has learned the four directions (they take longer than colours)."""
+    path = tmp_path_factory.mktemp("flow_stream") / "flow.pt"
+    assert trained_checkpoint(path, "flow", size=SIZE, steps=100) >= 0.95
+    return path
+
+
 @pytest.fixture(scope="module", autouse=True)
 def two_threads():
     saved = torch.get_num_threads()
@@ -29,11 +38,17 @@ def two_threads():
     torch.set_num_threads(saved)
 
 
-def visualize(tmp_path, modality, *extra):
+def visualize(tmp_path, modality, *extra, trained=None):
+    """Draw every class of a ``modality`` stream: ``trained`` (a flow checkpoint, whose weights
+    serve warped flow too: the two modalities differ only in name), else one trained here."""
     ckpt = tmp_path / f"{modality}.pt"
-    # the stream has learned its task (the four flow directions take longer)
-    steps = 100 if modality in ("flow", "warped_flow") else 40
-    assert trained_checkpoint(ckpt, modality, size=SIZE, steps=steps) >= 0.95
+    if trained is not None:
+        c = checkpoint.load(trained)
+        c.config = dataclasses.replace(c.config, modality=modality)
+        c.preprocessing = dataclasses.replace(c.preprocessing, modality=modality)
+        checkpoint.save(c, ckpt)
+    else:
+        assert trained_checkpoint(ckpt, modality, size=SIZE, steps=40) >= 0.95
     out = tmp_path / "vis"
     result = CliRunner().invoke(main, ["visualize", "--checkpoint", str(ckpt), "--out", str(out),
                                        "--size", str(SIZE), "--steps", str(STEPS), "--device", "cpu",
@@ -60,8 +75,8 @@ def check_probabilities(ckpt, out, summary, classes):
 
 
 @pytest.mark.parametrize("modality", ["flow", "warped_flow"])
-def test_flow_pictures_move_the_way_their_class_does(tmp_path, modality):
-    ckpt, out, summary = visualize(tmp_path, modality)
+def test_flow_pictures_move_the_way_their_class_does(tmp_path, modality, flow_stream):
+    ckpt, out, summary = visualize(tmp_path, modality, trained=flow_stream)
     classes = CLASSES[modality]
     check_probabilities(ckpt, out, summary, classes)
     mean = {}

@@ -6,6 +6,11 @@ If end-to-end extraction on a GPU runs well below this figure on the same machin
 is not busy, the pipeline (batch formation, pairs in flight) is what holds it back, not the CPUs.
 
     python tools/bench_engine_host.py VIDEOS OUT --workers 2 [--flows FLOWS.npz] [--batch 128]
+                                      [--solver-rate 407]
+
+``--solver-rate R`` models a GPU solver of R pairs/s (it sleeps n/R per batch of n): then the run's
+pairs/s against R, and how busy the modelled solver was, show whether the pipeline keeps a solver
+of that speed fed.
 
 ``--flows``: an npz with a ``flow`` array (N, H, W, 2) of real flows at the clips' frame size (e.g.
 one saved by ``tools/bench_flow.py --save-flows``); without it, smooth synthetic flows are used.
@@ -29,16 +34,22 @@ def synthetic_flows(h: int, w: int, n: int = 8) -> np.ndarray:
 
 
 class CannedSolver:
-    """Stands for the torch TV-L1: returns stored flows (cycled) for a batch, instantly."""
+    """Stands for the torch TV-L1: returns stored flows (cycled) for a batch, instantly or, with
+    ``rate``, after ``n / rate`` seconds of sleep (a GPU solver of that many pairs/s: the solver
+    thread waits without using a core, as it does while a GPU computes)."""
 
     name = "torch"
     compiled = False
 
-    def __init__(self, flows: np.ndarray):
-        self.flows = flows
+    def __init__(self, flows: np.ndarray, rate: float = 0.0):
+        self.flows, self.rate = flows, rate
+        self.busy = 0.0  # seconds spent "solving"
 
     def batch(self, prev, cur) -> np.ndarray:
         n, h, w = np.asarray(prev).shape
+        if self.rate:
+            time.sleep(n / self.rate)
+            self.busy += n / self.rate
         f = self.flows
         if f.shape[1:3] != (h, w):
             f = synthetic_flows(h, w)
@@ -53,6 +64,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
     p.add_argument("--batch", type=int, default=128, help="pairs per solver call")
     p.add_argument("--flows", type=Path, help="npz with real flows ('flow': N, H, W, 2)")
+    p.add_argument("--solver-rate", type=float, default=0.0,
+                   help="pairs/s of a modelled GPU solver (sleeps n/rate per batch); 0: instant")
     args = p.parse_args()
 
     import tsn_prep.engine as engine
@@ -60,15 +73,23 @@ def main() -> None:
     from tsn_prep.run import run_extraction
 
     flows = np.load(args.flows)["flow"] if args.flows else synthetic_flows(256, 340)
-    engine.default_solver = lambda cfg, workers=1: (lambda gpu: CannedSolver(flows))
+    solvers = []
+
+    def make(gpu):
+        solvers.append(CannedSolver(flows, args.solver_rate))
+        return solvers[-1]
+
+    engine.default_solver = lambda cfg, workers=1: make
     shutil.rmtree(args.out, ignore_errors=True)
     cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch)
     start = time.perf_counter()
     summary = run_extraction(args.videos, args.out, cfg, args.workers, 0, 1, progress=False)
     wall = time.perf_counter() - start
     print(f"{summary.pairs} pairs of {summary.done} videos in {wall:.1f} s: "
-          f"{summary.pairs / wall:.0f} pairs/s with an instant solver ({args.workers} decoding "
-          f"workers, batches of {args.batch}); {len(summary.failed)} failed")
+          f"{summary.pairs / wall:.0f} pairs/s with "
+          + (f"a solver of {args.solver_rate:g} pairs/s (busy {sum(s.busy for s in solvers) / wall:.0%} "
+             "of the run)" if args.solver_rate else "an instant solver")
+          + f" ({args.workers} decoding workers, batches of {args.batch}); {len(summary.failed)} failed")
 
 
 if __name__ == "__main__":
