@@ -179,7 +179,8 @@ def part2(args, device: torch.device) -> list[dict]:
             load = other_load()
             s = run_stream(str(source), scorer, CLASSES, 2.0, every, realtime=True, emit=lambda u: None)
             lat = np.array(s.latencies)
-            rows.append({"every": every, "fps": fps, "frames": n, "load": load, **s.to_dict(),
+            rows.append({"every": every, "fps": fps, "frames": n, "load": load,
+                         "threads": torch.get_num_threads(), **s.to_dict(),
                          "median_latency_ms": float(np.median(lat) * 1000),
                          "lag_s": s.wall_seconds - s.source_seconds})
             print(f"stream every {every}s: {s.to_dict()}", flush=True)
@@ -215,12 +216,14 @@ def render(args, device, rows1, rows2, started, minutes) -> str:
               + ("GPU (our PyTorch solver)" if device.type == "cuda" else
                  "CPU (OpenCV, the CPU default of `tsn-prep`)") + ", which dominates its pair's time.", ""]
     if rows2:
+        how = ("the GPU" if device.type == "cuda"
+               else f"PyTorch {rows2[0]['threads']} thread(s) plus the decoder thread")
         lines += ["## `tsn-train stream` on a 25 fps source", "",
                   f"`run_stream` on a {rows2[0]['frames'] / rows2[0]['fps']:.0f} s video at "
                   f"{rows2[0]['fps']:g} fps ({SOURCE_CLIP.name} looped, 320x240, played at its frame "
                   "rate like a camera), ResNet-18 rgb + rgbdiff pair, frames stored at 340x256, input "
                   "224x224, K=3 snippets in a 2 s window, "
-                  f"{'the GPU' if device.type == 'cuda' else f'PyTorch {threads} thread(s) plus the decoder thread'}. "
+                  f"{how}. "
                   "Latency: from the window's newest frame entering the ring to the fused result. "
                   "Lag: wall time of the run minus the source's duration (how far decoding fell "
                   "behind the source).", "",

@@ -21,14 +21,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
 import torch
 
 from tsn_prep import modalities
-from tsn_prep.video import target_size
+from tsn_prep.video import VideoError, VideoReader, target_size
 
 from .export import Deployable
 from .predict import Stream, extract_config
@@ -121,41 +122,72 @@ class Ring:
             self.cond.notify_all()
 
 
-def open_source(source: str) -> tuple[cv2.VideoCapture, bool]:
-    """OpenCV capture of a camera index ("0"), a URL, or a file; and whether it is a file."""
-    is_camera = source.isdigit()
-    cap = cv2.VideoCapture(int(source) if is_camera else source)
-    if not cap.isOpened():
-        what = "camera" if is_camera else "source"
-        raise ValueError(f"{source}: OpenCV cannot open this {what} (no such file or device, or a "
-                         f"format its FFmpeg cannot read)")
-    is_file = not is_camera and "://" not in source
-    return cap, is_file
+@dataclass
+class Source:
+    """An opened source: its first frame, the frames after it, and its frame rate (0: unknown)."""
+
+    first: np.ndarray
+    rest: Iterator[np.ndarray]
+    fps: float
+    is_file: bool
+
+    def close(self) -> None:
+        self.rest.close()  # releases the capture or container
 
 
-class Decoder(threading.Thread):
-    """Reads ``cap`` (whose ``first`` frame was read already) into ``ring``: each frame resized
-    to every stored size in ``sizes`` (rules of the source size), and written to ``writer`` with
-    the latest result drawn on it (``label()``) when there is one."""
-
-    def __init__(self, cap: cv2.VideoCapture, first: np.ndarray, ring: Ring, sizes: list[Callable],
-                 fps: float, is_file: bool, realtime: bool, writer=None,
-                 label: Callable[[], list] = list):
-        super().__init__(daemon=True, name="tsn-stream-decoder")
-        self.cap, self.first, self.ring, self.sizes, self.fps = cap, first, ring, sizes, fps
-        self.paced = is_file and realtime       # a file played at its frame rate
-        self.lockstep = is_file and not realtime
-        self.live = not is_file
-        self.writer, self.label = writer, label
-        self.stop = threading.Event()
-
-    def read(self):
-        yield self.first
+def _capture_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    try:
         while True:
-            ok, frame = self.cap.read()
+            ok, frame = cap.read()
             if not ok or frame is None:
                 return
             yield frame
+    finally:
+        cap.release()
+
+
+def open_source(source: str) -> Source:
+    """A camera index ("0") or a URL through OpenCV; a file through ``VideoReader`` (OpenCV, then
+    PyAV for what OpenCV cannot decode), frames at their decoded size. Raises ValueError naming
+    the source when it cannot be opened or gives no frame."""
+    if source.isdigit() or "://" in source:
+        cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+        if not cap.isOpened():
+            what = "camera" if source.isdigit() else "stream"
+            raise ValueError(f"{source}: OpenCV cannot open this {what}")
+        frames, fps, is_file = _capture_frames(cap), float(cap.get(cv2.CAP_PROP_FPS) or 0), False
+    else:
+        reader = VideoReader(Path(source))
+        frames, is_file = reader.frames(), True
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise ValueError(f"{source}: no frames could be decoded") from None
+    except VideoError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if is_file:
+        fps = reader.info.fps if reader.info else 0.0
+    return Source(first, frames, fps if 0 < fps < 1000 else 0.0, is_file)
+
+
+class Decoder(threading.Thread):
+    """Reads ``source`` into ``ring``: each frame resized to every stored size in ``sizes`` (rules
+    of the source size), and written to ``writer`` with the latest result drawn on it
+    (``label()``) when there is one."""
+
+    def __init__(self, source: Source, ring: Ring, sizes: list[Callable], fps: float,
+                 realtime: bool, writer=None, label: Callable[[], list] = list):
+        super().__init__(daemon=True, name="tsn-stream-decoder")
+        self.source, self.ring, self.sizes, self.fps = source, ring, sizes, fps
+        self.paced = source.is_file and realtime       # a file played at its frame rate
+        self.lockstep = source.is_file and not realtime
+        self.live = not source.is_file
+        self.writer, self.label = writer, label
+        self.stop = threading.Event()
+
+    def read(self) -> Iterator[np.ndarray]:
+        yield self.source.first
+        yield from self.source.rest
 
     def run(self) -> None:
         error = None
@@ -186,7 +218,7 @@ class Decoder(threading.Thread):
         except Exception as exc:  # noqa: BLE001  reported by the scorer, with the source named
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            self.cap.release()
+            self.source.close()
             self.ring.finish(error)
 
 
@@ -275,26 +307,20 @@ def run_stream(source: str, scorer: Scorer, classes: list[str], window: float, e
     """Score ``source`` until it ends or Ctrl-C; ``emit`` receives one dict per update
     (``time``, ``frame``, ``top``, ``latency_ms``, ``skipped``). Returns the summary.
     Raises ValueError naming the source if it cannot be opened or stops with an error."""
-    cap, is_file = open_source(source)
-    ok, first = cap.read()
-    if not ok or first is None:
-        cap.release()
-        raise ValueError(f"{source}: no frames could be decoded")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    if not 0 < fps < 1000:
-        fps = 25.0  # a source that does not say; only file times and the written video use it
+    src = open_source(source)
+    fps = src.fps or 25.0  # a source that does not say; only file times and the written video use it
     writer = None
     if out:
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, first.shape[1::-1])
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                 src.first.shape[1::-1])
         if not writer.isOpened():
-            cap.release()
+            src.close()
             raise ValueError(f"{out}: OpenCV cannot write a video here (check the folder and the "
                              f".mp4 / .avi extension)")
     ring = Ring(window)
     ring.set_next_due(every)
     current: list = []
-    decoder = Decoder(cap, first, ring, scorer.sizes, fps, is_file, realtime, writer,
-                      label=lambda: current[:3])
+    decoder = Decoder(src, ring, scorer.sizes, fps, realtime, writer, label=lambda: current[:3])
     summary = Summary()
     started = time.monotonic()
     decoder.start()
