@@ -41,20 +41,21 @@ class CannedSolver:
     name = "torch"
     compiled = False
 
-    def __init__(self, flows: np.ndarray, rate: float = 0.0):
-        self.flows, self.rate = flows, rate
+    def __init__(self, flows: np.ndarray, rate: float = 0.0, steps: int = 1):
+        self.flows, self.rate, self.steps = flows, rate, steps
         self.busy = 0.0  # seconds spent "solving"
 
     def batch(self, prev, cur) -> np.ndarray:
         n, h, w = np.asarray(prev).shape
         if self.rate:
-            time.sleep(n / self.rate)
+            for _ in range(self.steps):  # each wake-up needs the GIL back, as each launch does
+                time.sleep(n / self.rate / self.steps)
             self.busy += n / self.rate
         f = self.flows
         if f.shape[1:3] != (h, w):
             f = synthetic_flows(h, w)
             self.flows = f
-        return np.resize(f, (n, h, w, 2)).copy()
+        return [f[i % len(f)] for i in range(n)]  # views: the real solver's output is not copied either
 
 
 def main() -> None:
@@ -66,6 +67,11 @@ def main() -> None:
     p.add_argument("--flows", type=Path, help="npz with real flows ('flow': N, H, W, 2)")
     p.add_argument("--solver-rate", type=float, default=0.0,
                    help="pairs/s of a modelled GPU solver (sleeps n/rate per batch); 0: instant")
+    p.add_argument("--solver-steps", type=int, default=1,
+                   help="the modelled solve as this many sleeps, each a return to Python that needs "
+                        "the GIL (the real one: a graph replay and a stop check per outer iteration)")
+    p.add_argument("--switch-interval", type=float,
+                   help="sys.setswitchinterval (s) for the run; default Python's 0.005")
     args = p.parse_args()
 
     import tsn_prep.engine as engine
@@ -76,10 +82,13 @@ def main() -> None:
     solvers = []
 
     def make(gpu):
-        solvers.append(CannedSolver(flows, args.solver_rate))
+        solvers.append(CannedSolver(flows, args.solver_rate, args.solver_steps))
         return solvers[-1]
 
     engine.default_solver = lambda cfg, workers=1: make
+    if args.switch_interval:
+        import sys
+        sys.setswitchinterval(args.switch_interval)
     shutil.rmtree(args.out, ignore_errors=True)
     cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch)
     start = time.perf_counter()
