@@ -186,3 +186,7 @@ def test_bad_inputs_are_named(pair, tmp_path):
     result = train_cli("stream", "--checkpoint", pair[0], "--out", tmp_path / "no" / "dir" / "a.mp4",
                        CLIP, expect=1)
     assert "a.mp4" in result.output
+    weighted = tmp_path / "weighted.pt"  # its consensus has one weight per training segment
+    random_checkpoint(weighted, "resnet18", "rgb", CLIPS, consensus="weighted")
+    result = train_cli("stream", "--checkpoint", weighted, "--segments", "5", CLIP, expect=1)
+    assert "weighted-consensus stream scores exactly its 3 training segments" in result.output

@@ -262,6 +262,14 @@ class Scorer:
             if s.checkpoint.modality not in STREAMABLE:
                 raise ValueError(f"a {s.checkpoint.modality} stream needs optical flow; stream "
                                  f"runs {' and '.join(STREAMABLE)} streams (the real-time pair)")
+            cfg = s.checkpoint.config
+            k = self.segments or cfg.segments
+            if cfg.consensus == "weighted" and k != cfg.segments:
+                raise ValueError(f"a weighted-consensus stream scores exactly its {cfg.segments} "
+                                 f"training segments; --segments {k} cannot be used with it")
+            if cfg.consensus == "topk" and k < cfg.topk:
+                raise ValueError(f"a top-{cfg.topk} consensus stream needs at least {cfg.topk} "
+                                 f"segments; got --segments {k}")
         self.models = [Deployable(s.model, s.checkpoint.preprocessing) for s in self.streams]
         self.crops = [EvalCrops(s.checkpoint.preprocessing.input_size,
                                 s.checkpoint.preprocessing.scale_size, 1, False) for s in self.streams]
