@@ -14,10 +14,12 @@ from tsn_train import checkpoint, export
 from tsn_train.dataset import StoreImages
 from tsn_train.evaluate import eval_dataset
 from tsn_train.lists import Record, validate
+from tsn_train.transforms import to_input
 from tsn_prep.store import Store
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]
+
 
 def real_snippets(store: Path, modality: str, prep) -> torch.Tensor:
     """(5, K=3, L, S, S, C) uint8: the centre-crop test snippets of the five real clips, read as
@@ -28,12 +30,6 @@ def real_snippets(store: Path, modality: str, prep) -> torch.Tensor:
     s.close()
     ds = eval_dataset(StoreImages(store), records, counts, prep, segments=3, crops=1)
     return torch.stack([ds[i][0][0] for i in range(len(CLIPS))])
-
-
-def reference_scores(ckpt_path: Path, x: torch.Tensor) -> np.ndarray:
-    ckpt = checkpoint.load(ckpt_path)
-    with torch.no_grad():
-        return export.deployable(ckpt)(x).numpy()
 
 
 # every modality's input scaling with a ResNet; BN-Inception (our own architecture file, Caffe's
@@ -49,10 +45,9 @@ def test_exported_models_score_as_pytorch(tmp_path, train_store, arch, modality)
     ckpt = checkpoint.load(ckpt_path)
     x = real_snippets(train_store, modality, ckpt.preprocessing)
     assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == export.input_shape(ckpt)
-    ref = reference_scores(ckpt_path, x)
-    # the reference is the training/test path: to_input, then the TSN with its consensus
-    from tsn_train.transforms import to_input
     with torch.no_grad():
+        ref = export.deployable(ckpt)(x).numpy()
+        # the same as the training/test path: to_input, then the TSN with its consensus
         model = checkpoint.model_from_checkpoint(ckpt)
         direct = model(to_input(x, modality, ckpt.preprocessing.norm)).numpy()
     np.testing.assert_allclose(ref, direct, rtol=0, atol=1e-5)

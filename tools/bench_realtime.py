@@ -119,10 +119,6 @@ def dense_flow(n: int, rgb: Deployable, flow: Deployable, crop: EvalCrops, flow_
     return time.perf_counter() - t
 
 
-def other_load() -> float:
-    return os.getloadavg()[0]
-
-
 def part1(args, device: torch.device) -> list[dict]:
     gpu = (device.index or 0) if device.type == "cuda" else None
     tvl1 = make_flow_fn(TVL1Params(), gpu=gpu)
@@ -147,7 +143,7 @@ def part1(args, device: torch.device) -> list[dict]:
                 times[pair].append(s)
                 print(f"{arch} {pair} repeat {r + 1}: {args.frames / s:.2f} frames/s", flush=True)
         fps = {p: args.frames / statistics.median(v) for p, v in times.items()}
-        per_repeat = [d and f / d for d, f in zip(times["rgbdiff"], times["flow"])]
+        per_repeat = [f / d for d, f in zip(times["rgbdiff"], times["flow"])]
         rows.append({"arch": arch, "size": size, "fps": fps, "ratio": fps["rgbdiff"] / fps["flow"],
                      "ratios": per_repeat, "tvl1": getattr(tvl1, "name", "?")})
     return rows
@@ -176,7 +172,7 @@ def part2(args, device: torch.device) -> list[dict]:
         streams = [stream_of("resnet18", m, 3, device) for m in ("rgb", "rgbdiff")]
         for every in args.every:
             scorer = Scorer(streams, None, device)
-            load = other_load()
+            load = os.getloadavg()[0]
             s = run_stream(str(source), scorer, CLASSES, 2.0, every, realtime=True, emit=lambda u: None)
             lat = np.array(s.latencies)
             rows.append({"every": every, "fps": fps, "frames": n, "load": load,

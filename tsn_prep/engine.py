@@ -353,8 +353,8 @@ class _Engine:
         self.failed: set[int] = set()
         self.input_done = False          # every video is decoded: no more frames will come
         self.reported: set = set()
-        self.threads = max(2, usable_cores())
-        self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tvl1-encode")
+        self.encode_threads = max(2, usable_cores())
+        self.pool = ThreadPoolExecutor(max_workers=self.encode_threads, thread_name_prefix="tvl1-encode")
 
         # Decoding workers: spawned (a fork could inherit CUDA state); their queue is bounded.
         self.ctx = multiprocessing.get_context("spawn")
@@ -578,7 +578,7 @@ class _Engine:
         jobs, self.to_encode = self.to_encode, []
         if not jobs:
             return
-        size = math.ceil(len(jobs) / self.threads)
+        size = math.ceil(len(jobs) / self.encode_threads)
         for i in range(0, len(jobs), size):
             future = self.pool.submit(_encode_many, jobs[i:i + size])
             future.add_done_callback(lambda f: self.events.put(("encoded", f)))

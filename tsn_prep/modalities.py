@@ -36,6 +36,11 @@ class Modality:
         """Written by tsn-prep (rgb, flow, warped_flow) rather than derived when read (rgbdiff)."""
         return self.source == self.name
 
+    @property
+    def image_channels(self) -> int:
+        """Channels of one snippet image as loaders hand it over: x and y for flow, else B, G, R."""
+        return len(self.channels) if self.is_flow else 3
+
     def images_per_video(self, frames: int) -> int:
         """Stored images of a video of ``frames`` decoded frames: one per frame, one per pair for flow."""
         return frames - 1 if self.is_flow else frames

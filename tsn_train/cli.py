@@ -411,6 +411,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
 
     from . import distributed
     from .predict import load_streams, predict_video
+    from .scores import ranked
 
     try:
         dev = distributed.resolve_device(device)
@@ -426,13 +427,12 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
             click.echo(f"error: {exc}", err=True)
             failed += 1
             continue
-        order = probs.argsort()[::-1][:top]
-        ranked = [(classes[i], float(probs[i])) for i in order]
+        top_classes = ranked(probs, classes, top)
         if as_json:
             click.echo(json.dumps({"video": str(path), "top": [{"class": c, "probability": p}
-                                                                for c, p in ranked]}))
+                                                                for c, p in top_classes]}))
         else:
-            click.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in ranked))
+            click.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in top_classes))
     if failed:
         sys.exit(1)
 

@@ -48,12 +48,11 @@ class Deployable(nn.Module):
         return self.model(to_input(frames, self.modality, self.norm))
 
 
-def input_shape(ckpt: Checkpoint, segments: int | None = None) -> tuple[int, ...]:
+def input_shape(ckpt: Checkpoint) -> tuple[int, ...]:
     """``(K, L, S, S, C)`` of one video's input (without the batch dimension)."""
     spec = modalities.get(ckpt.preprocessing.modality)
     size = ckpt.preprocessing.input_size
-    channels = len(spec.channels) if spec.is_flow else 3
-    return (segments or ckpt.config.segments, spec.snippet_length, size, size, channels)
+    return (ckpt.config.segments, spec.snippet_length, size, size, spec.image_channels)
 
 
 def metadata(ckpt: Checkpoint) -> dict:

@@ -53,6 +53,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def ranked(probs: np.ndarray, classes: list[str], n: int) -> list[tuple[str, float]]:
+    """The ``n`` most probable classes of one score vector, highest first; ties in class order
+    (the stable sort ``topk_accuracy`` uses)."""
+    return [(classes[i], float(probs[i])) for i in np.argsort(-probs, kind="stable")[:n]]
+
+
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -34,6 +34,7 @@ from tsn_prep.video import VideoError, VideoReader, target_size
 from .export import Deployable
 from .predict import Stream, extract_config
 from .sampling import center_starts, sample_indices
+from .scores import ranked
 from .transforms import EvalCrops
 
 STREAMABLE = ("rgb", "rgbdiff")  # what needs no optical flow
@@ -64,8 +65,7 @@ def window_snippets(frames: list[np.ndarray], length: int, segments: int,
 
 
 def top_classes(probs: np.ndarray, classes: list[str], n: int) -> list[dict]:
-    order = np.argsort(-probs, kind="stable")[:n]
-    return [{"class": classes[i], "probability": round(float(probs[i]), 6)} for i in order]
+    return [{"class": c, "probability": round(p, 6)} for c, p in ranked(probs, classes, n)]
 
 
 # --- the frames: a decoder thread filling a ring --------------------------------------------------
@@ -94,8 +94,8 @@ class Ring:
     def push(self, frame: Frame) -> None:
         with self.cond:
             self.frames.append(frame)
-            while self.frames[0].time < frame.time - self.seconds - EPS:
-                self.frames.popleft()
+            while self.frames[0].time <= frame.time - self.seconds + EPS:
+                self.frames.popleft()  # the window is (newest - seconds, newest]
             self.decoded += 1
             self.cond.notify_all()
 
@@ -270,6 +270,8 @@ class Scorer:
             if cfg.consensus == "topk" and k < cfg.topk:
                 raise ValueError(f"a top-{cfg.topk} consensus stream needs at least {cfg.topk} "
                                  f"segments; got --segments {k}")
+        self.shapes = [(modalities.get(s.checkpoint.modality).snippet_length,
+                        self.segments or s.checkpoint.config.segments) for s in self.streams]
         self.models = [Deployable(s.model, s.checkpoint.preprocessing) for s in self.streams]
         self.crops = [EvalCrops(s.checkpoint.preprocessing.input_size,
                                 s.checkpoint.preprocessing.scale_size, 1, False) for s in self.streams]
@@ -278,11 +280,10 @@ class Scorer:
     @torch.inference_mode()
     def __call__(self, window: list[Frame]) -> np.ndarray:
         fused, total = 0.0, 0.0
-        for s, model, crop, size_of in zip(self.streams, self.models, self.crops, self.sizes):
+        for s, model, crop, size_of, (length, k) in zip(self.streams, self.models, self.crops,
+                                                        self.sizes, self.shapes):
             frames = [f.images[size_of(f.source_wh)] for f in window]
-            spec = modalities.get(s.checkpoint.modality)
-            k = self.segments or s.checkpoint.config.segments
-            x = torch.from_numpy(window_snippets(frames, spec.snippet_length, k, crop)).to(self.device)
+            x = torch.from_numpy(window_snippets(frames, length, k, crop)).to(self.device)
             with torch.autocast(self.device.type, dtype=s.amp_dtype, enabled=s.amp_dtype is not None):
                 scores = model(x).float()
             fused = fused + s.weight * torch.softmax(scores, dim=1)[0].cpu().numpy()

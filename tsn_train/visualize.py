@@ -39,7 +39,7 @@ def snippet_shape(modality: str) -> tuple[int, int]:
     """(images, channels) of one snippet in stored levels: rgb (1, 3), rgbdiff (6, 3), flow and
     warped_flow (5, 2)."""
     m = modalities.get(modality)
-    return m.snippet_length, len(m.channels) if m.is_flow else 3
+    return m.snippet_length, m.image_channels
 
 
 def class_scores(model: torch.nn.Module, levels: torch.Tensor, modality: str,
