@@ -80,3 +80,10 @@ def test_export_errors_name_the_file(tmp_path):
                        expect=1)
     assert str(bad) in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m.ts").exists()
+    ckpt = tmp_path / "stream.pt"
+    random_checkpoint(ckpt, "resnet18", "rgb", CLIPS)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = train_cli("export", "--checkpoint", ckpt, "--format", "torchscript",
+                       blocker / "m.ts", expect=1)  # its folder would have to be a file
+    assert f"{blocker / 'm.ts'}: cannot write" in result.output and "Traceback" not in result.output

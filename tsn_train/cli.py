@@ -530,6 +530,8 @@ def export(checkpoint, fmt, out) -> None:
         meta = run_export(checkpoint, fmt, out)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. OUT's folder cannot be made or written
+        raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
     shape = " x ".join(map(str, meta["input"]["shape"]))
     click.echo(f"{out}: {fmt}, {meta['arch']} {meta['modality']}, input uint8 {shape}, "
                f"{len(meta['classes'])} class scores")
