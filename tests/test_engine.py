@@ -40,8 +40,11 @@ CLIPS = {"a/arm.mp4": "armwrestling_kinetics.mp4", "a/car.mp4": "carphone.mp4",
 
 @pytest.fixture(autouse=True)
 def eager_two_threads(monkeypatch):
-    """torch.compile costs a minute per shape on the CPU, far more than these few pairs."""
+    """torch.compile costs a minute per shape on the CPU, far more than these few pairs. Runs in
+    this process keep one CPU solver in the engine's thread (starting solver processes costs
+    seconds); the tests run as commands, and two tests below, have the solver processes."""
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
+    monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -302,6 +305,27 @@ def _start(videos, out, stderr=subprocess.DEVNULL):
                              *FIFO_ARGS[1:]], stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live processes under ``pid`` (its children, theirs...)."""
+    found, frontier = set(), {pid}
+    while frontier:
+        kids = set()
+        for p in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if _parent(int(p)) in frontier and int(p) not in found:
+                    kids.add(int(p))
+            except (OSError, ValueError, IndexError):
+                continue
+        found |= kids
+        frontier = kids
+    return found
+
+
 def _holders(path) -> set[int]:
     """Processes other than this one with ``path`` open."""
     pids = set()
@@ -326,9 +350,7 @@ def _decoder_of(pipe, proc) -> int:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     (pid,) = _holders(pipe)
-    with open(f"/proc/{pid}/stat") as f:
-        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    assert pid != proc.pid and ppid == proc.pid
+    assert pid != proc.pid and _parent(pid) == proc.pid
     return pid
 
 
@@ -353,8 +375,9 @@ def _pipe_videos(tmp_path):
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     """One decoding worker takes the videos in sorted order; the third is a named pipe, so the run
     commits the first two (their flows are solved while the worker waits on the pipe) and can go
-    no further. Then SIGKILL: the decoding worker must die with it, the store must hold exactly
-    the two whole videos, and a re-run must finish the store as an uninterrupted run does."""
+    no further. Then SIGKILL: the decoding worker and the CPU solver processes (one per usable
+    core) must die with it, the store must hold exactly the two whole videos, and a re-run must
+    finish the store as an uninterrupted run does."""
     ref = tmp_path / "ref"
     cli(FIFO_ARGS[0], link_videos(tmp_path / "ref_videos", NAMES), ref, *FIFO_ARGS[1:])
     videos, pipe = _pipe_videos(tmp_path)
@@ -364,12 +387,15 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
         writer = open_pipe_writer(pipe, proc)  # the worker is past the first two videos
         decoder = _decoder_of(pipe, proc)
         _wait_for(out, ["0_arm", "1_car"], proc)
+        helpers = _descendants(proc.pid)
+        assert decoder in helpers and len(helpers) >= 1 + min(2, engine.usable_cores())
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + GUARD
-        while decoder in _holders(pipe):  # the decoding worker dies with the run
-            assert time.monotonic() < deadline, "the decoding worker outlived the killed run"
+        while helpers & {int(p) for p in os.listdir("/proc") if p.isdigit()}:  # all die with the run
+            assert time.monotonic() < deadline, "a helper process outlived the killed run"
             time.sleep(0.05)
+        assert decoder not in _holders(pipe)
         os.close(writer)
     finally:
         proc.kill()
@@ -434,12 +460,82 @@ def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
     assert [f["error"] for f in s.failures()] == ["unexpected WorkerDied: the decoding process died (exit code -9)"]
 
 
-def test_the_cpu_solver_leaves_the_decoding_workers_their_cores(monkeypatch):
-    # workers + solver threads never exceed the usable cores (at least one solver thread): OpenMP
-    # threads that lose their core to another process collapse.
-    from tsn_prep import engine
-    from tsn_prep.extract import ExtractConfig
-    cfg = ExtractConfig(modalities=("flow",), backend="torch")
-    for cores, workers, threads in [(2, 1, 1), (16, 4, 12), (2, 2, 1), (1, 3, 1)]:
-        monkeypatch.setattr(engine, "usable_cores", lambda cores=cores: cores)
-        assert engine.default_solver(cfg, workers)(None).threads == threads
+class DiesOnReceipt:
+    """A solver process's pipe whose process is SIGKILLed right after a batch is sent to it."""
+
+    def __init__(self, conn, proc):
+        self.conn, self.proc = conn, proc
+
+    def send(self, job):
+        self.conn.send(job)
+        self.proc.kill()
+        self.proc.join(GUARD)
+
+    def recv(self):
+        return self.conn.recv()
+
+    def close(self):
+        self.conn.close()
+
+
+def test_solver_processes_give_the_in_thread_solvers_flows_and_survive_a_death():
+    """A SolverProcess solves as the solver in the engine's thread does (frames and flows through
+    a pipe; eager in the child too, as TSN_TORCH_COMPILE is inherited); a failing batch raises
+    the child's exception; a child killed mid-run (as the OOM killer would) fails its batch with
+    SolverDied, and the next batch gets a new process with the same results."""
+    from tsn_prep.flow import make_flow_fn
+    from tsn_prep.solver_process import SolverDied, SolverProcess
+
+    from .conftest import read_frames
+
+    greys = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+                      for f in read_frames(VIDEOS / "carphone.mp4", 4, (40, 30))])
+    local = make_flow_fn(TINY, None, "torch", "tvl1")
+    want = local.batch(greys[:-1], greys[1:])
+    solver = SolverProcess(TINY)
+    try:
+        got = solver.batch(greys[:-1], greys[1:])
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+        with pytest.raises(ValueError):  # frames of two shapes: the child's own error
+            solver.batch(greys[:1], greys[1:, :20])
+        first = solver.proc
+        solver.conn = DiesOnReceipt(solver.conn, first)
+        with pytest.raises(SolverDied, match=r"the CPU solver process died \(exit code -9\)"):
+            solver.batch(greys[:1], greys[1:2])
+        assert np.array_equal(solver.batch(greys[:-1], greys[1:]), want)
+        assert solver.proc is not first and solver.proc.is_alive()
+    finally:
+        solver.close()
+    assert first.exitcode == -9 and solver.proc is None
+
+
+def test_the_cpu_solvers_are_one_per_usable_core(tmp_path, monkeypatch):
+    """With 2 usable cores the engine solves in 2 one-thread processes (1 core: one solver in its
+    own thread), both kept busy, and the store is the per-video path's, byte for byte."""
+    monkeypatch.setattr(engine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(engine, "cpu_solvers", lambda: engine.usable_cores())
+    made = []
+    real = engine.SolverProcess
+
+    class Counting(real):
+        def batch(self, prev, cur):
+            made.append(id(self))
+            return super().batch(prev, cur)
+
+    monkeypatch.setattr(engine, "SolverProcess", Counting)
+    videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if k.startswith("a/")})
+    cfg = dataclasses.replace(CFG, batch_pairs=1)
+    run_extraction(videos, tmp_path / "out", cfg, workers=1, progress=False)
+    assert len(made) == 10 and len(set(made)) == 2  # 2 videos of 6 frames: 10 batches of 1 pair
+    run_extraction(videos, tmp_path / "ref", cfg, workers=1, progress=False, engine=False)
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref")
+    assert engine.default_solver(cfg)(None).threads == 1  # one core: in the engine's thread
+
+
+def test_cpu_solvers_use_at_most_half_the_available_memory(monkeypatch):
+    monkeypatch.undo()  # the real cpu_solvers, not the fixture's
+    monkeypatch.setattr(engine, "usable_cores", lambda: 16)
+    per = engine.SOLVER_PROCESS_BYTES
+    for available, solvers in [(None, 16), (100 * per, 16), (10 * per, 5), (3 * per, 1), (0, 1)]:
+        monkeypatch.setattr(engine, "_available_memory", lambda a=available: a)
+        assert engine.cpu_solvers() == solvers

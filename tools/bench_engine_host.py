@@ -85,7 +85,8 @@ def main() -> None:
         solvers.append(CannedSolver(flows, args.solver_rate, args.solver_steps))
         return solvers[-1]
 
-    engine.default_solver = lambda cfg, workers=1: make
+    engine.default_solver = lambda cfg, cpu_processes=False: make
+    engine.cpu_solvers = lambda: 1  # the modelled GPU: one solver
     if args.switch_interval:
         import sys
         sys.setswitchinterval(args.switch_interval)

@@ -120,8 +120,9 @@ def extract_options(f):
                      help="Use only the first N frames of each video (quick trials)."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Parallel worker processes (one video each at a time). With the torch "
-                          "backend they only decode; the batched solver runs in the main process, "
-                          "one per device."),
+                          "backend they only decode; the batched solvers take pairs of many "
+                          "videos: one per GPU, or with no GPU one per usable core (each a "
+                          "process with one thread)."),
         shard_options,
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]

@@ -10,8 +10,11 @@ GPU its own CUDA context), the work is split three ways:
   a bounded queue, so a worker blocks when the parent is behind and memory does not grow with a
   video's length. A decoding error becomes that video's failure, with the messages of
   ``extract_video``; the other videos go on.
-- **One solver per device** (``TorchTVL1`` on "cuda:N", or one on the CPU), each driven by its own
-  thread of the parent process (torch releases the GIL while it computes). The parent forms the
+- **One solver per device** (``TorchTVL1`` on "cuda:N"), each driven by its own thread of the
+  parent process (torch releases the GIL while it computes). With no GPU, one solver per usable
+  core (``cpu_solvers``), each with one thread and, when there are several, in a process of its
+  own (``solver_process``: compiled CPU kernels hold the GIL, and the OpenMP threads of one solve
+  collapse on a busy machine), each driven by a thread of the parent like a device. The parent forms the
   frame pairs (consecutive frames, across chunks) of many videos and batches them across videos,
   one group per frame size, up to the batch size of that size and device; partial batches go to an
   idle device once input pauses or ends. Batches are dealt to the least-loaded device.
@@ -43,7 +46,6 @@ import math
 import multiprocessing
 import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -55,9 +57,11 @@ import cv2
 import numpy as np
 
 from . import modalities
+from .child import become_child
 from .extract import (ExtractConfig, VideoResult, check_frame_count, encode_flow, error_message,
                       usable_cores, video_metadata)
 from .flow import resolve_backend
+from .solver_process import SolverProcess
 from .video import VideoItem, VideoReader
 from .warp import camera_compensation
 
@@ -71,6 +75,7 @@ DEPTH = 2                  # batches queued per device: one solving, one ready t
 IDLE_S = 0.02              # no news this long: partial batches go to idle devices
 WATCH_S = 1.0              # how often dead decoding workers are looked for
 MAX_EVENTS = 256           # events handled between two looks for batches to send
+SOLVER_PROCESS_BYTES = 600 << 20  # private memory of a CPU solver process (measured: 465 MiB at 340x256)
 
 # The first batch of each shape on a compiled solver compiles it; torch.compile is not documented
 # as safe to run from several threads at once, so with several devices those first batches take
@@ -88,23 +93,8 @@ def uses_engine(cfg: ExtractConfig) -> bool:
 
 # -- decoding workers (separate processes; no torch here) ------------------------------------
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this worker when the process that started it dies (e.g. a SIGKILLed run), so
-    no orphan keeps decoding or holds a pipe open."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the parent's clean-up still ends workers
-        pass
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
-
-
 def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    become_child(parent)
     while True:
         task = tasks.get()
         if task is None:
@@ -213,6 +203,7 @@ class _Device:
         while True:
             job = self.inbox.get()
             if job is None:
+                getattr(self.solver, "close", lambda: None)()
                 return
             if job[0] == "probe":
                 self.events.put(("probed", self, job[1], *self._probe(job[1])))
@@ -296,24 +287,40 @@ def cpu_batch(size: tuple[int, int]) -> int:
     return max(1, min(AUTO_CPU_BATCH, AUTO_CPU_PIXELS // (size[0] * size[1])))
 
 
-def cpu_solver_threads(workers: int) -> int:
-    """Torch threads of the CPU solver: the usable cores the decoding workers leave, at least one.
+def cpu_solvers() -> int:
+    """Solvers with no GPU: one per usable core, each with one thread, in a process of its own
+    when there are several (``solver_process`` says why; one core needs no extra process). The
+    decoding workers come on top: beside TV-L1 on the CPU they take a few per cent of a core.
+    Fewer where memory is short: each process holds about ``SOLVER_PROCESS_BYTES`` of its own
+    (torch and its compiler), so they use at most half the memory available now."""
+    available = _available_memory()
+    by_memory = usable_cores() if available is None else int(available / 2 // SOLVER_PROCESS_BYTES)
+    return max(1, min(usable_cores(), by_memory))
 
-    Deliberately not more: OpenMP threads that lose their core to another process collapse
-    (measured on 2 cores with one core kept busy: 2 solver threads did not finish 20 pairs in 7
-    minutes, 1 thread ran at OpenCV's speed; docs/performance.md)."""
-    return max(1, usable_cores() - workers)
+
+def _available_memory() -> Optional[int]:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
-def default_solver(cfg: ExtractConfig, workers: int = 1) -> Callable[[Optional[int]], object]:
+def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[[Optional[int]], object]:
     """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it; on the CPU
-    with ``cpu_solver_threads(workers)`` threads."""
+    with one thread, in a ``SolverProcess`` with ``cpu_processes``."""
     from .flow import make_flow_fn
 
     def make(gpu: Optional[int]):
+        if gpu is None and cpu_processes:
+            return SolverProcess(cfg.tvl1)
         solver = make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
         if gpu is None:
-            solver.threads = cpu_solver_threads(workers)
+            solver.threads = 1
         return solver
 
     return make
@@ -323,10 +330,13 @@ def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConf
                    say: Callable[[str], None] = print,
                    make_solver: Optional[Callable[[Optional[int]], object]] = None) -> Iterator[VideoResult]:
     """A ``VideoResult`` for every video of ``todo`` (each with its own config: its modalities),
-    as each is finished; the same results ``extract_video`` gives, in completion order."""
+    as each is finished; the same results ``extract_video`` gives, in completion order.
+
+    With no GPU, ``cpu_solvers()`` solvers share the work, or one given ``make_solver``."""
     if not todo:
         return
-    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg, workers))
+    cpu = 1 if make_solver else cpu_solvers()
+    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg, cpu > 1), cpu)
     try:
         yield from engine.run()
     finally:
@@ -334,12 +344,12 @@ def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConf
 
 
 class _Engine:
-    def __init__(self, todo, cfg: ExtractConfig, workers: int, say, make_solver):
+    def __init__(self, todo, cfg: ExtractConfig, workers: int, say, make_solver, cpu: int = 1):
         self.say = say
         self.events: queue.Queue = queue.Queue()
         gpus = cfg.gpus or ((cfg.gpu,) if cfg.gpu is not None else ())
         self.devices: list[_Device] = []
-        for gpu in (gpus or (None,)):
+        for gpu in (gpus or (None,) * cpu):
             self.devices.append(_Device(gpu, make_solver, cfg.batch_pairs or 0, self.events))
         self.videos: dict[int, _Video] = {}
         self.todo = {key: (item, item_cfg) for key, (item, item_cfg) in enumerate(todo)}
@@ -654,6 +664,8 @@ class _Engine:
             self.cond.notify_all()
         for d in self.devices:
             d.stop()
+            if self.left:  # interrupted: a solver process need not finish its batch
+                getattr(d.solver, "close", lambda wait: None)(wait=False)
         for proc in self.procs.values():
             proc.join(timeout=0.5 if not self.left else 0)
             if proc.is_alive():

@@ -1,0 +1,21 @@
+"""What every helper process of a run does first: die with the run, leave Ctrl-C to it."""
+from __future__ import annotations
+
+import os
+import signal
+
+
+def become_child(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent`` (the run that started it) dies, even by SIGKILL,
+    so no orphan keeps decoding or solving or holds a pipe open; and ignore Ctrl-C, which the run
+    handles (it ends its helpers itself)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the run's clean-up still ends its helpers
+        pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,125 @@
+"""A TV-L1 solver in a process of its own, with one CPU thread.
+
+With no GPU the engine runs one of these per usable core instead of one solver with a thread per
+core in its own process. Two reasons, both measured on 2 cores (docs/performance.md):
+
+- inductor's compiled CPU kernels hold the GIL while they run, so solver threads of one process
+  take turns (two threads solved 1.36 pairs/s where one thread alone solved 1.59);
+- the OpenMP threads of one solve wait for each other at every parallel loop, so they collapse
+  when another process takes one of their cores, where independent one-thread solvers just share
+  what is left.
+
+Frames go in and flows come back through a pipe (a 340x256 pair is 174 kB in and 696 kB out,
+against some 0.8 s of solving). A process that dies fails the batch it was solving with
+``SolverDied``; the next batch starts a new one.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from typing import Optional
+
+import numpy as np
+
+from .child import become_child
+from .tvl1_params import TVL1Params
+
+
+class SolverDied(RuntimeError):
+    """The solver process ended while it had a batch (e.g. the kernel's OOM killer)."""
+
+
+def _serve(conn, params: TVL1Params, parent: int) -> None:
+    become_child(parent)
+    import logging
+
+    import torch
+
+    # inductor's C++ build looks for CUDA and says so on stderr, in the middle of the progress bar
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+    from .flow import make_flow_fn
+
+    torch.set_num_threads(1)
+    solver = make_flow_fn(params, None, "torch", "tvl1")
+    solver.threads = 1
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the run closed its end
+            return
+        if job is None:
+            return
+        try:
+            reply = (True, np.asarray(solver.batch(*job), np.float32))
+        except Exception as exc:  # noqa: BLE001 - the run decides what a failed batch means
+            reply = (False, exc)
+        try:
+            conn.send(reply)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle: send its words
+            conn.send((False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+
+
+class SolverProcess:
+    """``batch(prev, cur)`` as ``TorchTVL1.batch`` on the CPU, solved in a child process.
+
+    Not ``compiled`` as far as the engine is concerned: the child compiles for itself (one graph
+    for every batch size above one), so the engine need not pad batches to one shape, which on the
+    CPU would cost the padding's full solve."""
+
+    compiled = False
+
+    def __init__(self, params: TVL1Params):
+        self.params = params
+        self.proc: Optional[multiprocessing.process.BaseProcess] = None
+        self.closed = False
+        self._lock = threading.Lock()  # the engine's device thread and its main thread both close
+        self._start()
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never a fork of a process holding torch's threads
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, self.params, os.getpid()),
+                                name="tsn-tvl1-cpu", daemon=True)
+        self.proc.start()
+        child.close()
+
+    def batch(self, prev, cur) -> np.ndarray:
+        with self._lock:
+            if self.closed:
+                raise SolverDied("the CPU solver process was closed")
+            if not self.proc.is_alive():  # it died with an earlier batch: a new one for this one
+                self._end(wait=False)
+                self._start()
+            proc, conn = self.proc, self.conn  # close() from another thread may clear them
+        try:
+            conn.send((np.ascontiguousarray(prev), np.ascontiguousarray(cur)))
+            ok, value = conn.recv()
+        except (EOFError, OSError):
+            proc.join(timeout=5)
+            raise SolverDied(f"the CPU solver process died (exit code {proc.exitcode})") from None
+        if not ok:
+            raise value
+        return value
+
+    def close(self, wait: bool = True) -> None:
+        """End the process: with ``wait`` once it has finished its batch, else at once."""
+        with self._lock:
+            self.closed = True
+            self._end(wait)
+
+    def _end(self, wait: bool) -> None:
+        if self.proc is None:
+            return
+        if wait and self.proc.is_alive():
+            try:
+                self.conn.send(None)
+                self.proc.join(timeout=30)
+            except OSError:
+                pass
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+        self.proc = None
