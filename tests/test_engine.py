@@ -64,12 +64,14 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.batches = []
+        self.bounds = []  # the quantisation bound each batch was sent with (None: float flows back)
         real = engine._Device.send
 
-        def send(device, pairs, pad_to):
+        def send(device, pairs, *rest):
             self.batches.append(([(p.key, p.index, p.second) for p in pairs], pairs[0].prev.shape,
                                  {p.prev.shape for p in pairs}))
-            return real(device, pairs, pad_to)
+            self.bounds.append(rest[1] if len(rest) > 1 else None)
+            return real(device, pairs, *rest)
 
         monkeypatch.setattr(engine._Device, "send", send)
 
@@ -113,6 +115,7 @@ def test_warped_flow_through_the_engine_equals_the_per_video_path(tmp_path, monk
                          workers=2, progress=False)
     assert (got.done, got.pairs, got.failed) == (4, 20, [])
     spy.batches.clear()
+    spy.bounds.clear()
     both = run_extraction(videos, tmp_path / "both", cfg, workers=2, progress=False)
     assert both.done == 4
     ref = run_extraction(videos, tmp_path / "ref", cfg, progress=False, engine=False)
@@ -122,6 +125,10 @@ def test_warped_flow_through_the_engine_equals_the_per_video_path(tmp_path, monk
     assert snapshot(tmp_path / "engine")[0] == images
     second = [p for pairs, _, _ in spy.batches for p in pairs if p[2]]
     assert 0 < len(second) < 20  # some pairs took the second pass, not all of them
+    # first passes come back as floats (their homographies need them), second passes quantised
+    # by the solver: the stores above are the per-video path's all the same
+    for (pairs, _, _), bound in zip(spy.batches, spy.bounds):
+        assert bound == (cfg.bound if all(p[2] for p in pairs) else None)
 
 
 def test_a_broken_file_among_good_ones_fails_alone(tmp_path, capsys):
@@ -518,15 +525,16 @@ def test_the_cpu_solvers_are_one_per_usable_core(tmp_path, monkeypatch):
     real = engine.SolverProcess
 
     class Counting(real):
-        def batch(self, prev, cur):
-            made.append(id(self))
-            return super().batch(prev, cur)
+        def batch(self, prev, cur, bound=None):
+            made.append((id(self), bound))
+            return super().batch(prev, cur, bound)
 
     monkeypatch.setattr(engine, "SolverProcess", Counting)
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if k.startswith("a/")})
     cfg = dataclasses.replace(CFG, batch_pairs=1)
     run_extraction(videos, tmp_path / "out", cfg, workers=1, progress=False)
-    assert len(made) == 10 and len(set(made)) == 2  # 2 videos of 6 frames: 10 batches of 1 pair
+    # 2 videos of 6 frames: 10 batches of 1 pair, over both, each quantised in its process
+    assert len(made) == 10 and {b for _, b in made} == {cfg.bound} and len(set(made)) == 2
     run_extraction(videos, tmp_path / "ref", cfg, workers=1, progress=False, engine=False)
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref")
     assert engine.default_solver(cfg)(None).threads == 1  # one core: in the engine's thread

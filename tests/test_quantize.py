@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
+import torch
 
 from tsn_prep.extract import encode_flow
-from tsn_prep.quantize import dequantize, quantize
+from tsn_prep.quantize import dequantize, quantize, quantize_tensor
 
 from .conftest import VIDEOS, decode, read_frames
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def test_reference_mapping_points():
@@ -84,6 +87,8 @@ def test_bit_exact_with_the_reference_on_edge_values(bound):
     values = np.array(edges + halves, dtype=np.float32)
     expected = [reference_level(v, bound) for v in values]
     assert quantize(values, bound).tolist() == expected
+    for device in DEVICES:  # the solver's twin, on its device: the same bytes
+        assert quantize_tensor(torch.from_numpy(values).to(device), bound).cpu().tolist() == expected
     # the exact halves really are halves and really go to even: half-up would differ on them
     if bound == 25.5:  # 255 (v + 25.5) / 51 = 5 v + 127.5: every integer v is an exact half
         assert quantize(np.array([1.0, -1.0, 3.0, 2.0], np.float32), bound).tolist() == [132, 122, 142, 138]
@@ -99,6 +104,15 @@ def test_bit_exact_with_the_reference_on_real_flow():
     flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(a, b, None).ravel()
     expected = np.array([reference_level(v, 20.0) for v in flow])
     assert np.array_equal(quantize(flow, 20.0), expected)
+    for device in DEVICES:
+        assert np.array_equal(quantize_tensor(torch.from_numpy(flow).to(device)).cpu().numpy(), expected)
+
+
+def test_nan_is_zero_motion_and_the_bound_is_checked_in_both():
+    values = np.array([np.nan, 0.0], np.float32)
+    assert quantize(values).tolist() == quantize_tensor(torch.from_numpy(values)).tolist() == [128, 128]
+    with pytest.raises(ValueError):
+        quantize_tensor(torch.zeros(3), 0)
 
 
 def test_jpeg_round_trip_of_real_flow():

@@ -41,11 +41,13 @@ class CannedSolver:
     name = "torch"
     compiled = False
 
-    def __init__(self, flows: np.ndarray, rate: float = 0.0, steps: int = 1):
+    def __init__(self, flows: np.ndarray, rate: float = 0.0, steps: int = 1, quantizes: bool = True):
         self.flows, self.rate, self.steps = flows, rate, steps
+        self.quantizes = quantizes  # as the torch solver: on the device, before the copy to the host
+        self.levels: dict = {}      # bound -> the canned flows quantised
         self.busy = 0.0  # seconds spent "solving"
 
-    def batch(self, prev, cur) -> np.ndarray:
+    def batch(self, prev, cur, bound=None) -> np.ndarray:
         n, h, w = np.asarray(prev).shape
         if self.rate:
             for _ in range(self.steps):  # each wake-up needs the GIL back, as each launch does
@@ -55,6 +57,11 @@ class CannedSolver:
         if f.shape[1:3] != (h, w):
             f = synthetic_flows(h, w)
             self.flows = f
+        if bound is not None:
+            if bound not in self.levels:
+                from tsn_prep.quantize import quantize
+                self.levels[bound] = quantize(f, bound)
+            f = self.levels[bound]
         return [f[i % len(f)] for i in range(n)]  # views: the real solver's output is not copied either
 
 
@@ -70,6 +77,11 @@ def main() -> None:
     p.add_argument("--solver-steps", type=int, default=1,
                    help="the modelled solve as this many sleeps, each a return to Python that needs "
                         "the GIL (the real one: a graph replay and a stop check per outer iteration)")
+    p.add_argument("--quantize-on", choices=("device", "host"), default="device",
+                   help="where flows are quantised: by the solver before they come back (the torch "
+                        "solver's way), or by the host's encoding threads")
+    p.add_argument("--encode-threads", type=int,
+                   help="the engine's encoding threads (default: one per usable core, at least 2)")
     p.add_argument("--switch-interval", type=float,
                    help="sys.setswitchinterval (s) for the run; default Python's 0.005")
     args = p.parse_args()
@@ -82,11 +94,13 @@ def main() -> None:
     solvers = []
 
     def make(gpu):
-        solvers.append(CannedSolver(flows, args.solver_rate, args.solver_steps))
+        solvers.append(CannedSolver(flows, args.solver_rate, args.solver_steps, args.quantize_on == "device"))
         return solvers[-1]
 
     engine.default_solver = lambda cfg, cpu_processes=False: make
     engine.cpu_solvers = lambda: 1  # the modelled GPU: one solver
+    if args.encode_threads:
+        engine.usable_cores = lambda: args.encode_threads
     if args.switch_interval:
         import sys
         sys.setswitchinterval(args.switch_interval)
@@ -99,7 +113,8 @@ def main() -> None:
           f"{summary.pairs / wall:.0f} pairs/s with "
           + (f"a solver of {args.solver_rate:g} pairs/s (busy {sum(s.busy for s in solvers) / wall:.0%} "
              "of the run)" if args.solver_rate else "an instant solver")
-          + f" ({args.workers} decoding workers, batches of {args.batch}); {len(summary.failed)} failed")
+          + f" ({args.workers} decoding workers, batches of {args.batch}, quantised on the "
+            f"{args.quantize_on}); {len(summary.failed)} failed")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator, Optional
 
 import cv2
@@ -186,10 +187,10 @@ class _Device:
                 self.inbox.put(("probe", size))
         return self.sizes[size]
 
-    def send(self, pairs: list[_Pair], pad_to: int) -> None:
+    def send(self, pairs: list[_Pair], pad_to: int, bound: Optional[float] = None) -> None:
         self.queued += len(pairs)
         self.batches += 1
-        self.inbox.put(("solve", pairs, pad_to))
+        self.inbox.put(("solve", pairs, pad_to, bound))
 
     def stop(self) -> None:
         self.inbox.put(None)
@@ -208,11 +209,13 @@ class _Device:
             if job[0] == "probe":
                 self.events.put(("probed", self, job[1], *self._probe(job[1])))
             else:
-                self.events.put(("solved", self, job[1], *self._solve(job[1], job[2])))
+                self.events.put(("solved", self, job[1], *self._solve(*job[1:])))
 
-    def _solve(self, pairs: list[_Pair], pad_to: int) -> tuple[list, Optional[BaseException]]:
-        """Flows (H, W, 2) float32 of ``pairs`` in order, or the exception of a pair that failed;
-        and the batch's exception when it failed as a whole and was solved one pair at a time.
+    def _solve(self, pairs: list[_Pair], pad_to: int,
+               bound: Optional[float] = None) -> tuple[list, Optional[BaseException]]:
+        """Flows (H, W, 2) float32 of ``pairs`` in order (with ``bound``: quantised by the solver,
+        uint8), or the exception of a pair that failed; and the batch's exception when it failed
+        as a whole and was solved one pair at a time.
 
         A compiled solver gets batches padded to its batch size by repeating the first pair, so it
         sees one shape per frame size (a new shape is a new compilation); the torch solver gives
@@ -222,15 +225,16 @@ class _Device:
         if len(pairs) < pad_to:
             prev += [prev[0]] * (pad_to - len(pairs))
             cur += [cur[0]] * (pad_to - len(pairs))
+        solve = self.solver.batch if bound is None else partial(self.solver.batch, bound=bound)
         try:
             prev, cur = np.stack(prev), np.stack(cur)
             if prev.shape in self.shapes or not getattr(self.solver, "compiled", False):
-                flows = self.solver.batch(prev, cur)
+                flows = solve(prev, cur)
             else:
                 with _COMPILE_LOCK:
-                    flows = self.solver.batch(prev, cur)
+                    flows = solve(prev, cur)
                 self.shapes.add(prev.shape)
-            return [np.asarray(f, np.float32) for f in flows[:len(pairs)]], None
+            return list(flows[:len(pairs)]), None
         except Exception as exc:  # noqa: BLE001 - see which pairs fail: only their videos fail
             if len(prev) == 1:
                 return [exc], None
@@ -238,7 +242,7 @@ class _Device:
         out = []
         for p in pairs:
             try:
-                out.append(np.asarray(self.solver.batch(p.prev[None], p.cur[None])[0], np.float32))
+                out.append(solve(p.prev[None], p.cur[None])[0])
             except Exception as exc:  # noqa: BLE001
                 out.append(exc)
         return out, failure
@@ -643,8 +647,22 @@ class _Engine:
                 pairs = [group.popleft() for _ in range(min(batch, len(group)))]
                 self.waiting -= len(pairs)
                 pad = batch if getattr(device.solver, "compiled", False) else 0
-                device.send(pairs, pad)
+                device.send(pairs, pad, self._bound(device, pairs))
                 moved = True
+
+    def _bound(self, device: _Device, pairs: list[_Pair]) -> Optional[float]:
+        """The quantisation bound when the solver can quantise on its device and no pair's float
+        flow is needed here (a first pass of warped flow: its homography), else None."""
+        if not getattr(device.solver, "quantizes", False):
+            return None
+        bounds = set()
+        for p in pairs:
+            video = self._live(p.key)
+            if video is not None:
+                if video.wants_warped and not p.second:
+                    return None
+                bounds.add(video.cfg.bound)
+        return bounds.pop() if len(bounds) == 1 else None
 
     # -- failures of the machinery ---------------------------------------------------------
     def _watch_workers(self, finished: list) -> None:

@@ -84,8 +84,9 @@ def decode_image(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> Optional[np.
 
 
 def encode_flow(flow: np.ndarray, bound: float, quality: int) -> tuple[bytes, bytes]:
-    """A float HxWx2 flow as two one-channel JPEGs (x, y), quantised as TSN does."""
-    q = quantize(flow, bound)
+    """A float HxWx2 flow as two one-channel JPEGs (x, y), quantised as TSN does; a uint8 one is
+    taken as already quantised (a solver that quantises on its device)."""
+    q = flow if flow.dtype == np.uint8 else quantize(flow, bound)
     return encode_jpeg(np.ascontiguousarray(q[..., 0]), quality), encode_jpeg(np.ascontiguousarray(q[..., 1]), quality)
 
 

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from . import flow_triton
+from .quantize import quantize_tensor
 from .tvl1_params import TVL1Params
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
@@ -394,6 +395,7 @@ class TorchTVL1:
     and warping, an int array (B, levels, warps), level 0 the finest."""
 
     name = "torch"
+    quantizes = True  # batch() takes a bound
     MAX_LEVELS = 16  # Triton level buffers kept: 5 levels x a few batch sizes
 
     def __init__(self, params: TVL1Params = TVL1Params(), device: Union[str, torch.device] = "cpu",
@@ -447,14 +449,17 @@ class TorchTVL1:
         """One pair: (H, W) uint8 each -> (H, W, 2) float32 flow (dx, dy)."""
         return self.batch(prev[None], nxt[None])[0]
 
-    def batch(self, prev: ArrayLike, nxt: ArrayLike) -> np.ndarray:
-        """B pairs: (B, H, W) uint8 (or float 0..255) each -> (B, H, W, 2) float32."""
+    def batch(self, prev: ArrayLike, nxt: ArrayLike, bound: Optional[float] = None) -> np.ndarray:
+        """B pairs: (B, H, W) uint8 (or float 0..255) each -> (B, H, W, 2) float32; with ``bound``,
+        quantised on the device (``quantize_tensor``, the bytes ``quantize`` gives): uint8."""
         i0, i1 = self._to_tensor(prev), self._to_tensor(nxt)
         if i0.shape != i1.shape or i0.dim() != 3:
             raise ValueError(f"expected two (B, H, W) stacks of the same shape, got "
                              f"{tuple(i0.shape)} and {tuple(i1.shape)}")
         u1, u2 = self.flow(i0, i1)
         flow = torch.stack([u1, u2], dim=-1)
+        if bound is not None:
+            flow = quantize_tensor(flow, bound)
         if flow.device.type != "cuda":
             return flow.cpu().numpy()
         # into page-locked memory (torch caches such blocks): a pageable copy ran at ~3 GB/s on an

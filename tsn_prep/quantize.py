@@ -27,6 +27,20 @@ def quantize(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
     return np.nan_to_num(q, nan=128.0).astype(np.uint8)
 
 
+def quantize_tensor(flow, bound: float = 20.0):
+    """:func:`quantize` for a torch tensor on its own device (CPU or CUDA): the same bytes, from
+    the same float64 arithmetic (IEEE on both), ``torch.round`` rounding half to even like
+    ``np.rint``. The GPU solver quantises before copying flows to the host: a quarter of the
+    bytes to copy, and no quantisation left for the host's threads."""
+    import torch
+
+    if not bound > 0:
+        raise ValueError(f"bound must be positive, got {bound}")
+    lo, hi = -float(bound), float(bound)
+    q = torch.round(255.0 * (flow.to(torch.float64).clamp(lo, hi) - lo) / (hi - lo))
+    return torch.nan_to_num(q, nan=128.0).to(torch.uint8)
+
+
 def dequantize(q: np.ndarray, bound: float = 20.0) -> np.ndarray:
     """Inverse of :func:`quantize` up to its step of ``2 * bound / 255`` px: uint8 -> float32 px."""
     return (np.asarray(q, dtype=np.float32) * (2.0 * bound / 255.0) - bound).astype(np.float32)

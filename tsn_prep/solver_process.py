@@ -9,8 +9,8 @@ core in its own process. Two reasons, both measured on 2 cores (docs/performance
   when another process takes one of their cores, where independent one-thread solvers just share
   what is left.
 
-Frames go in and flows come back through a pipe (a 340x256 pair is 174 kB in and 696 kB out,
-against some 0.8 s of solving). A process that dies fails the batch it was solving with
+Frames go in and flows come back through a pipe (a 340x256 pair is 174 kB in and 174 kB out
+quantised or 696 kB as floats, against some 0.8 s of solving). A process that dies fails the batch it was solving with
 ``SolverDied``; the next batch starts a new one.
 """
 from __future__ import annotations
@@ -52,7 +52,8 @@ def _serve(conn, params: TVL1Params, parent: int) -> None:
         if job is None:
             return
         try:
-            reply = (True, np.asarray(solver.batch(*job), np.float32))
+            prev, cur, bound = job
+            reply = (True, solver.batch(prev, cur, bound))
         except Exception as exc:  # noqa: BLE001 - the run decides what a failed batch means
             reply = (False, exc)
         try:
@@ -62,13 +63,14 @@ def _serve(conn, params: TVL1Params, parent: int) -> None:
 
 
 class SolverProcess:
-    """``batch(prev, cur)`` as ``TorchTVL1.batch`` on the CPU, solved in a child process.
+    """``batch(prev, cur, bound)`` as ``TorchTVL1.batch`` on the CPU, solved in a child process.
 
     Not ``compiled`` as far as the engine is concerned: the child compiles for itself (one graph
     for every batch size above one), so the engine need not pad batches to one shape, which on the
     CPU would cost the padding's full solve."""
 
     compiled = False
+    quantizes = True
 
     def __init__(self, params: TVL1Params):
         self.params = params
@@ -85,7 +87,7 @@ class SolverProcess:
         self.proc.start()
         child.close()
 
-    def batch(self, prev, cur) -> np.ndarray:
+    def batch(self, prev, cur, bound: Optional[float] = None) -> np.ndarray:
         with self._lock:
             if self.closed:
                 raise SolverDied("the CPU solver process was closed")
@@ -94,7 +96,7 @@ class SolverProcess:
                 self._start()
             proc, conn = self.proc, self.conn  # close() from another thread may clear them
         try:
-            conn.send((np.ascontiguousarray(prev), np.ascontiguousarray(cur)))
+            conn.send((np.ascontiguousarray(prev), np.ascontiguousarray(cur), bound))
             ok, value = conn.recv()
         except (EOFError, OSError):
             proc.join(timeout=5)
