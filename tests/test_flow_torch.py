@@ -252,6 +252,9 @@ def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path,
     from .conftest import cli, decode, link_videos
 
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")  # compiling takes longer than these few pairs
+    # one solver in the engine's thread: starting solver processes (tests/test_engine.py) costs
+    # more than these 4 pairs
+    monkeypatch.setattr("tsn_prep.engine.cpu_solvers", lambda: 1)
     videos = link_videos(tmp_path / "videos", {"carphone.mp4": "carphone.mp4"})
     runs = {"opencv": ["--backend", "opencv"], "torch1": ["--backend", "torch", "--batch-pairs", "1"],
             "torch3": ["--backend", "torch", "--batch-pairs", "3"]}  # 4 pairs: batches of 3 and 1
