@@ -62,7 +62,7 @@ from .child import become_child
 from .extract import (ExtractConfig, VideoResult, check_frame_count, encode_flow, error_message,
                       usable_cores, video_metadata)
 from .flow import resolve_backend
-from .solver_process import SolverProcess
+from .solver_process import SolverProcess, one_thread_solver
 from .video import VideoItem, VideoReader
 from .warp import camera_compensation
 
@@ -297,9 +297,8 @@ def cpu_solvers() -> int:
     decoding workers come on top: beside TV-L1 on the CPU they take a few per cent of a core.
     Fewer where memory is short: each process holds about ``SOLVER_PROCESS_BYTES`` of its own
     (torch and its compiler), so they use at most half the memory available now."""
-    available = _available_memory()
-    by_memory = usable_cores() if available is None else int(available / 2 // SOLVER_PROCESS_BYTES)
-    return max(1, min(usable_cores(), by_memory))
+    cores, available = usable_cores(), _available_memory()
+    return cores if available is None else max(1, min(cores, int(available / 2 // SOLVER_PROCESS_BYTES)))
 
 
 def _available_memory() -> Optional[int]:
@@ -320,12 +319,9 @@ def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[
     from .flow import make_flow_fn
 
     def make(gpu: Optional[int]):
-        if gpu is None and cpu_processes:
-            return SolverProcess(cfg.tvl1)
-        solver = make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
         if gpu is None:
-            solver.threads = 1
-        return solver
+            return SolverProcess(cfg.tvl1) if cpu_processes else one_thread_solver(cfg.tvl1)
+        return make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
 
     return make
 

@@ -30,6 +30,16 @@ class SolverDied(RuntimeError):
     """The solver process ended while it had a batch (e.g. the kernel's OOM killer)."""
 
 
+def one_thread_solver(params: TVL1Params):
+    """The torch TV-L1 on the CPU with one thread, as ``make_flow_fn`` builds it: what runs in a
+    solver process, or in the engine's own thread where there is one core."""
+    from .flow import make_flow_fn
+
+    solver = make_flow_fn(params, None, "torch", "tvl1")
+    solver.threads = 1
+    return solver
+
+
 def _serve(conn, params: TVL1Params, parent: int) -> None:
     become_child(parent)
     import logging
@@ -39,11 +49,8 @@ def _serve(conn, params: TVL1Params, parent: int) -> None:
     # inductor's C++ build looks for CUDA and says so on stderr, in the middle of the progress bar
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
-    from .flow import make_flow_fn
-
     torch.set_num_threads(1)
-    solver = make_flow_fn(params, None, "torch", "tvl1")
-    solver.threads = 1
+    solver = one_thread_solver(params)
     while True:
         try:
             job = conn.recv()
