@@ -2,10 +2,12 @@
 fork-safe readers."""
 import hashlib
 import multiprocessing as mp
+import os
 import zlib
 
 import pytest
 
+from tsn_prep.folders import export_store
 from tsn_prep.store import ShardWriter, Store, StoreError, shard_of
 
 
@@ -143,3 +145,46 @@ def test_readers_need_no_write_access(tmp_path):
     s = Store(tmp_path)
     assert s.get("v", "img", 0) == frames(2)[0]
     assert not (shard / "lock.mdb").exists()
+
+
+def _advice(path):
+    """The read-ahead advice of this process's maps of ``path``, from /proc/self/smaps' VmFlags:
+    'rr' (random: one page per fault), 'sr' (sequential: read ahead), '' for neither."""
+    real, out, mine = os.path.realpath(path), [], False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                mine = len(head) == 6 and head[5].strip() == real
+            elif mine and line.startswith("VmFlags:"):
+                flags = set(line.split()[1:])
+                out.append("sr" if "sr" in flags else "rr" if "rr" in flags else "")
+    assert out, f"{path} is not mapped"
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_whole_store_scans_read_ahead_and_other_reads_do_not(tmp_path):
+    w = ShardWriter(tmp_path / "out")
+    for v in ("a", "b", "c"):
+        w.put_video(v, "rgb", {"img": frames(4, size=9000, tag=v.encode())}, {"num_frames": 4})
+    w.close()
+    s = Store(tmp_path / "out")
+    data = s.shard_paths[0] / "data.mdb"
+    assert _advice(data) == ["rr"]  # opened for scattered reads
+    during = [(_advice(data), vid, data_) for _, vid, _, _, data_ in s.iter_images()]
+    assert [a for a, _, _ in during] == [["sr"]] * 12
+    assert [d for _, _, d in during] == [x for v in "abc" for x in frames(4, size=9000, tag=v.encode())]
+    assert _advice(data) == ["rr"] and s.get("b", "img", 3) == frames(4, size=9000, tag=b"b")[3]
+    for _ in s.iter_images():  # a scan left early gives the advice back too
+        break
+    assert _advice(data) == ["rr"]
+    with s.sequential():
+        with Store(tmp_path / "out").sequential():
+            pass
+        assert _advice(data) == ["sr"]  # the inner scan's end leaves the outer one's advice
+    assert _advice(data) == ["rr"]
+    seen = []
+    assert export_store(s, tmp_path / "folders", progress=lambda n: seen.append(_advice(data))) == 12
+    assert seen == [["sr"]] * 3 and _advice(data) == ["rr"]
+    assert (tmp_path / "folders" / "c" / "img_00004.jpg").read_bytes() == frames(4, size=9000, tag=b"c")[3]

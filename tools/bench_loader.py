@@ -52,6 +52,9 @@ BATCH = 8
 LOADER_WORKERS = 2
 NUM_CLASSES = 101        # validate() needs a class count; labels here are 0-4
 OURS, MM = "ours", "mmaction2"
+# Ours with the augmentation left out (the item's JPEGs read, decoded and stacked, nothing else):
+# a ceiling on any pipeline of ours that decodes every image whole, run by the ours process.
+DECODE = "ours, decoding only"
 MODALITIES = ("rgb", "rgbdiff", "flow")
 MM_MODALITIES = ("rgb", "flow")  # mmaction2 has no RGB difference
 COLD_MODALITIES = ("rgb", "flow")
@@ -86,11 +89,19 @@ def code_version() -> str:
 
 # =========================================================================== the two pipelines
 
-def make_ours(store: Path, records: list, counts: dict, modality: str, seed: int = 0):
+def keep_frames(frames, rng):
+    """A transform that leaves the decoded frames as they are (the decoding-only ceiling)."""
+    return frames
+
+
+def make_ours(store: Path, records: list, counts: dict, modality: str, seed: int = 0,
+              decode_only: bool = False):
     """Our training dataset as ``tsn-train fit`` builds it (``tsn_train/fit.py``, ``load_data``):
     K segments, ``TrainAugment`` (multi-scale crop at 13 fixed positions, resize, flip 0.5);
     items are uint8 ``(K, L, S, S, C)``, scaled into the network's input on the device by
-    ``to_input``. The one place to adapt when ``VideoDataset``'s constructor changes."""
+    ``to_input``. ``decode_only``: the same sampling and decoding with no augmentation (items
+    ``(K, L, H, W, C)`` at the stored size). The one place to adapt when ``VideoDataset``'s
+    constructor changes."""
     from tsn_prep import modalities
     from tsn_train.dataset import StoreImages, VideoDataset
     from tsn_train.transforms import TrainAugment
@@ -98,7 +109,7 @@ def make_ours(store: Path, records: list, counts: dict, modality: str, seed: int
     spec = modalities.get(modality)
     augment = TrainAugment(INPUT_SIZE, tuple(spec.scales), spec.is_flow, crop_positions=CROP_POSITIONS)
     return VideoDataset(StoreImages(store), records, counts, modality, segments=SEGMENTS, train=True,
-                        transform=augment, seed=seed)
+                        transform=keep_frames if decode_only else augment, seed=seed)
 
 
 def make_mmaction2(folders: Path, ann_file: Path, modality: str, clip_len: int,
@@ -164,10 +175,12 @@ class Side:
         torch.set_num_threads(1)  # one thread each side; loader workers are single-threaded anyway
         cv2.setNumThreads(1)      # before any worker forks (as fit's single_threaded_decoding)
         self.name, self.spec, self.np, self.torch = name, spec, np, torch
-        self.datasets = {}
+        self.datasets, self.decode_only = {}, {}
         for m in spec["modalities"]:
             if name == OURS:
                 self.datasets[m] = self._ours(m)
+                if m in MM_MODALITIES:
+                    self.decode_only[m] = self._ours(m, decode_only=True)
             else:
                 s = spec["mm"][m]
                 self.datasets[m] = make_mmaction2(Path(spec["folders"]), Path(s["ann_file"]), m,
@@ -178,7 +191,7 @@ class Side:
             from mmengine.dataset import pseudo_collate  # what mmengine's runner uses
             self.collate = pseudo_collate
 
-    def _ours(self, modality: str):
+    def _ours(self, modality: str, decode_only: bool = False):
         from tsn_prep.store import Store
         from tsn_train.lists import Record, validate
 
@@ -186,11 +199,11 @@ class Side:
         store = Store(Path(self.spec["store"]))
         counts = validate(records, store, modality, NUM_CLASSES)
         store.close()
-        return make_ours(Path(self.spec["store"]), records, counts, modality)
+        return make_ours(Path(self.spec["store"]), records, counts, modality, decode_only=decode_only)
 
-    def item(self, modality: str, i: int):
+    def item(self, modality: str, i: int, decode_only: bool = False):
         """Item ``i`` as the network input part: ours (x, label) -> x; mmaction2's dict -> inputs."""
-        out = self.datasets[modality][i]
+        out = (self.decode_only if decode_only else self.datasets)[modality][i]
         return out[0] if self.name == OURS else out["inputs"]
 
     def release(self) -> None:
@@ -200,19 +213,23 @@ class Side:
         if self.name == OURS:
             from tsn_prep.store import Store
             Store(Path(self.spec["store"])).close()
-            for ds in self.datasets.values():
+            for ds in (*self.datasets.values(), *self.decode_only.values()):
                 ds.source._store = None
 
     def seed(self, modality: str, seed: int) -> None:
-        if self.name == OURS:
-            self.datasets[modality].set_epoch(seed)  # items' draws depend on (seed, epoch, i)
+        if self.name == OURS:  # items' draws depend on (seed, epoch, i)
+            for ds in (self.datasets[modality], self.decode_only.get(modality)):
+                if ds is not None:
+                    ds.set_epoch(seed)
         else:  # mmaction2's transforms draw from the global generators
             self.np.random.seed(seed)
             random.seed(seed)
 
-    def run_pass(self, modality: str, order: list[int], workers: int, seed: int) -> dict:
+    def run_pass(self, modality: str, order: list[int], workers: int, seed: int,
+                 decode_only: bool = False) -> dict:
         """One pass over ``order``: directly item by item (workers 0), or through a DataLoader
-        with ``workers`` workers and batches of BATCH, timed from the first batch on."""
+        with ``workers`` workers and batches of BATCH, timed from the first batch on.
+        ``decode_only`` (ours, workers 0): the decoding-only datasets."""
         self.seed(modality, seed)
         ds = self.datasets[modality]
         gc.collect()
@@ -220,7 +237,7 @@ class Side:
         first_at, first_items, items = None, 0, 0
         if workers == 0:
             for i in order:
-                self.item(modality, i)
+                self.item(modality, i, decode_only)
                 items += 1
         else:
             from torch.utils.data import DataLoader
@@ -285,7 +302,8 @@ def side_main(name: str, spec_json: str) -> int:
             side.release()
             answer = {"released": True}
         elif cmd["cmd"] == "pass":
-            answer = side.run_pass(cmd["modality"], cmd["order"], cmd["workers"], cmd["seed"])
+            answer = side.run_pass(cmd["modality"], cmd["order"], cmd["workers"], cmd["seed"],
+                                   cmd.get("decode_only", False))
         else:
             raise ValueError(f"unknown command {cmd!r}")
         proto.write(json.dumps(answer) + "\n")
@@ -415,18 +433,22 @@ Config = tuple[str, int, str, str]  # (modality, workers, cache, side)
 
 
 def configs(sides: list[str], cold: bool) -> list[Config]:
+    """Every pass of a repeat; the decoding-only passes (warm, one thread) with mmaction2's
+    modalities, run by the ours process."""
     out = []
     for cache in ("warm", "cold") if cold else ("warm",):
         for workers in ((0, LOADER_WORKERS) if cache == "warm" else (0,)):
             for m in (MODALITIES if cache == "warm" else COLD_MODALITIES):
                 out += [(m, workers, cache, s) for s in sides if s == OURS or m in MM_MODALITIES]
+                if (cache, workers) == ("warm", 0) and m in MM_MODALITIES:
+                    out.append((m, workers, cache, DECODE))
     return out
 
 
 def pass_files(files: dict[str, list[Path]], side: str, modality: str) -> list[Path]:
     """The files a side's pass may read: the store's shard files (ours), or every exported JPEG of
     the modality's kind (mmaction2)."""
-    if side == OURS:
+    if side in (OURS, DECODE):
         return files["lmdb"]
     prefix = "flow_" if modality == "flow" else "img_"
     return [f for f in files["folders"] if f.name.startswith(prefix)]
@@ -445,11 +467,13 @@ def run_benchmark(procs: dict[str, SideProcess], n: int, s: Settings, files: dic
     import numpy as np
 
     cfgs = configs(list(procs), s.cold)
+    proc = {side: procs[OURS if side == DECODE else side] for side in {c[3] for c in cfgs}}
     runs: dict[Config, list[dict]] = {c: [] for c in cfgs}
     log("[loader] warm-up: a few items of every modality on each side")
     bt.warm(files["lmdb"] + files["folders"])
     for m, side in sorted({(c[0], c[3]) for c in cfgs}):
-        procs[side].ask(cmd="pass", modality=m, order=list(range(min(n, 16))), workers=0, seed=999)
+        proc[side].ask(cmd="pass", modality=m, order=list(range(min(n, 16))), workers=0, seed=999,
+                       decode_only=side == DECODE)
     rounds = WARM_ROUNDS
     log(f"[loader] warm passes go over the {n} videos this many times: {rounds}; cold passes once")
 
@@ -459,12 +483,13 @@ def run_benchmark(procs: dict[str, SideProcess], n: int, s: Settings, files: dic
         gen = np.random.default_rng(seed)
         order = [int(i) for _ in range(rounds[m] if cache == "warm" else 1) for i in gen.permutation(n)]
         if cache == "cold":
-            procs[side].ask(cmd="release")
+            proc[side].ask(cmd="release")
             drop_caches()
         else:
             bt.warm(pass_files(files, side, m))
         disk0, busy0, own0 = bt.disk_reads(data_path), bp.busy_seconds(), own_cpu()
-        r = procs[side].ask(cmd="pass", modality=m, order=order, workers=workers, seed=seed)
+        r = proc[side].ask(cmd="pass", modality=m, order=order, workers=workers, seed=seed,
+                           decode_only=side == DECODE)
         busy, own = bp.busy_seconds() - busy0, own_cpu() - own0
         r["disk"] = [b - a for a, b in zip(disk0, bt.disk_reads(data_path))]
         # other load: cores the machine spent beyond this side's process (and its loader workers)
@@ -542,6 +567,8 @@ def print_summary(rows: list[dict], bench: dict, skipped: list[str]) -> None:
         o, mm = r["sides"].get(OURS), r["sides"].get(MM)
         line = (f"  {r['modality']:7s} workers={r['workers']} {r['cache']:4s}  ours {o['rate']:7.1f}"
                 f"  mmaction2 " + (f"{mm['rate']:7.1f}" if mm else "      -"))
+        if DECODE in r["sides"]:
+            line += f"  ours decoding only {r['sides'][DECODE]['rate']:7.1f}"
         if "ratio" in r:
             line += f"  ratio {r['ratio']:.2f} (per repeat {fmt_list(r['per_repeat'])})"
         if r["cache"] == "cold":
@@ -746,9 +773,12 @@ def render_docs(ctx: dict) -> str:
 
 
 def add_rate_table(add, rows: list[dict], first: bool = False) -> None:
+    ceiling = any(DECODE in r["sides"] for r in rows)
     head = ("| modality | ours | mmaction2 | ratio | ratio per repeat | cores used ours / mm |"
             + (" of which the main process, ours / mm | first batch after (s) ours / mm |"
-               if first else "") + " other load |")
+               if first else "")
+            + (" ours, decoding only | decoding only / mmaction2 |" if ceiling else "")
+            + " other load |")
     add(head)
     add("|" + "---|" * (head.count("|") - 1))
     for r in rows:
@@ -757,6 +787,10 @@ def add_rate_table(add, rows: list[dict], first: bool = False) -> None:
         if first:
             fb = (f" {o['main_cores']:.2f} / " + (f"{m['main_cores']:.2f}" if m else "-") + " |"
                   f" {o['first_batch']:.2f} / " + (f"{m['first_batch']:.2f}" if m else "-") + " |")
+        if ceiling:
+            d = r["sides"].get(DECODE)
+            fb += (f" {d['rate']:.0f} snippets/s |" if d else " - |") + (
+                f" **{d['rate'] / m['rate']:.2f}** |" if d and m else " - |")
         if m is None:
             add(f"| {r['modality']} | {o['rate']:.0f} snippets/s | - | - | - | {o['cores']:.2f} / - |"
                 f"{fb} {o['other']:.2f} |")
@@ -785,12 +819,31 @@ def findings(rows: list[dict], ctx: dict) -> str:
         if one and two:
             scaling.append(f"{m} " + ", ".join(
                 f"{side} {two['sides'][side]['rate'] / one['sides'][side]['rate']:.2f}x (main process "
-                f"{two['sides'][side]['main_cores']:.2f} cores)" for side in one["sides"]))
+                f"{two['sides'][side]['main_cores']:.2f} cores)" for side in one["sides"]
+                if side in two["sides"]))
     if scaling:
         items.append(f"**{LOADER_WORKERS} workers over one thread**: " + "; ".join(scaling) + ". On "
                      "two cores the main process competes with the workers: it receives every batch "
                      "through shared memory (ours one stacked tensor per batch; mmaction2 a tensor "
                      "and an `ActionDataSample` per item, as `pseudo_collate` leaves them).")
+    ceilings = [r for r in rows if DECODE in r["sides"] and MM in r["sides"]]
+    if ceilings:
+        parts = [f"{r['modality']} {r['sides'][DECODE]['rate']:.0f} snippets/s, "
+                 f"{r['sides'][DECODE]['rate'] / r['sides'][MM]['rate']:.2f}x mmaction2's whole "
+                 f"pipeline (ours with augmentation {r['ratio']:.2f}x)" for r in ceilings]
+        text = ("**Decoding only** (ours with the augmentation left out: the item's JPEGs read from "
+                "the store, decoded with `cv2.imdecode` and stacked; one thread): " + "; ".join(parts)
+                + ". That is a ceiling on any pipeline that decodes every image whole with this "
+                "libjpeg-turbo, as both sides do")
+        below = [r["modality"] for r in ceilings
+                 if r["sides"][DECODE]["rate"] < 2 * r["sides"][MM]["rate"]]
+        if below:
+            text += (f"; for {' and '.join(below)} it is below twice mmaction2's rate, so 2x "
+                     "mmaction2 per core cannot be reached there without decoding less (or "
+                     "decoding elsewhere, e.g. `--decode-on device`).")
+        else:
+            text += "."
+        items.append(text)
     if ("rgbdiff", 0, "warm") in by and ("rgb", 0, "warm") in by:
         a, b = by[("rgbdiff", 0, "warm")]["sides"][OURS]["rate"], by[("rgb", 0, "warm")]["sides"][OURS]["rate"]
         items.append(f"**rgbdiff** (ours only) runs at {a:.0f} snippets/s on one thread, {b / a:.1f}x "

@@ -65,17 +65,18 @@ def export_store(store: Store, out_dir: Path, naming: Naming = Naming(),
                  progress: Optional[Callable[[int], None]] = None) -> int:
     """Write the store's images as ``out_dir/<id>/<prefix><n>.jpg`` (bytes copied, no re-encode)."""
     written = 0
-    for (vid, mod), entry in sorted(store.index.items()):
-        if only and mod not in only:
-            continue
-        video_dir = Path(out_dir) / vid
-        video_dir.mkdir(parents=True, exist_ok=True)
-        for channel in modalities.get(mod).channels:
-            for i in range(entry.meta["count"]):
-                _write_atomic(video_dir / naming.filename(channel, i), store.get(vid, channel, i, mod))
-                written += 1
-        if progress is not None:
-            progress(1)
+    with store.sequential():  # a video's images lie together in its shard: read ahead
+        for (vid, mod), entry in sorted(store.index.items()):
+            if only and mod not in only:
+                continue
+            video_dir = Path(out_dir) / vid
+            video_dir.mkdir(parents=True, exist_ok=True)
+            for channel in modalities.get(mod).channels:
+                for i in range(entry.meta["count"]):
+                    _write_atomic(video_dir / naming.filename(channel, i), store.get(vid, channel, i, mod))
+                    written += 1
+            if progress is not None:
+                progress(1)
     return written
 
 

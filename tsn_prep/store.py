@@ -9,6 +9,7 @@ transaction, so a reader (or a resumed job) sees all of a video or none of it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Iterator, Optional
 
 import lmdb
 
-from . import modalities
+from . import modalities, readahead
 from .diskspace import DiskFull, free_bytes, is_disk_full
 
 FORMAT_VERSION = 1
@@ -115,6 +116,7 @@ def list_shards(root: Path) -> list[tuple[int, int, Path]]:
 # parent's handles (LMDB handles must not cross fork) and opens its own.
 _READERS: dict[str, tuple[lmdb.Environment, dict, int]] = {}
 _READERS_PID: Optional[int] = None
+_SCANS: dict[str, int] = {}  # shard path -> scans under way in this process (Store.sequential)
 
 
 def _data_size(key: str) -> int:
@@ -136,8 +138,11 @@ def _reader(path: Path, refresh: bool = False) -> tuple[lmdb.Environment, dict]:
         _READERS.pop(key)[0].close()
     if key not in _READERS:
         size = _data_size(key)
+        # read-ahead off: training reads a few scattered images per video (see readahead.py)
         env = lmdb.open(key, readonly=True, lock=False, max_dbs=len(_DBS), subdir=True, readahead=False)
         _READERS[key] = (env, {n.decode(): _open_db(env, n) for n in _DBS}, size)
+        if _SCANS.get(key):  # reopened during a scan: the new map scans too
+            readahead.advise(os.path.join(key, "data.mdb"), readahead.SEQUENTIAL)
     return _READERS[key][:2]
 
 
@@ -390,11 +395,32 @@ class Store:
             value = txn.get(checksums_key(video_id, channel), db=dbs["checksums"])
         return None if value is None else bytes(value)
 
+    @contextlib.contextmanager
+    def sequential(self) -> Iterator["Store"]:
+        """Reads inside go through the store in file order (a whole-store scan, e.g. verify or
+        export): the kernel reads each shard ahead of them, one large request where there would
+        be one 4 KiB page fault after another. Outside, a read fetches only its own pages, as
+        training's scattered reads want. Affects this process's reads of these shards."""
+        keys = [os.path.realpath(p) for p in self.shard_paths.values()]
+        for key in keys:
+            _SCANS[key] = _SCANS.get(key, 0) + 1
+            readahead.advise(os.path.join(key, "data.mdb"), readahead.SEQUENTIAL)
+        try:
+            yield self
+        finally:
+            for key in keys:
+                _SCANS[key] -= 1
+                if not _SCANS[key]:
+                    del _SCANS[key]
+                    readahead.advise(os.path.join(key, "data.mdb"), readahead.RANDOM)
+
     def iter_images(self) -> Iterator[tuple[int, str, str, int, bytes]]:
-        """Every stored image as (shard, video_id, channel, index, bytes), shard by shard."""
-        for shard, key, value in self._scan("images"):
-            vid, channel, idx = key.decode("utf-8").rsplit("|", 2)
-            yield shard, vid, channel, int(idx), value
+        """Every stored image as (shard, video_id, channel, index, bytes), shard by shard, read
+        ahead (see :meth:`sequential`)."""
+        with self.sequential():
+            for shard, key, value in self._scan("images"):
+                vid, channel, idx = key.decode("utf-8").rsplit("|", 2)
+                yield shard, vid, channel, int(idx), value
 
     def failures(self) -> list[dict]:
         out = []
