@@ -77,10 +77,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def code_version() -> str:
-    """The commit of this checkout, and whether its tsn packages differ from it."""
+def code_version(repo: Path = REPO) -> str:
+    """The commit of the checkout ``repo``, and whether its tsn packages differ from it."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--", "tsn_prep", "tsn_train")
     return f"commit {head}" + (", with uncommitted changes in tsn_prep/ or tsn_train/" if dirty

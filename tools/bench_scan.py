@@ -26,31 +26,19 @@ from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
+sys.path[:0] = [str(TOOLS)]  # sibling scripts; no tsn package is imported here
+from bench_loader import COPIES, DEFAULT_CACHE, code_version, drop_caches  # noqa: E402
+
 SECTION = "bench_scan"
-DEFAULT_STORE = Path(tempfile.gettempdir()) / "tsn-bench-train" / "copies-40" / "store"
-
-
-def drop_caches() -> None:
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
+DEFAULT_STORE = DEFAULT_CACHE / f"copies-{COPIES}" / "store"  # the training benchmarks' data
 
 
 def disk(path: Path) -> tuple[int, int]:
     """Read requests completed and bytes read so far by the block device holding ``path``."""
-    dev = os.stat(path).st_dev
-    for line in Path("/proc/diskstats").read_text().splitlines():
-        f = line.split()
-        if (int(f[0]), int(f[1])) == (os.major(dev), os.minor(dev)):
-            return int(f[3]), int(f[5]) * 512
-    return 0, 0
+    from bench_train import disk_reads  # imports torch: only once the runs are set up
 
-
-def commit(repo: Path) -> str:
-    r = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "tsn_prep"],
-                           capture_output=True, text=True).stdout.strip()
-    return (r.stdout.strip() or "?") + (" with uncommitted changes in tsn_prep/" if dirty else "")
+    requests, read, _ = disk_reads(path)
+    return requests, read
 
 
 def run_once(repo: Path, command: list[str], store: Path, scratch: Path) -> dict:
@@ -103,12 +91,12 @@ def main() -> int:
         f"Measured on {started:%Y-%m-%d} ({started:%H:%M %Z}) by `tools/bench_scan.py` ({minutes:.1f} min) "
         f"on this machine (2 cores, ext4 on a virtual disk whose `read_ahead_kb` is "
         f"{read_ahead_kb(args.store)}). To reproduce, from the repository root:\n",
-        "```\ngit worktree add /tmp/before " + commit(sides["before"]).split()[0]
-        + "\npython tools/bench_scan.py --before /tmp/before --store STORE\n```\n",
+        "```\ngit worktree add /tmp/before COMMIT   # the before commit named below\n"
+        "python tools/bench_scan.py --before /tmp/before --store STORE\n```\n",
         f"Store: {store_mb:.0f} MB in one shard (`{args.store}`: the training benchmark's 200 videos, RGB "
         "and TV-L1 flow at 340x256). Every run is a fresh `python -m tsn_prep.cli` process started "
-        "right after `sync` and `echo 3 > /proc/sys/vm/drop_caches`; before = commit "
-        f"{commit(sides['before'])}, after = commit {commit(sides['after'])}. `export` writes every "
+        "right after `sync` and `echo 3 > /proc/sys/vm/drop_caches`; before: "
+        f"{code_version(sides['before'])}; after: {code_version(sides['after'])}. `export` writes every "
         f"image as a file (all modalities). Medians of {args.repeats} interleaved repeats; read "
         "requests and bytes from `/proc/diskstats` (the whole disk).\n",
         "| command | before | after | speed-up (time before / after) | read requests before / after | MB read before / after |",
@@ -129,7 +117,6 @@ def main() -> int:
     text = "\n".join(lines)
     print("\n" + text)
     if not args.no_docs:
-        sys.path.insert(0, str(TOOLS))
         from docs_section import write_section
         write_section(REPO / "docs" / "performance.md", SECTION, text)
     return 0

@@ -11,6 +11,7 @@ two.
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import os
 from typing import Optional
@@ -41,19 +42,14 @@ def mappings(path: str) -> list[tuple[int, int]]:
     return out
 
 
-_libc: Optional[ctypes.CDLL] = None
-
-
-def _madvise() -> Optional[ctypes._CFuncPtr]:
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            return None
-    fn = getattr(_libc, "madvise", None)
-    if fn is not None:
-        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+@functools.lru_cache(maxsize=None)
+def _madvise():
+    """libc's ``madvise``, or None where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
     return fn
 
 

@@ -10,8 +10,8 @@ core in its own process. Two reasons, both measured on 2 cores (docs/performance
   what is left.
 
 Frames go in and flows come back through a pipe (a 340x256 pair is 174 kB in and 174 kB out
-quantised or 696 kB as floats, against some 0.8 s of solving). A process that dies fails the batch it was solving with
-``SolverDied``; the next batch starts a new one.
+quantised or 696 kB as floats, against some 0.8 s of solving). A process that dies fails the
+batch it was solving with ``SolverDied``; the next batch starts a new one.
 """
 from __future__ import annotations
 

@@ -142,8 +142,12 @@ def _reader(path: Path, refresh: bool = False) -> tuple[lmdb.Environment, dict]:
         env = lmdb.open(key, readonly=True, lock=False, max_dbs=len(_DBS), subdir=True, readahead=False)
         _READERS[key] = (env, {n.decode(): _open_db(env, n) for n in _DBS}, size)
         if _SCANS.get(key):  # reopened during a scan: the new map scans too
-            readahead.advise(os.path.join(key, "data.mdb"), readahead.SEQUENTIAL)
+            _advise(key, readahead.SEQUENTIAL)
     return _READERS[key][:2]
+
+
+def _advise(key: str, advice: Optional[int]) -> None:
+    readahead.advise(os.path.join(key, "data.mdb"), advice)
 
 
 def _open_db(env: lmdb.Environment, name: bytes):
@@ -404,7 +408,7 @@ class Store:
         keys = [os.path.realpath(p) for p in self.shard_paths.values()]
         for key in keys:
             _SCANS[key] = _SCANS.get(key, 0) + 1
-            readahead.advise(os.path.join(key, "data.mdb"), readahead.SEQUENTIAL)
+            _advise(key, readahead.SEQUENTIAL)
         try:
             yield self
         finally:
@@ -412,7 +416,7 @@ class Store:
                 _SCANS[key] -= 1
                 if not _SCANS[key]:
                     del _SCANS[key]
-                    readahead.advise(os.path.join(key, "data.mdb"), readahead.RANDOM)
+                    _advise(key, readahead.RANDOM)
 
     def iter_images(self) -> Iterator[tuple[int, str, str, int, bytes]]:
         """Every stored image as (shard, video_id, channel, index, bytes), shard by shard, read
