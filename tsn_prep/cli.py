@@ -24,7 +24,7 @@ from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, format_info, store_inf
 from .run import RunSummary, run_extraction
 from .store import Store, StoreError
 from .tvl1_params import TVL1Params
-from .video import parse_size
+from .video import DECODERS, DECODERS_ENV, parse_decoders, parse_size
 from .warp import DETECTORS, WarpParams
 
 # Option defaults are read from the records they fill, never typed twice.
@@ -49,6 +49,29 @@ def _size(ctx, param, value):
         return parse_size(value) if value else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+class Decoders(click.ParamType):
+    """``opencv,pyav``: the video decoders to try, in order, as a tuple of names."""
+
+    name = "NAMES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_decoders(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+# Shared by every command that decodes video files (extract-*, tsn-train predict and stream).
+decoders_option = click.option(
+    "--decoders", type=Decoders(), default=",".join(DECODERS), show_default=True,
+    envvar=DECODERS_ENV, show_envvar=True,
+    help="Video decoders to try, in order: the next takes over when one cannot open a file or "
+         "decodes no frame of it. 'pyav' alone skips OpenCV, e.g. for a codec your OpenCV build "
+         "misreads. Each video records the one that decoded it.")
 
 
 class DeviceList(click.ParamType):
@@ -124,6 +147,7 @@ def extract_options(f):
                           "videos: one per GPU, or with no GPU one per usable core (each a "
                           "process with one thread)."),
         shard_options,
+        decoders_option,
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -170,10 +194,10 @@ def main():
 @main.command("extract-frames")
 @extract_options
 def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
-                       shard_index, num_shards, quiet):
+                       shard_index, num_shards, decoders, quiet):
     """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
     cfg = ExtractConfig(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
-                        max_frames=max_frames, jpeg_quality=jpeg_quality)
+                        max_frames=max_frames, jpeg_quality=jpeg_quality, decoders=decoders)
     _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
 
 
@@ -222,7 +246,7 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--warp-match-window", type=click.IntRange(min=1), default=_WARP.match_window, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
+                     num_shards, decoders, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
                      theta, scales, warps,
                      epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
                      warp_max_corners, warp_match_window):
@@ -251,6 +275,7 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
         jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, gpu=gpus[0] if gpus else None, gpus=gpus,
         backend=chosen, batch_pairs=batch_pairs if batch_pairs is not None else (0 if chosen == "torch" else 1),
+        decoders=decoders,
         warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
                         ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
                         max_corners=warp_max_corners, match_window=warp_match_window),

@@ -100,12 +100,12 @@ def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
         task = tasks.get()
         if task is None:
             return
-        key, path, size, short_side, max_frames, threads = task
+        key, path, size, short_side, max_frames, threads, decoders = task
         out.put(("start", wid, key))
         try:
             if threads:
                 cv2.setNumThreads(threads)
-            reader = VideoReader(path, size, short_side, max_frames, threads)
+            reader = VideoReader(path, size, short_side, max_frames, threads, decoders)
             n, start, buf = 0, 0, []
             for frame in reader.frames():
                 buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
@@ -372,7 +372,7 @@ class _Engine:
         self.tasks = self.ctx.Queue()
         self.out = self.ctx.Queue(maxsize=QUEUE_MESSAGES * self.workers)
         for key, (item, c) in self.todo.items():
-            self.tasks.put((key, str(item.path), c.size, c.short_side, c.max_frames, c.threads))
+            self.tasks.put((key, str(item.path), c.size, c.short_side, c.max_frames, c.threads, c.decoders))
         for _ in range(self.workers):
             self.tasks.put(None)
         self.procs: dict[int, multiprocessing.Process] = {}

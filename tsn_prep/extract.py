@@ -19,7 +19,7 @@ from .flow import FlowFn, algorithm_parameters, make_flow_fn, resolve_backend
 from .quantize import quantize
 from . import modalities
 from .tvl1_params import TVL1Params
-from .video import VideoError, VideoItem, VideoReader
+from .video import DECODERS, VideoError, VideoItem, VideoReader
 from .warp import WarpedFlow, WarpParams
 
 MIN_FRAMES = 2  # fewer is not a video we can use: no flow, and nothing to sample segments from
@@ -43,6 +43,7 @@ class ExtractConfig:
     backend: str = "auto"          # see tsn_prep.flow.resolve_backend
     batch_pairs: int = 1           # frame pairs per flow call (backends with ``batch``); 0: auto (engine)
     threads: int = 0  # OpenCV and FFmpeg decoder threads in this process; 0 leaves their defaults
+    decoders: tuple[str, ...] = DECODERS  # tried in order; the one used is each video's "decoder"
 
     def parameters(self, modality: str) -> dict:
         p = {"size": list(self.size) if self.size else None, "short_side": self.short_side,
@@ -196,7 +197,7 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
     if cfg.threads:
         cv2.setNumThreads(cfg.threads)
     result = VideoResult(item)
-    reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames, cfg.threads)
+    reader = VideoReader(item.path, cfg.size, cfg.short_side, cfg.max_frames, cfg.threads, cfg.decoders)
     try:
         images, n = extract_frames(reader.frames(), cfg)
         check_frame_count(n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -135,22 +135,42 @@ class VideoInfo:
     backend: str
 
 
+# Decoders in the order they are tried: OpenCV's FFmpeg first (fast, and what the reference tools
+# use), PyAV's FFmpeg for what it cannot open or decodes nothing of. Which codecs a wheel's FFmpeg
+# decodes changes between releases, so the order is a setting (``--decoders``, $TSN_DECODERS).
+DECODERS = ("opencv", "pyav")
+DECODERS_ENV = "TSN_DECODERS"
+
+
+def parse_decoders(value: str | Sequence[str]) -> tuple[str, ...]:
+    """'pyav', 'pyav,opencv' or a sequence of names -> the decoders to try, in that order;
+    ValueError naming what is wrong."""
+    parts = value.split(",") if isinstance(value, str) else value
+    names = tuple(dict.fromkeys(n.strip().lower() for n in parts if n.strip()))
+    if not names or any(n not in DECODERS for n in names):
+        raise ValueError(f"decoders must be one or more of {', '.join(DECODERS)} separated by commas, "
+                         f"got {value if isinstance(value, str) else ','.join(value)!r}")
+    return names
+
+
 class VideoReader:
     """Decodes one file into BGR frames resized to the stored size.
 
-    OpenCV's FFmpeg backend first; PyAV when OpenCV cannot open the file or decodes nothing, which
-    happens with some containers and with OpenCV builds lacking video I/O (the silent-empty-output
-    trap of dense_flow).
+    ``decoders`` are tried in order (default: OpenCV, then PyAV); the next one takes over when one
+    cannot open the file or decodes no frame, which happens with some containers and codecs and
+    with OpenCV builds lacking video I/O (the silent-empty-output trap of dense_flow).
+    ``info.backend`` names the one that decoded.
     """
 
     def __init__(self, path: Path, size: Optional[tuple[int, int]] = None,
                  short_side: Optional[int] = None, max_frames: Optional[int] = None,
-                 threads: int = 0):
+                 threads: int = 0, decoders: Sequence[str] = DECODERS):
         self.path = Path(path)
         self.threads = threads  # FFmpeg decoder threads; 0 lets FFmpeg pick (one per core)
         self.size = size
         self.short_side = short_side
         self.max_frames = max_frames
+        self.decoders = parse_decoders(decoders)
         self.info: Optional[VideoInfo] = None
         self.out_size: Optional[tuple[int, int]] = None
 
@@ -170,7 +190,7 @@ class VideoReader:
         params = [cv2.CAP_PROP_N_THREADS, self.threads] if self.threads else []
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, params)
         if not cap.isOpened():
-            return
+            raise VideoError("OpenCV cannot open it")
         try:
             self.info = VideoInfo(
                 fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
@@ -212,24 +232,38 @@ class VideoReader:
                 return  # a truncated tail: keep what decoded, the frame count shows the loss
 
     def frames(self) -> Iterator[np.ndarray]:
-        """Yield resized BGR uint8 frames; raise VideoError if the file gives none."""
+        """Yield resized BGR uint8 frames; raise VideoError if no decoder gives any.
+
+        A decoder that fails before its first frame hands over to the next one; once frames came,
+        the rest of the file is that decoder's (mixing decoders within a video would mix their
+        colour conversions).
+        """
         self._check_path()
         produced = 0
-        for source in (self._opencv_frames, self._pyav_frames):
-            for frame in source():
-                if frame is None or frame.ndim != 3 or frame.size == 0:
-                    continue
-                if self.out_size is None:
-                    h, w = frame.shape[:2]
-                    if self.info is not None:
-                        self.info.source_size = (w, h)
-                    self.out_size = target_size((w, h), self.size, self.short_side)
-                if frame.shape[1::-1] != self.out_size:
-                    frame = cv2.resize(frame, self.out_size, interpolation=cv2.INTER_LINEAR)
-                yield frame
-                produced += 1
-                if self.max_frames is not None and produced >= self.max_frames:
-                    return
+        sources = {"opencv": self._opencv_frames, "pyav": self._pyav_frames}
+        for name in self.decoders:
+            reason = None  # why this decoder gave nothing, when it says
+            try:
+                for frame in sources[name]():
+                    if frame is None or frame.ndim != 3 or frame.size == 0:
+                        continue
+                    if self.out_size is None:
+                        h, w = frame.shape[:2]
+                        if self.info is not None:
+                            self.info.source_size = (w, h)
+                        self.out_size = target_size((w, h), self.size, self.short_side)
+                    if frame.shape[1::-1] != self.out_size:
+                        frame = cv2.resize(frame, self.out_size, interpolation=cv2.INTER_LINEAR)
+                    yield frame
+                    produced += 1
+                    if self.max_frames is not None and produced >= self.max_frames:
+                        return
+            except VideoError as exc:
+                if produced:
+                    raise
+                reason = str(exc)
+                continue
             if produced:
                 return
-        raise VideoError("no frames could be decoded (corrupt, truncated, or not a video)")
+        # the last decoder's own words: with the default order, FFmpeg's reason through PyAV
+        raise VideoError(reason or "no frames could be decoded (corrupt, truncated, or not a video)")

@@ -14,6 +14,7 @@ import click
 from tsn_prep.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.store import StoreError
+from tsn_prep.cli import decoders_option
 
 from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, TEST_CROPS,
                      TEST_SEGMENTS, DrawSettings, default_text, preset_names, resolve)
@@ -403,7 +404,8 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")
-def predict(videos, checkpoints, weights, segments, crops, top, device, as_json) -> None:
+@decoders_option
+def predict(videos, checkpoints, weights, segments, crops, top, device, as_json, decoders) -> None:
     """Classify raw video files: decode, extract what each stream needs (frames, RGB
     difference, TV-L1 flow, with the settings its training store used), score with the
     paper's test protocol, fuse the streams' probabilities, and print the top classes."""
@@ -422,7 +424,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json)
     failed = 0
     for path in videos:
         try:
-            probs = predict_video(path, streams, segments, crops)
+            probs = predict_video(path, streams, segments, crops, decoders=decoders)
         except ValueError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1
@@ -561,8 +563,9 @@ def export(checkpoint, fmt, out) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="PyTorch CPU threads.  [default: usable cores - 1, one being the decoder's]")
+@decoders_option
 def stream(source, checkpoints, weights, window, every, segments, top, out, realtime, device,
-           threads) -> None:
+           threads, decoders) -> None:
     """Recognise actions live in SOURCE (a video file, a camera index such as 0, or a stream URL
     OpenCV opens) with TSN's real-time pair, RGB + RGB difference (no optical flow).
 
@@ -595,7 +598,7 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
 
     try:
         summary = run_stream(source, scorer, streams[0].checkpoint.classes, window, every, top,
-                             realtime, out, emit)
+                             realtime, out, emit, decoders)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     s = summary.to_dict()

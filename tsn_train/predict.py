@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ import torch
 from tsn_prep import modalities
 from tsn_prep.extract import ExtractConfig, extract_video
 from tsn_prep.tvl1_params import TVL1Params
-from tsn_prep.video import VideoItem
+from tsn_prep.video import DECODERS, VideoItem
 from tsn_prep.warp import WarpParams
 
 from . import checkpoint, distributed
@@ -32,8 +32,9 @@ class Stream:
     amp_dtype: Optional[torch.dtype] = None
 
 
-def extract_config(parameters: dict, modality: str) -> ExtractConfig:
-    """The extraction settings the training store used (recorded in the checkpoint)."""
+def extract_config(parameters: dict, modality: str, decoders: Sequence[str] = DECODERS) -> ExtractConfig:
+    """The extraction settings the training store used (recorded in the checkpoint), decoding
+    with ``decoders``."""
     source = modalities.get(modality).source
     default = ExtractConfig()
     return ExtractConfig(
@@ -42,7 +43,7 @@ def extract_config(parameters: dict, modality: str) -> ExtractConfig:
         jpeg_quality=parameters.get("jpeg_quality", default.jpeg_quality),
         algorithm=parameters.get("algorithm", default.algorithm),
         tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
-        warp=WarpParams(**(parameters.get("warp") or {})))
+        warp=WarpParams(**(parameters.get("warp") or {})), decoders=tuple(decoders))
 
 
 def load_streams(paths: list[Path], weights: Optional[list[float]], device: torch.device,
@@ -65,14 +66,15 @@ def load_streams(paths: list[Path], weights: Optional[list[float]], device: torc
 
 
 def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMENTS,
-                  crops: int = TEST_CROPS, batch: int = TEST_BATCH) -> np.ndarray:
+                  crops: int = TEST_CROPS, batch: int = TEST_BATCH,
+                  decoders: Sequence[str] = DECODERS) -> np.ndarray:
     """Fused class probabilities of one video: each stream's score (crops, then snippets
     averaged), softmax, weighted average. Raises ValueError if the video cannot be read."""
     extracted: dict[tuple, dict] = {}
     fused = 0.0
     for s in streams:
         prep = s.checkpoint.preprocessing
-        cfg = extract_config(s.checkpoint.extraction, prep.modality)
+        cfg = extract_config(s.checkpoint.extraction, prep.modality, decoders)
         key = cfg  # frozen: equal settings, one extraction
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
             result = extract_video(VideoItem(path.stem, path), cfg)

@@ -22,14 +22,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from tsn_prep import modalities
-from tsn_prep.video import VideoError, VideoReader, target_size
+from tsn_prep.video import DECODERS, VideoError, VideoReader, target_size
 
 from .export import Deployable
 from .predict import Stream, extract_config
@@ -146,9 +146,9 @@ def _capture_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def open_source(source: str) -> Source:
-    """A camera index ("0") or a URL through OpenCV; a file through ``VideoReader`` (OpenCV, then
-    PyAV for what OpenCV cannot decode), frames at their decoded size. Raises ValueError naming
+def open_source(source: str, decoders: Sequence[str] = DECODERS) -> Source:
+    """A camera index ("0") or a URL through OpenCV; a file through ``VideoReader`` with
+    ``decoders`` (OpenCV, then PyAV for what OpenCV cannot decode), frames at their decoded size. Raises ValueError naming
     the source when it cannot be opened or gives no frame."""
     if source.isdigit() or "://" in source:
         cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
@@ -157,7 +157,7 @@ def open_source(source: str) -> Source:
             raise ValueError(f"{source}: OpenCV cannot open this {what}")
         frames, fps, is_file = _capture_frames(cap), float(cap.get(cv2.CAP_PROP_FPS) or 0), False
     else:
-        reader = VideoReader(Path(source))
+        reader = VideoReader(Path(source), decoders=decoders)
         frames, is_file = reader.frames(), True
     try:
         first = next(frames)
@@ -312,11 +312,11 @@ class Summary:
 
 def run_stream(source: str, scorer: Scorer, classes: list[str], window: float, every: float,
                top: int = 5, realtime: bool = True, out: Optional[str] = None,
-               emit: Callable[[dict], None] = print) -> Summary:
+               emit: Callable[[dict], None] = print, decoders: Sequence[str] = DECODERS) -> Summary:
     """Score ``source`` until it ends or Ctrl-C; ``emit`` receives one dict per update
     (``time``, ``frame``, ``top``, ``latency_ms``, ``skipped``). Returns the summary.
     Raises ValueError naming the source if it cannot be opened or stops with an error."""
-    src = open_source(source)
+    src = open_source(source, decoders)
     fps = src.fps or 25.0  # a source that does not say; only file times and the written video use it
     writer = None
     if out:
