@@ -100,6 +100,17 @@ def test_png_layout_and_cells(store, tmp_path):
             assert (cell == flow_colors(fx, fy, bound)).all()
 
 
+def test_a_jpeg_sheet_is_the_png_sheet_compressed(store, tmp_path):
+    cli("show", store, VID, "--out", tmp_path / "s.png", "--frames", "0:2")
+    cli("show", store, VID, "--out", tmp_path / "s.jpg", "--frames", "0:2")
+    png, jpg = _png(tmp_path / "s.png"), _png(tmp_path / "s.jpg")
+    assert jpg.shape == png.shape == (2 * H, 3 * W, 3)
+    assert np.abs(jpg.astype(int) - png).mean() < 3  # quality 90
+    assert (tmp_path / "s.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    result = cli("show", store, VID, "--out", tmp_path / "s.bmp", expect=1)
+    assert "s.bmp: write .png, .jpg, .jpeg, .gif or .mp4" in result.output
+
+
 def test_labels_columns_and_range(store, tmp_path):
     plain, labelled = tmp_path / "a.png", tmp_path / "b.png"
     cli("show", store, VID, "--out", plain, "--no-labels", "--frames", "1:3")

@@ -413,15 +413,16 @@ def _frame_range(ctx, param, value):
 @click.argument("store", type=click.Path(path_type=Path))
 @click.argument("video_id")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="FILE.png: a contact sheet, one row per time step; FILE.gif or FILE.mp4: an "
-                   "animation, one row per animation frame.")
+              help="FILE.png (or FILE.jpg, much smaller for a web page): a contact sheet, one "
+                   "row per time step; FILE.gif or FILE.mp4: an animation, one row per animation "
+                   "frame.")
 @click.option("--frames", "frame_range", callback=_frame_range, metavar="A:B",
               help="Show time steps A..B-1 (0-based, like a Python slice).  [default: 8 evenly "
                    "spaced across the video, or all of a shorter one]")
 @click.option("--every", type=click.IntRange(min=1), default=None,
               help="Every Nth time step of --frames (or of the whole video).")
 @click.option("--columns", type=click.IntRange(min=1), default=1, show_default=True,
-              help="PNG: lay the rows out in N groups side by side, for long selections.")
+              help="PNG / JPEG: lay the rows out in N groups side by side, for long selections.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="GIF / MP4: animation frames per second.")
 @click.option("--labels/--no-labels", default=True, show_default=True,

@@ -19,7 +19,9 @@ from .quantize import dequantize
 from .store import Store
 
 SHOWN = ("rgb", "flow", "warped_flow")  # the column order
-FORMATS = (".png", ".gif", ".mp4")
+SHEETS = (".png", ".jpg", ".jpeg")  # one picture; JPEG for a page where a PNG would be MBs
+FORMATS = (*SHEETS, ".gif", ".mp4")
+SHEET_JPEG_QUALITY = 90
 DEFAULT_STEPS = 8
 
 
@@ -172,15 +174,16 @@ def sheet(rows_: list[np.ndarray], columns: int = 1) -> np.ndarray:
 
 
 def write(path: Path, rows_: list[np.ndarray], columns: int = 1, fps: float = 4.0) -> None:
-    """PNG: the contact sheet; GIF / MP4: one animation frame per row."""
+    """PNG or JPEG: the contact sheet; GIF / MP4: one animation frame per row."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in FORMATS:
-        raise ShowError(f"{path}: write .png, .gif or .mp4")
+        raise ShowError(f"{path}: write {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if ext == ".png":
-        if not cv2.imwrite(str(path), cv2.cvtColor(sheet(rows_, columns), cv2.COLOR_RGB2BGR)):
-            raise ShowError(f"{path}: cannot write the PNG")
+    if ext in SHEETS:
+        if not cv2.imwrite(str(path), cv2.cvtColor(sheet(rows_, columns), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, SHEET_JPEG_QUALITY]):
+            raise ShowError(f"{path}: cannot write the picture")
     elif ext == ".gif":
         from PIL import Image  # a dependency (torchvision's too); only this format needs it
 
