@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from tsn_prep.cli import main
+
+# A shell starts a background job (`cmd &`, nohup, some CI runners) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: every run these tests start would then ignore the
+# Ctrl-C the interruption tests send. A handler is reset to the default at exec instead.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 # the shared test data beside the checkout; TSN_TEST_DATA points elsewhere (e.g. on a GPU machine)
