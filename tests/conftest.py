@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,17 @@ def invoke(command, args: tuple, expect: int | None):
 def cli(*args: str, expect: int | None = 0):
     """Run tsn-prep in-process."""
     return invoke(main, args, expect)
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which permission bits apply. Root reads and writes anywhere, so as
+    root the command runs without the capabilities that let it (setpriv, util-linux); the test
+    skips where there is no setpriv."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: permission bits cannot be made to apply")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 
 
 def cli_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:

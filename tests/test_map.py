@@ -112,14 +112,15 @@ def test_metric_errors():
 def test_read_multilabel_list(tmp_path):
     p = tmp_path / "l.txt"
     p.write_text("# untrimmed\nv1 3\nv2 7,0,7\n\nv3 -\nv4\nmy clip 2\nmy other clip -\nB/v_b 120 1,2\n")
-    assert read_multilabel_list(p) == [
+    ids = {"v1", "v2", "v3", "v4", "my clip", "my other clip", "B/v_b"}  # 'B/v_b 120' is not one
+    assert read_multilabel_list(p, ids) == [
         MultiRecord("v1", (3,)), MultiRecord("v2", (0, 7)), MultiRecord("v3", ()), MultiRecord("v4", ()),
         MultiRecord("my clip", (2,)), MultiRecord("my other clip", ()), MultiRecord("B/v_b", (1, 2))]
     # read_list's files read the same, one label each
     q = tmp_path / "single.txt"
     q.write_text("A/v_a 3\nB/v_b 120 7\n")
-    assert [(r.video_id, (r.label,)) for r in read_list(q)] == [
-        (r.video_id, r.labels) for r in read_multilabel_list(q)]
+    assert [(r.video_id, (r.label,)) for r in read_list(q, ids | {"A/v_a"})] == [
+        (r.video_id, r.labels) for r in read_multilabel_list(q, ids | {"A/v_a"})]
     p.write_text("v1 3\nmy clip\n")
     with pytest.raises(ListError, match=r"l.txt:2: expected 'video_id label\[,label...\]'"):
         read_multilabel_list(p)

@@ -20,11 +20,11 @@ from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
 from .modalities import FLOW, STORED
-from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, format_info, store_info, verify
-from .run import RunSummary, run_extraction
-from .store import Store, StoreError
+from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, format_info, store_info, verify
+from .run import RunSummary, SettingsConflict, run_extraction
+from .store import ShardWriter, Store, StoreError
 from .tvl1_params import TVL1Params
-from .video import DECODERS, DECODERS_ENV, parse_decoders, parse_size
+from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
 from .warp import DETECTORS, WarpParams
 
 # Option defaults are read from the records they fill, never typed twice.
@@ -148,6 +148,15 @@ def extract_options(f):
                           "process with one thread)."),
         shard_options,
         decoders_option,
+        click.option("--recompute", is_flag=True,
+                     help="Videos OUT already holds with other settings (e.g. another --size) are "
+                          "computed again and replace the stored ones, each in one transaction. "
+                          "Without it such a run stops before any work and names what differs."),
+        click.option("--strict", is_flag=True,
+                     help="A video that decodes with a warning (e.g. a truncated file: fewer "
+                          "frames than its container declares) is a failure, not stored. Without "
+                          "it, it is stored with the warning in its metadata, counted by info and "
+                          "verify."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -155,14 +164,17 @@ def extract_options(f):
     return f
 
 
-def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quiet) -> None:
+def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, recompute, strict,
+         quiet) -> None:
     try:
-        summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards, progress=not quiet)
-    except (StoreError, BackendUnavailable, FileNotFoundError, DiskFull) as exc:
+        summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards,
+                                 progress=not quiet, recompute=recompute, strict=strict)
+    except (StoreError, BackendUnavailable, ListingError, SettingsConflict, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     except lmdb.Error as exc:
-        raise click.ClickException(f"{out}: writing the store failed ({exc}); finished videos are "
-                                   "safe, fix the cause (disk full?) and re-run") from None
+        raise click.ClickException(f"{out}: writing the store failed ({exc}); the videos stored "
+                                   "so far are kept, and re-running the same command does the "
+                                   "rest") from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished videos are safe in {out}; re-run the same command to "
                    "do the rest.", err=True)
@@ -171,22 +183,45 @@ def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, quie
 
 
 def _finish(summary: RunSummary, out: Path) -> None:
-    click.echo(f"{summary.done} extracted, {summary.skipped} already complete, "
-               f"{len(summary.failed)} failed, of {summary.total} videos in this shard "
+    warned = f" ({len(summary.warnings)} with warnings)" if summary.warnings else ""
+    replaced = f", {summary.replaced} entries replaced (--recompute)" if summary.replaced else ""
+    click.echo(f"{summary.done} extracted{warned}, {summary.skipped} already complete, "
+               f"{len(summary.failed)} failed, of {summary.total} videos in this shard{replaced} "
                f"({summary.seconds:.1f} s) -> {out}", err=True)
+    if summary.warnings:
+        click.echo(f"{len(summary.warnings)} video(s) stored with a warning (see above; counted by "
+                   f"`tsn-prep info {out}` and `verify`); --strict makes them failures.", err=True)
+    if summary.unlisted:
+        click.echo(f"{len(summary.unlisted)} folder(s) could not be listed (see above): their videos "
+                   "are missing; fix the permissions and re-run the same command.", err=True)
     if summary.failed:
         click.echo(f"{len(summary.failed)} video(s) failed; see above or `tsn-prep info {out}`; "
                    "fix them and re-run the same command to finish.", err=True)
+    if summary.failed or summary.unlisted:
         sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """A file the system refuses (permissions, a file where a folder should be...) is one line naming
+    it, never a traceback; TSN_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if os.environ.get("TSN_DEBUG") or exc.filename is None:
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tsn-prep")
 def main():
     """Turn videos into RGB frames, TV-L1 optical flow and warped flow, stored as JPEGs in LMDB shards.
 
-    VIDEOS is a directory (searched recursively) or a text file of paths. A video's id is its path
-    relative to that directory without the extension, e.g. ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.
+    VIDEOS is a directory (searched recursively), one video file, or a text file of paths. A video's
+    id is its path relative to that directory without the extension, e.g.
+    ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01 (a single file: its name without the extension).
     Every extraction is resumable: re-run the same command and finished videos are skipped.
     """
 
@@ -194,11 +229,11 @@ def main():
 @main.command("extract-frames")
 @extract_options
 def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
-                       shard_index, num_shards, decoders, quiet):
+                       shard_index, num_shards, decoders, recompute, strict, quiet):
     """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
     cfg = ExtractConfig(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
                         max_frames=max_frames, jpeg_quality=jpeg_quality, decoders=decoders)
-    _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
+    _run(videos, out, cfg, workers, shard_index, num_shards, recompute, strict, quiet)
 
 
 @main.command("extract-flow")
@@ -246,7 +281,7 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--warp-match-window", type=click.IntRange(min=1), default=_WARP.match_window, show_default=True,
               help="Warped flow: keypoint matches count only within this window (px, square).")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, decoders, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
+                     num_shards, decoders, recompute, strict, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
                      theta, scales, warps,
                      epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
                      warp_max_corners, warp_match_window):
@@ -280,7 +315,7 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
                         ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
                         max_corners=warp_max_corners, match_window=warp_match_window),
     )
-    _run(videos, out, cfg, workers, shard_index, num_shards, quiet)
+    _run(videos, out, cfg, workers, shard_index, num_shards, recompute, strict, quiet)
 
 
 def _open(out: Path) -> Store:
@@ -306,19 +341,23 @@ def info_cmd(out, as_json, per_video):
 @main.command("verify", help=f"""Decode every image in the store OUT, compare it with the checksum
 recorded when it was written, and check counts against the metadata.
 
-Damage ('problem: ...' lines on stderr, naming shard, video, channel and index) and recorded
-extraction failures ('failed extraction: ...') are listed; the last line counts both and ends in
-the verdict: ': OK', ': DAMAGED' or ': FAILURES RECORDED, no damage'. Entries written before
-checksums were recorded are decoded and counted only, and a 'note:' line says how many.
+Damage ('problem: ...' lines on stderr, naming shard, video, channel and index), recorded
+extraction failures ('failed extraction: ...') and videos stored with a warning ('warning: ...',
+e.g. a truncated file) are listed; the last line counts them and ends in the verdict: ': OK',
+': DAMAGED', ': FAILURES RECORDED, no damage' or ': WARNINGS RECORDED, no damage'. Entries
+written before checksums were recorded are decoded and counted only, and a 'note:' line says how
+many.
 
 \b
 Exit status:
-  {EXIT_OK}  OK: everything intact, no recorded failures
+  {EXIT_OK}  OK: everything intact, no recorded failures or warnings
   {EXIT_DAMAGED}  damage: an image or metadata is wrong (changed bytes, undecodable,
      missing, orphaned, wrong shard or size)
   2  usage error (e.g. OUT does not exist)
   {EXIT_FAILURES}  no damage, but extractions failed and were recorded; re-run the
-     extraction to retry them
+     extraction to retry them, or forget them with `tsn-prep clear-failures`
+  {EXIT_WARNINGS}  no damage or failure, but videos were stored with a warning (e.g.
+     decoded only up to part of their duration); `tsn-prep info` lists them
 """)
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -329,11 +368,60 @@ def verify_cmd(out, quiet):
     for p in found.problems:
         click.echo(f"problem: {p}", err=True)
     for f in found.failures:
-        click.echo(f"failed extraction: {f['source']} [{f['modality']}]: {f['error']}", err=True)
+        gone = "" if os.path.lexists(f["source"]) else (
+            f" (the source is gone: `tsn-prep clear-failures {out} --gone` forgets such records)")
+        click.echo(f"failed extraction: {f['source']} [{f['modality']}]: {f['error']}{gone}", err=True)
+    for w in found.warnings:
+        click.echo(f"warning: {w['video_id']} [{w['modality']}]: {w['warning']}", err=True)
     if found.note():
         click.echo(found.note())
     click.echo(found.summary())
     sys.exit(found.exit_code)
+
+
+@main.command("clear-failures")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("video_ids", nargs=-1)
+@click.option("--gone", is_flag=True,
+              help="Forget the failures whose source file or folder no longer exists.")
+@click.option("--all", "everything", is_flag=True, help="Forget every recorded failure.")
+def clear_failures_cmd(out, video_ids, gone, everything):
+    """Forget recorded extraction failures in the store OUT: those of VIDEO_IDS, with --gone those
+    whose source no longer exists (a video deleted from the dataset), or --all. Stored videos are
+    not touched. A failure is forgotten anyway when its video is extracted successfully; this is
+    for the ones that never will be, which otherwise keep `verify` at exit 3.
+
+    \b
+    Example:
+      tsn-prep clear-failures out/ --gone
+    """
+    if not (video_ids or gone or everything):
+        raise click.UsageError("name VIDEO_IDS, or give --gone or --all")
+    store = _open(out)
+    wanted = set(video_ids)
+    recorded = store.failures()
+    chosen = [f for f in recorded
+              if everything or f["video_id"] in wanted or (gone and not os.path.lexists(f["source"]))]
+    unknown = wanted - {f["video_id"] for f in recorded}
+    by_shard: dict[int, list[dict]] = {}
+    for f in chosen:
+        by_shard.setdefault(f["shard"], []).append(f)
+    try:
+        for shard, failures in sorted(by_shard.items()):
+            writer = ShardWriter(out, shard, store.num_shards)
+            try:
+                for f in failures:
+                    writer.clear_failure(f["video_id"], f["modality"])
+            finally:
+                writer.close()
+    except (StoreError, DiskFull) as exc:
+        raise click.ClickException(str(exc)) from None
+    for f in chosen:
+        click.echo(f"forgot: {f['video_id']} [{f['modality']}]: {f['error']}", err=True)
+    click.echo(f"{len(chosen)} failure record(s) forgotten, {len(recorded) - len(chosen)} left in {out}")
+    if unknown:
+        click.echo(f"error: no failure is recorded for {', '.join(sorted(unknown))}", err=True)
+        sys.exit(1)
 
 
 _NAMING = Naming()
@@ -376,10 +464,14 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
     only = tuple(modalities) or None
     labelled = None
     if labels:
-        from tsn_train.lists import ListError, read_list  # the list format is defined once, there
+        from tsn_train.lists import Known, ListError, read_list  # the list format is defined once, there
 
+        # every line resolved against the store's ids (one set for all lists); a line naming no
+        # stored video is kept and left out with a warning below, as one lacking a modality is
+        known = Known({vid for vid, _ in store.index}, "the store", f"entry in {out}")
         try:
-            labelled = {p.stem: [(r.video_id, r.label) for r in read_list(p)] for p in labels}
+            labelled = {p.stem: [(r.video_id, r.label) for r in read_list(p, known, allow_missing=True)]
+                        for p in labels}
         except ListError as exc:
             raise click.BadParameter(str(exc), param_hint="--labels") from None
     with tqdm(total=len(store.index), unit="entry", disable=quiet, file=sys.stderr, desc="export") as bar:

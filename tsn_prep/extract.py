@@ -5,6 +5,7 @@ per shard and a killed worker leaves nothing half-written.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .flow import FlowFn, algorithm_parameters, make_flow_fn, resolve_backend
 from .quantize import quantize
 from . import modalities
 from .tvl1_params import TVL1Params
-from .video import DECODERS, VideoError, VideoItem, VideoReader
+from .video import DECODERS, VideoError, VideoInfo, VideoItem, VideoReader
 from .warp import WarpedFlow, WarpParams
 
 MIN_FRAMES = 2  # fewer is not a video we can use: no flow, and nothing to sample segments from
@@ -58,6 +59,27 @@ class ExtractConfig:
         if modality == "warped_flow":
             p["warp"] = self.warp.as_dict()
         return p
+
+
+# Recorded in each entry's parameters, but not what a re-run must match: the version that wrote it
+# and which TV-L1 implementation ran (they agree to within 0.01 px; docs/flow-algorithms.md).
+NOT_COMPARED = ("tsn_prep_version", "flow_backend")
+
+
+def parameter_differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """How an entry's recorded parameters differ from the ones asked for now, one
+    ``name: stored X, asked Y`` per difference. Only names both record are compared: an entry
+    written before a parameter existed is not a conflict."""
+    out = []
+    for name in sorted(set(stored) & set(wanted)):
+        if name in NOT_COMPARED:
+            continue
+        a, b = stored[name], wanted[name]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += parameter_differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            out.append(f"{prefix}{name}: stored {json.dumps(a)}, asked {json.dumps(b)}")
+    return out
 
 
 @dataclass
@@ -185,10 +207,31 @@ def video_metadata(path: Path, reader: VideoReader, n: int) -> dict:
         "decoder": info.backend if info else None,
         "stored_size": list(reader.out_size),
     }
-    if reader.max_frames is None and info and info.declared_frames > n * 1.1 + 2:
-        common["warning"] = (f"decoded {n} of the {info.declared_frames} frames the container declares "
-                             "(truncated file, or dropped-frame markers)")
+    warning = incomplete_warning(n, info) if reader.max_frames is None and info else None
+    if warning:
+        common["warning"] = warning
     return common
+
+
+def incomplete_warning(n: int, info: VideoInfo) -> Optional[str]:
+    """Why ``n`` decoded frames look like part of the video only, or None.
+
+    Where the container gives a duration and frames carry timestamps, time decides: the decoded
+    frames must reach the end, within two frame intervals and 2% of the duration. Frame counts
+    cannot decide it: a variable-frame-rate file's count is an estimate (duration x the highest
+    rate) and dropped-frame markers are counted as frames, so both would read as truncated. With
+    no timestamps, fewer than 1/1.1 of the declared frames (less 2) is the sign."""
+    interval = 1.0 / info.fps if info.fps > 0 else 0.0
+    if info.duration and info.last_time is not None:
+        reached = info.last_time + interval
+        if info.duration - reached > max(2 * interval, 0.02 * info.duration):
+            return (f"decoded {n} frames, up to {reached:.2f} s of the {info.duration:.2f} s the "
+                    "container declares: the file looks truncated")
+        return None
+    if info.declared_frames > n * 1.1 + 2:
+        return (f"decoded {n} of the {info.declared_frames} frames the container declares "
+                "(truncated file, or dropped-frame markers)")
+    return None
 
 
 def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:

@@ -5,12 +5,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 from . import modalities
 from .diskspace import DiskFull
 from .extract import ExtractConfig, decode_image
-from .store import ShardWriter, Store, shard_of
+from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
+from .tree import Tree, walk
 
 
 Prefixes = dict[str, tuple[tuple[str, ...], ...]]  # modality -> namings, each a prefix per channel
@@ -188,12 +189,11 @@ def scan_folder(video_dir: Path, accepted: Optional[Prefixes] = None,
     return found, sorted(unmatched)
 
 
-def find_video_dirs(root: Path) -> Iterator[Path]:
-    """Folders under ``root`` holding at least one image file, whatever its name: a folder of
+def find_video_dirs(tree: Tree) -> list[Path]:
+    """Folders of a walked tree holding at least one image file, whatever its name: a folder of
     images in an unknown naming is reported, never skipped silently."""
-    for dirpath, _, files in os.walk(root):
-        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-            yield Path(dirpath)
+    return sorted(folder for folder, files in tree.files.items()
+                  if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files))
 
 
 def import_folder(writer: ShardWriter, video_id: str, video_dir: Path,
@@ -256,7 +256,19 @@ def import_tree(root: Path, out: Path, accepted: Optional[Prefixes] = None,
     writer = ShardWriter(out, shard_index, num_shards)
     results = []
     try:
-        for video_dir in sorted(find_video_dirs(Path(root))):
+        tree = walk(Path(root))  # symlinked folders followed
+        # A folder that cannot be listed fails every shard's run: its folders could be anyone's.
+        writer.clear_folder_failures(keep={p.relative_to(root).as_posix() for p, _ in tree.unlisted})
+        for folder, why in tree.unlisted:
+            rel = folder.relative_to(root).as_posix()
+            result = FolderResult(rel, folder, error=f"folder cannot be listed ({why}); the video "
+                                                     "folders in it were not imported")
+            if shard_of(rel, num_shards) == shard_index:
+                writer.put_failure(rel, "import", str(folder), result.error, kind=FOLDER_FAILURE)
+            results.append(result)
+            if on_video is not None:
+                on_video(result)
+        for video_dir in find_video_dirs(tree):
             video_id = video_dir.relative_to(root).as_posix()
             if video_id == ".":
                 video_id = Path(root).resolve().name

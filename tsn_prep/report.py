@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import modalities
@@ -14,6 +14,7 @@ from .store import CHECKSUM, Store, StoreError, checksum_problem, has_checksums
 EXIT_OK = 0  # every image intact, counts right, no recorded failures
 EXIT_DAMAGED = 1  # some image or metadata is wrong (whatever failures are recorded besides)
 EXIT_FAILURES = 3  # nothing damaged, but some extractions failed and were recorded
+EXIT_WARNINGS = 4  # nothing damaged or failed, but some videos were stored with a warning
 
 
 def store_info(store: Store, per_video: bool = False) -> dict:
@@ -22,7 +23,6 @@ def store_info(store: Store, per_video: bool = False) -> dict:
     per_shard: Counter = Counter()
     per_modality: dict[str, dict] = {}
     params: dict[str, Counter] = defaultdict(Counter)
-    warnings = []
     for (vid, mod), entry in sorted(store.index.items()):
         per_shard[entry.shard] += 1
         m = per_modality.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
@@ -30,8 +30,6 @@ def store_info(store: Store, per_video: bool = False) -> dict:
         m["images_per_channel"] += entry.meta["count"]
         m["frames_decoded"] += entry.meta.get("num_frames", 0)
         params[mod][json.dumps(entry.meta.get("parameters", {}), sort_keys=True)] += 1
-        if entry.meta.get("warning"):
-            warnings.append({"video_id": vid, "modality": mod, "warning": entry.meta["warning"]})
     for mod, counter in params.items():
         per_modality[mod]["parameters"] = [
             {"videos": n, **json.loads(p)} for p, n in counter.most_common()
@@ -49,7 +47,7 @@ def store_info(store: Store, per_video: bool = False) -> dict:
         "videos": len({vid for vid, _ in store.index}),
         "modalities": per_modality,
         "failures": store.failures(),
-        "warnings": warnings,
+        "warnings": stored_warnings(store),
         **({"per_video": video_counts(store)} if per_video else {}),
     }
 
@@ -102,10 +100,13 @@ class Verification:
     problems: list[str]
     failures: list[dict]
     unchecked: int
+    warnings: list[dict] = field(default_factory=list)  # entries stored with a warning
 
     @property
     def exit_code(self) -> int:
-        return EXIT_DAMAGED if self.problems else EXIT_FAILURES if self.failures else EXIT_OK
+        if self.problems:
+            return EXIT_DAMAGED
+        return EXIT_FAILURES if self.failures else EXIT_WARNINGS if self.warnings else EXIT_OK
 
     def note(self) -> Optional[str]:
         if not self.unchecked:
@@ -118,8 +119,17 @@ class Verification:
         """The last line: counts, then the verdict, which the exit code repeats."""
         line = (f"{self.entries} entries checked, {len(self.problems)} problems, "
                 f"{len(self.failures)} recorded failures")
-        verdict = {EXIT_OK: "OK", EXIT_DAMAGED: "DAMAGED", EXIT_FAILURES: "FAILURES RECORDED, no damage"}
+        if self.warnings:
+            line += f", {len(self.warnings)} stored with warnings"
+        verdict = {EXIT_OK: "OK", EXIT_DAMAGED: "DAMAGED", EXIT_FAILURES: "FAILURES RECORDED, no damage",
+                   EXIT_WARNINGS: "WARNINGS RECORDED, no damage"}
         return f"{line}: {verdict[self.exit_code]}"
+
+
+def stored_warnings(store: Store) -> list[dict]:
+    """``{"video_id", "modality", "warning"}`` of every entry stored with a warning, in id order."""
+    return [{"video_id": vid, "modality": mod, "warning": e.meta["warning"]}
+            for (vid, mod), e in sorted(store.index.items()) if e.meta.get("warning")]
 
 
 def verify(store: Store, progress: Optional[Callable[[int], None]] = None) -> Verification:
@@ -130,7 +140,7 @@ def verify(store: Store, progress: Optional[Callable[[int], None]] = None) -> Ve
     except StoreError as exc:
         return Verification(0, [str(exc)], store.failures(), 0)
     return Verification(len(index), verify_store(store, progress), store.failures(),
-                        sum(not has_checksums(e.meta) for e in index.values()))
+                        sum(not has_checksums(e.meta) for e in index.values()), stored_warnings(store))
 
 
 def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None) -> list[str]:

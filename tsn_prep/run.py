@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import lmdb
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from .engine import engine_results, uses_engine
-from .extract import ExtractConfig, default_threads, extract_video
-from .store import ShardWriter, shard_of
+from .diskspace import DiskFull
+from .extract import ExtractConfig, VideoResult, default_threads, extract_video, parameter_differences
+from .store import FOLDER_FAILURE, ShardWriter, shard_of
 from .video import VideoItem, list_videos
 
 
@@ -23,10 +26,16 @@ class RunSummary:
     skipped: int = 0      # already complete for every requested modality
     done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # stored, with a warning
+    unlisted: list[tuple[str, str]] = field(default_factory=list)  # folders that cannot be listed
+    replaced: int = 0     # stored with other settings, recomputed (--recompute)
     pairs: int = 0
     frames: int = 0
     seconds: float = 0.0
+
+
+class SettingsConflict(Exception):
+    """Videos of this shard are already stored with other settings than the ones asked for."""
 
 
 def _say(line: str) -> None:
@@ -35,12 +44,16 @@ def _say(line: str) -> None:
 
 def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1,
                    shard_index: int = 0, num_shards: int = 1, progress: bool = True,
-                   engine: Optional[bool] = None) -> RunSummary:
+                   engine: Optional[bool] = None, recompute: bool = False,
+                   strict: bool = False) -> RunSummary:
     """Extract ``cfg.modalities`` for the videos of one shard into ``out``; resumable.
 
-    A video is skipped when every requested modality is already complete; otherwise only its
-    missing modalities are computed. A failure is printed, recorded in the store and the run
-    goes on.
+    A video is skipped when every requested modality is already complete with the same settings;
+    otherwise only its missing modalities are computed. A video stored with other settings stops
+    the run before any work (SettingsConflict, naming what differs) unless ``recompute``: then it
+    is computed again and replaces the stored one in one transaction. A failure is printed,
+    recorded in the store and the run goes on; so is a video that decodes with a warning (e.g. a
+    truncated file), stored with the warning in its metadata, or with ``strict`` a failure.
 
     TV-L1 flow with the torch backend runs through the batching engine (``tsn_prep.engine``:
     ``workers`` decoding processes, one solver per device in this process) unless ``engine`` is
@@ -57,23 +70,42 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
     summary = RunSummary()
     results = []
     try:
-        mine = lambda item: shard_of(item.id, num_shards) == shard_index  # noqa: E731
+        mine = lambda vid: shard_of(vid, num_shards) == shard_index  # noqa: E731
+        for note in listing.notes:
+            _say(f"note: {note}")
+        _record_unlisted(writer, summary, listing.unlisted, cfg.modalities, mine)
         for item, problem in listing.rejected:
-            if mine(item):
+            if mine(item.id):
                 summary.total += 1
                 _record_failure(writer, summary, item, cfg.modalities, problem)
 
+        # JSON's view of the parameters, as the stored ones read back (lists, not tuples)
+        asked = {m: json.loads(json.dumps(cfg.parameters(m))) for m in cfg.modalities}
         todo: list[tuple[VideoItem, ExtractConfig]] = []
-        for item in filter(mine, listing.items):
+        conflicts: dict[tuple[str, ...], list[str]] = {}  # differences -> "video [modality]"
+        for item in (i for i in listing.items if mine(i.id)):
             summary.total += 1
-            missing = tuple(m for m in cfg.modalities if not writer.is_complete(item.id, m))
+            missing = []
+            for m in cfg.modalities:
+                stored = writer.stored_meta(item.id, m)
+                differences = None if stored is None else parameter_differences(
+                    stored.get("parameters", {}), asked[m])
+                if stored is None:
+                    missing.append(m)
+                elif differences and recompute:
+                    missing.append(m)
+                    summary.replaced += 1
+                elif differences:
+                    conflicts.setdefault(tuple(differences), []).append(f"{item.id} [{m}]")
             if missing:
                 # Several GPUs: videos are dealt round-robin over the devices.
                 gpu = cfg.gpus[len(todo) % len(cfg.gpus)] if cfg.gpus else cfg.gpu
-                todo.append((item, dataclasses.replace(cfg, modalities=missing, gpu=gpu,
+                todo.append((item, dataclasses.replace(cfg, modalities=tuple(missing), gpu=gpu,
                                                        threads=default_threads(workers))))
             else:
                 summary.skipped += 1
+        if conflicts:
+            raise SettingsConflict(_conflict_message(out, conflicts))
 
         wanted = {item.id: item_cfg.modalities for item, item_cfg in todo}
         bar = tqdm(total=len(todo), unit="video", disable=not progress, file=sys.stderr,
@@ -86,19 +118,20 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                 delayed(extract_video)(item, item_cfg) for item, item_cfg in todo
             ) if todo else []
         for result in results:
+            meta = next(iter(result.meta.values()), {})  # video-level fields are in every modality's
+            warning = meta.get("warning")
             if result.error:
                 _record_failure(writer, summary, result.item, wanted[result.item.id], result.error)
-            else:
-                for modality, images in result.images.items():
-                    writer.put_video(result.item.id, modality, images, result.meta[modality])
+            elif warning and strict:
+                _record_failure(writer, summary, result.item, wanted[result.item.id],
+                                f"{warning} (--strict: not stored)")
+            elif _store(writer, summary, result, wanted[result.item.id]):
                 summary.done += 1
                 summary.pairs += result.pairs
-                meta = next(iter(result.meta.values()))  # video-level fields are in every modality's
                 summary.frames += meta["num_frames"]
-                warning = meta.get("warning")
                 if warning:
                     summary.warnings.append((str(result.item.path), warning))
-                    _say(f"warning: {result.item.path}: {warning}")
+                    _say(f"warning: {result.item.path}: {warning} (stored; --strict makes this a failure)")
             bar.update(1)
             elapsed = time.perf_counter() - start
             if summary.pairs:
@@ -113,9 +146,58 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
     return summary
 
 
+def _store(writer: ShardWriter, summary: RunSummary, result: VideoResult,
+           modalities: tuple[str, ...]) -> bool:
+    """Write one video's modalities; a video the store refuses (not a full disk: that ends the run,
+    everything stored so far kept) is this video's failure, and the others go on."""
+    stored = []
+    for modality, images in result.images.items():
+        try:
+            writer.put_video(result.item.id, modality, images, result.meta[modality])
+        except DiskFull:
+            raise
+        except (lmdb.Error, OSError, ValueError, TypeError) as exc:
+            left = tuple(m for m in modalities if m not in stored)
+            _record_failure(writer, summary, result.item, left,
+                            f"could not be stored ({type(exc).__name__}: {exc})")
+            return False
+        stored.append(modality)
+    return True
+
+
+def _conflict_message(out: Path, conflicts: dict[tuple[str, ...], list[str]]) -> str:
+    n = sum(map(len, conflicts.values()))
+    lines = [f"{out}: {n} stored video entr{'y is' if n == 1 else 'ies are'} of other settings than "
+             "this command's, so this run would not make them:"]
+    for differences, entries in conflicts.items():
+        shown = ", ".join(entries[:3]) + (f", ... ({len(entries)} in all)" if len(entries) > 3 else "")
+        lines.append(f"  {'; '.join(differences)}: {shown}")
+    lines.append("Extract into a new OUT, or add --recompute to replace those videos (each one "
+                 "atomically, once its new images are complete).")
+    return "\n".join(lines)
+
+
+def _record_unlisted(writer: ShardWriter, summary: RunSummary, unlisted: list[tuple[str, Path, str]],
+                     modalities: tuple[str, ...], mine) -> None:
+    """Folders that cannot be listed fail every shard's run (their videos could be anyone's); the
+    shard their path hashes to records them, and forgets them once they can be listed."""
+    writer.clear_folder_failures(keep={rel for rel, _, _ in unlisted})
+    for rel, path, reason in unlisted:
+        summary.unlisted.append((str(path), reason))
+        _say(f"error: {path}: {reason}")
+        if mine(rel):
+            for m in modalities:
+                writer.put_failure(rel, m, str(path), reason, kind=FOLDER_FAILURE)
+
+
 def _record_failure(writer: ShardWriter, summary: RunSummary, item: VideoItem,
                     modalities: tuple[str, ...], error: str) -> None:
     summary.failed.append((str(item.path), error))
     _say(f"error: {item.path}: {error}")
     for m in modalities:
-        writer.put_failure(item.id, m, str(item.path), error)
+        try:
+            writer.put_failure(item.id, m, str(item.path), error)
+        except DiskFull:
+            raise
+        except lmdb.Error as exc:
+            _say(f"error: {item.path}: the failure could not be recorded either ({exc})")

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import struct
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ _SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
 _DBS = (b"images", b"meta", b"failures", b"info", b"checksums")
 # Stores written before checksums were recorded lack this database; readers treat it as empty.
 _OPTIONAL_DBS = (b"checksums",)
+FOLDER_FAILURE = "folder"  # a failure record's "kind": a folder that could not be listed
 INITIAL_MAP_SIZE = 1 << 28  # 256 MiB; doubled whenever a transaction finds the map full
 
 
@@ -80,12 +82,29 @@ def shard_name(index: int, num_shards: int) -> str:
     return f"shard-{index:05d}-of-{num_shards:05d}"
 
 
+# LMDB keys are at most 511 bytes, and the longest key is ``<id>|warped_flow_x|<index>``. An id of
+# more UTF-8 bytes than this is keyed by a shorter form (see ``key_id``); its entries keep the id.
+MAX_KEY_ID_BYTES = 400
+_KEY_HASH = "|sha1:"  # '|' never occurs in a video id (check_id), so a key form matches no real id
+
+
+def key_id(video_id: str) -> str:
+    """The form of ``video_id`` in store keys: the id itself, or for an id longer than
+    MAX_KEY_ID_BYTES, its first bytes (whole characters) then ``|sha1:`` and the SHA-1 of all of it.
+    Entries and failures of such a video record the full id under ``video_id``."""
+    raw = video_id.encode("utf-8")
+    if len(raw) <= MAX_KEY_ID_BYTES:
+        return video_id
+    keep = raw[:MAX_KEY_ID_BYTES - len(_KEY_HASH) - 40].decode("utf-8", "ignore")
+    return f"{keep}{_KEY_HASH}{hashlib.sha1(raw).hexdigest()}"
+
+
 def image_key(video_id: str, channel: str, index: int) -> bytes:
-    return f"{video_id}|{channel}|{index:06d}".encode("utf-8")
+    return f"{key_id(video_id)}|{channel}|{index:06d}".encode("utf-8")
 
 
 def entry_key(video_id: str, modality: str) -> bytes:
-    return f"{video_id}|{modality}".encode("utf-8")
+    return f"{key_id(video_id)}|{modality}".encode("utf-8")
 
 
 def checksums_key(video_id: str, channel: str) -> bytes:
@@ -94,8 +113,20 @@ def checksums_key(video_id: str, channel: str) -> bytes:
 
 
 def split_entry_key(key: bytes) -> tuple[str, str]:
+    """``(key id, modality)`` of a meta or failures key; the key id is the video id unless it was
+    too long for a key (then the entry's ``video_id`` field holds it)."""
     video_id, modality = key.decode("utf-8").rsplit("|", 1)
     return video_id, modality
+
+
+def _full_id(key_vid: str, record: dict) -> str:
+    """The video id of a meta or failure record stored under ``key_vid``."""
+    return record.get("video_id", key_vid) if _KEY_HASH in key_vid else key_vid
+
+
+def _with_full_id(video_id: str, record: dict) -> dict:
+    """``record`` plus the full ``video_id`` when the keys hold a shorter form of it."""
+    return dict(record, video_id=video_id) if key_id(video_id) != video_id else record
 
 
 def list_shards(root: Path) -> list[tuple[int, int, Path]]:
@@ -191,12 +222,16 @@ class ShardWriter:
                 f"use --num-shards {sorted(existing)[0]} or a new output directory"
             )
         self.path = self.root / shard_name(shard_index, num_shards)
+        self._lock: Optional[int] = None
         _close_reader(self.path)  # this process may have read the shard before writing to it
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_shard(self.path)  # before opening: a waiting writer sees all of the first's
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS),
                                  subdir=True, readahead=False, meminit=False)
         except (OSError, lmdb.Error) as exc:
+            if self._lock is not None:
+                os.close(self._lock)
             reason = getattr(exc, "strerror", None) or str(exc)
             raise StoreError(f"{self.path}: cannot write the store here ({reason})") from None
         self.dbs = {name.decode(): self.env.open_db(name) for name in _DBS}
@@ -222,6 +257,8 @@ class ShardWriter:
                 return
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:  # another process grew the map since this one opened it
+                self.env.set_mapsize(0)
             except lmdb.Error as exc:
                 # A short write on a full device reaches us as "Input/output error", not ENOSPC:
                 # too little space left for this transaction is the telling sign.
@@ -250,15 +287,31 @@ class ShardWriter:
         counts = {len(v) for v in images.values()}
         if len(counts) != 1:
             raise ValueError(f"{video_id}: channels of {modality} differ in length")
-        meta = dict(meta, count=counts.pop(), channels=list(expected), stored_at=time.time(),
-                    checksum=CHECKSUM)
+        meta = _with_full_id(video_id, dict(meta, count=counts.pop(), channels=list(expected),
+                                            stored_at=time.time(), checksum=CHECKSUM))
         puts = [("images", image_key(video_id, ch, i), data)
                 for ch, frames in images.items() for i, data in enumerate(frames)]
         puts += [("checksums", checksums_key(video_id, ch), pack_checksums(frames))
                  for ch, frames in images.items()]
         puts.append(("meta", entry_key(video_id, modality), json.dumps(meta, sort_keys=True).encode()))
         # Deleting a missing key is a no-op in LMDB, so no read is needed first.
-        self._write(puts, [("failures", entry_key(video_id, modality))])
+        deletes = [("failures", entry_key(video_id, modality))]
+        # Replacing an entry (--recompute) with fewer images: the old ones past the new count go in
+        # the same transaction, so no orphan is left behind.
+        old_count = self.stored_count(video_id, modality)
+        deletes += [("images", image_key(video_id, ch, i))
+                    for ch in expected for i in range(meta["count"], old_count or 0)]
+        self._write(puts, deletes)
+
+    def stored_meta(self, video_id: str, modality: str) -> Optional[dict]:
+        """The meta entry of a complete (video, modality) in this shard, None if there is none."""
+        with self.env.begin() as txn:
+            value = txn.get(entry_key(video_id, modality), db=self.dbs["meta"])
+        return None if value is None else json.loads(bytes(value))
+
+    def stored_count(self, video_id: str, modality: str) -> Optional[int]:
+        meta = self.stored_meta(video_id, modality)
+        return None if meta is None else meta.get("count")
 
     def clear_failure(self, video_id: str, modality: str) -> None:
         """Forget an earlier failure of this pair (it has since succeeded)."""
@@ -268,12 +321,58 @@ class ShardWriter:
                 return
         self._write([], [("failures", key)])
 
-    def put_failure(self, video_id: str, modality: str, source: str, error: str) -> None:
-        self._write_json("failures", entry_key(video_id, modality),
-                         {"source": source, "error": error, "time": time.time()})
+    def put_failure(self, video_id: str, modality: str, source: str, error: str,
+                    kind: Optional[str] = None) -> None:
+        """Record that ``video_id`` failed; ``kind`` FOLDER_FAILURE: a folder of VIDEOS that could
+        not be listed, recorded under its path relative to VIDEOS."""
+        record = {"source": source, "error": error, "time": time.time()}
+        if kind is not None:
+            record["kind"] = kind
+        self._write_json("failures", entry_key(video_id, modality), _with_full_id(video_id, record))
+
+    def clear_folder_failures(self, keep: set[str]) -> None:
+        """Forget the recorded failures of folders that could not be listed (FOLDER_FAILURE), but
+        for those still unlistable, ``keep`` (their ids)."""
+        for vid, modality, record in self.failures():
+            if record.get("kind") == FOLDER_FAILURE and vid not in keep:
+                self.clear_failure(vid, modality)
+
+    def failures(self) -> list[tuple[str, str, dict]]:
+        """``(video_id, modality, record)`` of every failure recorded in this shard."""
+        out = []
+        with self.env.begin() as txn:
+            for key, value in txn.cursor(db=self.dbs["failures"]):
+                vid, mod = split_entry_key(bytes(key))
+                record = json.loads(bytes(value))
+                out.append((_full_id(vid, record), mod, record))
+        return out
 
     def close(self) -> None:
         self.env.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+
+def _lock_shard(path: Path) -> Optional[int]:
+    """Hold an exclusive flock on a shard's data file while writing it. A second writer of the same
+    shard says so and waits for the first to finish, then skips what it stored, instead of both
+    doing all the work. The kernel drops the lock when a process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # not on a POSIX system: no guard
+        return None
+    # LMDB takes an empty data.mdb for a new one. O_RDWR: NFS emulates flock with fcntl locks.
+    fd = os.open(path / "data.mdb", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.stderr.write(f"{path}: another process is writing this shard (a second tsn-prep run "
+                         "with the same OUT and shard?); waiting for it to finish, then the videos "
+                         "it stored are skipped\n")
+        sys.stderr.flush()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -313,6 +412,7 @@ class Store:
         self.num_shards = sizes.pop()
         self.shard_paths = {i: p for i, _, p in shards}
         self._index: Optional[dict[tuple[str, str], Entry]] = None
+        self._full_ids: dict[str, str] = {}  # key form -> id, for ids too long for a key
         for path in self.shard_paths.values():
             _reader(path, refresh=True)
 
@@ -336,10 +436,14 @@ class Store:
             for shard, key, value in self._scan("meta"):
                 vid, mod = split_entry_key(key)
                 try:
-                    index[(vid, mod)] = Entry(vid, mod, shard, json.loads(value))
+                    meta = json.loads(value)
                 except ValueError:
                     raise StoreError(f"{self.shard_paths[shard]}: the meta entry of {vid} {mod} is "
                                      f"not JSON: the store is damaged") from None
+                full = _full_id(vid, meta)
+                if full != vid:
+                    self._full_ids[vid] = full
+                index[(full, mod)] = Entry(full, mod, shard, meta)
             self._index = index
         return self._index
 
@@ -422,15 +526,17 @@ class Store:
         """Every stored image as (shard, video_id, channel, index, bytes), shard by shard, read
         ahead (see :meth:`sequential`)."""
         with self.sequential():
+            self.index  # noqa: B018 - reading the index learns the key forms of over-long ids
             for shard, key, value in self._scan("images"):
                 vid, channel, idx = key.decode("utf-8").rsplit("|", 2)
-                yield shard, vid, channel, int(idx), value
+                yield shard, self._full_ids.get(vid, vid), channel, int(idx), value
 
     def failures(self) -> list[dict]:
         out = []
         for shard, key, value in self._scan("failures"):
             vid, mod = split_entry_key(key)
-            out.append(dict(json.loads(value), video_id=vid, modality=mod, shard=shard))
+            record = json.loads(value)
+            out.append(dict(record, video_id=_full_id(vid, record), modality=mod, shard=shard))
         return out
 
     def shard_bytes(self, shard: int) -> int:

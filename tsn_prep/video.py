@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
+
+from .tree import walk
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .avi .mkv .webm .mov .m4v .mpg .mpeg .flv .wmv .3gp .ogv .ts .mts .m2ts".split()
@@ -28,10 +31,18 @@ class VideoItem:
 
 @dataclass
 class Listing:
-    """What VIDEOS expanded to: usable items plus inputs rejected before decoding."""
+    """What VIDEOS expanded to: usable items, inputs rejected before decoding, folders that could
+    not be listed (``(id, path, reason)``: their videos are unknown, so the run must fail), and
+    notes (harmless oddities worth a line, e.g. one file listed twice)."""
 
     items: list[VideoItem] = field(default_factory=list)
     rejected: list[tuple[VideoItem, str]] = field(default_factory=list)
+    unlisted: list[tuple[str, Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class ListingError(ValueError):
+    """VIDEOS cannot be used at all: missing, or holding no video."""
 
 
 def _id_for(path: Path, root: Optional[Path]) -> str:
@@ -45,52 +56,120 @@ def check_id(video_id: str) -> Optional[str]:
         return "empty video id"
     if "|" in video_id or "\n" in video_id:
         return f"video id {video_id!r} contains '|' or a newline, which the store reserves"
+    try:
+        video_id.encode("utf-8")
+    except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (os gives surrogates)
+        return (f"video id {video_id.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
+                "rename the file")
     return None
 
 
+def _is_video(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _walk(root: Path, listing: Listing) -> list[Path]:
+    """Video files under ``root`` (symlinked folders followed); a folder that cannot be listed
+    goes to ``listing.unlisted``, a link back up to ``listing.notes``."""
+    tree = walk(root)
+    for folder, why in tree.unlisted:
+        listing.unlisted.append((folder.relative_to(root).as_posix(), folder,
+                                 f"folder cannot be listed ({why}); its videos were not extracted"))
+    listing.notes += [f"{p}: links back to a folder above it; not followed again" for p in tree.loops]
+    return sorted(folder / name for folder, names in tree.files.items() for name in names if _is_video(name))
+
+
+def _other_normalisation(path: Path) -> Optional[str]:
+    """The name of an entry beside ``path`` that is ``path``'s name in another Unicode
+    normalisation (NFC vs NFD), or None."""
+    target = unicodedata.normalize("NFC", path.name)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return None
+    return next((n for n in names if n != path.name and unicodedata.normalize("NFC", n) == target), None)
+
+
+def _read_video_list(source: Path, listing: Listing) -> list[VideoItem]:
+    """The items of a VIDEOS text file: one path per line, relative to the list's folder or
+    absolute. Each line means one file or is an error (docs/format.md, "VIDEOS"): a line is taken
+    verbatim (only the line break removed); when it names no file but the line without its
+    surrounding spaces does, that is it, and when both name different files it is an error. A line
+    starting with '#' is a comment unless it names a file. Blank lines are skipped."""
+    root = source.parent.resolve()
+    candidates: list[VideoItem] = []
+    first_line: dict[str, int] = {}
+    try:
+        text = source.read_text(encoding="utf-8-sig", errors="surrogateescape")
+    except OSError as exc:
+        raise ListingError(f"{source}: cannot read the list ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise ListingError(f"{source}: not a text list (it holds NUL bytes): VIDEOS is a folder, a "
+                           "video file, or a text file with one path per line")
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        readings = list(dict.fromkeys([raw, raw.strip()]))
+        paths = [Path(r) if Path(r).is_absolute() else source.parent / r for r in readings]
+        existing = [p for p in paths if os.path.lexists(p)]
+        if raw.lstrip().startswith("#") and not existing:
+            continue  # a comment
+        if len(existing) > 1 and os.path.realpath(existing[0]) != os.path.realpath(existing[1]):
+            item = VideoItem(_id_for(paths[-1], None), paths[-1])
+            listing.rejected.append((item, f"{source}:{n}: could be read as {readings[0]!r} or "
+                                           f"{readings[1]!r}, and both are files; rename one"))
+            continue
+        p = existing[0] if existing else paths[-1]
+        if not existing:
+            other = _other_normalisation(p)
+            if other is not None:
+                form = "NFD" if unicodedata.is_normalized("NFD", other) else "NFC"
+                item = VideoItem(_id_for(p, None), p)
+                listing.rejected.append((item, f"{source}:{n}: no such file, but {other!r} is there, the "
+                                               f"same name in another Unicode normalisation ({form}); "
+                                               "write the list with the file's spelling"))
+                continue
+        try:
+            vid = _id_for(p.resolve(), root)
+        except ValueError:
+            vid = _id_for(p, None)
+        key = os.path.abspath(p)
+        if key in first_line:  # the same file again: one video, said once
+            listing.notes.append(f"{source}:{n}: the same file as line {first_line[key]}; it is one video")
+            continue
+        first_line[key] = n
+        candidates.append(VideoItem(vid, p))
+    return candidates
+
+
 def list_videos(source: Path) -> Listing:
-    """Expand VIDEOS: a directory searched recursively, or a text file with one path per line.
+    """Expand VIDEOS: a directory searched recursively, one video file, or a text file with one
+    path per line.
 
     Ids are paths relative to the directory without the extension; for a list file, relative to the
     list's directory when the path lies under it, else the file name without extension. Files that
-    map to the same id are all rejected: picking one silently would mislabel data.
+    map to the same id are all rejected: picking one silently would mislabel data. Symlinked
+    folders are followed. Raises ListingError when VIDEOS is missing or holds no video at all.
     """
     source = Path(source)
+    listing = Listing()
     if source.is_dir():
-        root = source
-        paths = sorted(
-            p for p in source.rglob("*")
-            if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir()
-        )
-        candidates = [VideoItem(_id_for(p, root), p) for p in paths]
+        candidates = [VideoItem(_id_for(p, source), p) for p in _walk(source, listing)]
+    elif source.is_file() and source.suffix.lower() in VIDEO_EXTENSIONS:
+        candidates = [VideoItem(_id_for(source, None), source)]  # one video: its id is its stem
     elif source.is_file():
-        root = source.parent.resolve()
-        candidates = []
-        for raw in source.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = Path(line)
-            if not p.is_absolute():
-                p = source.parent / p
-            try:
-                vid = _id_for(p.resolve(), root)
-            except ValueError:
-                vid = _id_for(p, None)
-            candidates.append(VideoItem(vid, p))
+        candidates = _read_video_list(source, listing)
     else:
-        raise FileNotFoundError(f"{source}: no such directory or list file")
+        raise ListingError(f"{source}: no such directory or list file")
+    if not candidates and not listing.rejected and not listing.unlisted:
+        what = ("no video files under it (extensions: " + " ".join(sorted(VIDEO_EXTENSIONS)) + ")"
+                if source.is_dir() else "lists no video")
+        raise ListingError(f"{source}: {what}")
 
-    # The same path listed twice is one video, not a duplicate id. Symlinks stay distinct videos:
-    # datasets are often built from links to shared files.
-    unique: dict[str, VideoItem] = {}
-    for c in candidates:
-        unique.setdefault(os.path.abspath(c.path), c)
-    candidates = list(unique.values())
+    # Symlinks stay distinct videos: datasets are often built from links to shared files.
     by_id: dict[str, list[VideoItem]] = {}
     for item in candidates:
         by_id.setdefault(item.id, []).append(item)
-    listing = Listing()
     for item in candidates:
         same = by_id[item.id]
         problem = check_id(item.id)
@@ -131,8 +210,10 @@ def target_size(src_wh: tuple[int, int], size: Optional[tuple[int, int]], short_
 class VideoInfo:
     fps: float
     source_size: tuple[int, int]
-    declared_frames: int
+    declared_frames: int  # what the container says (or OpenCV's estimate: duration x frame rate)
     backend: str
+    duration: Optional[float] = None   # seconds the container says the video lasts, if it says
+    last_time: Optional[float] = None  # when the last decoded frame starts, seconds
 
 
 # Decoders in the order they are tried: OpenCV's FFmpeg first (fast, and what the reference tools
@@ -192,16 +273,23 @@ class VideoReader:
         if not cap.isOpened():
             raise VideoError("OpenCV cannot open it")
         try:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            declared = int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0))
             self.info = VideoInfo(
-                fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+                fps=fps,
                 source_size=(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))),
-                declared_frames=int(max(cap.get(cv2.CAP_PROP_FRAME_COUNT), 0)),
+                declared_frames=declared,
                 backend="opencv",
+                # OpenCV's frame count is the container's, or its duration x frame rate: either
+                # way over the frame rate it gives back the duration
+                duration=declared / fps if fps > 0 and declared else None,
             )
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     return
+                msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+                self.info.last_time = msec / 1000.0 if msec and msec > 0 else self.info.last_time
                 yield frame
         finally:
             cap.release()
@@ -219,14 +307,24 @@ class VideoReader:
                 raise VideoError("has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
+            fps, declared = (float(rate) if rate else 0.0), int(stream.frames or 0)
+            # The longest the container says: FFmpeg shortens a truncated file's stream duration
+            # to what its index still covers, while the header's frame count stays.
+            durations = [float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0,
+                         container.duration / 1e6 if container.duration else 0,
+                         declared / fps if fps > 0 else 0]
             self.info = VideoInfo(
-                fps=float(rate) if rate else 0.0,
+                fps=fps,
                 source_size=(stream.codec_context.width, stream.codec_context.height),
-                declared_frames=int(stream.frames or 0),
+                declared_frames=declared,
                 backend="pyav",
+                duration=max(durations) or None,
             )
+            start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
             try:
                 for frame in container.decode(stream):
+                    if frame.time is not None:
+                        self.info.last_time = float(frame.time) - start
                     yield frame.to_ndarray(format="bgr24")
             except av.error.FFmpegError:
                 return  # a truncated tail: keep what decoded, the frame count shows the loss

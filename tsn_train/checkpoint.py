@@ -23,7 +23,7 @@ from tsn_prep.diskspace import DiskFull, is_disk_full
 
 from .config import FitConfig
 from .models.tsn import TSN, build_model
-from .safe_load import RefusedFile, load_plain
+from .safe_load import RefusedFile, UnreadableFile, load_plain
 from .transforms import InputNorm
 
 FORMAT = "tsn-train-checkpoint"
@@ -134,8 +134,8 @@ def load(path: Path) -> Checkpoint:
         d = load_plain(path)
     except RefusedFile:
         raise
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    except UnreadableFile as exc:  # empty, truncated, random bytes: one line, no PyTorch advice
+        raise ValueError(f"{path}: unreadable checkpoint ({exc.reason})") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ValueError(f"{path}: not a tsn-train checkpoint")
     version = d.get("version", 1)

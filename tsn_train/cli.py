@@ -19,6 +19,7 @@ from tsn_prep.cli import decoders_option
 from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, TEST_CROPS,
                      TEST_SEGMENTS, DrawSettings, default_text, preset_names, resolve)
 from .archs import ARCHS, CONSENSUS, PretrainedError
+from .outputs import OutputError, writable_file, writable_folder
 from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
 
 
@@ -226,6 +227,16 @@ def fit(**options) -> None:
         distributed.cleanup()
 
 
+def _writable(*paths: Path, folder: bool = False) -> None:
+    """Before a command's work: each output file (or ``folder``) can be written, else one line
+    naming it (tsn_train/outputs.py)."""
+    try:
+        for p in paths:
+            (writable_folder if folder else writable_file)(p)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _report_line(name: str, m: dict) -> str:
     return (f"{name}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  "
             f"mean class accuracy {m['mean_class_accuracy']:.2%}  ({m['videos']} videos)")
@@ -267,21 +278,28 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     accuracy. Scores are averaged over crops, then snippets, before softmax; with --protocol mtwi
     they are integrated over temporal windows instead (then `tsn-train evaluate` gives mAP)."""
     from .evaluate import run_test
-    from .lists import read_list
-    from .scores import metrics, write_confusion_png, write_per_class_csv
+    from .scores import ScoreError, metrics, write_confusion_png, write_per_class_csv
 
+    out = Path(out)
+    stem = out.with_suffix("")
+    picture, per_class = (stem.with_name(stem.name + "_confusion.png"),
+                          stem.with_name(stem.name + "_per_class.csv"))
+    _writable(out, picture, per_class)  # before the scoring, not after it
     try:
-        records = read_list(Path(list_path))
+        records = Path(list_path)  # run_test resolves it against the store (checkpoint's modality)
         mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
         scores = run_test(Path(checkpoint), Path(store), records, segments, crops, batch,
                           workers, device, amp, mtwi=mtwi)
     except (ListError, StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    out = Path(out)
-    scores.save(out)
-    stem = out.with_suffix("")
-    write_confusion_png(scores, stem.with_name(stem.name + "_confusion.png"))
-    write_per_class_csv(scores, stem.with_name(stem.name + "_per_class.csv"))
+    try:
+        scores.save(out)
+        write_confusion_png(scores, picture)
+        write_per_class_csv(scores, per_class)
+    except OSError as exc:  # e.g. the disk filled up while scoring
+        raise click.ClickException(f"{exc.filename or out}: cannot write ({exc.strerror or exc})") from None
+    except ScoreError as exc:
+        raise click.ClickException(str(exc)) from None
     how = (f"M-TWI, {rate:g} snippets/s x {crops} crops" if protocol == "mtwi"
            else f"{segments} snippets x {crops} crops")
     click.echo(_report_line(f"{scores.settings['modality']} ({how})", metrics(scores)))
@@ -313,6 +331,8 @@ def fuse(files, weights, use_softmax, out) -> None:
     if len(weights) != len(files):
         raise click.BadParameter(f"{len(files)} score files but {len(weights)} weights",
                                  param_hint="--weights")
+    if out:
+        _writable(out)  # before the fusion, not after it
     try:
         streams = [Scores.load(f) for f in files]
         for f, st in zip(files, streams):
@@ -324,7 +344,10 @@ def fuse(files, weights, use_softmax, out) -> None:
         click.echo(_report_line(f"{f} (weight {w:g})", metrics(st)))
     click.echo(_report_line(f"fused{' (softmax)' if use_softmax else ''}", metrics(fused)))
     if out:
-        fused.save(out)
+        try:
+            fused.save(out)
+        except OSError as exc:  # e.g. a full disk
+            raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
         click.echo(f"fused scores: {out}")
 
 
@@ -351,13 +374,18 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
     pipeline does. Prints mAP (and hit@3 for activitynet) and writes per-class AP as CSV and a
     precision-recall picture. docs/untrimmed.md gives the exact rules.
     """
-    from .lists import ListError, read_multilabel_list
+    from .lists import Known, ListError, read_multilabel_list
     from .metrics import activitynet_map, multilabel_accuracy, thumos14_map, write_ap_csv, write_pr_png
     from .scores import ScoreError, Scores, softmax
 
+    if metric != "accuracy":  # accuracy only prints
+        out = out or scores_file.with_name(f"{scores_file.stem}-{metric}")
+        _writable(out, folder=True)  # before the work, not after it
     try:
         scores = Scores.load(scores_file)
-        truth = {r.video_id: r.labels for r in read_multilabel_list(labels_path)}
+        # every line must name exactly one video of the score file
+        known = Known(set(scores.video_ids), str(scores_file), f"scores in {scores_file}")
+        truth = {r.video_id: r.labels for r in read_multilabel_list(labels_path, known)}
     except (ScoreError, ListError) as exc:
         raise click.ClickException(str(exc)) from None
     missing = [v for v in scores.video_ids if v not in truth]
@@ -380,10 +408,12 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
         result = (activitynet_map if metric == "activitynet" else thumos14_map)(probs, labels)
     except ValueError as exc:
         raise click.ClickException(f"{labels_path}: {exc}") from None
-    out = out or scores_file.with_name(f"{scores_file.stem}-{metric}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
-    write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
+        write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
+    except OSError as exc:  # e.g. a full disk
+        raise click.ClickException(f"{exc.filename or out}: cannot write ({exc.strerror or exc})") from None
     line = f"{metric} mAP {result.mean_ap:.4f} over {len(result.evaluated)} classes"
     if result.hit_at_k is not None:
         line += f", hit@{result.k} {result.hit_at_k:.4f}"
@@ -475,6 +505,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     from . import distributed
     from . import visualize as vis
 
+    _writable(out, folder=True)  # before the drawing, not after it
     try:
         ckpt = ckpt_mod.load(checkpoint)  # its errors name the file
         dev = distributed.resolve_device(device)
@@ -528,6 +559,7 @@ def export(checkpoint, fmt, out) -> None:
     settings travel in the file's metadata (docs/deploy.md shows how to read them)."""
     from .export import export as run_export
 
+    _writable(out)  # before the export, not after it
     try:
         meta = run_export(checkpoint, fmt, out)
     except (ValueError, RuntimeError) as exc:
@@ -585,6 +617,8 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
     from .predict import load_streams
     from .stream import Scorer, run_stream
 
+    if out is not None:
+        _writable(out)
     torch.set_num_threads(threads or max(1, usable_cores() - 1))
     try:
         dev = distributed.resolve_device(device)

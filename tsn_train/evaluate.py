@@ -21,7 +21,7 @@ from . import checkpoint, distributed
 from .checkpoint import Preprocessing
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
-from .lists import Record, validate
+from .lists import Record, read_list, store_known, validate
 from .mtwi import combine_crops, mtwi_scores, snippet_positions
 from .sampling import sample_indices
 from .models import TSN
@@ -74,7 +74,7 @@ def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, i
     return VideoDataset(source, records, counts, prep.modality, segments, False, transform)
 
 
-def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
+def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
              segments: int = TEST_SEGMENTS, crops: int = TEST_CROPS, batch: int = TEST_BATCH,
              workers: int = 2, device: str = "auto",
              amp: bool = True, progress: bool = True, mtwi: Optional[dict] = None) -> Scores:
@@ -83,13 +83,20 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record],
     Without ``mtwi``: the 25-snippet protocol (``segments`` snippets at segment centres, averaged
     over crops and snippets). With ``mtwi`` (``rate``, ``combine``, ``rule``): snippets at ``rate``
     per second over the whole video (the store's recorded fps), crops combined per snippet by
-    ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused."""
+    ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused.
+
+    ``records`` may be a list file: it is then read and every line resolved against the ids the
+    store holds for the checkpoint's modality (``lists.read_list``)."""
     dev = distributed.resolve_device(device)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.model_from_checkpoint(ckpt, dev)
     prep = ckpt.preprocessing
     store = Store(store_root)
-    counts = validate(records, store, prep.modality, len(ckpt.classes), "test list")
+    list_name = "test list"
+    if isinstance(records, (str, Path)):
+        list_name = f"test list {records}"
+        records = read_list(Path(records), store_known(store, prep.modality))
+    counts = validate(records, store, prep.modality, len(ckpt.classes), list_name)
     if mtwi:
         spec = modalities.get(prep.modality)
         starts = {}

@@ -29,9 +29,10 @@ from . import archs, checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
 from .config import FitConfig
 from .curves import write_curves
+from .outputs import OutputError, writable_folder
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
-from .lists import ListError, num_classes_of, read_classes, read_list, validate
+from .lists import ListError, num_classes_of, read_classes, read_list, store_known, validate
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
 from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
@@ -88,8 +89,10 @@ class Data:
 
 def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     """Read and check the lists against the store, and build the training (and validation) loaders."""
-    train = read_list(Path(cfg.train_list))
-    val = read_list(Path(cfg.val_list)) if cfg.val_list else None
+    store = Store(Path(cfg.store))
+    known = store_known(store, cfg.modality)  # every line resolved against the store's ids
+    train = read_list(Path(cfg.train_list), known, f"train list {cfg.train_list}")
+    val = read_list(Path(cfg.val_list), known, f"val list {cfg.val_list}") if cfg.val_list else None
     classes = read_classes(Path(cfg.classes)) if cfg.classes else None
     num_classes = cfg.num_classes or num_classes_of(train + (val or []), classes)
     if classes is None:
@@ -97,7 +100,6 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     elif cfg.num_classes and cfg.num_classes != len(classes):
         raise ListError(f"--num-classes {cfg.num_classes} disagrees with {cfg.classes} "
                         f"({len(classes)} names)")
-    store = Store(Path(cfg.store))
     train_counts = validate(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
     val_counts = (validate(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
                   if val else {})
@@ -290,10 +292,25 @@ def _check_output(cfg: FitConfig, resume: Optional[str], ckpt: Optional[Checkpoi
                          "choose another --out")
 
 
+def check_run_folder(out: Path, dev: distributed.Dist) -> None:
+    """Before the data, the model and the first step: rank 0 (the one that writes) proves it can
+    write in ``out``, and every rank stops with its one-line error if it cannot (no rank is left
+    waiting in a collective for a rank that has quit)."""
+    problem = None
+    if dev.main:
+        try:
+            writable_folder(out)
+        except OutputError as exc:
+            problem = exc
+    if distributed.all_sum([float(problem is not None)], dev.device)[0]:
+        raise problem or OutputError(f"{out}: cannot write here (rank 0 cannot; see its message)")
+
+
 def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     """Train ``cfg``; with ``resume`` (a checkpoint path) continue after its last full epoch."""
     dev = distributed.setup(cfg.device)
     out = Path(cfg.out)
+    check_run_folder(out, dev)
     data = load_data(cfg, dev)
     ckpt = checkpoint.load(Path(resume)) if resume else None
     _check_output(cfg, resume, ckpt)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,12 @@ import numpy as np
 
 class ScoreError(Exception):
     """A score file is unreadable, or score files do not describe the same videos."""
+
+
+def _gist(exc: BaseException, limit: int = 100) -> str:
+    """An exception in one short line (its first line, or its type when it says nothing)."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "") or type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 @dataclass
@@ -39,12 +47,31 @@ class Scores:
         if not path.is_file():
             raise ScoreError(f"{path}: no such score file")
         try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as exc:
+            raise ScoreError(f"{path}: cannot read the score file ({exc.strerror or exc})") from None
+        if not head:
+            raise ScoreError(f"{path}: not a tsn-train score file (empty file)")
+        if head != b"PK\x03\x04":  # np.savez writes a zip archive
+            raise ScoreError(f"{path}: not a tsn-train score file (not a zip archive)")
+        try:
             with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in ("video_ids", "labels", "scores", "classes", "settings")
+                           if k not in z.files]
+                if missing:
+                    raise ScoreError(f"{path}: not a tsn-train score file (no {', '.join(missing)} in it)")
                 return cls([str(v) for v in z["video_ids"]], z["labels"].astype(np.int64),
                            z["scores"].astype(np.float32), [str(c) for c in z["classes"]],
                            json.loads(str(z["settings"])))
-        except (OSError, KeyError, ValueError) as exc:
-            raise ScoreError(f"{path}: not a tsn-train score file ({exc})") from None
+        except ScoreError:
+            raise
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # cut short, or bytes changed
+            detail = "" if "is not a zip file" in str(exc) else f": {_gist(exc)}"  # no end record
+            raise ScoreError(f"{path}: not a tsn-train score file (truncated or damaged zip archive"
+                             f"{detail})") from None
+        except Exception as exc:  # noqa: BLE001 - whatever numpy raises on a damaged member
+            raise ScoreError(f"{path}: not a tsn-train score file (damaged: {_gist(exc)})") from None
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..archs import Arch, PretrainedError
-from ..safe_load import RefusedFile, load_plain
+from ..safe_load import RefusedFile, UnreadableFile, load_plain
 
 __all__ = ["PretrainedError", "load_pretrained", "read_state_dict"]
 
@@ -23,8 +23,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = load_plain(path)
     except RefusedFile as exc:
         raise PretrainedError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not weights"
-        raise PretrainedError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: {exc})") from None
+    except UnreadableFile as exc:  # empty, truncated, random bytes: one line, no PyTorch advice
+        why = exc.reason.removeprefix("not a PyTorch file: ")
+        raise PretrainedError(f"{path}: not a PyTorch weights file ({why})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
