@@ -1,4 +1,6 @@
-"""Shared fixtures: the real clips in ../shared/data and helpers to run tsn-prep."""
+"""Shared fixtures: the real clips in ../shared/data, helpers to run tsn-prep and tsn-train (in
+this process, or as real processes to start, wait for and kill), and to run Python code in a fresh
+interpreter."""
 from __future__ import annotations
 
 import errno
@@ -8,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -68,10 +72,69 @@ def unprivileged() -> list[str]:
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 
 
-def cli_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """Run tsn-prep as a real process (for exit codes, stderr and signals)."""
-    return subprocess.run([sys.executable, "-m", "tsn_prep.cli", *map(str, args)],
-                          capture_output=True, text=True, **kwargs)
+PREP, TRAIN = "tsn_prep.cli", "tsn_train.cli"
+
+
+def cli_argv(*args, module: str = PREP, prefix: Sequence[str] = ()) -> list[str]:
+    """The command line of tsn-prep (or ``module``, e.g. TRAIN) with ``args``, after ``prefix``
+    (e.g. ``unprivileged()``)."""
+    return [*prefix, sys.executable, "-m", module, *map(str, args)]
+
+
+def cli_subprocess(*args, module: str = PREP, prefix: Sequence[str] = (),
+                   **kwargs) -> subprocess.CompletedProcess:
+    """Run tsn-prep (or ``module``) as a real process to its end (for exit codes, stderr and
+    signals); its output as text."""
+    return subprocess.run(cli_argv(*args, module=module, prefix=prefix), capture_output=True,
+                          text=True, **kwargs)
+
+
+def start_cli(*args, module: str = PREP, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+              **kwargs) -> subprocess.Popen:
+    """Start tsn-prep (or ``module``) as a real process and return at once (to interrupt it, read
+    its output as it comes...); stdout and stderr are discarded unless given."""
+    return subprocess.Popen(cli_argv(*args, module=module), stdout=stdout, stderr=stderr, **kwargs)
+
+
+@contextmanager
+def killed_after(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``proc`` inside the block; SIGKILLed (if still running) and reaped after it, whatever
+    happened: no test leaves a run behind."""
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_until(done: Callable[[], bool], what: Callable[[], str] | str,
+               proc: subprocess.Popen | None = None, poll: float = 0.01) -> None:
+    """Poll ``done()`` until true; fail, saying ``what`` (a callable: what it returns then), if
+    ``proc`` ends first or GUARD seconds pass (GUARD only bounds a broken run)."""
+    deadline = time.monotonic() + GUARD
+    while not done():
+        ok = (proc is None or proc.poll() is None) and time.monotonic() < deadline
+        assert ok, what() if callable(what) else what
+        time.sleep(poll)
+
+
+def run_python(code: str, *args) -> str:
+    """What ``python -c code args`` prints: a fresh interpreter, e.g. to see which modules an import
+    pulls in. A non-zero exit fails."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, check=True).stdout
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` inside the block, restored after it."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -96,6 +159,16 @@ def read_frames(path: Path, n: int, size: tuple[int, int] | None = None, first: 
             frame = cv2.resize(frame, size) if size else frame
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame)
         index += 1
+    cap.release()
+    return frames
+
+
+def count_frames(path: Path) -> int:
+    """How many frames OpenCV reads from the video file ``path``."""
+    cap = cv2.VideoCapture(str(path))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
     cap.release()
     return frames
 
@@ -134,11 +207,8 @@ def one_torch_thread():
     """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``): on
     a busy 2-core machine two threads spin against each other (a tiny Inception-v3 fit and test
     took 23 s with two, 4 s with one)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 # --- interrupting a real run at a fixed point: a named pipe among the videos --------------------

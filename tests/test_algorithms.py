@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.extract import encode_flow
+from tsn_prep.extract import ExtractConfig, encode_flow
 from tsn_prep.flow import ALGORITHMS, BackendUnavailable, make_flow_fn
 from tsn_prep.store import Store
 from tsn_prep.video import VideoReader
@@ -46,10 +46,10 @@ def test_extract_flow_stores_that_algorithms_flow_and_records_it(tmp_path, algor
         "--modality", "flow", "--modality", "warped_flow", "--quiet")
     store = Store(out)
     meta = store.entry("clip", "flow").meta
-    params = meta["parameters"]
+    params = meta.parameters
     assert params["algorithm"] == algorithm and params["flow_backend"] == "opencv"
     assert "tvl1" not in params and params[algorithm]
-    assert store.entry("clip", "warped_flow").meta["parameters"]["algorithm"] == algorithm
+    assert store.entry("clip", "warped_flow").meta.parameters["algorithm"] == algorithm
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
             for f in VideoReader(VIDEOS / "carphone.mp4", (96, 80), None, 4).frames()]
     for i in range(3):
@@ -58,10 +58,9 @@ def test_extract_flow_stores_that_algorithms_flow_and_records_it(tmp_path, algor
     info = json.loads(cli("info", out, "--json").output)
     assert info["modalities"]["flow"]["parameters"][0]["algorithm"] == algorithm
     # predict re-extracts a raw video with exactly the settings its training store recorded
-    from tsn_train.predict import extract_config
     for modality in ("flow", "warped_flow"):
-        recorded = dict(store.entry("clip", modality).meta["parameters"], max_frames=None)
-        assert extract_config(recorded, modality).parameters(modality) == recorded  # all frames
+        recorded = dict(store.entry("clip", modality).meta.parameters, max_frames=None)
+        assert ExtractConfig.from_parameters(recorded, modality).parameters(modality) == recorded  # all frames
 
 
 def test_tvl1_is_the_default_and_gpu_settings_are_refused_for_the_others(tmp_path):

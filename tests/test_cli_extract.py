@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tsn_prep.extract
-from tsn_prep.extract import encode_jpeg
+from tsn_core.codec import encode_jpeg
 from tsn_prep.store import Store, image_key, shard_of
 
 from .conftest import VIDEOS, cli, decode, link_videos, read_frames
@@ -38,9 +38,9 @@ def test_extract_frames_ids_counts_and_pixels(videos, tmp_path):
     s = Store(out)
     assert s.videos("rgb") == ["ApplyEyeMakeup/v_eye", "ArmWrestling/arm", "carphone"]
     e = s.entry("carphone", "rgb")
-    assert e.meta["count"] == e.meta["num_frames"] == 6
-    assert e.meta["source_size"] == [176, 144] and e.meta["stored_size"] == [340, 256]
-    assert e.meta["fps"] == pytest.approx(29.97, abs=0.01)
+    assert e.meta.count == e.meta.num_frames == 6
+    assert e.meta.source_size == (176, 144) and e.meta.stored_size == (340, 256)
+    assert e.meta.fps == pytest.approx(29.97, abs=0.01)
     expected = read_frames(VIDEOS / "carphone.mp4", 6, (340, 256))  # bilinear, as the reader
     for i in range(6):  # the very bytes of encoding OpenCV's decode, in order
         assert s.get("carphone", "img", i) == encode_jpeg(expected[i], 95)
@@ -52,12 +52,12 @@ def test_whole_video_and_short_side(tmp_path):
     videos = link_videos(tmp_path / "v", {"tree.avi": "tree.avi"})
     cli("extract-frames", videos, tmp_path / "out", "--short-side", 128, "--quiet")
     e = Store(tmp_path / "out").entry("tree", "rgb")
-    assert e.meta["count"] == 68  # every frame, 0-based keys 0..67
-    assert e.meta["stored_size"] == [171, 128]  # 320x240 scaled to a 128 px short side
+    assert e.meta.count == 68  # every frame, 0-based keys 0..67
+    assert e.meta.stored_size == (171, 128)  # 320x240 scaled to a 128 px short side
     # Its container declares 444 frames, most of them dropped-frame markers: the 68 decoded ones
     # reach the end of its 29.6 s, so it is whole and carries no warning.
-    assert e.meta["declared_frames"] == 444
-    assert "warning" not in e.meta
+    assert e.meta.declared_frames == 444
+    assert e.meta.warning is None
 
 
 def test_flow_and_warped_flow_from_one_decode_pass(videos, flow_store, tmp_path, monkeypatch):
@@ -76,13 +76,13 @@ def test_flow_and_warped_flow_from_one_decode_pass(videos, flow_store, tmp_path,
     assert flow.videos("flow") == both.videos("warped_flow") == \
         ["ApplyEyeMakeup/v_eye", "ArmWrestling/arm", "carphone"]
     for vid in flow.videos("flow"):
-        assert both.entry(vid, "flow").meta["count"] == 1 == both.entry(vid, "warped_flow").meta["count"]
-        assert both.entry(vid, "flow").meta["num_frames"] == 2
+        assert both.entry(vid, "flow").meta.count == 1 == both.entry(vid, "warped_flow").meta.count
+        assert both.entry(vid, "flow").meta.num_frames == 2
         for ch in ("flow_x", "flow_y"):
             assert both.get(vid, ch, 0) == flow.get(vid, ch, 0)
         x = decode(both.get(vid, "flow_x", 0))
         assert x.ndim == 2 and x.shape == (84, 112)
-    p = both.entry("carphone", "warped_flow").meta["parameters"]
+    p = both.entry("carphone", "warped_flow").meta.parameters
     assert p["bound"] == 20.0 and p["tvl1"]["tau"] == 0.25
     assert p["warp"]["detector"] == "sift" and p["warp"]["min_pairs"] == 60
 
@@ -104,8 +104,8 @@ def test_rerun_skips_complete_videos_and_adds_missing_modalities(videos, flow_st
     assert computed == [("warped_flow",)] * 3 and "3 extracted, 0 already complete" in r.output
     s = Store(out)
     for vid in s.videos("flow"):  # flow untouched, warped flow added beside it
-        assert s.entry(vid, "flow").meta["stored_at"] == Store(flow_store).entry(vid, "flow").meta["stored_at"]
-        assert s.entry(vid, "warped_flow").meta["count"] == 1
+        assert s.entry(vid, "flow").meta.stored_at == Store(flow_store).entry(vid, "flow").meta.stored_at
+        assert s.entry(vid, "warped_flow").meta.count == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where PyTorch sees no GPU")

@@ -1,15 +1,13 @@
 """Training settings: defaults from the modality spec checked against the SPEC's reference solver,
 presets that only say how they differ, overrides, help text from the same source, and a command
 line that answers --help without importing torch."""
-import subprocess
-import sys
-
 import pytest
 
-from tsn_prep.modalities import MODALITIES
+from tsn_core.modalities import MODALITIES
+from tsn_train import config
 from tsn_train.config import FitConfig, default_text, defaults, load_preset, resolve
 
-from .conftest import train_cli
+from .conftest import run_python, train_cli
 
 BASE = {"store": "s", "train_list": "t", "out": "o"}
 
@@ -60,7 +58,7 @@ def test_a_resolved_config_has_no_missing_setting():
         assert None not in (cfg.scales, cfg.dropout, cfg.lr, cfg.lr_steps, cfg.epochs, cfg.clip_grad)
         # defaults() returns fresh lists: changing one run's settings leaves the spec alone
         cfg.scales.append(0.1)
-        assert tuple(resolve(dict(BASE, modality=modality)).scales) == MODALITIES[modality].scales
+        assert tuple(resolve(dict(BASE, modality=modality)).scales) == config.REFERENCE[modality].scales
 
 
 def test_help_shows_the_defaults_resolve_uses():
@@ -107,5 +105,4 @@ def test_help_does_not_import_torch(args):
     code = ("import sys; from click.testing import CliRunner; from tsn_train.cli import main; "
             f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0, r.output; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert run_python(code).strip() == "[]"

@@ -8,10 +8,11 @@ from tests.conftest import CLIPS, decode
 from tsn_prep.store import Store
 import pickle
 
+from tsn_train.config import REFERENCE
 from tsn_train.dataset import MemoryImages, ShardSampler, StoreImages, VideoDataset
-from tsn_train.lists import Record, validate
+from tsn_core.lists import Record
+from tsn_train.lists import validate
 from tsn_train.sampling import center_starts, sample_indices
-from tsn_prep.modalities import MODALITIES
 from tsn_train.transforms import NORMS, EvalCrops, TrainAugment, to_input
 
 RECORDS = [Record(c, i) for i, c in enumerate(CLIPS)]
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def dataset(store, modality, train, segments=3, source=None):
     counts = validate(RECORDS, Store(store), modality, 5)
     is_flow = modality == "flow"
-    transform = (TrainAugment(64, MODALITIES[modality].scales, is_flow) if train
+    transform = (TrainAugment(64, REFERENCE[modality].scales, is_flow) if train
                  else EvalCrops(64, 84, 1, is_flow))  # 112x84 frames: centre 64x64, no resize
     return VideoDataset(source or StoreImages(store), RECORDS, counts, modality, segments, train, transform, seed=7)
 
@@ -88,7 +89,7 @@ def test_a_store_source_pickles_without_its_handle_and_memory_images_read_the_sa
     assert clone.read("tree", "flow_x", [0, 3]) == first
     # predict's in-memory images give the same items as the store they came from
     store = Store(train_store)
-    count = store.entry("tree", "flow").meta["count"]
+    count = store.entry("tree", "flow").meta.count
     memory = MemoryImages({ch: store.read("tree", ch, list(range(count))) for ch in ("flow_x", "flow_y")})
     a = dataset(train_store, "flow", train=False)
     b = dataset(train_store, "flow", train=False, source=memory)

@@ -32,7 +32,7 @@ def test_pan_is_removed_and_object_motion_kept(tmp_path):
                 for c in "xy")
         return np.hypot(x, y)
 
-    assert s.entry("pan", "warped_flow").meta["count"] == 3
+    assert s.entry("pan", "warped_flow").meta.count == 3
     for i in range(3):
         plain, warped = magnitude("flow", i), magnitude("warped_flow", i)
         # the background moves with the camera, hypot(2.5, 1.5) = 2.92 px/frame (measured 2.77-3.22)

@@ -8,11 +8,12 @@ import pytest
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from tsn_prep.modalities import MODALITIES
+from tsn_core.modalities import MODALITIES
 from tsn_prep.store import Store
+from tsn_train.config import REFERENCE
 from tsn_train.dataset import StoreImages, VideoDataset
 from tsn_train.device_decode import EncodedDataset, collate, decode_batch
-from tsn_train.lists import read_list
+from tsn_core.lists import read_list
 from tsn_train.transforms import TrainAugment
 
 from .conftest import train_cli
@@ -43,7 +44,7 @@ def test_device_items_are_the_loader_items_up_to_resize_rounding(train_store, mo
     records = read_list(train_store.parent / "train.txt")
     count = 15 if spec.is_flow else 40
     counts = {r.video_id: count for r in records}
-    augment = TrainAugment(56, spec.scales, spec.is_flow)
+    augment = TrainAugment(56, REFERENCE[modality].scales, spec.is_flow)
     args = (StoreImages(train_store), records, counts, modality, 3, True, augment)
     loader_ds, device_ds = VideoDataset(*args, seed=11), EncodedDataset(*args, seed=11)
     for epoch in (0, 1):

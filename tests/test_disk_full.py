@@ -62,7 +62,7 @@ def test_fit_stops_with_one_line_when_the_checkpoint_does_not_fit(train_store, s
 
 def stored(root):
     s = Store(root)
-    return {(v, c, i): d for _, v, c, i, d in s.iter_images()}, {k: e.meta["count"] for k, e in s.index.items()}
+    return {(v, c, i): d for _, v, c, i, d in s.iter_images()}, {k: e.meta.count for k, e in s.index.items()}
 
 
 def test_extraction_stops_with_one_line_keeps_a_valid_store_and_finishes_later(small_fs, tmp_path):

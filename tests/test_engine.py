@@ -11,8 +11,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import cv2
 import numpy as np
@@ -27,7 +25,8 @@ from tsn_prep.store import Store
 from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.warp import WarpParams
 
-from .conftest import GUARD, VIDEOS, cli, committed_ids, link_videos, make_pipe, open_pipe_writer
+from .conftest import (GUARD, VIDEOS, cli, committed_ids, killed_after, link_videos, make_pipe,
+                       open_pipe_writer, start_cli, torch_threads, wait_until)
 
 TINY = TVL1Params(scales=2, warps=1, epsilon=0.05)
 TINY_ARGS = ("--scales", "2", "--warps", "1", "--epsilon", "0.05")
@@ -45,17 +44,15 @@ def eager_two_threads(monkeypatch):
     seconds); the tests run as commands, and two tests below, have the solver processes."""
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
     monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 def snapshot(out):
     """Every image and every entry's metadata (less its time of writing) of a store."""
     s = Store(out)
     images = {(vid, ch, i): data for _, vid, ch, i, data in s.iter_images()}
-    meta = {k: {f: v for f, v in e.meta.items() if f != "stored_at"} for k, e in s.index.items()}
+    meta = {k: {f: v for f, v in e.meta.to_dict().items() if f != "stored_at"} for k, e in s.index.items()}
     return images, meta
 
 
@@ -88,8 +85,8 @@ def test_mixed_sizes_batched_across_videos_equal_the_per_video_path(tmp_path, mo
     assert snapshot(tmp_path / "engine") == snapshot(tmp_path / "ref")
 
     sizes = Store(tmp_path / "engine").index
-    assert sizes[("a/car", "flow")].meta["stored_size"] == [59, 48]
-    assert sizes[("a/arm", "flow")].meta["stored_size"] == [64, 48]
+    assert sizes[("a/car", "flow")].meta.stored_size == (59, 48)
+    assert sizes[("a/arm", "flow")].meta.stored_size == (64, 48)
     assert all(len(shapes) == 1 for _, _, shapes in spy.batches)  # sizes never share a batch
     assert {shape for _, shape, _ in spy.batches} == {(48, 59), (48, 64)}
     assert any(len({key for key, _, _ in pairs}) > 1 for pairs, _, _ in spy.batches)  # across videos
@@ -170,9 +167,13 @@ class FakeSolver:
     """Stands in for a compiled solver: flow = (prev - cur, prev + cur) per pixel, records shapes."""
 
     compiled = True
+    quantizes = False
 
     def __init__(self):
         self.shapes = []
+
+    def close(self, wait=True):
+        pass
 
     def batch(self, prev, cur):
         self.shapes.append(prev.shape)
@@ -201,7 +202,7 @@ def test_compiled_solvers_get_one_shape_per_frame_size(tmp_path):
         expected = [encode_flow(FakeSolver().batch(a[None], b[None])[0], cfg.bound, cfg.jpeg_quality)
                     for a, b in zip(greys, greys[1:])]
         assert list(zip(r.images["flow"]["flow_x"], r.images["flow"]["flow_y"])) == expected
-        assert r.pairs == 6 and r.meta["flow"]["num_frames"] == 7
+        assert r.pairs == 6 and r.meta["flow"].num_frames == 7
 
 
 class Failing(FakeSolver):
@@ -308,8 +309,8 @@ ENV = dict(os.environ, TSN_TORCH_COMPILE="0", OMP_NUM_THREADS="2")
 
 
 def _start(videos, out, stderr=subprocess.DEVNULL):
-    return subprocess.Popen([sys.executable, "-m", "tsn_prep.cli", FIFO_ARGS[0], str(videos), str(out),
-                             *FIFO_ARGS[1:]], stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
+    """The FIFO_ARGS run started, SIGKILLed after the block."""
+    return killed_after(start_cli(FIFO_ARGS[0], videos, out, *FIFO_ARGS[1:], stderr=stderr, env=ENV))
 
 
 def _parent(pid: int) -> int:
@@ -352,20 +353,15 @@ def _holders(path) -> set[int]:
 
 def _decoder_of(pipe, proc) -> int:
     """The pid of the decoding worker reading ``pipe``: a child of ``proc``, not ``proc`` itself."""
-    deadline = time.monotonic() + GUARD
-    while not _holders(pipe):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: _holders(pipe), f"no process opened {pipe}")
     (pid,) = _holders(pipe)
     assert pid != proc.pid and _parent(pid) == proc.pid
     return pid
 
 
 def _wait_for(out, ids, proc):
-    deadline = time.monotonic() + GUARD
-    while committed_ids(out) != ids:  # the parent commits them, then has nothing more to do
-        assert proc.poll() is None and time.monotonic() < deadline, committed_ids(out)
-        time.sleep(0.05)
+    # the parent commits them, then has nothing more to do
+    wait_until(lambda: committed_ids(out) == ids, lambda: committed_ids(out), proc, poll=0.05)
 
 
 NAMES = {"0_arm.mp4": "armwrestling_kinetics.mp4", "1_car.mp4": "carphone.mp4",
@@ -389,8 +385,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     cli(FIFO_ARGS[0], link_videos(tmp_path / "ref_videos", NAMES), ref, *FIFO_ARGS[1:])
     videos, pipe = _pipe_videos(tmp_path)
     out = tmp_path / "out"
-    proc = _start(videos, out)
-    try:
+    with _start(videos, out) as proc:
         writer = open_pipe_writer(pipe, proc)  # the worker is past the first two videos
         decoder = _decoder_of(pipe, proc)
         _wait_for(out, ["0_arm", "1_car"], proc)
@@ -398,15 +393,10 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
         assert decoder in helpers and len(helpers) >= 1 + min(2, engine.usable_cores())
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + GUARD
-        while helpers & {int(p) for p in os.listdir("/proc") if p.isdigit()}:  # all die with the run
-            assert time.monotonic() < deadline, "a helper process outlived the killed run"
-            time.sleep(0.05)
+        wait_until(lambda: not helpers & {int(p) for p in os.listdir("/proc") if p.isdigit()},
+                   "a helper process outlived the killed run", poll=0.05)  # all die with the run
         assert decoder not in _holders(pipe)
         os.close(writer)
-    finally:
-        proc.kill()
-        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert committed_ids(out) == ["0_arm", "1_car"]
     assert verify_store(Store(out)) == []
@@ -425,19 +415,14 @@ def test_ctrl_c_with_the_engine_running(tmp_path):
     videos, pipe = _pipe_videos(tmp_path)
     out = tmp_path / "out"
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err_file:
-        proc = _start(videos, out, stderr=err_file)
-        try:
-            writer = open_pipe_writer(pipe, proc)
-            decoder = _decoder_of(pipe, proc)
-            _wait_for(out, ["0_arm", "1_car"], proc)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=GUARD)
-            assert decoder not in _holders(pipe)  # the run ended its worker before exiting
-            os.close(writer)
-        finally:
-            proc.kill()
-            proc.wait()
+    with open(err_path, "w") as err_file, _start(videos, out, stderr=err_file) as proc:
+        writer = open_pipe_writer(pipe, proc)
+        decoder = _decoder_of(pipe, proc)
+        _wait_for(out, ["0_arm", "1_car"], proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=GUARD)
+        assert decoder not in _holders(pipe)  # the run ended its worker before exiting
+        os.close(writer)
     err = err_path.read_text()
     assert proc.returncode == 130, err
     assert f"interrupted: finished videos are safe in {out}; re-run the same command" in err
@@ -449,16 +434,11 @@ def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
     videos, pipe = _pipe_videos(tmp_path)
     out = tmp_path / "out"
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err_file:
-        proc = _start(videos, out, stderr=err_file)
-        try:
-            writer = open_pipe_writer(pipe, proc)
-            os.kill(_decoder_of(pipe, proc), signal.SIGKILL)  # as the kernel's OOM killer would
-            os.close(writer)
-            proc.wait(timeout=GUARD)
-        finally:
-            proc.kill()
-            proc.wait()
+    with open(err_path, "w") as err_file, _start(videos, out, stderr=err_file) as proc:
+        writer = open_pipe_writer(pipe, proc)
+        os.kill(_decoder_of(pipe, proc), signal.SIGKILL)  # as the kernel's OOM killer would
+        os.close(writer)
+        proc.wait(timeout=GUARD)
     err = err_path.read_text()
     assert proc.returncode == 1, err
     assert "3 extracted, 0 already complete, 1 failed, of 4 videos" in err

@@ -10,9 +10,9 @@ import torch
 from tests.conftest import CLIPS, VIDEOS, cli, decode, read_frames, train_cli
 from tsn_prep.store import Store
 from tsn_train import checkpoint
-from tsn_train.evaluate import run_test
-from tsn_train.lists import Record, read_list
-from tsn_prep import modalities
+from tsn_train.protocol import run_test
+from tsn_core.lists import Record, read_list
+from tsn_core import modalities
 from tsn_train.sampling import center_starts, sample_indices
 from tsn_train.scores import Scores, ScoreError, fuse, metrics, softmax
 from tsn_train.transforms import eval_boxes, hflip, rescale_short_side, to_input
@@ -47,7 +47,7 @@ def slow_scores(ckpt_path, store_root, video_id, segments, crops):
     modality, norm = prep.modality, prep.norm
     store = Store(store_root)
     spec = modalities.get(modality)
-    count = store.entry(video_id, spec.source).meta["count"]
+    count = store.entry(video_id, spec.source).meta.count
     length, channels = spec.snippet_length, spec.channels
     total, n = 0, 0
     for snippet in sample_indices(center_starts(count, length, segments), length, count):
@@ -185,11 +185,11 @@ def test_mtwi_protocol_is_window_integration_of_per_snippet_scores(train_store, 
     for i in (0, 4):
         video = CLIPS[i]
         meta = store.entry(video, "flow").meta
-        starts = snippet_positions(meta["count"], meta["fps"], 2, 5)
+        starts = snippet_positions(meta.count, meta.fps, 2, 5)
         assert len(starts) >= 2  # 15 flows at 25-30 fps: a second or so, two snippets a second
         per_snippet = []
         for start in starts:
-            idx = sample_indices([start], 5, meta["count"])[0]
+            idx = sample_indices([start], 5, meta.count)[0]
             frames = np.stack([np.stack([decode(store.get(video, ch, j)) for ch in ("flow_x", "flow_y")], -1)
                                for j in idx])
             frames = rescale_short_side(frames, prep.scale_size)

@@ -12,8 +12,9 @@ from tests.conftest import CLIPS, train_cli
 from tests.helpers.synthetic_models import random_checkpoint
 from tsn_train import checkpoint, export
 from tsn_train.dataset import StoreImages
-from tsn_train.evaluate import eval_dataset
-from tsn_train.lists import Record, validate
+from tsn_train.protocol import dataset_for_test
+from tsn_core.lists import Record
+from tsn_train.lists import validate
 from tsn_train.transforms import to_input
 from tsn_prep.store import Store
 
@@ -28,7 +29,7 @@ def real_snippets(store: Path, modality: str, prep) -> torch.Tensor:
     s = Store(store)
     counts = validate(records, s, modality, len(CLIPS))
     s.close()
-    ds = eval_dataset(StoreImages(store), records, counts, prep, segments=3, crops=1)
+    ds = dataset_for_test(StoreImages(store), records, counts, prep, segments=3, crops=1)
     return torch.stack([ds[i][0][0] for i in range(len(CLIPS))])
 
 

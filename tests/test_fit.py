@@ -144,7 +144,7 @@ def test_ranks_split_the_videos():
     few = [ShardSampler(1, r, 3, pad=True) for r in range(3)]  # fewer videos than ranks
     assert [s.order() for s in few] == [[0], [0], [0]] and [len(s) for s in few] == [1, 1, 1]
     val = [ShardSampler(5, r, 2).order() for r in (0, 1)]
-    assert val == [[0, 2, 4], [1, 3]]  # evaluation: every video exactly once
+    assert val == [[0, 2, 4], [1, 3]]  # validation: every video exactly once
 
 
 def test_two_gloo_ranks_end_with_identical_weights(train_store, tmp_path):
@@ -238,8 +238,8 @@ def test_inception_v3_end_to_end(train_store, tmp_path):
     # round trip gives the model fit returned, and the test scores are that model's.
     from tsn_train.cli import main
     from tsn_train.dataset import StoreImages
-    from tsn_train.evaluate import eval_dataset, run_test, video_scores
-    from tsn_train.lists import Record
+    from tsn_train.protocol import dataset_for_test, run_test, video_scores
+    from tsn_core.lists import Record
     from tsn_train.transforms import NORMS
 
     run = tmp_path / "iv3"
@@ -262,7 +262,7 @@ def test_inception_v3_end_to_end(train_store, tmp_path):
     scores = run_test(run / "last.pt", train_store, records, segments=2, crops=1, workers=0,
                       progress=False, device="cpu")
     assert scores.scores.shape == (2, 2) and scores.settings["arch"] == "inception_v3"
-    ds = eval_dataset(StoreImages(train_store), records, {c: 40 for c in CLIPS}, ckpt.preprocessing, 2, 1)
+    ds = dataset_for_test(StoreImages(train_store), records, {c: 40 for c in CLIPS}, ckpt.preprocessing, 2, 1)
     for i in (0, 1):
         expected = video_scores(trained, ds[i][0], ckpt.preprocessing, 64).numpy()
         assert np.isfinite(expected).all()

@@ -20,7 +20,7 @@ from tsn_prep.flow import BACKENDS
 from tsn_prep.flow_torch import TorchTVL1
 from tsn_prep.tvl1_params import TVL1Params
 
-from .conftest import VIDEOS
+from .conftest import VIDEOS, run_python, torch_threads
 from .test_flow_accuracy import epe, grove3_opencv
 
 CLIPS = ("armwrestling_kinetics.mp4", "carphone.mp4", "poolcleaning.mp4")
@@ -33,10 +33,8 @@ THREADS = 1
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(saved)
+    with torch_threads(THREADS):
+        yield
 
 
 def grey_frames(path, first, count, size=None):
@@ -264,8 +262,7 @@ def test_registered_backend_and_lazy_import():
     fn = BACKENDS["torch"](TVL1Params(), None)
     assert isinstance(fn, TorchTVL1) and fn.device == torch.device("cpu") and fn.name == "torch"
     code = "import sys, tsn_prep.flow; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert run_python(code).strip() == "False"
 
 
 def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path, monkeypatch):
@@ -285,8 +282,8 @@ def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path,
         cli("extract-flow", videos, tmp_path / name, "--size", "96x72", "--max-frames", "5",
             "--modality", "flow", "--modality", "warped_flow", *args)
     stores = {name: Store(tmp_path / name) for name in runs}
-    assert stores["torch3"].entry("carphone", "flow").meta["parameters"]["flow_backend"] == "torch"
-    assert stores["opencv"].entry("carphone", "flow").meta["parameters"]["flow_backend"] == "opencv"
+    assert stores["torch3"].entry("carphone", "flow").meta.parameters["flow_backend"] == "torch"
+    assert stores["opencv"].entry("carphone", "flow").meta.parameters["flow_backend"] == "opencv"
     diffs = []
     for i in range(4):
         for ch in ("flow_x", "flow_y", "warped_flow_x", "warped_flow_y"):

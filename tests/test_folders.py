@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from tsn_prep import modalities
+from tsn_core import modalities
 from tsn_prep.store import Store, shard_name, shard_of
 
 from .conftest import DATA, cli, link_videos
@@ -111,7 +111,7 @@ def test_import_into_three_shards(tmp_path):
         stored[(vid, channel, i)] = data
     assert stored == {key: open(path, "rb").read() for key, path in sources.items()}
     for k, vid in enumerate(ids):
-        assert s.entry(vid, "rgb").meta["count"] == k + 2
+        assert s.entry(vid, "rgb").meta.count == k + 2
         assert s.get(vid, "img", k + 1) == (FRAMES / f"img_{k + 2:05d}.jpg").read_bytes()
     assert cli("verify", out, "--quiet").exit_code == 0
 
@@ -172,10 +172,10 @@ def test_import_detects_every_convention_per_folder(tmp_path):
         assert sorted(m for v, m in s.index if v == vid) == sorted(expected)
         for modality, (patterns, start) in expected.items():
             meta = s.entry(vid, modality).meta
-            assert meta["naming"] == {"prefixes": [p.split("{")[0] for p in patterns], "start": start}
-            assert meta["count"] == spec[patterns[0]][1]
+            assert meta.naming == {"prefixes": [p.split("{")[0] for p in patterns], "start": start}
+            assert meta.count == spec[patterns[0]][1]
             for channel, pattern in zip(modalities.get(modality).channels, patterns):
-                stored = [s.get(vid, channel, i, modality) for i in range(meta["count"])]
+                stored = [s.get(vid, channel, i, modality) for i in range(meta.count)]
                 assert stored == [src.read_bytes() for src in sources[name][pattern]], (vid, channel)
     assert cli("verify", tmp_path / "out", "--quiet").exit_code == 0
 
@@ -185,7 +185,7 @@ def test_mmaction2_rawframes_with_default_options_keep_their_flow(tmp_path):
     shutil.copytree(FRAMES, tmp_path / "tree" / "clip")
     cli("import-frames", tmp_path / "tree", tmp_path / "out", "--quiet")
     s = Store(tmp_path / "out")
-    assert (s.entry("clip", "rgb").meta["count"], s.entry("clip", "flow").meta["count"]) == (10, 5)
+    assert (s.entry("clip", "rgb").meta.count, s.entry("clip", "flow").meta.count) == (10, 5)
     assert s.get("clip", "flow_y", 4) == (FRAMES / "y_00005.jpg").read_bytes()
 
 
@@ -198,7 +198,7 @@ def test_dense_flow_warp_tree_imported_as_warped_flow(tmp_path):
     r = cli("import-frames", tmp_path / "warp", out, "--flow-modality", "warped_flow", "--quiet")
     assert "found warped_flow flow_x_/flow_y_ from 1: 1 folder" in r.stderr
     s = Store(out)
-    assert (s.entry("v", "flow").meta["count"], s.entry("v", "warped_flow").meta["count"]) == (3, 2)
+    assert (s.entry("v", "flow").meta.count, s.entry("v", "warped_flow").meta.count) == (3, 2)
     assert s.get("v", "warped_flow_y", 1) == warp["flow_y_{:05d}.jpg"][1].read_bytes()
     assert cli("import-frames", tmp_path / "warp", out, "--flow-modality", "warped_flow",
                "--warp-prefix", "w_", "--quiet", expect=2).exit_code == 2
@@ -245,11 +245,11 @@ def test_import_never_drops_images_silently(tmp_path):
     assert r.stderr.splitlines()[-2:] == [
         f"left out 2 unmatched image files in 1 folders (--ignore-unmatched), e.g. {tree / 'unknown'}/frame0001.jpg",
         f"imported 1 videos, 0 failed -> {tmp_path / 'out2'}"]
-    assert Store(tmp_path / "out2").entry("unknown", "rgb").meta["count"] == 3
+    assert Store(tmp_path / "out2").entry("unknown", "rgb").meta.count == 3
     # naming the prefix imports them; the one naming asked for claims only its files
     r = cli("import-frames", tree / "only_unknown", tmp_path / "out3", "--img-prefix", "frame_", "--quiet")
     assert "found rgb frame_ from 0: 1 folder" in r.stderr
-    assert Store(tmp_path / "out3").entry("only_unknown", "rgb").meta["count"] == 4
+    assert Store(tmp_path / "out3").entry("only_unknown", "rgb").meta.count == 4
     r = cli("import-frames", tree / "two_namings", tmp_path / "out4", "--flow-prefix", "", "--quiet", expect=1)
     assert "4 image files match no naming being imported (flow_x_00001.jpg, flow_x_00002.jpg, flow_y_00001.jpg and 1 more)" in r.stderr
 

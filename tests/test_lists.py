@@ -2,8 +2,10 @@
 import pytest
 
 from tests.conftest import CLIPS, train_cli
+from tsn_core.meta import EntryMeta
 from tsn_prep.store import Store
-from tsn_train.lists import ListError, Record, hmdb51_lists, read_list, ucf101_lists, validate
+from tsn_core.lists import ListError, Record, read_list
+from tsn_train.lists import hmdb51_lists, ucf101_lists, validate
 
 
 def test_read_list_formats_and_errors(tmp_path):
@@ -81,8 +83,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tsn_prep.store import ShardWriter  # noqa: E402
-from tsn_train.lists import (Known, ListLine, MultiRecord, Reading, parse_list,  # noqa: E402
-                             parse_multilabel_list, read_multilabel_list, store_known)
+from tsn_core.lists import (Known, ListLine, MultiRecord, Reading, parse_list,  # noqa: E402
+                            parse_multilabel_list, read_multilabel_list)
+from tsn_train.lists import store_known  # noqa: E402
 
 CAFE_NFC = unicodedata.normalize("NFC", "café")
 CAFE_NFD = unicodedata.normalize("NFD", "café")
@@ -98,7 +101,7 @@ def write_store(root, ids):
              for _ in range(3)]
     w = ShardWriter(root)
     for vid in ids:
-        w.put_video(vid, "rgb", {"img": jpegs}, {"num_frames": 3, "fps": 25.0, "parameters": {}})
+        w.put_video(vid, "rgb", {"img": jpegs}, EntryMeta(num_frames=3, fps=25.0, parameters={}))
     w.close()
     return root
 
@@ -209,8 +212,6 @@ def test_fit_stops_on_an_ambiguous_line(odd_store, tmp_path):
 
 def test_test_command_scores_the_videos_the_lines_name(odd_store, tmp_path):
     """`tsn-train test` with an untrained tiny model: which videos it scores is what matters."""
-    import torch  # noqa: F401  (the model's framework)
-
     from tsn_train import checkpoint
     from tsn_train.config import resolve
     from tsn_train.models import build_model

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tsn_train.lists import ListError, MultiRecord, read_list, read_multilabel_list
+from tsn_core.lists import ListError, MultiRecord, read_list, read_multilabel_list
 from tsn_train.metrics import (activitynet_map, activitynet_map_from_submissions, submissions,
                                thumos14_map, voc_ap)
 

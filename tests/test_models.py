@@ -1,14 +1,13 @@
 """TSN model: architecture declarations, pretrained loading, cross-modality init, partial BN,
 parameter groups, schedule."""
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from tsn_train.archs import ARCHS
 from tsn_train.models import PretrainedError, build_tsn
 from tsn_train.optim import lr_at, make_optimizer, set_lr
+
+from .conftest import run_python
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,7 +47,7 @@ def test_the_command_line_reads_architectures_and_consensus_names_without_torch(
             "from tsn_train.models import ARCHS as A, PretrainedError; "
             "assert 'torch' not in sys.modules and A is ARCHS; "
             "print(sorted(ARCHS), ARCHS['inception_v3'].input_size, CONSENSUS)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_python(code)
     assert "'bn_inception'" in out and " 299 " in out and "'attention'" in out
 
 

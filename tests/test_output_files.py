@@ -4,15 +4,13 @@ writability before the work that makes it starts."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import VIDEOS, train_cli, unprivileged
+from tests.conftest import TRAIN, VIDEOS, cli_subprocess, train_cli, unprivileged
 from tsn_train import checkpoint
 from tsn_train.config import FitConfig
 from tsn_train.outputs import PROBE_PREFIX, OutputError, writable_file, writable_folder
@@ -183,8 +181,7 @@ def test_a_read_only_folder_is_permission_denied(tmp_path):
     scores = score_file(tmp_path / "a.npz")
     ro.chmod(0o555)
     try:
-        r = subprocess.run([*unprivileged(), sys.executable, "-m", "tsn_train.cli", "fuse", str(scores),
-                            "--out", str(ro / "f.npz")], capture_output=True, text=True)
+        r = cli_subprocess("fuse", scores, "--out", ro / "f.npz", module=TRAIN, prefix=unprivileged())
     finally:
         ro.chmod(0o755)
     assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -193,9 +190,9 @@ def test_a_read_only_folder_is_permission_denied(tmp_path):
 
 
 def test_test_stops_before_scoring_when_an_output_cannot_be_written(tmp_path, blocker, monkeypatch):
-    import tsn_train.evaluate
+    import tsn_train.protocol
     scored = []
-    monkeypatch.setattr(tsn_train.evaluate, "run_test", lambda *a, **k: scored.append(a))
+    monkeypatch.setattr(tsn_train.protocol, "run_test", lambda *a, **k: scored.append(a))
     ckpt = small_checkpoint(tmp_path / "real.pt")
     lst = tmp_path / "list.txt"
     lst.write_text("a 0\n")

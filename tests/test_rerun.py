@@ -4,7 +4,6 @@ import json
 import shutil
 from fractions import Fraction
 import subprocess
-import sys
 
 import av
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import tsn_prep.store
 from tsn_prep.store import MAX_KEY_ID_BYTES, ShardWriter, Store
 
-from .conftest import VIDEOS, cli, decode
+from .conftest import VIDEOS, cli, decode, start_cli
 
 
 def small_videos(dest, **clips):
@@ -41,7 +40,7 @@ def test_other_settings_stop_the_run_and_recompute_replaces_atomically(tmp_path)
     r = cli("extract-frames", videos, out, "--max-frames", 2, "--size", "32x24", "--recompute", "--quiet")
     assert "2 extracted, 0 already complete, 0 failed, of 2 videos in this shard, 2 entries replaced" in r.stderr
     store = Store(out)
-    assert [store.entry(v, "rgb").meta["count"] for v in ("car", "tree")] == [2, 2]
+    assert [store.entry(v, "rgb").meta.count for v in ("car", "tree")] == [2, 2]
     assert decode(store.get("car", "img", 1)).shape == (24, 32, 3)
     with pytest.raises(KeyError):
         store.read("car", "img", [2])
@@ -78,8 +77,8 @@ def test_half_a_video_is_a_warning_counted_everywhere_and_strict_makes_it_a_fail
     assert f"warning: {videos / 'half.avi'}: {warning} (stored; --strict makes this a failure)" in r.stderr
     assert "2 extracted (1 with warnings), 0 already complete, 0 failed" in r.stderr
     store = Store(out)
-    assert store.entry("half", "rgb").meta["warning"] == warning
-    assert store.entry("vfr", "rgb").meta["count"] == 12 and "warning" not in store.entry("vfr", "rgb").meta
+    assert store.entry("half", "rgb").meta.warning == warning
+    assert store.entry("vfr", "rgb").meta.count == 12 and store.entry("vfr", "rgb").meta.warning is None
     assert json.loads(cli("info", out, "--json").stdout)["warnings"] == [
         {"video_id": "half", "modality": "rgb", "warning": warning}]
     v = cli("verify", out, "--quiet", expect=4)
@@ -156,9 +155,8 @@ def test_a_second_writer_of_a_shard_waits_and_skips_what_the_first_stored(tmp_pa
     out = tmp_path / "out"
     cli("extract-frames", videos, out, "--max-frames", 2, "--quiet")
     first = ShardWriter(out)  # another writer of shard 0, holding it
-    second = subprocess.Popen([sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos),
-                               str(out), "--max-frames", "2", "--quiet"],
-                              stderr=subprocess.PIPE, text=True)
+    second = start_cli("extract-frames", videos, out, "--max-frames", "2", "--quiet", stdout=None,
+                       stderr=subprocess.PIPE, text=True)
     try:
         line = second.stderr.readline()  # blocks until the second one says why it waits
         assert line.endswith("another process is writing this shard (a second tsn-prep run with the "

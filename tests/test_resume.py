@@ -11,22 +11,20 @@ import errno
 import os
 import signal
 import subprocess
-import sys
-import time
 
 from tsn_prep.store import Store
 from tsn_prep.report import verify_store
 
-from .conftest import GUARD, VIDEOS, cli, committed_ids, link_videos, make_pipe, open_pipe_writer
+from .conftest import (VIDEOS, cli, committed_ids, killed_after, link_videos, make_pipe, open_pipe_writer,
+                       start_cli, wait_until)
 
 CLIPS = ["armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.avi", "carphone.mp4"]
 ARGS = ("--max-frames", "10", "--size", "112x84", "--quiet")
 
 
 def start(videos, out, stderr=subprocess.DEVNULL):
-    return subprocess.Popen(
-        [sys.executable, "-m", "tsn_prep.cli", "extract-frames", str(videos), str(out), *ARGS],
-        stdout=subprocess.DEVNULL, stderr=stderr)
+    """The extraction started, SIGKILLed after the block."""
+    return killed_after(start_cli("extract-frames", videos, out, *ARGS, stderr=stderr))
 
 
 def unblock(path, clip):
@@ -38,21 +36,24 @@ def unblock(path, clip):
 def release(fifo, proc):
     """Open and close the pipe's write end until ``proc`` exits: each open() of the reader returns
     and reads end-of-file."""
-    deadline = time.monotonic() + GUARD
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, "the interrupted run did not exit"
+
+    def poke() -> bool:
+        if proc.poll() is not None:
+            return True
         try:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         except OSError as exc:  # ENXIO: no reader has it open at this instant
             assert exc.errno == errno.ENXIO, exc
-        time.sleep(0.01)
+        return False
+
+    wait_until(poke, "the interrupted run did not exit")
     proc.wait()
 
 
 def snapshot(out):
     s = Store(out)
     images = {(vid, ch, i): data for _, vid, ch, i, data in s.iter_images()}
-    counts = {k: e.meta["count"] for k, e in s.index.items()}
+    counts = {k: e.meta.count for k, e in s.index.items()}
     return counts, images
 
 
@@ -70,16 +71,12 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     for p in pipes:
         make_pipe(p)
     for pipe, done in zip(pipes, (2, 6)):
-        proc = start(videos, out)
-        try:
+        with start(videos, out) as proc:
             writer = open_pipe_writer(pipe, proc)  # the run is decoding the pipe, so it is past ids[:done]
             assert committed_ids(out) == ids[:done]
             proc.send_signal(signal.SIGKILL)  # mid-run, in the middle of a video
             proc.wait()
             os.close(writer)
-        finally:
-            proc.kill()
-            proc.wait()
         assert proc.returncode == -signal.SIGKILL
         assert committed_ids(out) == ids[:done]
         assert verify_store(Store(out)) == []  # whatever is there is whole
@@ -98,17 +95,12 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     first = [f"0_{CLIPS[0][:-4]}", f"1_{CLIPS[1][:-4]}"]  # sorted before the pipe
     out = tmp_path / "out"
     err_path = tmp_path / "stderr"
-    with open(err_path, "w") as err_file:
-        proc = start(videos, out, stderr=err_file)
-        try:
-            writer = open_pipe_writer(pipe, proc)
-            assert committed_ids(out) == first
-            proc.send_signal(signal.SIGINT)  # while the run is decoding the third video
-            os.close(writer)  # its read() ends; Python raises KeyboardInterrupt on return
-            release(pipe, proc)
-        finally:
-            proc.kill()
-            proc.wait()
+    with open(err_path, "w") as err_file, start(videos, out, stderr=err_file) as proc:
+        writer = open_pipe_writer(pipe, proc)
+        assert committed_ids(out) == first
+        proc.send_signal(signal.SIGINT)  # while the run is decoding the third video
+        os.close(writer)  # its read() ends; Python raises KeyboardInterrupt on return
+        release(pipe, proc)
     err = err_path.read_text()
     assert proc.returncode == 130, err
     assert (f"interrupted: finished videos are safe in {out}; re-run the same command to do the "

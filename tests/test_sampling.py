@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tsn_prep.modalities import MODALITIES
+from tsn_core.modalities import MODALITIES
 from tsn_train.sampling import center_starts, num_starts, sample_indices, snippet_indices, train_starts
 
 

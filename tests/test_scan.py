@@ -3,21 +3,19 @@ files, whose every line is one video or an error."""
 import json
 import shutil
 import subprocess
-import sys
 import unicodedata
 from contextlib import contextmanager
 
 from tsn_prep.store import Store
 
-from .conftest import VIDEOS, cli, unprivileged
+from .conftest import VIDEOS, cli, cli_subprocess, unprivileged
 
 QUICK = ("--max-frames", 2, "--size", "32x24", "--quiet")
 
 
 def prep_unprivileged(*args) -> subprocess.CompletedProcess:
     """tsn-prep as a process that permission bits apply to, even when the tests run as root."""
-    return subprocess.run([*unprivileged(), sys.executable, "-m", "tsn_prep.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return cli_subprocess(*args, prefix=unprivileged())
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from tsn_prep.quantize import dequantize
 from tsn_prep.show import flow_colors, make_colorwheel
 from tsn_prep.store import Store
 
-from .conftest import cli, decode, link_videos
+from .conftest import cli, count_frames, decode, link_videos
 
 W, H = 112, 84
 VID = "carphone"
@@ -95,7 +95,7 @@ def test_png_layout_and_cells(store, tmp_path):
             if i == 3:  # 4 frames have 3 flows: the last row's flow cells are black
                 assert (cell == 0).all()
                 continue
-            bound = s.entry(VID, m).meta["parameters"]["bound"]
+            bound = s.entry(VID, m).meta.parameters["bound"]
             fx, fy = (dequantize(decode(s.read(VID, f"{m}_{c}", [i])[0]), bound) for c in "xy")
             assert (cell == flow_colors(fx, fy, bound)).all()
 
@@ -130,12 +130,7 @@ def test_animations_round_trip(store, tmp_path):
     with Image.open(gif) as image:
         assert image.n_frames == 3 and image.size == (3 * W, H)
     cli("show", store, VID, "--out", mp4, "--every", "2")  # steps 0 and 2
-    cap = cv2.VideoCapture(str(mp4))
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
-    cap.release()
-    assert frames == 2
+    assert count_frames(mp4) == 2
 
 
 def test_missing_video_store_and_empty_range(store, tmp_path):

@@ -8,6 +8,7 @@ import zlib
 import pytest
 
 from tsn_prep.folders import export_store
+from tsn_core.meta import EntryMeta
 from tsn_prep.store import ShardWriter, Store, StoreError, shard_of
 
 
@@ -18,15 +19,15 @@ def frames(n, size=100, tag=b"f"):
 def test_round_trip_and_metadata(tmp_path):
     w = ShardWriter(tmp_path / "out")
     w.put_failure("cls/a", "rgb", "/x/a.mp4", "boom")
-    w.put_video("cls/a", "rgb", {"img": frames(3)}, {"num_frames": 3, "fps": 25.0})
+    w.put_video("cls/a", "rgb", {"img": frames(3)}, EntryMeta(num_frames=3, fps=25.0))
     w.put_video("cls/a", "flow", {"flow_x": frames(2, tag=b"x"), "flow_y": frames(2, tag=b"y")},
-                {"num_frames": 3})
+                EntryMeta(num_frames=3))
     assert w.is_complete("cls/a", "rgb") and not w.is_complete("cls/a", "warped_flow")
     w.close()
     s = Store(tmp_path / "out")
     assert s.videos("rgb") == ["cls/a"] and s.modalities() == ["flow", "rgb"]
-    assert s.entry("cls/a", "rgb").meta["count"] == 3
-    assert s.entry("cls/a", "flow").meta["channels"] == ["flow_x", "flow_y"]
+    assert s.entry("cls/a", "rgb").meta.count == 3
+    assert s.entry("cls/a", "flow").meta.channels == ("flow_x", "flow_y")
     assert s.get("cls/a", "img", 2) == frames(3)[2]
     assert s.get("cls/a", "flow_y", 1) == frames(2, tag=b"y")[1]
     with pytest.raises(KeyError):
@@ -40,7 +41,7 @@ def test_images_checksums_and_meta_are_one_transaction(tmp_path):
     w = ShardWriter(tmp_path)
     images = {"flow_x": frames(3, tag=b"x"), "flow_y": frames(3, tag=b"y")}
     before = w.env.info()["last_txnid"]
-    w.put_video("v", "flow", images, {})
+    w.put_video("v", "flow", images, EntryMeta())
     assert w.env.info()["last_txnid"] == before + 1
     with w.env.begin() as txn:
         assert txn.id() == before + 1  # everything below was committed by that transaction
@@ -51,23 +52,23 @@ def test_images_checksums_and_meta_are_one_transaction(tmp_path):
                 b"".join(zlib.crc32(d).to_bytes(4, "big") for d in data)
     w.close()
     s = Store(tmp_path, check=True)
-    assert s.entry("v", "flow").meta["checksum"] == "crc32"
+    assert s.entry("v", "flow").meta.checksum == "crc32"
     assert s.read("v", "flow_y", [2, 0]) == [images["flow_y"][2], images["flow_y"][0]]
 
 
 def test_channels_must_match_the_modality(tmp_path):
     w = ShardWriter(tmp_path)
     with pytest.raises(ValueError):
-        w.put_video("a", "flow", {"flow_x": frames(2)}, {})
+        w.put_video("a", "flow", {"flow_x": frames(2)}, EntryMeta())
     with pytest.raises(ValueError):
-        w.put_video("a", "flow", {"flow_x": frames(2), "flow_y": frames(3)}, {})
+        w.put_video("a", "flow", {"flow_x": frames(2), "flow_y": frames(3)}, EntryMeta())
     assert not w.is_complete("a", "flow")
 
 
 def test_map_grows_when_full(tmp_path):
     w = ShardWriter(tmp_path, map_size=64 * 1024)
     big = frames(40, size=50_000)  # 2 MB into a 64 KiB map
-    w.put_video("v", "rgb", {"img": big}, {})
+    w.put_video("v", "rgb", {"img": big}, EntryMeta())
     assert w.env.info()["map_size"] > 2_000_000
     w.close()
     assert Store(tmp_path).get("v", "img", 39) == big[39]
@@ -89,7 +90,7 @@ def test_jobs_write_only_their_shard_and_readers_see_all(tmp_path):
         w = ShardWriter(tmp_path, k, 3)
         for vid in ids:
             if shard_of(vid, 3) == k:
-                w.put_video(vid, "rgb", {"img": frames(2, tag=vid.encode())}, {})
+                w.put_video(vid, "rgb", {"img": frames(2, tag=vid.encode())}, EntryMeta())
         w.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"shard-0000{k}-of-00003" for k in range(3)]
     s = Store(tmp_path)
@@ -120,7 +121,7 @@ def test_reader_reopens_after_fork(tmp_path):
     import os
 
     w = ShardWriter(tmp_path)
-    w.put_video("v", "rgb", {"img": frames(2)}, {})
+    w.put_video("v", "rgb", {"img": frames(2)}, EntryMeta())
     w.close()
     s = Store(tmp_path)
     assert s.get("v", "img", 0) == frames(2)[0]  # the parent has open handles before forking
@@ -138,7 +139,7 @@ def test_reader_reopens_after_fork(tmp_path):
 
 def test_readers_need_no_write_access(tmp_path):
     w = ShardWriter(tmp_path)
-    w.put_video("v", "rgb", {"img": frames(2)}, {})
+    w.put_video("v", "rgb", {"img": frames(2)}, EntryMeta())
     w.close()
     shard = next(tmp_path.iterdir())
     (shard / "lock.mdb").unlink()  # a read-only copy of a store has no lock file
@@ -167,7 +168,7 @@ def _advice(path):
 def test_whole_store_scans_read_ahead_and_other_reads_do_not(tmp_path):
     w = ShardWriter(tmp_path / "out")
     for v in ("a", "b", "c"):
-        w.put_video(v, "rgb", {"img": frames(4, size=9000, tag=v.encode())}, {"num_frames": 4})
+        w.put_video(v, "rgb", {"img": frames(4, size=9000, tag=v.encode())}, EntryMeta(num_frames=4))
     w.close()
     s = Store(tmp_path / "out")
     data = s.shard_paths[0] / "data.mdb"

@@ -6,7 +6,6 @@ import json
 import math
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CLIPS, GUARD, VIDEOS, read_frames, train_cli
+from tests.conftest import (CLIPS, GUARD, TRAIN, VIDEOS, count_frames, killed_after, read_frames,
+                            start_cli, train_cli)
 from tests.helpers.synthetic_models import random_checkpoint
 from tsn_train import checkpoint
 from tsn_train.export import Deployable
@@ -153,25 +153,18 @@ def test_realtime_never_falls_behind(pair, tmp_path):
 
 def test_ctrl_c_prints_a_summary_and_closes_the_video(pair, tmp_path):
     out = tmp_path / "annotated.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "tsn_train.cli", "stream", "--checkpoint",
-                             str(pair[0]), "--every", "0.2", "--threads", "1", "--out", str(out),
-                             str(CLIP)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_after(start_cli("stream", "--checkpoint", pair[0], "--every", "0.2", "--threads", "1",
+                                "--out", out, CLIP, module=TRAIN, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)) as proc:
         first = json.loads(proc.stdout.readline())  # an update has been scored: now interrupt
         assert first["frame"] >= 1
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=GUARD)
-    finally:
-        proc.kill()
     assert proc.returncode == 0, err
     summary = json.loads(rest.splitlines()[-1])["summary"]
     assert summary["interrupted"] and summary["updates"] >= 1 and "Traceback" not in err
     assert "stopped:" in err
-    cap = cv2.VideoCapture(str(out))  # finalised: readable, as many frames as were decoded
-    written = 0
-    while cap.read()[0]:
-        written += 1
-    cap.release()
+    written = count_frames(out)  # finalised: readable, as many frames as were decoded
     assert written == summary["frames"] >= 1
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tsn_train.lists import read_list, read_multilabel_list
+from tsn_core.lists import read_list, read_multilabel_list
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_untrimmed_demo.py"
 

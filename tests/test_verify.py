@@ -70,7 +70,7 @@ def test_every_image_has_its_checksum(clean, tmp_path):
         s = Store(root)
         assert sorted(s.index) == [(v, "rgb") for v in IDS]
         for vid in IDS:
-            assert s.entry(vid, "rgb").meta["checksum"] == "crc32"
+            assert s.entry(vid, "rgb").meta.checksum == "crc32"
             jpegs = s.read(vid, "img", [0, 1, 2])
             assert s.checksums(vid, "img") == b"".join(zlib.crc32(j).to_bytes(4, "big") for j in jpegs)
         s.close()

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.extract import encode_jpeg
+from tsn_core.codec import encode_jpeg
 from tsn_prep.store import Store
 from tsn_prep.video import VideoError, VideoReader, parse_decoders
 
@@ -96,10 +96,10 @@ def test_extract_frames_honours_decoders_and_records_them(tmp_path, monkeypatch)
         s = Store(out)
         used = "opencv" if name == "default" else "pyav"
         for vid in ("carphone", "tree"):
-            assert s.entry(vid, "rgb").meta["decoder"] == used, (name, vid)
+            assert s.entry(vid, "rgb").meta.decoder == used, (name, vid)
         e = s.entry("carphone", "rgb")
-        assert e.meta["count"] == 8 and e.meta["source_size"] == [176, 144]
-        assert e.meta["stored_size"] == [112, 84]
+        assert e.meta.count == 8 and e.meta.source_size == (176, 144)
+        assert e.meta.stored_size == (112, 84)
         for i, frame in enumerate(expected[:8]):  # the same bytes as encoding PyAV's own decode
             resized = cv2.resize(frame, (112, 84), interpolation=cv2.INTER_LINEAR)
             assert s.get("carphone", "img", i) == encode_jpeg(resized, 95)
@@ -133,9 +133,9 @@ def test_an_opencv_without_ffmpeg_falls_back_to_pyav(tmp_path):
     assert r.returncode == 0, r.stderr
     s = Store(out)
     for m in ("rgb", "flow"):
-        assert s.entry("carphone", m).meta["decoder"] == "pyav", m
-        assert s.entry("blocks", m).meta["decoder"] == "opencv", m
-    assert s.entry("carphone", "rgb").meta["count"] == 6 and s.entry("carphone", "flow").meta["count"] == 5
+        assert s.entry("carphone", m).meta.decoder == "pyav", m
+        assert s.entry("blocks", m).meta.decoder == "opencv", m
+    assert s.entry("carphone", "rgb").meta.count == 6 and s.entry("carphone", "flow").meta.count == 5
     expected = pyav_decode(VIDEOS / "carphone.mp4")
     assert s.get("carphone", "img", 3) == encode_jpeg(
         cv2.resize(expected[3], (112, 84), interpolation=cv2.INTER_LINEAR), 95)

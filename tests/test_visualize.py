@@ -8,7 +8,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from tsn_prep.quantize import dequantize
@@ -17,6 +16,7 @@ from tsn_train.cli import main
 from tsn_train.config import DrawSettings
 from tsn_train.visualize import draw, probabilities
 
+from .conftest import torch_threads
 from .helpers.synthetic_models import BOUND, CLASSES, trained_checkpoint
 
 SIZE, STEPS = 32, 40
@@ -32,10 +32,8 @@ def flow_stream(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def two_threads():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(saved)
+    with torch_threads(2):
+        yield
 
 
 def visualize(tmp_path, modality, *extra, trained=None):
@@ -122,11 +120,10 @@ def test_same_seed_same_picture_and_clear_errors(tmp_path):
     c = checkpoint.load(ckpt)
     model = checkpoint.model_from_checkpoint(c).eval().requires_grad_(False)
     s = DrawSettings(steps=6, size=SIZE, seed=3)
-    torch.set_num_threads(1)  # oneDNN's threaded convolutions may pick differently rounding kernels
-    a, noise_a = draw(model, "warped_flow", c.preprocessing.norm, 1, s)
-    b, noise_b = draw(model, "warped_flow", c.preprocessing.norm, 1, s)
-    other, _ = draw(model, "warped_flow", c.preprocessing.norm, 1, DrawSettings(steps=6, size=SIZE, seed=4))
-    torch.set_num_threads(2)
+    with torch_threads(1):  # oneDNN's threaded convolutions may pick differently rounding kernels
+        a, noise_a = draw(model, "warped_flow", c.preprocessing.norm, 1, s)
+        b, noise_b = draw(model, "warped_flow", c.preprocessing.norm, 1, s)
+        other, _ = draw(model, "warped_flow", c.preprocessing.norm, 1, DrawSettings(steps=6, size=SIZE, seed=4))
     assert np.array_equal(a, b) and np.array_equal(noise_a, noise_b)  # the same seed, bit for bit
     assert np.abs(a - other).mean() > 1.0  # another seed: another picture
     assert not np.array_equal(a, noise_a)  # the ascent moved the picture

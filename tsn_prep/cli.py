@@ -1,6 +1,7 @@
 """The `tsn-prep` command: videos -> frames and flow in LMDB shards, and tools around the store."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -18,14 +19,15 @@ from .diskspace import DiskFull
 from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
 from .extract import ExtractConfig
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
-from .folders import PREFIXES, Naming, accepted_prefixes, export_store, import_tree, write_rawframe_lists
-from .modalities import FLOW, STORED
+from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
+                      write_rawframe_lists)
+from tsn_core.modalities import FLOW, STORED
 from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, format_info, store_info, verify
 from .run import RunSummary, SettingsConflict, run_extraction
 from .store import ShardWriter, Store, StoreError
 from .tvl1_params import TVL1Params
 from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
-from .warp import DETECTORS, WarpParams
+from .warp import WarpParams
 
 # Option defaults are read from the records they fill, never typed twice.
 _EXTRACT, _TVL1, _WARP = ExtractConfig(), TVL1Params(), WarpParams()
@@ -127,6 +129,34 @@ def shard_options(f):
                                      param_hint="--shard-index")
         return f(*args, shard_index=shard_index, num_shards=num_shards, **kwargs)
     return wrapper
+
+
+def params_options(cls, dest: str, prefix: str = "", help_prefix: str = ""):
+    """Options for the fields of the parameter record ``cls`` whose metadata has a ``help``:
+    ``--<prefix><name>`` (metadata ``option`` overrides the name), with the field's default and
+    type (metadata ``min``: a range; ``choices``: a choice). The command receives one ``cls`` built
+    from them, as its parameter ``dest``; the fields without a help keep their defaults."""
+    chosen = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            kwargs[dest] = cls(**{f.name: kwargs.pop(f"{dest}_{f.name}") for f in chosen})
+            return command(*args, **kwargs)
+
+        for f in reversed(chosen):  # click lists a command's options in decorator order
+            meta, kind = f.metadata, type(f.default)
+            if "choices" in meta:
+                ptype = click.Choice(meta["choices"])
+            elif "min" in meta:
+                ptype = (click.IntRange if kind is int else click.FloatRange)(min=meta["min"])
+            else:
+                ptype = kind
+            name = meta.get("option", f.name.replace("_", "-"))
+            wrapper = click.option(f"--{prefix}{name}", f"{dest}_{f.name}", type=ptype, default=f.default,
+                                   show_default=True, help=help_prefix + meta["help"])(wrapper)
+        return wrapper
+    return decorate
 
 
 def extract_options(f):
@@ -259,32 +289,11 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    f"on a GPU the largest batch that fits {AUTO_MEMORY_FRACTION:.0%} of the free "
                    f"memory (probed once per frame size, at most {AUTO_MAX_BATCH}); on the CPU 1 "
                    "pair at 340x256, up to 8 for small frames.  [default: auto for torch, else 1]")
-@click.option("--tau", type=float, default=_TVL1.tau, show_default=True, help="TV-L1 time step.")
-@click.option("--lambda", "lambda_", type=float, default=_TVL1.lambda_, show_default=True,
-              help="TV-L1 data-term weight (smaller: smoother flow).")
-@click.option("--theta", type=float, default=_TVL1.theta, show_default=True, help="TV-L1 coupling weight.")
-@click.option("--scales", type=click.IntRange(min=1), default=_TVL1.scales, show_default=True, help="Pyramid levels.")
-@click.option("--warps", type=click.IntRange(min=1), default=_TVL1.warps, show_default=True, help="Warps per level.")
-@click.option("--epsilon", type=float, default=_TVL1.epsilon, show_default=True, help="Stopping threshold.")
-@click.option("--warp-detector", type=click.Choice(DETECTORS), default=_WARP.detector,
-              show_default=True,
-              help="Warped flow: free keypoint detector matched between frames (SURF is non-free); "
-                   "'none' uses flow-tracked corners only.")
-@click.option("--warp-min-inliers", type=click.IntRange(min=4), default=_WARP.min_inliers, show_default=True,
-              help="Warped flow: accept the camera homography only with more RANSAC inliers than this.")
-@click.option("--warp-ransac-threshold", type=float, default=_WARP.ransac_threshold, show_default=True,
-              help="Warped flow: RANSAC reprojection threshold in px.")
-@click.option("--warp-min-pairs", type=click.IntRange(min=4), default=_WARP.min_pairs, show_default=True,
-              help="Warped flow: fit a homography only with more correspondences than this.")
-@click.option("--warp-max-corners", type=click.IntRange(min=0), default=_WARP.max_corners, show_default=True,
-              help="Warped flow: corners of the previous frame tracked by the flow (0: no limit).")
-@click.option("--warp-match-window", type=click.IntRange(min=1), default=_WARP.match_window, show_default=True,
-              help="Warped flow: keypoint matches count only within this window (px, square).")
+@params_options(TVL1Params, "tvl1")
+@params_options(WarpParams, "warp", prefix="warp-", help_prefix="Warped flow: ")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, decoders, recompute, strict, quiet, modalities, bound, algorithm, gpus, backend, batch_pairs, tau, lambda_,
-                     theta, scales, warps,
-                     epsilon, warp_detector, warp_min_inliers, warp_ransac_threshold, warp_min_pairs,
-                     warp_max_corners, warp_match_window):
+                     num_shards, decoders, recompute, strict, quiet, modalities, bound, algorithm, gpus,
+                     backend, batch_pairs, tvl1, warp):
     """Compute optical flow (and/or warped flow) of VIDEOS into the store OUT: TV-L1 by default.
 
     Flow i is from frame i to frame i+1, so an N-frame video gets N-1 flows. Each flow is stored as
@@ -294,7 +303,6 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     Example:
       tsn-prep extract-flow --modality flow --modality warped_flow --workers 2 videos/ out.lmdb
     """
-    tvl1 = TVL1Params(tau=tau, lambda_=lambda_, theta=theta, scales=scales, warps=warps, epsilon=epsilon)
     gpus = gpus or ()
     chosen = resolve_backend(backend, gpus[0] if gpus else None)
     try:
@@ -310,10 +318,7 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
         jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, gpu=gpus[0] if gpus else None, gpus=gpus,
         backend=chosen, batch_pairs=batch_pairs if batch_pairs is not None else (0 if chosen == "torch" else 1),
-        decoders=decoders,
-        warp=WarpParams(detector=warp_detector, min_inliers=warp_min_inliers,
-                        ransac_threshold=warp_ransac_threshold, min_pairs=warp_min_pairs,
-                        max_corners=warp_max_corners, match_window=warp_match_window),
+        decoders=decoders, warp=warp,
     )
     _run(videos, out, cfg, workers, shard_index, num_shards, recompute, strict, quiet)
 
@@ -430,11 +435,11 @@ _NAMING = Naming()
 @main.command("export")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--img-prefix", default=_NAMING.img, show_default=True, help="RGB frame file prefix.")
-@click.option("--flow-prefix", default=_NAMING.flow_x[:-2], show_default=True,
+@click.option("--img-prefix", default=_NAMING.prefix("img"), show_default=True, help="RGB frame file prefix.")
+@click.option("--flow-prefix", default=_NAMING.prefix("flow_x")[:-2], show_default=True,
               help="Flow file prefix; 'x_' and 'y_' follow it (flow_x_00001.jpg, as dense_flow, denseflow "
                    "and mmaction2's TSN configs). '' gives mmaction2's x_00001.jpg.")
-@click.option("--warp-prefix", default=_NAMING.warped_flow_x[:-2], show_default=True,
+@click.option("--warp-prefix", default=_NAMING.prefix("warped_flow_x")[:-2], show_default=True,
               help="Warped flow file prefix; 'x_' and 'y_' follow it.")
 @click.option("--start-index", type=click.IntRange(0, 1), default=_NAMING.start, show_default=True,
               help="Number of the first file: 1 as dense_flow writes and mmaction2 reads, "
@@ -459,12 +464,12 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
     if labels and not lists:
         raise click.UsageError("--labels only applies with --lists")
     store = _open(out)
-    naming = Naming(img=img_prefix, flow_x=f"{flow_prefix}x_", flow_y=f"{flow_prefix}y_",
-                    warped_flow_x=f"{warp_prefix}x_", warped_flow_y=f"{warp_prefix}y_", start=start_index)
+    naming = Naming(channel_prefixes({"rgb": img_prefix, "flow": flow_prefix, "warped_flow": warp_prefix}),
+                    start=start_index)
     only = tuple(modalities) or None
     labelled = None
     if labels:
-        from tsn_train.lists import Known, ListError, read_list  # the list format is defined once, there
+        from tsn_core.lists import Known, ListError, read_list
 
         # every line resolved against the store's ids (one set for all lists); a line naming no
         # stored video is kept and left out with a warning below, as one lacking a modality is

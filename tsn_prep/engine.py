@@ -49,19 +49,20 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
 
-from . import modalities
+from tsn_core import modalities
+from tsn_core.meta import EntryMeta
 from .child import become_child
 from .extract import (ExtractConfig, VideoResult, check_frame_count, encode_flow, error_message,
                       usable_cores, video_metadata)
-from .flow import resolve_backend
+from .flow import BatchSolver, resolve_backend
 from .solver_process import SolverProcess, one_thread_solver
 from .video import VideoItem, VideoReader
 from .warp import camera_compensation
@@ -92,6 +93,92 @@ def uses_engine(cfg: ExtractConfig) -> bool:
             and resolve_backend(cfg.backend, devices[0]) == "torch")
 
 
+# -- events: what the decoding workers send (across processes), and what the parent's threads
+# tell its main loop ----------------------------------------------------------------------------
+
+@dataclass
+class Started:
+    """A worker took video ``key``."""
+    worker: int
+    key: int
+
+
+@dataclass
+class Frames:
+    """Grey frames ``start``, ``start + 1``, ... of video ``key``."""
+    worker: int
+    key: int
+    start: int
+    frames: np.ndarray
+
+    @property
+    def pairs(self) -> int:
+        """Frame pairs these frames complete (the first frame of a video completes none)."""
+        return len(self.frames) - (1 if self.start == 0 else 0)
+
+
+@dataclass
+class Ended:
+    """Video ``key`` is decoded: ``count`` frames; its video-level metadata."""
+    worker: int
+    key: int
+    count: int
+    common: EntryMeta
+
+
+@dataclass
+class Failed:
+    """Video ``key`` could not be decoded (or has too few frames)."""
+    worker: int
+    key: int
+    error: str
+
+
+@dataclass
+class Probed:
+    """A device's batch for frames of ``size`` (h, w) is known; ``text`` says how it was chosen."""
+    device: "_Device"
+    size: tuple[int, int]
+    batch: int
+    text: str
+
+
+@dataclass
+class Solved:
+    """A device solved ``pairs``: a flow or an exception each; ``failure``: the batch's exception
+    when it failed as a whole and was solved one pair at a time."""
+    device: "_Device"
+    pairs: list
+    flows: list
+    failure: Optional[BaseException]
+
+
+@dataclass
+class Homography:
+    """The camera motion of ``pair`` is estimated: ``future`` gives (flow, warped second frame or
+    None for the identity)."""
+    pair: "_Pair"
+    future: Future
+
+
+@dataclass
+class Encoded:
+    """Flows are encoded: ``future`` gives (key, pair index, modality, JPEGs or an exception)s."""
+    future: Future
+
+
+@dataclass
+class _Probe:
+    size: tuple[int, int]
+
+
+@dataclass
+class _Solve:
+    pairs: list
+    pad_to: int
+    bound: Optional[float]
+
+
 # -- decoding workers (separate processes; no torch here) ------------------------------------
 
 def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
@@ -101,7 +188,7 @@ def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
         if task is None:
             return
         key, path, size, short_side, max_frames, threads, decoders = task
-        out.put(("start", wid, key))
+        out.put(Started(wid, key))
         try:
             if threads:
                 cv2.setNumThreads(threads)
@@ -111,14 +198,14 @@ def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
                 buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
                 n += 1
                 if len(buf) >= chunk:
-                    out.put(("frames", wid, key, start, np.stack(buf)))
+                    out.put(Frames(wid, key, start, np.stack(buf)))
                     start, buf = start + len(buf), []
             check_frame_count(n)
             if buf:
-                out.put(("frames", wid, key, start, np.stack(buf)))
-            out.put(("end", wid, key, n, video_metadata(path, reader, n)))
+                out.put(Frames(wid, key, start, np.stack(buf)))
+            out.put(Ended(wid, key, n, video_metadata(path, reader, n)))
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
-            out.put(("error", wid, key, error_message(exc)))
+            out.put(Failed(wid, key, error_message(exc)))
 
 
 # -- the parent's side -------------------------------------------------------------------------
@@ -130,17 +217,17 @@ class _Video:
     started: float = 0.0
     prev: Optional[np.ndarray] = None      # the last grey frame received
     n: Optional[int] = None                # frames in all, once the worker is done with it
-    common: Optional[dict] = None
+    common: Optional[EntryMeta] = None
     pending: int = 0                       # solves, homographies and encodings not done yet
     encoded: dict = field(default_factory=dict)  # modality -> {pair index: (x, y) JPEG bytes}
 
     @property
     def wants_flow(self) -> bool:
-        return "flow" in self.cfg.modalities
+        return modalities.PLAIN_FLOW in self.cfg.modalities
 
     @property
     def wants_warped(self) -> bool:
-        return "warped_flow" in self.cfg.modalities
+        return modalities.WARPED_FLOW in self.cfg.modalities
 
 
 @dataclass
@@ -155,7 +242,7 @@ class _Pair:
 class _Device:
     """One solver and the thread that drives it; jobs in, events out."""
 
-    def __init__(self, gpu: Optional[int], make_solver: Callable[[Optional[int]], object],
+    def __init__(self, gpu: Optional[int], make_solver: Callable[[Optional[int]], BatchSolver],
                  batch_pairs: int, events: queue.Queue):
         self.gpu = gpu
         self.name = "cpu" if gpu is None else f"cuda:{gpu}"
@@ -179,18 +266,17 @@ class _Device:
             elif self.gpu is None:
                 batch = cpu_batch(size)
                 self.sizes[size] = batch
-                self.events.put(("probed", self, size, batch,
-                                 f"{batch} (on the CPU: at most {AUTO_CPU_BATCH} pairs, "
-                                 f"{AUTO_CPU_PIXELS} pixels a batch)"))
+                self.events.put(Probed(self, size, batch, f"{batch} (on the CPU: at most {AUTO_CPU_BATCH} "
+                                                          f"pairs, {AUTO_CPU_PIXELS} pixels a batch)"))
             else:
                 self.sizes[size] = None
-                self.inbox.put(("probe", size))
+                self.inbox.put(_Probe(size))
         return self.sizes[size]
 
     def send(self, pairs: list[_Pair], pad_to: int, bound: Optional[float] = None) -> None:
         self.queued += len(pairs)
         self.batches += 1
-        self.inbox.put(("solve", pairs, pad_to, bound))
+        self.inbox.put(_Solve(pairs, pad_to, bound))
 
     def stop(self) -> None:
         self.inbox.put(None)
@@ -204,12 +290,12 @@ class _Device:
         while True:
             job = self.inbox.get()
             if job is None:
-                getattr(self.solver, "close", lambda: None)()
+                self.solver.close()
                 return
-            if job[0] == "probe":
-                self.events.put(("probed", self, job[1], *self._probe(job[1])))
+            if isinstance(job, _Probe):
+                self.events.put(Probed(self, job.size, *self._probe(job.size)))
             else:
-                self.events.put(("solved", self, job[1], *self._solve(*job[1:])))
+                self.events.put(Solved(self, job.pairs, *self._solve(job.pairs, job.pad_to, job.bound)))
 
     def _solve(self, pairs: list[_Pair], pad_to: int,
                bound: Optional[float] = None) -> tuple[list, Optional[BaseException]]:
@@ -228,7 +314,7 @@ class _Device:
         solve = self.solver.batch if bound is None else partial(self.solver.batch, bound=bound)
         try:
             prev, cur = np.stack(prev), np.stack(cur)
-            if prev.shape in self.shapes or not getattr(self.solver, "compiled", False):
+            if prev.shape in self.shapes or not self.solver.compiled:
                 flows = solve(prev, cur)
             else:
                 with _COMPILE_LOCK:
@@ -278,7 +364,7 @@ class _Device:
         """The solver for probing: an uncompiled twin where the solver allows one (a compiled
         probe would compile two extra shapes; eager code holds more temporaries, so the batch it
         suggests errs on the safe side), else the solver itself."""
-        if not getattr(self.solver, "compiled", False):
+        if not self.solver.compiled:
             return self.solver
         try:
             return type(self.solver)(self.solver.params, self.solver.device, compile=False)
@@ -313,7 +399,7 @@ def _available_memory() -> Optional[int]:
     return None
 
 
-def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[[Optional[int]], object]:
+def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[[Optional[int]], BatchSolver]:
     """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it; on the CPU
     with one thread, in a ``SolverProcess`` with ``cpu_processes``."""
     from .flow import make_flow_fn
@@ -328,7 +414,7 @@ def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[
 
 def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConfig, workers: int = 1,
                    say: Callable[[str], None] = print,
-                   make_solver: Optional[Callable[[Optional[int]], object]] = None) -> Iterator[VideoResult]:
+                   make_solver: Optional[Callable[[Optional[int]], BatchSolver]] = None) -> Iterator[VideoResult]:
     """A ``VideoResult`` for every video of ``todo`` (each with its own config: its modalities),
     as each is finished; the same results ``extract_video`` gives, in completion order.
 
@@ -415,10 +501,10 @@ class _Engine:
                 return
             if msg is None:
                 return
-            if msg[0] == "frames":
+            if isinstance(msg, Frames):
                 with self.cond:
-                    self.in_transit += len(msg[4]) - (1 if msg[3] == 0 else 0)
-            self.events.put(("msg", msg))
+                    self.in_transit += msg.pairs
+            self.events.put(msg)
 
     def _set_load(self) -> None:
         with self.cond:
@@ -458,17 +544,16 @@ class _Engine:
                 yield result
 
     def _handle(self, event, finished: list) -> None:
-        kind = event[0]
-        if kind == "msg":
-            self._message(event[1], finished)
-        elif kind == "probed":
-            _, device, size, batch, text = event
-            device.sizes[size] = batch
+        if isinstance(event, (Started, Frames, Ended, Failed)):
+            self._message(event, finished)
+        elif isinstance(event, Probed):
+            device, size = event.device, event.size
+            device.sizes[size] = event.batch
             if (device.name, size) not in self.reported and not device.batch_pairs:
                 self.reported.add((device.name, size))
-                self.say(f"batch pairs auto: {size[1]}x{size[0]} frames on {device.name}: {text}")
-        elif kind == "solved":
-            _, device, pairs, flows, failure = event
+                self.say(f"batch pairs auto: {size[1]}x{size[0]} frames on {device.name}: {event.text}")
+        elif isinstance(event, Solved):
+            device, pairs, flows, failure = event.device, event.pairs, event.flows, event.failure
             device.queued -= len(pairs)
             device.batches -= 1
             size = pairs[0].prev.shape
@@ -479,8 +564,8 @@ class _Engine:
                          f"one at a time; batches of {device.sizes[size]} from now on")
             for pair, flow in zip(pairs, flows):
                 self._solved(pair, flow, finished)
-        elif kind == "homography":
-            _, pair, future = event
+        elif isinstance(event, Homography):
+            pair, future = event.pair, event.future
             self.homographies -= 1
             video = self._live(pair.key)
             if video is None:
@@ -492,11 +577,11 @@ class _Engine:
                 self._fail(pair.key, error_message(exc), finished)
                 return
             if warped is None:  # identity: the plain flow is the warped flow
-                self._encode(video, pair, "warped_flow", flow, finished)
+                self._encode(video, pair, modalities.WARPED_FLOW, flow, finished)
             else:
                 self._add_pair(video, _Pair(pair.key, pair.index, True, pair.prev, warped))
-        elif kind == "encoded":
-            for key, index, modality, result in event[1].result():
+        elif isinstance(event, Encoded):
+            for key, index, modality, result in event.future.result():
                 self.encodes -= 1
                 video = self._live(key)
                 if video is None:
@@ -512,18 +597,17 @@ class _Engine:
         return self.videos.get(key)
 
     def _message(self, msg, finished: list) -> None:
-        kind, wid = msg[0], msg[1]
-        if kind == "start":
-            key = msg[2]
+        key = msg.key
+        if isinstance(msg, Started):
             item, c = self.todo[key]
-            self.current[wid] = key
+            self.current[msg.worker] = key
             self.videos[key] = _Video(item, c, started=time.perf_counter(),
                                       encoded={m: {} for m in c.modalities})
             return
-        if kind == "frames":
-            _, _, key, start, frames = msg
+        if isinstance(msg, Frames):
+            start, frames = msg.start, msg.frames
             with self.cond:
-                self.in_transit -= len(frames) - (1 if start == 0 else 0)
+                self.in_transit -= msg.pairs
             video = self._live(key)
             if video is None:
                 return
@@ -532,18 +616,17 @@ class _Engine:
                     self._add_pair(video, _Pair(key, start + i - 1, False, video.prev, grey))
                 video.prev = grey
             return
-        key = msg[2]
-        self.current[wid] = None
+        self.current[msg.worker] = None
         self._decoded(key)
-        if kind == "end":
+        if isinstance(msg, Ended):
             video = self._live(key)
             if video is None:
                 return
-            video.n, video.common = msg[3], msg[4]
+            video.n, video.common = msg.count, msg.common
             video.prev = None
             self._maybe_done(key, finished)
-        elif kind == "error":
-            self._fail(key, msg[3], finished)
+        else:
+            self._fail(key, msg.error, finished)
 
     def _decoded(self, key: int) -> None:
         self.decoded.add(key)
@@ -563,15 +646,15 @@ class _Engine:
             self._fail(pair.key, error_message(flow), finished)
             return
         if pair.second:
-            self._encode(video, pair, "warped_flow", flow, finished)
+            self._encode(video, pair, modalities.WARPED_FLOW, flow, finished)
             return
         if video.wants_flow:
-            self._encode(video, pair, "flow", flow, finished)
+            self._encode(video, pair, modalities.PLAIN_FLOW, flow, finished)
         if video.wants_warped:
             video.pending += 1
             self.homographies += 1
             future = self.pool.submit(_camera, pair.prev, pair.cur, flow, video.cfg.warp)
-            future.add_done_callback(lambda f, p=pair: self.events.put(("homography", p, f)))
+            future.add_done_callback(lambda f, p=pair: self.events.put(Homography(p, f)))
         self._maybe_done(pair.key, finished)
 
     def _encode(self, video: _Video, pair: _Pair, modality: str, flow: np.ndarray, finished: list) -> None:
@@ -591,7 +674,7 @@ class _Engine:
         size = math.ceil(len(jobs) / self.encode_threads)
         for i in range(0, len(jobs), size):
             future = self.pool.submit(_encode_many, jobs[i:i + size])
-            future.add_done_callback(lambda f: self.events.put(("encoded", f)))
+            future.add_done_callback(lambda f: self.events.put(Encoded(f)))
 
     def _maybe_done(self, key: int, finished: list) -> None:
         video = self.videos[key]
@@ -605,7 +688,7 @@ class _Engine:
             x_ch, y_ch = modalities.get(m).channels
             got = video.encoded[m]
             result.images[m] = {x_ch: [got[i][0] for i in range(pairs)], y_ch: [got[i][1] for i in range(pairs)]}
-            result.meta[m] = dict(video.common, modality=m, parameters=c.parameters(m))
+            result.meta[m] = replace(video.common, modality=m, parameters=c.parameters(m))
         result.pairs = pairs
         result.seconds = time.perf_counter() - video.started
         finished.append(result)
@@ -642,14 +725,14 @@ class _Engine:
                     continue
                 pairs = [group.popleft() for _ in range(min(batch, len(group)))]
                 self.waiting -= len(pairs)
-                pad = batch if getattr(device.solver, "compiled", False) else 0
+                pad = batch if device.solver.compiled else 0
                 device.send(pairs, pad, self._bound(device, pairs))
                 moved = True
 
     def _bound(self, device: _Device, pairs: list[_Pair]) -> Optional[float]:
         """The quantisation bound when the solver can quantise on its device and no pair's float
         flow is needed here (a first pass of warped flow: its homography), else None."""
-        if not getattr(device.solver, "quantizes", False):
+        if not device.solver.quantizes:
             return None
         bounds = set()
         for p in pairs:
@@ -679,7 +762,7 @@ class _Engine:
         for d in self.devices:
             d.stop()
             if self.left:  # interrupted: a solver process need not finish its batch
-                getattr(d.solver, "close", lambda wait: None)(wait=False)
+                d.solver.close(wait=False)
         for proc in self.procs.values():
             proc.join(timeout=0.5 if not self.left else 0)
             if proc.is_alive():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -18,7 +18,9 @@ import numpy as np
 from . import __version__
 from .flow import FlowFn, algorithm_parameters, make_flow_fn, resolve_backend
 from .quantize import quantize
-from . import modalities
+from tsn_core import modalities
+from tsn_core.codec import encode_jpeg
+from tsn_core.meta import EntryMeta
 from .tvl1_params import TVL1Params
 from .video import DECODERS, VideoError, VideoInfo, VideoItem, VideoReader
 from .warp import WarpedFlow, WarpParams
@@ -56,9 +58,25 @@ class ExtractConfig:
                 p.update(tvl1=self.tvl1.as_dict(), flow_backend=resolve_backend(self.backend, self.gpu))
             else:
                 p.update({self.algorithm: algorithm_parameters(self.algorithm), "flow_backend": "opencv"})
-        if modality == "warped_flow":
+        if modalities.get(modality).camera_compensated:
             p["warp"] = self.warp.as_dict()
         return p
+
+    @classmethod
+    def from_parameters(cls, parameters: dict, modality: str,
+                        decoders: tuple[str, ...] = DECODERS) -> "ExtractConfig":
+        """The settings that wrote an entry with these recorded ``parameters`` (the inverse of
+        ``parameters``), to extract ``modality``'s source the same way, decoding with ``decoders``;
+        what an older entry did not record takes today's default."""
+        default = cls()
+        return cls(
+            modalities=(modalities.get(modality).source,),
+            size=tuple(parameters["size"]) if parameters.get("size") else None,
+            short_side=parameters.get("short_side"), bound=parameters.get("bound", default.bound),
+            jpeg_quality=parameters.get("jpeg_quality", default.jpeg_quality),
+            algorithm=parameters.get("algorithm", default.algorithm),
+            tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
+            warp=WarpParams(**(parameters.get("warp") or {})), decoders=tuple(decoders))
 
 
 # Recorded in each entry's parameters, but not what a re-run must match: the version that wrote it
@@ -88,22 +106,10 @@ class VideoResult:
 
     item: VideoItem
     images: dict[str, dict[str, list[bytes]]] = field(default_factory=dict)
-    meta: dict[str, dict] = field(default_factory=dict)
+    meta: dict[str, EntryMeta] = field(default_factory=dict)
     error: Optional[str] = None
     pairs: int = 0
     seconds: float = 0.0
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def decode_image(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> Optional[np.ndarray]:
-    """Stored JPEG/PNG bytes -> image (OpenCV ``flags``), None when they do not decode."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
 
 
 def encode_flow(flow: np.ndarray, bound: float, quality: int) -> tuple[bytes, bytes]:
@@ -138,9 +144,11 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
     wanted = set(cfg.modalities)
     out = {m: {ch: [] for ch in modalities.get(m).channels} for m in cfg.modalities}
     needs_flow = bool(wanted & set(modalities.FLOW))
+    frame_modalities = [m for m in cfg.modalities if not modalities.get(m).is_flow]
     if needs_flow and flow_fn is None:
         flow_fn = _flow_fn(cfg)
-    warper = WarpedFlow(flow_fn, cfg.warp) if "warped_flow" in wanted else None
+    plain, warped_name = modalities.PLAIN_FLOW, modalities.WARPED_FLOW
+    warper = WarpedFlow(flow_fn, cfg.warp) if warped_name in wanted else None
     batched = cfg.batch_pairs > 1 and hasattr(flow_fn, "batch")
     pending: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -152,23 +160,22 @@ def extract_frames(frames: Iterable[np.ndarray], cfg: ExtractConfig,
         else:
             flows = [flow_fn(a, b) for a, b in pending]
         for (a, b), flow in zip(pending, flows):
-            if "flow" in wanted:
-                x, y = encode_flow(flow, cfg.bound, cfg.jpeg_quality)
-                out["flow"]["flow_x"].append(x)
-                out["flow"]["flow_y"].append(y)
+            if plain in wanted:
+                for ch, jpeg in zip(modalities.get(plain).channels, encode_flow(flow, cfg.bound, cfg.jpeg_quality)):
+                    out[plain][ch].append(jpeg)
             if warper is not None:
                 warped, _ = warper(a, b, flow)
-                x, y = encode_flow(warped, cfg.bound, cfg.jpeg_quality)
-                out["warped_flow"]["warped_flow_x"].append(x)
-                out["warped_flow"]["warped_flow_y"].append(y)
+                for ch, jpeg in zip(modalities.get(warped_name).channels,
+                                    encode_flow(warped, cfg.bound, cfg.jpeg_quality)):
+                    out[warped_name][ch].append(jpeg)
         pending.clear()
 
     prev = None
     n = 0
     for frame in frames:
         n += 1
-        if "rgb" in wanted:
-            out["rgb"]["img"].append(encode_jpeg(frame, cfg.jpeg_quality))
+        for m in frame_modalities:
+            out[m][modalities.get(m).channels[0]].append(encode_jpeg(frame, cfg.jpeg_quality))
         if not needs_flow:
             continue
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
@@ -196,21 +203,15 @@ def error_message(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
-def video_metadata(path: Path, reader: VideoReader, n: int) -> dict:
+def video_metadata(path: Path, reader: VideoReader, n: int) -> EntryMeta:
     """The video-level fields of every modality's metadata, once ``reader`` decoded ``n`` frames."""
     info = reader.info
-    common = {
-        "source": str(path), "num_frames": n,
-        "fps": info.fps if info else 0.0,
-        "source_size": list(info.source_size) if info else None,
-        "declared_frames": info.declared_frames if info else 0,
-        "decoder": info.backend if info else None,
-        "stored_size": list(reader.out_size),
-    }
-    warning = incomplete_warning(n, info) if reader.max_frames is None and info else None
-    if warning:
-        common["warning"] = warning
-    return common
+    return EntryMeta(
+        source=str(path), num_frames=n, fps=info.fps if info else 0.0,
+        source_size=tuple(info.source_size) if info else None,
+        declared_frames=info.declared_frames if info else 0, decoder=info.backend if info else None,
+        stored_size=tuple(reader.out_size),
+        warning=incomplete_warning(n, info) if reader.max_frames is None and info else None)
 
 
 def incomplete_warning(n: int, info: VideoInfo) -> Optional[str]:
@@ -249,7 +250,7 @@ def extract_video(item: VideoItem, cfg: ExtractConfig) -> VideoResult:
         return result
     common = video_metadata(item.path, reader, n)
     for m in cfg.modalities:
-        result.meta[m] = dict(common, modality=m, parameters=cfg.parameters(m))
+        result.meta[m] = replace(common, modality=m, parameters=cfg.parameters(m))
     result.images = images
     result.pairs = (n - 1) if set(cfg.modalities) & set(modalities.FLOW) else 0
     result.seconds = time.perf_counter() - start

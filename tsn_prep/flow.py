@@ -6,7 +6,7 @@ frame i to frame i+1): OpenCV's CPU TV-L1, OpenCV's CUDA TV-L1, or our batched P
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -15,6 +15,22 @@ from .tvl1_params import TVL1Params
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(prev_grey uint8 HxW, next_grey uint8 HxW) -> float32 HxWx2`` flow (dx, dy) in pixels."""
+
+
+class BatchSolver(Protocol):
+    """A solver the extraction engine drives (``engine.py``): TorchTVL1 on a GPU or the CPU, or a
+    ``SolverProcess`` running one in a child."""
+
+    # Batches are padded to one shape per frame size: each new shape costs a compile.
+    compiled: bool
+    # ``batch`` takes the quantisation ``bound`` and then returns uint8 levels, not float flow.
+    quantizes: bool
+
+    def batch(self, prev: np.ndarray, cur: np.ndarray, bound: Optional[float] = None) -> np.ndarray:
+        """N grey pairs (N, H, W) uint8 -> (N, H, W, 2) flow: float32 px, or uint8 with ``bound``."""
+
+    def close(self, wait: bool = True) -> None:
+        """Free what the solver holds; ``wait=False``: at once, abandoning a batch in flight."""
 
 
 class BackendUnavailable(RuntimeError):

@@ -444,6 +444,9 @@ class TorchTVL1:
         """Whether any compiled function is (still) in use: False when eager or after a fallback."""
         return any(f.compiled is not None for f in (self._warp, self._step, self._median))
 
+    def close(self, wait: bool = True) -> None:
+        """Nothing to end: the solver holds only tensors (``BatchSolver``)."""
+
     # -- public API ------------------------------------------------------------------------
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         """One pair: (H, W) uint8 each -> (H, W, 2) float32 flow (dx, dy)."""

@@ -5,11 +5,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
-from . import modalities
+from tsn_core import modalities
+from tsn_core.codec import decode_image
+from tsn_core.meta import EntryMeta
+
 from .diskspace import DiskFull
-from .extract import ExtractConfig, decode_image
+from .extract import ExtractConfig
 from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
 from .tree import Tree, walk
 
@@ -32,6 +35,23 @@ PREFIXES: Prefixes = {
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
+def channel_prefixes(stems: Mapping[str, str]) -> dict[str, str]:
+    """``{channel: file-name prefix}`` from one stem per stored modality: a frame channel's prefix
+    is its stem (``img_``), a flow channel's the stem then its component (``flow_`` -> ``flow_x_``,
+    ``flow_y_``)."""
+    out = {}
+    for name, stem in stems.items():
+        spec = modalities.get(name)
+        for ch in spec.channels:
+            out[ch] = f"{stem}{ch.rsplit('_', 1)[1]}_" if spec.is_flow else stem
+    return out
+
+
+# What export writes by default: the first naming of each modality in PREFIXES.
+DEFAULT_PREFIXES = {ch: prefix for name, namings in PREFIXES.items()
+                    for ch, prefix in zip(modalities.get(name).channels, namings[0])}
+
+
 @dataclass(frozen=True)
 class Naming:
     """File names per channel for export: ``<prefix><number, zero-padded>.jpg``, numbered from
@@ -39,17 +59,13 @@ class Naming:
     mmaction2's TSN configs read; denseflow writes the same prefixes numbered from 0 (``start=0``).
     """
 
-    img: str = PREFIXES["rgb"][0][0]
-    flow_x: str = PREFIXES["flow"][0][0]
-    flow_y: str = PREFIXES["flow"][0][1]
-    warped_flow_x: str = PREFIXES["warped_flow"][0][0]
-    warped_flow_y: str = PREFIXES["warped_flow"][0][1]
+    prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PREFIXES))  # by channel
     start: int = 1
     digits: int = 5
     ext: str = ".jpg"
 
     def prefix(self, channel: str) -> str:
-        return getattr(self, channel)
+        return self.prefixes[channel]
 
     def filename(self, channel: str, index: int) -> str:
         return f"{self.prefix(channel)}{index + self.start:0{self.digits}d}{self.ext}"
@@ -73,7 +89,7 @@ def export_store(store: Store, out_dir: Path, naming: Naming = Naming(),
             video_dir = Path(out_dir) / vid
             video_dir.mkdir(parents=True, exist_ok=True)
             for channel in modalities.get(mod).channels:
-                for i in range(entry.meta["count"]):
+                for i in range(entry.meta.count):
                     _write_atomic(video_dir / naming.filename(channel, i), store.get(vid, channel, i, mod))
                     written += 1
             if progress is not None:
@@ -226,9 +242,9 @@ def import_folder(writer: ShardWriter, video_id: str, video_dir: Path,
     # folder half imported.
     for modality, (images, size) in images_per_modality.items():
         what = found[modality]
-        meta = {"source": str(video_dir), "imported_from": str(video_dir), "stored_size": size,
-                "modality": modality, "naming": {"prefixes": list(what.prefixes), "start": what.start},
-                "parameters": {"bound": bound} if modalities.get(modality).is_flow else {}}
+        meta = EntryMeta(source=str(video_dir), imported_from=str(video_dir), stored_size=tuple(size),
+                         modality=modality, naming={"prefixes": list(what.prefixes), "start": what.start},
+                         parameters={"bound": bound} if modalities.get(modality).is_flow else {})
         writer.put_video(video_id, modality, images, meta)
     return FolderResult(video_id, video_dir, list(found.values()), list(images_per_modality), unmatched)
 
@@ -298,7 +314,7 @@ def rawframe_lines(store: Store, modality: str,
     list gives the number of flows (N-1 for N frames), which mmaction2's test-time sampling relies
     on. Without ``labelled`` every stored video is listed, in id order, without a label.
     """
-    counts = {vid: entry.meta["count"] for (vid, mod), entry in store.index.items() if mod == modality}
+    counts = {vid: entry.meta.count for (vid, mod), entry in store.index.items() if mod == modality}
     rows = [(vid, None) for vid in sorted(counts)] if labelled is None else labelled
     lines, missing = [], []
     for vid, label in rows:

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import modalities
-from .extract import decode_image
+from tsn_core import modalities
+from tsn_core.codec import decode_image
 from .store import CHECKSUM, Store, StoreError, checksum_problem, has_checksums
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
@@ -27,9 +27,9 @@ def store_info(store: Store, per_video: bool = False) -> dict:
         per_shard[entry.shard] += 1
         m = per_modality.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
         m["videos"] += 1
-        m["images_per_channel"] += entry.meta["count"]
-        m["frames_decoded"] += entry.meta.get("num_frames", 0)
-        params[mod][json.dumps(entry.meta.get("parameters", {}), sort_keys=True)] += 1
+        m["images_per_channel"] += entry.meta.count
+        m["frames_decoded"] += (entry.meta.num_frames or 0)
+        params[mod][json.dumps(entry.meta.parameters or {}, sort_keys=True)] += 1
     for mod, counter in params.items():
         per_modality[mod]["parameters"] = [
             {"videos": n, **json.loads(p)} for p, n in counter.most_common()
@@ -56,7 +56,7 @@ def video_counts(store: Store) -> dict[str, dict[str, int]]:
     """Images per channel of every stored (video, modality): frames for rgb, flows for flow."""
     out: dict[str, dict[str, int]] = {}
     for (vid, mod), entry in sorted(store.index.items()):
-        out.setdefault(vid, {})[mod] = entry.meta["count"]
+        out.setdefault(vid, {})[mod] = entry.meta.count
     return out
 
 
@@ -128,8 +128,8 @@ class Verification:
 
 def stored_warnings(store: Store) -> list[dict]:
     """``{"video_id", "modality", "warning"}`` of every entry stored with a warning, in id order."""
-    return [{"video_id": vid, "modality": mod, "warning": e.meta["warning"]}
-            for (vid, mod), e in sorted(store.index.items()) if e.meta.get("warning")]
+    return [{"video_id": vid, "modality": mod, "warning": e.meta.warning}
+            for (vid, mod), e in sorted(store.index.items()) if e.meta.warning]
 
 
 def verify(store: Store, progress: Optional[Callable[[int], None]] = None) -> Verification:
@@ -148,7 +148,7 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
     that have them) and check counts against the metadata; returns the problems."""
     problems = []
     seen: Counter = Counter()
-    sizes = {key: tuple(e.meta.get("stored_size") or ()) for key, e in store.index.items()}
+    sizes = {key: tuple(e.meta.stored_size or ()) for key, e in store.index.items()}
     sums: dict[tuple[str, str], Optional[bytes]] = {}  # the channel being read: one lookup each
     for shard, vid, channel, idx, data in store.iter_images():
         modality = modalities.CHANNEL_MODALITY.get(channel)
@@ -157,8 +157,8 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
         if entry is None:
             problems.append(f"{where}: image without a complete entry (orphan)")
             continue
-        if idx >= entry.meta["count"]:
-            problems.append(f"{where}: index beyond the recorded count {entry.meta['count']}")
+        if idx >= entry.meta.count:
+            problems.append(f"{where}: index beyond the recorded count {entry.meta.count}")
         if entry.shard != shard:
             problems.append(f"{where}: stored in the wrong shard (entry in shard {entry.shard})")
         image = decode_image(data)
@@ -178,7 +178,7 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
         if progress is not None:
             progress(1)
     for (vid, modality), entry in sorted(store.index.items()):
-        count = entry.meta["count"]
+        count = entry.meta.count
         for channel in modalities.get(modality).channels:
             if seen[(vid, channel)] != count:
                 problems.append(f"{vid} {channel}: {seen[(vid, channel)]} images, metadata says {count}")
@@ -187,8 +187,8 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
                 if len(recorded) != 4 * count:
                     problems.append(f"{vid} {channel}: {len(recorded) // 4} {CHECKSUM} checksums stored, "
                                     f"metadata says {count} images")
-        n = entry.meta.get("num_frames")
-        expected = (None if n is None or "imported_from" in entry.meta
+        n = entry.meta.num_frames
+        expected = (None if n is None or entry.meta.imported_from is not None
                     else modalities.get(modality).images_per_video(n))
         if expected is not None and count != expected:
             problems.append(f"{vid} {modality}: {count} images for {n} decoded frames (expected {expected})")

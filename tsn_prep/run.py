@@ -89,7 +89,7 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
             for m in cfg.modalities:
                 stored = writer.stored_meta(item.id, m)
                 differences = None if stored is None else parameter_differences(
-                    stored.get("parameters", {}), asked[m])
+                    stored.parameters or {}, asked[m])
                 if stored is None:
                     missing.append(m)
                 elif differences and recompute:
@@ -118,8 +118,8 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                 delayed(extract_video)(item, item_cfg) for item, item_cfg in todo
             ) if todo else []
         for result in results:
-            meta = next(iter(result.meta.values()), {})  # video-level fields are in every modality's
-            warning = meta.get("warning")
+            meta = next(iter(result.meta.values()), None)  # video-level fields are in every modality's
+            warning = meta.warning if meta else None
             if result.error:
                 _record_failure(writer, summary, result.item, wanted[result.item.id], result.error)
             elif warning and strict:
@@ -128,7 +128,7 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
             elif _store(writer, summary, result, wanted[result.item.id]):
                 summary.done += 1
                 summary.pairs += result.pairs
-                summary.frames += meta["num_frames"]
+                summary.frames += meta.num_frames
                 if warning:
                     summary.warnings.append((str(result.item.path), warning))
                     _say(f"warning: {result.item.path}: {warning} (stored; --strict makes this a failure)")

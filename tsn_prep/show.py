@@ -14,11 +14,13 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .extract import decode_image
+from tsn_core import modalities
+from tsn_core.codec import decode_image
+
 from .quantize import dequantize
 from .store import Store
 
-SHOWN = ("rgb", "flow", "warped_flow")  # the column order
+SHOWN = modalities.STORED  # the column order
 SHEETS = (".png", ".jpg", ".jpeg")  # one picture; JPEG for a page where a PNG would be MBs
 FORMATS = (*SHEETS, ".gif", ".mp4")
 SHEET_JPEG_QUALITY = 90
@@ -95,9 +97,9 @@ def describe(store: Store, video_id: str) -> Video:
         ids = sorted({vid for vid, _ in store.index})
         hint = f" (it holds {len(ids)} videos, e.g. {ids[0]})" if ids else " (it holds no videos)"
         raise ShowError(f"{video_id}: no such video in {store.root}{hint}")
-    counts = {m: store.entry(video_id, m).meta["count"] for m in present}
-    bounds = {m: float(store.entry(video_id, m).meta["parameters"]["bound"])  # recorded with all flow
-              for m in present if m != "rgb"}
+    counts = {m: store.entry(video_id, m).meta.count for m in present}
+    bounds = {m: float(store.entry(video_id, m).meta.parameters["bound"])  # recorded with all flow
+              for m in present if modalities.get(m).is_flow}
     return Video(video_id, present, counts, bounds)
 
 
@@ -131,8 +133,8 @@ def cells(store: Store, video: Video, index: int) -> list[np.ndarray]:
         if index >= video.counts[m]:
             out.append(None)
             continue
-        if m == "rgb":
-            (data,) = store.read(video.video_id, "img", [index])
+        if not modalities.get(m).is_flow:
+            (data,) = store.read(video.video_id, modalities.get(m).channels[0], [index])
             cell = cv2.cvtColor(_decode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         else:
             qx, qy = (_decode(store.read(video.video_id, f"{m}_{c}", [index])[0], cv2.IMREAD_GRAYSCALE)

@@ -18,16 +18,18 @@ import struct
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
 import lmdb
 
-from . import modalities, readahead
+from tsn_core import modalities
+from tsn_core.meta import FORMAT_VERSION, EntryMeta
+
+from . import readahead
 from .diskspace import DiskFull, free_bytes, is_disk_full
 
-FORMAT_VERSION = 1
 _SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
 _DBS = (b"images", b"meta", b"failures", b"info", b"checksums")
 # Stores written before checksums were recorded lack this database; readers treat it as empty.
@@ -55,10 +57,10 @@ def pack_checksums(images: list[bytes]) -> bytes:
     return struct.pack(f">{len(images)}I", *map(checksum, images))
 
 
-def has_checksums(meta: dict) -> bool:
+def has_checksums(meta: EntryMeta) -> bool:
     """Whether an entry's images have checksums this version can check (stores written before
     checksums were recorded have entries without)."""
-    return meta.get("checksum") == CHECKSUM
+    return meta.checksum == CHECKSUM
 
 
 class StoreError(Exception):
@@ -275,7 +277,7 @@ class ShardWriter:
         with self.env.begin() as txn:
             return txn.get(entry_key(video_id, modality), db=self.dbs["meta"]) is not None
 
-    def put_video(self, video_id: str, modality: str, images: dict[str, list[bytes]], meta: dict) -> None:
+    def put_video(self, video_id: str, modality: str, images: dict[str, list[bytes]], meta: EntryMeta) -> None:
         """Store one video's images for one modality, their checksums and its meta entry, atomically.
 
         Every writer (extraction, import-frames) comes through here, so every image gets its
@@ -287,31 +289,32 @@ class ShardWriter:
         counts = {len(v) for v in images.values()}
         if len(counts) != 1:
             raise ValueError(f"{video_id}: channels of {modality} differ in length")
-        meta = _with_full_id(video_id, dict(meta, count=counts.pop(), channels=list(expected),
-                                            stored_at=time.time(), checksum=CHECKSUM))
+        meta = replace(meta, count=counts.pop(), channels=tuple(expected), stored_at=time.time(),
+                        checksum=CHECKSUM,
+                        video_id=video_id if key_id(video_id) != video_id else meta.video_id)
         puts = [("images", image_key(video_id, ch, i), data)
                 for ch, frames in images.items() for i, data in enumerate(frames)]
         puts += [("checksums", checksums_key(video_id, ch), pack_checksums(frames))
                  for ch, frames in images.items()]
-        puts.append(("meta", entry_key(video_id, modality), json.dumps(meta, sort_keys=True).encode()))
+        puts.append(("meta", entry_key(video_id, modality), meta.to_json()))
         # Deleting a missing key is a no-op in LMDB, so no read is needed first.
         deletes = [("failures", entry_key(video_id, modality))]
         # Replacing an entry (--recompute) with fewer images: the old ones past the new count go in
         # the same transaction, so no orphan is left behind.
         old_count = self.stored_count(video_id, modality)
         deletes += [("images", image_key(video_id, ch, i))
-                    for ch in expected for i in range(meta["count"], old_count or 0)]
+                    for ch in expected for i in range(meta.count, old_count or 0)]
         self._write(puts, deletes)
 
-    def stored_meta(self, video_id: str, modality: str) -> Optional[dict]:
+    def stored_meta(self, video_id: str, modality: str) -> Optional[EntryMeta]:
         """The meta entry of a complete (video, modality) in this shard, None if there is none."""
         with self.env.begin() as txn:
             value = txn.get(entry_key(video_id, modality), db=self.dbs["meta"])
-        return None if value is None else json.loads(bytes(value))
+        return None if value is None else EntryMeta.from_json(bytes(value))
 
     def stored_count(self, video_id: str, modality: str) -> Optional[int]:
         meta = self.stored_meta(video_id, modality)
-        return None if meta is None else meta.get("count")
+        return None if meta is None else meta.count
 
     def clear_failure(self, video_id: str, modality: str) -> None:
         """Forget an earlier failure of this pair (it has since succeeded)."""
@@ -382,7 +385,7 @@ class Entry:
     video_id: str
     modality: str
     shard: int
-    meta: dict
+    meta: EntryMeta
 
 
 class Store:
@@ -443,7 +446,7 @@ class Store:
                 full = _full_id(vid, meta)
                 if full != vid:
                     self._full_ids[vid] = full
-                index[(full, mod)] = Entry(full, mod, shard, meta)
+                index[(full, mod)] = Entry(full, mod, shard, EntryMeta.from_dict(meta))
             self._index = index
         return self._index
 
@@ -468,7 +471,7 @@ class Store:
         try:
             return self.read(video_id, channel, [index], check)[0]
         except KeyError:
-            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta['count']})") from None
+            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta.count})") from None
 
     def read(self, video_id: str, channel: str, indices: list[int],
              check: Optional[bool] = None) -> list[bytes]:

@@ -23,7 +23,7 @@ All functions are pure and work on numpy arrays; nothing is read from or written
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import cv2
@@ -36,17 +36,25 @@ DETECTORS = ("orb", "sift", "none")
 
 @dataclass(frozen=True)
 class WarpParams:
-    """Camera-motion estimation settings (defaults follow iDT / dense_flow where they apply)."""
+    """Camera-motion estimation settings (defaults follow iDT / dense_flow where they apply). A
+    field with a ``help`` in its metadata is a ``tsn-prep extract-flow --warp-...`` option."""
 
-    detector: str = "orb"          # "orb", "sift" or "none" (corners + flow only); SURF is non-free
+    detector: str = field(default="orb", metadata={
+        "help": "free keypoint detector matched between frames (SURF is non-free); 'none' uses "
+                "flow-tracked corners only.", "choices": DETECTORS})
     max_features: int = 1000       # keypoints per frame for the detector
-    match_window: int = 25         # matches only within a 25x25 px window: |dx|, |dy| <= 12
-    max_corners: int = 1000        # goodFeaturesToTrack
+    match_window: int = field(default=25, metadata={  # |dx|, |dy| <= 12 for 25
+        "help": "keypoint matches count only within this window (px, square).", "min": 1})
+    max_corners: int = field(default=1000, metadata={  # goodFeaturesToTrack
+        "help": "corners of the previous frame tracked by the flow (0: no limit).", "min": 0})
     corner_quality: float = 0.001
     corner_min_distance: float = 3.0
-    min_pairs: int = 50            # fit a homography only with more than this many correspondences
-    ransac_threshold: float = 1.0  # findHomography RANSAC reprojection threshold (px)
-    min_inliers: int = 25          # accept the homography only with more than this many inliers
+    min_pairs: int = field(default=50, metadata={
+        "help": "fit a homography only with more correspondences than this.", "min": 4})
+    ransac_threshold: float = field(default=1.0, metadata={  # findHomography's
+        "help": "RANSAC reprojection threshold in px."})
+    min_inliers: int = field(default=25, metadata={
+        "help": "accept the camera homography only with more RANSAC inliers than this.", "min": 4})
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

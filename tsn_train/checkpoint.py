@@ -40,7 +40,7 @@ class Preprocessing:
 
     modality: str
     input_size: int     # crop side
-    scale_size: int     # short side evaluation rescales to before cropping
+    scale_size: int     # short side validation and test rescale to before cropping
     norm: InputNorm
 
     @classmethod

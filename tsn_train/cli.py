@@ -1,7 +1,12 @@
-"""``tsn-train``: train and evaluate Temporal Segment Networks on a tsn-prep store.
+"""``tsn-train``: train and test Temporal Segment Networks on a tsn-prep store.
+
+Three words, one meaning each: ``fit`` *validates* after every epoch (tsn_train/fit.py); ``test``
+and ``predict`` score with the paper's *test* protocol (tsn_train/protocol.py); ``evaluate``
+computes *metrics* of a score file (mAP, accuracy: tsn_train/metrics.py).
 
 Only click and torch-free modules are imported at start-up, so ``--help`` answers at once; torch
-is imported inside the commands that need it.
+is imported inside the commands that need it. Options several commands share, and the decorator
+that turns our errors into one line, are in tsn_train/cli_options.py.
 """
 from __future__ import annotations
 
@@ -11,53 +16,21 @@ from pathlib import Path
 
 import click
 
-from tsn_prep.modalities import MODALITIES
+from tsn_core.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
-from tsn_prep.store import StoreError
 from tsn_prep.cli import decoders_option
 
-from .config import (CROP_CHOICES, CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, TEST_CROPS,
-                     TEST_SEGMENTS, DrawSettings, default_text, preset_names, resolve)
-from .archs import ARCHS, CONSENSUS, PretrainedError
-from .outputs import OutputError, writable_file, writable_folder
-from .lists import ListError, hmdb51_lists, ucf101_lists, write_split
+from .config import (CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, DrawSettings, preset_names,
+                     resolve)
+from .archs import ARCHS, CONSENSUS
+from .cli_options import (FLOATS, INTS, amp_option, cannot_write, checkpoint_option,
+                          config_help as _help, crops_option, device_option, int_choice,
+                          one_line_errors, segments_option, store_option, top_option, weights_option)
+from .outputs import writable_file, writable_folder
+from .lists import hmdb51_lists, ucf101_lists, write_split
 
-
-class NumberList(click.ParamType):
-    """Numbers separated by commas (or spaces): ``1,.875,.75`` -> ``[1.0, 0.875, 0.75]``."""
-
-    def __init__(self, kind: type = float):
-        self.kind = kind
-        self.name = f"{kind.__name__.upper()},..."
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            numbers = [self.kind(v) for v in str(value).replace(",", " ").split()]
-        except ValueError:
-            numbers = []
-        if not numbers:
-            example = "1,1.5" if self.kind is float else "20,40"
-            self.fail(f"expected comma-separated {self.kind.__name__}s like {example}; got {value!r}",
-                      param, ctx)
-        return numbers
-
-
-FLOATS, INTS = NumberList(float), NumberList(int)
-CROPS = click.Choice([str(c) for c in CROP_CHOICES])
 DRAW = DrawSettings()
 CROP_POSITIONS = click.Choice([str(c) for c in CROP_POSITION_CHOICES])
-
-
-def _int_choice(ctx, param, value):
-    """A Choice of numbers as an int (None, not given, stays None)."""
-    return None if value is None else int(value)
-
-
-def _help(text: str, setting: str) -> str:
-    """Option help with the default written from tsn_train.config (one source of defaults)."""
-    return f"{text}  {default_text(setting)}".rstrip()
 
 
 def _input_sizes() -> str:
@@ -113,11 +86,9 @@ def lists_hmdb51(splits_dir: Path, out_dir: Path, split: int, class_folders: boo
     _write_lists("hmdb51", split, out_dir, lambda: hmdb51_lists(splits_dir, split, class_folders))
 
 
+@one_line_errors
 def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
-    try:
-        train, test, names = read()
-    except ListError as exc:
-        raise click.ClickException(str(exc)) from None
+    train, test, names = read()
     paths = write_split(out_dir, name, split, train, test, names)
     click.echo(f"{len(train)} train and {len(test)} test videos, {len(names)} classes:")
     for key, path in paths.items():
@@ -127,8 +98,7 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
 @main.command()
 @click.option("--modality", type=click.Choice(list(MODALITIES)), required=True,
               help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow their own.")
-@click.option("--store", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Output folder of tsn-prep (the LMDB shards).")
+@store_option()
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False), required=True,
               help="'video_id label' per line.")
 @click.option("--val-list", type=click.Path(exists=True, dir_okay=False),
@@ -147,14 +117,14 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
                    "torchvision resnet50 .pth). Nothing is downloaded. Default: random init.")
 @click.option("--consensus", type=click.Choice(CONSENSUS), help=_help("Segmental consensus.", "consensus"))
 @click.option("--topk", type=click.IntRange(min=1), help=_help("k of top-k consensus.", "topk"))
-@click.option("--segments", type=click.IntRange(min=1), help=_help("Segments K per video.", "segments"))
+@segments_option(_help("Segments K per video.", "segments"), default=None)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help=_help("Before the classifier.", "dropout"))
 @click.option("--partial-bn/--no-partial-bn", default=None,
               help=_help("Freeze every BatchNorm but the first.", "partial_bn"))
 @click.option("--input-size", type=click.IntRange(min=32), help=f"Crop side fed to the network.  {_input_sizes()}")
 @click.option("--scales", type=FLOATS, help=_help("Multi-scale crop fractions of the short side.", "scales"))
-@click.option("--crop-positions", type=CROP_POSITIONS, callback=_int_choice,
+@click.option("--crop-positions", type=CROP_POSITIONS, callback=int_choice,
               help=_help("Fixed places the training crop is drawn from: 13 = the reference TSN's (Caffe "
                          "more_fix_crop, tsn-pytorch): corners, centre, edge middles and quarter "
                          "points; 5 = four corners and centre (mmaction2's default).", "crop_positions"))
@@ -182,16 +152,15 @@ def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
                          "(torchvision.io.decode_jpeg: nvJPEG on CUDA), leaving the workers only "
                          "reading bytes. Validation and test always decode in the loader.", "decode_on"))
 @click.option("--seed", type=int, help=_help("", "seed"))
-@click.option("--device", type=str, help=_help("auto, cpu, cuda or cuda:N.", "device"))
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]),
-              help=_help("Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on "
-                         "the CPU.", "amp"))
+@device_option(default=None)
+@amp_option(default=None)
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: on for CUDA]")
 @click.option("--log-every", type=click.IntRange(min=0),
               help=_help("Write a step record to metrics.jsonl every N batches.", "log_every"))
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop each epoch after N SGD steps (smoke runs).")
 @click.option("--resume", is_flag=False, flag_value="last", default=None,
               help="Continue from OUT/last.pt (or the checkpoint given) after its last full epoch.")
+@one_line_errors
 def fit(**options) -> None:
     """Train a TSN stream.
 
@@ -211,13 +180,12 @@ def fit(**options) -> None:
         if resume == "last":
             resume = str(Path(cfg.out) / "last.pt")
         return run_fit(cfg, resume)
-    except (ListError, PretrainedError, StoreError, ValueError, RuntimeError, DiskFull) as exc:
+    except RuntimeError as exc:  # e.g. out of GPU memory: one line that says how to see more
         if os.environ.get("TSN_DEBUG"):
             raise  # the full traceback, for bug reports
-        raise click.ClickException(f"{exc} (set TSN_DEBUG=1 for the traceback)"
-                                   if isinstance(exc, RuntimeError) else str(exc)) from None
-    except OSError as exc:
-        if not is_disk_full(exc) or os.environ.get("TSN_DEBUG"):
+        raise click.ClickException(f"{exc} (set TSN_DEBUG=1 for the traceback)") from None
+    except OSError as exc:  # our DiskFull, like our other errors, is one line by one_line_errors
+        if isinstance(exc, DiskFull) or not is_disk_full(exc) or os.environ.get("TSN_DEBUG"):
             raise
         raise click.ClickException(str(DiskFull(exc.filename or options["out"]))) from None
     except KeyboardInterrupt:
@@ -228,13 +196,10 @@ def fit(**options) -> None:
 
 
 def _writable(*paths: Path, folder: bool = False) -> None:
-    """Before a command's work: each output file (or ``folder``) can be written, else one line
-    naming it (tsn_train/outputs.py)."""
-    try:
-        for p in paths:
-            (writable_folder if folder else writable_file)(p)
-    except OutputError as exc:
-        raise click.ClickException(str(exc)) from None
+    """Before a command's work: each output file (or ``folder``) can be written, else an
+    OutputError naming it (tsn_train/outputs.py), one line by the command's ``one_line_errors``."""
+    for p in paths:
+        (writable_folder if folder else writable_file)(p)
 
 
 def _report_line(name: str, m: dict) -> str:
@@ -243,25 +208,21 @@ def _report_line(name: str, m: dict) -> str:
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="A fit checkpoint (best.pt or last.pt); modality, architecture and "
-                   "preprocessing come from it.")
-@click.option("--store", type=click.Path(exists=True, file_okay=False), required=True)
+@checkpoint_option("A fit checkpoint (best.pt or last.pt); modality, architecture and preprocessing "
+                   "come from it.")
+@store_option()
 @click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="'video_id label' per line.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Score file (.npz); the confusion matrix (.png) and per-class accuracy (.csv) "
                    "are written beside it.")
-@click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True,
-              help="Evenly spaced snippets per video.")
-@click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
-              callback=_int_choice, help="10 = four corners + centre and their mirror images; 3 = along the long side; "
-                   "1 = centre.")
+@segments_option()
+@crops_option()
 @click.option("--batch", type=click.IntRange(min=1), default=TEST_BATCH, show_default=True,
               help="Snippet-crops per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@device_option()
+@amp_option()
 @click.option("--protocol", type=click.Choice(["segments", "mtwi"]), default="segments", show_default=True,
               help="segments: the paper's trimmed-video protocol (--segments snippets, averaged). "
                    "mtwi: untrimmed video, Multi-scale Temporal Window Integration over snippets at "
@@ -272,34 +233,30 @@ def _report_line(name: str, m: dict) -> str:
               help="mtwi: how a snippet's crops are combined (the reference code takes the max).")
 @click.option("--mtwi-rule", type=click.Choice(["reference", "paper"]), default="reference",
               show_default=True, help="mtwi: the reference code's windows, or the paper's text.")
+@one_line_errors
 def test(checkpoint, store, list_path, out, segments, crops, batch, workers, device, amp, protocol,
          rate, crop_combine, mtwi_rule) -> None:
     """Score a list of videos with the paper's protocol and print top-1, top-5 and mean class
     accuracy. Scores are averaged over crops, then snippets, before softmax; with --protocol mtwi
     they are integrated over temporal windows instead (then `tsn-train evaluate` gives mAP)."""
-    from .evaluate import run_test
-    from .scores import ScoreError, metrics, write_confusion_png, write_per_class_csv
+    from .protocol import run_test
+    from .scores import metrics, write_confusion_png, write_per_class_csv
 
     out = Path(out)
     stem = out.with_suffix("")
     picture, per_class = (stem.with_name(stem.name + "_confusion.png"),
                           stem.with_name(stem.name + "_per_class.csv"))
     _writable(out, picture, per_class)  # before the scoring, not after it
-    try:
-        records = Path(list_path)  # run_test resolves it against the store (checkpoint's modality)
-        mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
-        scores = run_test(Path(checkpoint), Path(store), records, segments, crops, batch,
-                          workers, device, amp, mtwi=mtwi)
-    except (ListError, StoreError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    records = Path(list_path)  # run_test resolves it against the store (checkpoint's modality)
+    mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
+    scores = run_test(checkpoint, Path(store), records, segments, crops, batch, workers, device, amp,
+                      mtwi=mtwi)
     try:
         scores.save(out)
         write_confusion_png(scores, picture)
         write_per_class_csv(scores, per_class)
     except OSError as exc:  # e.g. the disk filled up while scoring
-        raise click.ClickException(f"{exc.filename or out}: cannot write ({exc.strerror or exc})") from None
-    except ScoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise cannot_write(exc.filename or out, exc) from None
     how = (f"M-TWI, {rate:g} snippets/s x {crops} crops" if protocol == "mtwi"
            else f"{segments} snippets x {crops} crops")
     click.echo(_report_line(f"{scores.settings['modality']} ({how})", metrics(scores)))
@@ -309,13 +266,12 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
 @main.command()
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--weights", type=FLOATS,
-              help="Weight per score file, in their order, e.g. 1,1.5 (the paper's RGB : flow).  "
-                   "[default: 1 each]")
+@weights_option("Weight per score file, in their order, e.g. 1,1.5 (the paper's RGB : flow).")
 @click.option("--softmax", "use_softmax", is_flag=True,
               help="Fuse probabilities instead of the scores before softmax.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the fused scores (.npz) here.")
+@one_line_errors
 def fuse(files, weights, use_softmax, out) -> None:
     """Weighted late fusion of score FILES from `tsn-train test`.
 
@@ -325,7 +281,7 @@ def fuse(files, weights, use_softmax, out) -> None:
     Scores are fused before softmax unless --softmax is given. The files must hold the same videos
     with the same labels. Prints each stream's accuracy and the fusion's.
     """
-    from .scores import ScoreError, Scores, fuse as fuse_scores, metrics
+    from .scores import Scores, fuse as fuse_scores, metrics
 
     weights = weights or [1.0] * len(files)
     if len(weights) != len(files):
@@ -333,13 +289,10 @@ def fuse(files, weights, use_softmax, out) -> None:
                                  param_hint="--weights")
     if out:
         _writable(out)  # before the fusion, not after it
-    try:
-        streams = [Scores.load(f) for f in files]
-        for f, st in zip(files, streams):
-            st.settings["source"] = str(f)
-        fused = fuse_scores(streams, weights, use_softmax)
-    except ScoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    streams = [Scores.load(f) for f in files]
+    for f, st in zip(files, streams):
+        st.settings["source"] = str(f)
+    fused = fuse_scores(streams, weights, use_softmax)
     for f, w, st in zip(files, weights, streams):
         click.echo(_report_line(f"{f} (weight {w:g})", metrics(st)))
     click.echo(_report_line(f"fused{' (softmax)' if use_softmax else ''}", metrics(fused)))
@@ -347,7 +300,7 @@ def fuse(files, weights, use_softmax, out) -> None:
         try:
             fused.save(out)
         except OSError as exc:  # e.g. a full disk
-            raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
+            raise cannot_write(out, exc) from None
         click.echo(f"fused scores: {out}")
 
 
@@ -364,6 +317,7 @@ def fuse(files, weights, use_softmax, out) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for per_class_ap.csv and pr_curve.png.  [default: SCORES without .npz, "
                    "plus -METRIC]")
+@one_line_errors
 def evaluate(scores_file, labels_path, metric, out) -> None:
     """Score a score file (from `test` or `fuse`) against multi-label ground truth.
 
@@ -374,20 +328,17 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
     pipeline does. Prints mAP (and hit@3 for activitynet) and writes per-class AP as CSV and a
     precision-recall picture. docs/untrimmed.md gives the exact rules.
     """
-    from .lists import Known, ListError, read_multilabel_list
+    from tsn_core.lists import Known, read_multilabel_list
     from .metrics import activitynet_map, multilabel_accuracy, thumos14_map, write_ap_csv, write_pr_png
-    from .scores import ScoreError, Scores, softmax
+    from .scores import Scores, softmax
 
     if metric != "accuracy":  # accuracy only prints
         out = out or scores_file.with_name(f"{scores_file.stem}-{metric}")
         _writable(out, folder=True)  # before the work, not after it
-    try:
-        scores = Scores.load(scores_file)
-        # every line must name exactly one video of the score file
-        known = Known(set(scores.video_ids), str(scores_file), f"scores in {scores_file}")
-        truth = {r.video_id: r.labels for r in read_multilabel_list(labels_path, known)}
-    except (ScoreError, ListError) as exc:
-        raise click.ClickException(str(exc)) from None
+    scores = Scores.load(scores_file)
+    # every line must name exactly one video of the score file
+    known = Known(set(scores.video_ids), str(scores_file), f"scores in {scores_file}")
+    truth = {r.video_id: r.labels for r in read_multilabel_list(labels_path, known)}
     missing = [v for v in scores.video_ids if v not in truth]
     if missing:
         raise click.ClickException(f"{labels_path}: {len(missing)} videos of {scores_file} have no line "
@@ -413,7 +364,7 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
         write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
         write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
     except OSError as exc:  # e.g. a full disk
-        raise click.ClickException(f"{exc.filename or out}: cannot write ({exc.strerror or exc})") from None
+        raise cannot_write(exc.filename or out, exc) from None
     line = f"{metric} mAP {result.mean_ap:.4f} over {len(result.evaluated)} classes"
     if result.hit_at_k is not None:
         line += f", hit@{result.k} {result.hit_at_k:.4f}"
@@ -423,18 +374,15 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A fit checkpoint; repeat for several streams (e.g. RGB and flow).")
-@click.option("--weights", type=FLOATS,
-              help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
-@click.option("--segments", type=click.IntRange(min=1), default=TEST_SEGMENTS, show_default=True)
-@click.option("--crops", type=CROPS, default=str(TEST_CROPS), show_default=True,
-              callback=_int_choice)
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@checkpoint_option("A fit checkpoint; repeat for several streams (e.g. RGB and flow).", multiple=True)
+@weights_option()
+@segments_option()
+@crops_option()
+@top_option("Classes printed per video, most probable first.")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")
 @decoders_option
+@one_line_errors
 def predict(videos, checkpoints, weights, segments, crops, top, device, as_json, decoders) -> None:
     """Classify raw video files: decode, extract what each stream needs (frames, RGB
     difference, TV-L1 flow, with the settings its training store used), score with the
@@ -445,11 +393,8 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json,
     from .predict import load_streams, predict_video
     from .scores import ranked
 
-    try:
-        dev = distributed.resolve_device(device)
-        streams = load_streams(list(checkpoints), weights, dev)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    dev = distributed.resolve_device(device)
+    streams = load_streams(list(checkpoints), weights, dev)
     classes = streams[0].checkpoint.classes
     failed = 0
     for path in videos:
@@ -470,8 +415,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json,
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A fit checkpoint of any modality (rgb, rgbdiff, flow, warped_flow).")
+@checkpoint_option("A fit checkpoint of any modality (rgb, rgbdiff, flow, warped_flow).")
 @click.option("--class", "class_names", multiple=True,
               help="A class to draw, by name; repeat for several.  [default: every class]")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -485,7 +429,8 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json,
               help="Seed of the starting noise and the jitter: the same seed draws the same "
                    "pictures (bit for bit on one CPU thread; threaded convolutions may round "
                    "differently, which the ascent can amplify).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option()
+@one_line_errors
 def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     """Draw what a trained stream has learned for each class (the paper's DeepDraw pictures):
     gradient ascent on the class's pre-softmax score from noise, with octaves, jitter and blur
@@ -506,11 +451,8 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     from . import visualize as vis
 
     _writable(out, folder=True)  # before the drawing, not after it
-    try:
-        ckpt = ckpt_mod.load(checkpoint)  # its errors name the file
-        dev = distributed.resolve_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    ckpt = ckpt_mod.load(checkpoint)  # its errors name the file
+    dev = distributed.resolve_device(device)
     classes = ckpt.classes
     unknown = [c for c in class_names if c not in classes]
     if unknown:
@@ -543,12 +485,12 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A fit checkpoint of any modality and architecture.")
+@checkpoint_option("A fit checkpoint of any modality and architecture.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
               help="onnx (needs the [export] extra: onnx, onnxscript, onnxruntime) or torchscript "
                    "(torch alone; loadable from C++ with libtorch).")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@one_line_errors
 def export(checkpoint, fmt, out) -> None:
     """Export a trained stream as one file for deployment, OUT.
 
@@ -562,10 +504,8 @@ def export(checkpoint, fmt, out) -> None:
     _writable(out)  # before the export, not after it
     try:
         meta = run_export(checkpoint, fmt, out)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
     except OSError as exc:  # e.g. OUT's folder cannot be made or written
-        raise click.ClickException(f"{out}: cannot write ({exc.strerror or exc})") from None
+        raise cannot_write(out, exc) from None
     shape = " x ".join(map(str, meta["input"]["shape"]))
     click.echo(f"{out}: {fmt}, {meta['arch']} {meta['modality']}, input uint8 {shape}, "
                f"{len(meta['classes'])} class scores")
@@ -573,18 +513,16 @@ def export(checkpoint, fmt, out) -> None:
 
 @main.command()
 @click.argument("source")
-@click.option("--checkpoint", "checkpoints", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An rgb or rgbdiff fit checkpoint; repeat for the pair (e.g. rgb.pt, rgbdiff.pt).")
-@click.option("--weights", type=FLOATS,
-              help="Fusion weight per checkpoint, in their order, e.g. 1,1.5.  [default: 1 each]")
+@checkpoint_option("An rgb or rgbdiff fit checkpoint; repeat for the pair (e.g. rgb.pt, rgbdiff.pt).",
+                   multiple=True)
+@weights_option()
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Seconds of video each update looks at (its K segments span them).")
 @click.option("--every", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
               help="Seconds of video between updates.")
-@click.option("--segments", type=click.IntRange(min=1),
-              help="Snippets K per window.  [default: each checkpoint's training segments]")
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@segments_option("Snippets K per window.  [default: each checkpoint's training segments]",
+                 default=None)
+@top_option("Classes in each update's top list, most probable first.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the video with the current top-3 drawn on it (.mp4 or .avi).")
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
@@ -592,10 +530,11 @@ def export(checkpoint, fmt, out) -> None:
                    "scoring cannot keep up with are skipped (counted). --no-realtime reads a file "
                    "as fast as scoring allows and scores every update (offline analysis). Cameras "
                    "and network streams are always real time.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--threads", type=click.IntRange(min=1),
               help="PyTorch CPU threads.  [default: usable cores - 1, one being the decoder's]")
 @decoders_option
+@one_line_errors
 def stream(source, checkpoints, weights, window, every, segments, top, out, realtime, device,
            threads, decoders) -> None:
     """Recognise actions live in SOURCE (a video file, a camera index such as 0, or a stream URL
@@ -620,21 +559,15 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
     if out is not None:
         _writable(out)
     torch.set_num_threads(threads or max(1, usable_cores() - 1))
-    try:
-        dev = distributed.resolve_device(device)
-        streams = load_streams(list(checkpoints), weights, dev)
-        scorer = Scorer(streams, segments, dev)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    dev = distributed.resolve_device(device)
+    streams = load_streams(list(checkpoints), weights, dev)
+    scorer = Scorer(streams, segments, dev)
 
     def emit(update: dict) -> None:
         click.echo(json.dumps(update))
 
-    try:
-        summary = run_stream(source, scorer, streams[0].checkpoint.classes, window, every, top,
-                             realtime, out, emit, decoders)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    summary = run_stream(source, scorer, streams[0].checkpoint.classes, window, every, top,
+                         realtime, out, emit, decoders)
     s = summary.to_dict()
     click.echo(json.dumps({"summary": s}))
     click.echo(f"{'stopped' if s['interrupted'] else 'end of source'}: {s['updates']} updates, "

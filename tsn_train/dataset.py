@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from tsn_prep import modalities
-from tsn_prep.extract import decode_image
+from tsn_core import modalities
+from tsn_core.codec import decode_image
 from tsn_prep.store import Store
 
-from .lists import Record
+from tsn_core.lists import Record
 from .sampling import center_starts, sample_indices, train_starts
 
 
@@ -130,8 +130,8 @@ class VideoDataset(Dataset):
 
 class ShardSampler(Sampler[tuple[int, int]]):
     """Items of one rank: a seeded permutation per epoch (training) or the plain order, dealt
-    round-robin over ``world`` ranks. Without ``pad``, ranks may differ by one item (evaluation
-    counts every video exactly once); with it, the first items repeat so all ranks step together.
+    round-robin over ``world`` ranks. Without ``pad``, ranks may differ by one item (validation
+    and test count every video exactly once); with it, the first items repeat so all ranks step together.
 
     Iterating yields ``(epoch, item)`` keys, so a dataset in a persistent loader worker draws the
     epoch's augmentation; :meth:`order` gives the items alone."""

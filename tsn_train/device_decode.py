@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from tsn_prep import modalities
+from tsn_core import modalities
 
 from .dataset import VideoDataset
 from .transforms import TrainAugment
@@ -97,6 +97,6 @@ def decode_batch(items: list[Encoded], modality: str, size: int, device: torch.d
         if item.mirror:
             img = img.flip(-1)
             if grey:
-                img[:, 0] = 255 - img[:, 0]
+                img[:, 0] = modalities.mirrored_x(img[:, 0])
         out.append(img.permute(0, 2, 3, 1).reshape(item.segments, item.length, size, size, -1))
     return torch.stack(out)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from tsn_prep import modalities
+from tsn_core import modalities
 
 from . import checkpoint
 from .checkpoint import Checkpoint, Preprocessing

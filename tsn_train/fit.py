@@ -5,7 +5,7 @@ videos. Rank 0 writes ``OUT/last.pt`` every epoch (atomically), ``OUT/best.pt`` 
 improves, and ``OUT/metrics.jsonl``.
 
 Reading order: ``fit`` (setup, then one line per stage), ``load_data``, ``train_one_epoch``,
-``evaluate``, ``RunLog``.
+``validate_epoch``, ``RunLog``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tsn_prep import modalities
+from tsn_core import modalities
 from tsn_prep.store import Store
 
 from . import archs, checkpoint, distributed
@@ -32,7 +32,9 @@ from .curves import write_curves
 from .outputs import OutputError, writable_folder
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
-from .lists import ListError, num_classes_of, read_classes, read_list, store_known, validate
+from tsn_core.lists import ListError, read_classes, read_list
+
+from .lists import num_classes_of, store_known, validate
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
 from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
@@ -104,7 +106,7 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     val_counts = (validate(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
                   if val else {})
     spec = modalities.get(cfg.modality)
-    extraction = store.entry(train[0].video_id, spec.source).meta["parameters"]
+    extraction = store.entry(train[0].video_id, spec.source).meta.parameters
     store.close()
 
     arch = archs.get(cfg.arch)
@@ -211,9 +213,11 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, loader: DataLoader, dev: distributed.Dist,
-             amp_dtype: Optional[torch.dtype], modality: str, norm: InputNorm) -> dict:
-    """Loss and accuracy over every video of the loader, summed over ranks (each video once)."""
+def validate_epoch(model: torch.nn.Module, loader: DataLoader, dev: distributed.Dist,
+                   amp_dtype: Optional[torch.dtype], modality: str, norm: InputNorm) -> dict:
+    """Validation after an epoch: loss and accuracy over every video of the loader (one centre
+    crop at segment centres, not the test protocol of tsn_train/protocol.py), summed over ranks
+    (each video once)."""
     model.eval()
     meter = Meter()
     for x, y in loader:
@@ -356,8 +360,8 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
         record.update(train_one_epoch(net, data.train_loader, optimizer, scaler, cfg, dev, amp_dtype,
                                       epoch, log, data.train_inputs))
         if data.val_loader is not None:
-            record.update(evaluate(net, data.val_loader, dev, amp_dtype, cfg.modality,
-                                   data.preprocessing.norm))
+            record.update(validate_epoch(net, data.val_loader, dev, amp_dtype, cfg.modality,
+                                         data.preprocessing.norm))
         record["seconds"] = round(time.time() - started, 3)
         improved = data.val_loader is not None and (best is None or record["val_acc"] > best)
         if improved:

@@ -48,7 +48,7 @@ def snippet_positions(num_frames: int, fps: Number, rate: Number = 1.0, length: 
     slot). Snippet ``i`` is centred on the image shown at its slot's centre, ``(i + 1/2) / rate``
     seconds: image ``c = floor((i + 1/2) * fps / rate)`` (image ``j`` is shown during
     ``[j / fps, (j + 1) / fps)``), clamped to the last image. A snippet of ``length`` images
-    (``tsn_prep.modalities``' snippet length: 1 for rgb, 5 for flow) starts at
+    (``tsn_core.modalities``' snippet length: 1 for rgb, 5 for flow) starts at
     ``c - (length - 1) // 2``, clamped to ``[0, max(num_frames - length, 0)]`` so that it fits
     whenever the video is long enough (``sampling.snippet_indices`` repeats the last image
     otherwise). Zero images is a ValueError.

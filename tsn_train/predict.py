@@ -8,18 +8,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from tsn_prep import modalities
+from tsn_core.lists import Record
 from tsn_prep.extract import ExtractConfig, extract_video
-from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.video import DECODERS, VideoItem
-from tsn_prep.warp import WarpParams
 
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import MemoryImages
-from .evaluate import eval_dataset, video_scores
-from .lists import Record
+from .protocol import dataset_for_test, video_scores
 from .models import TSN
 from .scores import softmax
 
@@ -30,20 +27,6 @@ class Stream:
     checkpoint: Checkpoint
     weight: float
     amp_dtype: Optional[torch.dtype] = None
-
-
-def extract_config(parameters: dict, modality: str, decoders: Sequence[str] = DECODERS) -> ExtractConfig:
-    """The extraction settings the training store used (recorded in the checkpoint), decoding
-    with ``decoders``."""
-    source = modalities.get(modality).source
-    default = ExtractConfig()
-    return ExtractConfig(
-        modalities=(source,), size=tuple(parameters["size"]) if parameters.get("size") else None,
-        short_side=parameters.get("short_side"), bound=parameters.get("bound", default.bound),
-        jpeg_quality=parameters.get("jpeg_quality", default.jpeg_quality),
-        algorithm=parameters.get("algorithm", default.algorithm),
-        tvl1=TVL1Params.from_dict(parameters.get("tvl1") or {}),
-        warp=WarpParams(**(parameters.get("warp") or {})), decoders=tuple(decoders))
 
 
 def load_streams(paths: list[Path], weights: Optional[list[float]], device: torch.device,
@@ -74,7 +57,7 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
     fused = 0.0
     for s in streams:
         prep = s.checkpoint.preprocessing
-        cfg = extract_config(s.checkpoint.extraction, prep.modality, decoders)
+        cfg = ExtractConfig.from_parameters(s.checkpoint.extraction, prep.modality, tuple(decoders))
         key = cfg  # frozen: equal settings, one extraction
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
             result = extract_video(VideoItem(path.stem, path), cfg)
@@ -83,8 +66,8 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
             extracted[key] = result.images[cfg.modalities[0]]
         images = extracted[key]
         count = len(next(iter(images.values())))
-        ds = eval_dataset(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
-                          segments, crops)
+        ds = dataset_for_test(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
+                              segments, crops)
         x, _ = ds[0]
         score = video_scores(s.model, x, prep, batch, s.amp_dtype).cpu().numpy()
         fused = fused + s.weight * softmax(score[None])[0]

@@ -2,7 +2,7 @@
 
 Indices are 0-based positions in a video's stored series (frames for ``rgb`` and ``rgbdiff``,
 flow fields for ``flow`` and ``warped_flow``). A snippet of length ``L`` (the modality's
-``snippet_length`` in ``tsn_prep.modalities``) starting at ``s`` reads ``s, s+1, ..., s+L-1``.
+``snippet_length`` in ``tsn_core.modalities``) starting at ``s`` reads ``s, s+1, ..., s+L-1``.
 
 Rule for short videos: a start can only be a position where a whole snippet fits, so there are
 ``P = count - L + 1`` of them. With ``P >= K`` every segment holds at least one start. With

@@ -28,16 +28,17 @@ import cv2
 import numpy as np
 import torch
 
-from tsn_prep import modalities
+from tsn_core import modalities
+from tsn_prep.extract import ExtractConfig
 from tsn_prep.video import DECODERS, VideoError, VideoReader, target_size
 
 from .export import Deployable
-from .predict import Stream, extract_config
+from .predict import Stream
 from .sampling import center_starts, sample_indices
 from .scores import ranked
 from .transforms import EvalCrops
 
-STREAMABLE = ("rgb", "rgbdiff")  # what needs no optical flow
+STREAMABLE = tuple(name for name, m in modalities.MODALITIES.items() if not m.is_flow)  # no optical flow
 EPS = 1e-9
 
 
@@ -242,7 +243,7 @@ def annotate(frame: np.ndarray, top: list[dict]) -> np.ndarray:
 
 def stored_size_rule(stream: Stream) -> Callable[[tuple[int, int]], tuple[int, int]]:
     """Source (width, height) -> the frame size the stream's training store was extracted at."""
-    cfg = extract_config(stream.checkpoint.extraction, stream.checkpoint.modality)
+    cfg = ExtractConfig.from_parameters(stream.checkpoint.extraction, stream.checkpoint.modality)
     return lambda wh: target_size(wh, cfg.size, cfg.short_side)
 
 

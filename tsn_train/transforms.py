@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from tsn_prep import modalities
+from tsn_core import modalities
 
 from .config import CROP_POSITION_CHOICES, FitConfig
 
@@ -103,7 +103,7 @@ def hflip(frames: np.ndarray, is_flow: bool) -> np.ndarray:
     """Mirror left-right; for flow the x component changes sign, i.e. v -> 255 - v."""
     out = np.ascontiguousarray(frames[:, :, ::-1])
     if is_flow:
-        np.subtract(255, out[..., 0], out=out[..., 0])
+        out[..., 0] = modalities.mirrored_x(out[..., 0])
     return out
 
 
@@ -141,8 +141,8 @@ class TrainAugment:
     def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         box, mirror = self.draw(*frames.shape[1:3], rng)
         out = resize(crop(frames, box), self.input_size, self.input_size, mirror)
-        if mirror and self.is_flow:  # the mirrored x component points the other way
-            np.subtract(255, out[..., 0], out=out[..., 0])
+        if mirror and self.is_flow:
+            out[..., 0] = modalities.mirrored_x(out[..., 0])
         return out
 
 
@@ -232,13 +232,11 @@ def to_input(frames, modality: str, norm: InputNorm) -> torch.Tensor:
         return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)
     if not norm.bgr:
         x = x.flip(-1)
-    if modality == "rgb":
-        mean = torch.tensor(norm.mean, device=x.device)
-        std = torch.tensor(norm.std, device=x.device)
-        x = (x * norm.scale - mean) / std
-    elif modality == "rgbdiff":
+    if modalities.get(modality).differences:
         x = (x[..., 1:, :, :, :] - x[..., :-1, :, :, :]) * norm.scale / norm.diff_std
         length -= 1
     else:
-        raise ValueError(f"unknown modality {modality!r}")
+        mean = torch.tensor(norm.mean, device=x.device)
+        std = torch.tensor(norm.std, device=x.device)
+        x = (x * norm.scale - mean) / std
     return x.permute(*range(len(lead)), -4, -1, -3, -2).reshape(*lead, length * c, h, w)

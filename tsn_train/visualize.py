@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tsn_prep import modalities
+from tsn_core import modalities
 from tsn_prep.quantize import dequantize
 from tsn_prep.show import flow_colors, label
 
@@ -129,17 +129,16 @@ def cells(levels: np.ndarray, modality: str, bound: float) -> list[list[np.ndarr
     difference frames (mid-grey is no change, stretched to the largest change); flow and warped
     flow a row of x maps in grey (the paper's rendering), a row of y maps, and a row of
     Middlebury-coloured fields on the store's fixed scale (``bound`` px: fully saturated)."""
-    if modality == "rgb":
-        return [[np.clip(np.rint(levels[0]), 0, 255).astype(np.uint8)]]
-    if modality == "rgbdiff":
+    spec = modalities.get(modality)
+    if spec.differences:
         diffs = levels[1:] - levels[:-1]
         gain = 127.0 / max(float(np.abs(diffs).max()), 1e-6)
         return [[np.clip(np.rint(128 + d * gain), 0, 255).astype(np.uint8) for d in diffs]]
-    if modalities.get(modality).is_flow:
-        fx, fy = dequantize(levels[..., 0], bound), dequantize(levels[..., 1], bound)
-        colour = [cv2.cvtColor(flow_colors(x, y, bound), cv2.COLOR_RGB2BGR) for x, y in zip(fx, fy)]
-        return [[_grey(x) for x in levels[..., 0]], [_grey(y) for y in levels[..., 1]], colour]
-    raise ValueError(f"unknown modality {modality!r}")
+    if not spec.is_flow:
+        return [[np.clip(np.rint(levels[0]), 0, 255).astype(np.uint8)]]
+    fx, fy = dequantize(levels[..., 0], bound), dequantize(levels[..., 1], bound)
+    colour = [cv2.cvtColor(flow_colors(x, y, bound), cv2.COLOR_RGB2BGR) for x, y in zip(fx, fy)]
+    return [[_grey(x) for x in levels[..., 0]], [_grey(y) for y in levels[..., 1]], colour]
 
 
 def grid(rows: list[list[np.ndarray]], title: str) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from tsn_prep import modalities
+from tsn_core import modalities
 
 from .. import archs
 from ..consensus import make_consensus

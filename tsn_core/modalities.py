@@ -1,10 +1,10 @@
 """What the toolkit knows about each modality, in one place.
 
 ``tsn-prep`` stores three modalities (``rgb``, ``flow``, ``warped_flow``); ``tsn-train`` trains
-four streams, ``rgbdiff`` reading the stored ``rgb`` frames. Every module (the store, extraction,
-import/export, reports, sampling, transforms, the dataset, the model, the training defaults and
-both command lines) reads these records instead of keeping its own table. The spec lives in
-``tsn_prep`` because ``tsn_train`` depends on ``tsn_prep`` and not the other way round.
+four streams, ``rgbdiff`` reading the stored ``rgb`` frames. The store, extraction, import/export,
+reports, sampling, transforms, the dataset, the model and both command lines read these records
+instead of keeping their own table. How a stream of each is trained by default lives with
+training (``tsn_train.config.REFERENCE``).
 """
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Modality:
-    """One modality: how it is stored, how a snippet of it is read, and how a stream of it is
-    trained by default (the reference settings, SPEC "Reference defaults"; schedules in epochs of
-    UCF101 split 1: 9537 videos, 74.5 iterations of 128 per epoch)."""
+    """One modality: how it is stored and how a snippet of it is read."""
 
     name: str
     source: str                    # the stored modality its images are read from
@@ -23,13 +21,8 @@ class Modality:
     is_flow: bool                  # x/y flow fields (mirroring inverts x; mean 128) rather than BGR frames
     snippet_length: int            # consecutive stored images one snippet reads
     input_channels: int            # channels of one snippet fed to the network
-    # reference training settings
-    scales: tuple[float, ...]      # multi-scale crop fractions of the short side
-    dropout: float
-    lr: float
-    lr_steps: tuple[int, ...]      # epochs at which lr is multiplied by 0.1
-    epochs: int
-    clip_grad: float               # max L2 norm of the gradient
+    differences: bool = False      # the network sees differences of consecutive images (rgbdiff)
+    camera_compensated: bool = False  # flow with the camera's motion (a homography) removed
 
     @property
     def stored(self) -> bool:
@@ -46,25 +39,28 @@ class Modality:
         return frames - 1 if self.is_flow else frames
 
 
-_RGB_SCHEDULE = dict(lr=0.001, lr_steps=(20, 40), epochs=47, clip_grad=40.0)
-_FLOW_SCHEDULE = dict(lr=0.005, lr_steps=(134, 215), epochs=242, clip_grad=20.0)
-
 MODALITIES: dict[str, Modality] = {
-    "rgb": Modality("rgb", "rgb", ("img",), False, 1, 3,
-                    scales=(1, .875, .75, .66), dropout=0.8, **_RGB_SCHEDULE),
+    "rgb": Modality("rgb", "rgb", ("img",), False, 1, 3),
     # Five differences of six consecutive frames, stacked: 15 channels.
-    "rgbdiff": Modality("rgbdiff", "rgb", ("img",), False, 6, 15,
-                        scales=(1, .875, .75), dropout=0.8, **_RGB_SCHEDULE),
+    "rgbdiff": Modality("rgbdiff", "rgb", ("img",), False, 6, 15, differences=True),
     # Five flow fields, x and y of each interleaved: 10 channels.
-    "flow": Modality("flow", "flow", ("flow_x", "flow_y"), True, 5, 10,
-                     scales=(1, .875, .75), dropout=0.7, **_FLOW_SCHEDULE),
-    "warped_flow": Modality("warped_flow", "warped_flow", ("warped_flow_x", "warped_flow_y"), True,
-                            5, 10, scales=(1, .875, .75), dropout=0.7, **_FLOW_SCHEDULE),
+    "flow": Modality("flow", "flow", ("flow_x", "flow_y"), True, 5, 10),
+    "warped_flow": Modality("warped_flow", "warped_flow", ("warped_flow_x", "warped_flow_y"), True, 5, 10,
+                            camera_compensated=True),
 }
 
 STORED = tuple(name for name, m in MODALITIES.items() if m.stored)
 FLOW = tuple(name for name, m in MODALITIES.items() if m.is_flow)
+# The flow computed first, and the flow computed from it by removing the camera's motion.
+PLAIN_FLOW = next(name for name in FLOW if not MODALITIES[name].camera_compensated)
+WARPED_FLOW = next(name for name in FLOW if MODALITIES[name].camera_compensated)
 CHANNEL_MODALITY = {ch: name for name in STORED for ch in MODALITIES[name].channels}
+
+
+def mirrored_x(levels):
+    """The x levels of a flow image mirrored left-right: the motion points the other way, so the
+    stored level v becomes 255 - v (128, no motion, stays). For numpy arrays and torch tensors."""
+    return 255 - levels
 
 
 def get(name: str) -> Modality:

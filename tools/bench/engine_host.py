@@ -5,24 +5,28 @@ with a solver that answers at once with real TV-L1 flows, so the GPU is taken ou
 If end-to-end extraction on a GPU runs well below this figure on the same machine while the GPU
 is not busy, the pipeline (batch formation, pairs in flight) is what holds it back, not the CPUs.
 
-    python tools/bench_engine_host.py VIDEOS OUT --workers 2 [--flows FLOWS.npz] [--batch 128]
-                                      [--solver-rate 407]
+    python -m tools.bench.engine_host VIDEOS OUT --workers 2 [--flows FLOWS.npz] [--batch 128]
+                                     [--solver-rate 407] [--quick]
 
 ``--solver-rate R`` models a GPU solver of R pairs/s (it sleeps n/R per batch of n): then the run's
 pairs/s against R, and how busy the modelled solver was, show whether the pipeline keeps a solver
 of that speed fed.
 
 ``--flows``: an npz with a ``flow`` array (N, H, W, 2) of real flows at the clips' frame size (e.g.
-one saved by ``tools/bench_flow.py --save-flows``); without it, smooth synthetic flows are used.
+one saved by ``python -m tools.bench.flow --save-flows``); without it, smooth synthetic flows are used.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+
+from tools.bench.common import add_output_options, finish, now, stamp
 
 
 def synthetic_flows(h: int, w: int, n: int = 8) -> np.ndarray:
@@ -65,32 +69,31 @@ class CannedSolver:
         return [f[i % len(f)] for i in range(n)]  # views: the real solver's output is not copied either
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("videos", type=Path)
     p.add_argument("out", type=Path, help="store to write (deleted first)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
-    p.add_argument("--batch", type=int, default=128, help="pairs per solver call")
+    p.add_argument("--batch", type=int, help="pairs per solver call (default: the engine's AUTO_MAX_BATCH)")
     p.add_argument("--flows", type=Path, help="npz with real flows ('flow': N, H, W, 2)")
     p.add_argument("--solver-rate", type=float, default=0.0,
                    help="pairs/s of a modelled GPU solver (sleeps n/rate per batch); 0: instant")
     p.add_argument("--solver-steps", type=int, default=1,
-                   help="the modelled solve as this many sleeps, each a return to Python that needs "
-                        "the GIL (the real one: a graph replay and a stop check per outer iteration)")
+                   help="the modelled solve as this many sleeps, each a return to Python that needs the GIL")
     p.add_argument("--quantize-on", choices=("device", "host"), default="device",
-                   help="where flows are quantised: by the solver before they come back (the torch "
-                        "solver's way), or by the host's encoding threads")
-    p.add_argument("--encode-threads", type=int,
-                   help="the engine's encoding threads (default: one per usable core, at least 2)")
-    p.add_argument("--switch-interval", type=float,
-                   help="sys.setswitchinterval (s) for the run; default Python's 0.005")
-    args = p.parse_args()
+                   help="where flows are quantised: by the solver (the torch solver's way) or by the host")
+    p.add_argument("--encode-threads", type=int, help="the engine's encoding threads (default: one per usable core)")
+    p.add_argument("--switch-interval", type=float, help="sys.setswitchinterval (s) for the run")
+    p.add_argument("--quick", action="store_true", help="only the first 8 frames of each video")
+    add_output_options(p)
+    args = p.parse_args(argv)
 
     import tsn_prep.engine as engine
     from tsn_prep.extract import ExtractConfig
     from tsn_prep.run import run_extraction
 
-    flows = np.load(args.flows)["flow"] if args.flows else synthetic_flows(256, 340)
+    size = ExtractConfig().size
+    flows = np.load(args.flows)["flow"] if args.flows else synthetic_flows(size[1], size[0])
     solvers = []
 
     def make(gpu):
@@ -102,20 +105,21 @@ def main() -> None:
     if args.encode_threads:
         engine.usable_cores = lambda: args.encode_threads
     if args.switch_interval:
-        import sys
         sys.setswitchinterval(args.switch_interval)
     shutil.rmtree(args.out, ignore_errors=True)
-    cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch)
-    start = time.perf_counter()
+    cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch or engine.AUTO_MAX_BATCH,
+                        max_frames=8 if args.quick else None)
+    started, t0 = now(), time.perf_counter()
     summary = run_extraction(args.videos, args.out, cfg, args.workers, 0, 1, progress=False)
-    wall = time.perf_counter() - start
-    print(f"{summary.pairs} pairs of {summary.done} videos in {wall:.1f} s: "
-          f"{summary.pairs / wall:.0f} pairs/s with "
-          + (f"a solver of {args.solver_rate:g} pairs/s (busy {sum(s.busy for s in solvers) / wall:.0%} "
-             "of the run)" if args.solver_rate else "an instant solver")
-          + f" ({args.workers} decoding workers, batches of {args.batch}, quantised on the "
-            f"{args.quantize_on}); {len(summary.failed)} failed")
+    wall = time.perf_counter() - t0
+    finish("engine_host", {"section": "engine_host", "template": "engine_host",
+                           **stamp("tools.bench.engine_host", sys.argv[1:] if argv is None else argv, started, t0),
+                           "pairs": summary.pairs, "videos": summary.done, "failed": len(summary.failed), "wall": wall,
+                           "rate": summary.pairs / wall, "solver_rate": args.solver_rate,
+                           "solver_busy": sum(s.busy for s in solvers) / wall, "workers": args.workers,
+                           "batch": cfg.batch_pairs, "quantize_on": args.quantize_on}, args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

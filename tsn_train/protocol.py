@@ -1,5 +1,9 @@
 """The paper's test protocol: N evenly spaced snippets x crops per video, averaged before softmax.
 
+"Test" here and nowhere else: ``tsn-train fit`` *validates* each epoch (tsn_train/fit.py, one
+centre crop at segment centres) and ``tsn-train evaluate`` computes *metrics* (mAP, accuracy) of
+a score file (tsn_train/metrics.py).
+
 ``video_scores`` scores one video's ``(crops, snippets, L, H, W, C)`` uint8 images; ``tsn-train test``
 (videos from a store) and ``tsn-train predict`` (videos extracted on the fly) both call it, with
 the same autocast rule (``distributed.autocast_dtype``), so they agree on every device.
@@ -14,14 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tsn_prep import modalities
+from tsn_core import modalities
 from tsn_prep.store import Store
 
 from . import checkpoint, distributed
 from .checkpoint import Preprocessing
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
-from .lists import Record, read_list, store_known, validate
+from tsn_core.lists import Record, read_list
+
+from .lists import store_known, validate
 from .mtwi import combine_crops, mtwi_scores, snippet_positions
 from .sampling import sample_indices
 from .models import TSN
@@ -53,7 +59,7 @@ def video_scores(model: TSN, images: torch.Tensor, prep: Preprocessing, batch: i
 
 
 class RateDataset(VideoDataset):
-    """Evaluation items of M-TWI: snippets at ``starts[video_id]`` (``mtwi.snippet_positions``)
+    """Test items of M-TWI: snippets at ``starts[video_id]`` (``mtwi.snippet_positions``)
     instead of segment centres."""
 
     def __init__(self, *args, starts: dict[str, list[int]], **kwargs):
@@ -66,8 +72,8 @@ class RateDataset(VideoDataset):
                               self.counts[vid])
 
 
-def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, int],
-                 prep: Preprocessing, segments: int, crops: int) -> VideoDataset:
+def dataset_for_test(source: ImageSource, records: list[Record], counts: dict[str, int],
+                     prep: Preprocessing, segments: int, crops: int) -> VideoDataset:
     """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops."""
     transform = EvalCrops(prep.input_size, prep.scale_size, crops,
                           modalities.get(prep.modality).is_flow)
@@ -77,7 +83,7 @@ def eval_dataset(source: ImageSource, records: list[Record], counts: dict[str, i
 def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
              segments: int = TEST_SEGMENTS, crops: int = TEST_CROPS, batch: int = TEST_BATCH,
              workers: int = 2, device: str = "auto",
-             amp: bool = True, progress: bool = True, mtwi: Optional[dict] = None) -> Scores:
+             amp: str = "auto", progress: bool = True, mtwi: Optional[dict] = None) -> Scores:
     """Score every listed video with the checkpoint's model; the list is checked against the store.
 
     Without ``mtwi``: the 25-snippet protocol (``segments`` snippets at segment centres, averaged
@@ -86,7 +92,10 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
     ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused.
 
     ``records`` may be a list file: it is then read and every line resolved against the ids the
-    store holds for the checkpoint's modality (``lists.read_list``)."""
+    store holds for the checkpoint's modality (``lists.read_list``).
+
+    ``amp`` is ``--amp`` of ``tsn-train test`` and ``fit``: auto (bf16 or fp16 on CUDA, off on the
+    CPU), off, bf16 or fp16 (``distributed.autocast_dtype``)."""
     dev = distributed.resolve_device(device)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.model_from_checkpoint(ckpt, dev)
@@ -101,7 +110,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
         spec = modalities.get(prep.modality)
         starts = {}
         for r in records:
-            fps = store.entry(r.video_id, spec.source).meta.get("fps")
+            fps = store.entry(r.video_id, spec.source).meta.fps
             if not fps:
                 raise ValueError(f"{store_root}: {r.video_id} has no recorded fps (imported frames?); "
                                  "M-TWI needs it to place snippets per second")
@@ -113,12 +122,12 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
         ds = RateDataset(StoreImages(store_root), records, counts, prep.modality, 1, False, transform,
                          starts=starts)
     else:
-        ds = eval_dataset(StoreImages(store_root), records, counts, prep, segments, crops)
+        ds = dataset_for_test(StoreImages(store_root), records, counts, prep, segments, crops)
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
                         pin_memory=dev.type == "cuda")
-    amp_dtype = distributed.autocast_dtype("auto" if amp else "off", dev)
+    amp_dtype = distributed.autocast_dtype(amp, dev)
     scores = np.zeros((len(records), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
                                     dynamic_ncols=True)):

@@ -1,0 +1,61 @@
+"""A stored entry's metadata: the JSON value of a store's ``meta`` key ``<id>|<modality>``, read and
+written only through ``EntryMeta`` (docs/format.md, "meta"); and the store format's version."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+FORMAT_VERSION = 1  # of the store as a whole, recorded in each shard's ``info``
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    """What a store records about one (video, modality). Fields that are None are not written (an
+    entry from an import has no ``num_frames``, one from an extraction no ``imported_from``);
+    keys this version does not know are kept in ``extra``, so reading and rewriting loses none."""
+
+    modality: Optional[str] = None
+    count: Optional[int] = None                   # images per channel (N frames, N-1 flows)
+    channels: Optional[tuple[str, ...]] = None    # the modality's channels, in order
+    source: Optional[str] = None                  # the video file (or imported folder) it came from
+    stored_size: Optional[tuple[int, ...]] = None  # width, height of the stored images
+    parameters: Optional[dict] = None             # the settings that decide its bytes (ExtractConfig)
+    num_frames: Optional[int] = None              # frames decoded
+    fps: Optional[float] = None
+    source_size: Optional[tuple[int, ...]] = None  # width, height of the video
+    declared_frames: Optional[int] = None         # what the container says it holds
+    decoder: Optional[str] = None                 # the decoder that read it (opencv, pyav)
+    warning: Optional[str] = None                 # e.g. a truncated file: it decoded only in part
+    imported_from: Optional[str] = None           # import-frames: the folder
+    naming: Optional[dict] = None                 # import-frames: the file naming found
+    video_id: Optional[str] = None                # the full id, when the keys hold a shorter form
+    stored_at: Optional[float] = None             # time.time() of the writing transaction
+    checksum: Optional[str] = None                # the name of the images' checksum (crc32)
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EntryMeta":
+        known = _FIELDS.keys()
+        values = {k: (tuple(v) if _FIELDS[k] and isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**values, extra={k: v for k, v in d.items() if k not in known})
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "EntryMeta":
+        return cls.from_dict(json.loads(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.extra)
+        for name, is_tuple in _FIELDS.items():
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value) if is_tuple else value
+        return out
+
+    def to_json(self) -> bytes:
+        """The stored bytes: sorted keys, so equal records are equal bytes."""
+        return json.dumps(self.to_dict(), sort_keys=True).encode()
+
+
+# field name -> whether JSON holds it as a list that the record keeps as a tuple
+_FIELDS = {f.name: "tuple" in str(f.type) for f in fields(EntryMeta) if f.name != "extra"}
