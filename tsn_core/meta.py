@@ -36,9 +36,14 @@ class EntryMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EntryMeta":
-        known = _FIELDS.keys()
-        values = {k: (tuple(v) if _FIELDS[k] and isinstance(v, list) else v) for k, v in d.items() if k in known}
-        return cls(**values, extra={k: v for k, v in d.items() if k not in known})
+        # Every training process reads every entry when it opens a store: keep this lean.
+        values = {k: v for k, v in d.items() if k in _NAMES}
+        for k in _TUPLES:
+            v = values.get(k)
+            if v is not None:
+                values[k] = tuple(v)
+        extra = {k: v for k, v in d.items() if k not in _NAMES} if len(values) < len(d) else {}
+        return cls(**values, extra=extra)
 
     @classmethod
     def from_json(cls, data: bytes) -> "EntryMeta":
@@ -46,10 +51,10 @@ class EntryMeta:
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
-        for name, is_tuple in _FIELDS.items():
+        for name in _NAMES:
             value = getattr(self, name)
             if value is not None:
-                out[name] = list(value) if is_tuple else value
+                out[name] = list(value) if name in _TUPLES else value
         return out
 
     def to_json(self) -> bytes:
@@ -57,5 +62,5 @@ class EntryMeta:
         return json.dumps(self.to_dict(), sort_keys=True).encode()
 
 
-# field name -> whether JSON holds it as a list that the record keeps as a tuple
-_FIELDS = {f.name: "tuple" in str(f.type) for f in fields(EntryMeta) if f.name != "extra"}
+_NAMES = frozenset(f.name for f in fields(EntryMeta)) - {"extra"}
+_TUPLES = ("channels", "stored_size", "source_size")  # JSON lists, kept as tuples

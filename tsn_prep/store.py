@@ -18,7 +18,8 @@ import struct
 import sys
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -385,7 +386,13 @@ class Entry:
     video_id: str
     modality: str
     shard: int
-    meta: EntryMeta
+    stored: dict = field(repr=False, compare=False)  # its meta JSON, read into ``meta`` when asked
+
+    @cached_property
+    def meta(self) -> EntryMeta:
+        # Built on first use, not when the index is read: a store of millions of entries opens
+        # in every training process, which then reads the metadata of the videos it trains on.
+        return EntryMeta.from_dict(self.stored)
 
 
 class Store:
@@ -446,7 +453,7 @@ class Store:
                 full = _full_id(vid, meta)
                 if full != vid:
                     self._full_ids[vid] = full
-                index[(full, mod)] = Entry(full, mod, shard, EntryMeta.from_dict(meta))
+                index[(full, mod)] = Entry(full, mod, shard, meta)
             self._index = index
         return self._index
 
