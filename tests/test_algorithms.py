@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.extract import ExtractConfig, encode_flow
+from tsn_prep.extract import ExtractParams, encode_flow
 from tsn_prep.flow import ALGORITHMS, BackendUnavailable, make_flow_fn
 from tsn_prep.store import Store
 from tsn_prep.video import VideoReader
@@ -60,7 +60,7 @@ def test_extract_flow_stores_that_algorithms_flow_and_records_it(tmp_path, algor
     # predict re-extracts a raw video with exactly the settings its training store recorded
     for modality in ("flow", "warped_flow"):
         recorded = dict(store.entry("clip", modality).meta.parameters, max_frames=None)
-        assert ExtractConfig.from_parameters(recorded, modality).parameters(modality) == recorded  # all frames
+        assert ExtractParams.from_parameters(recorded, modality).parameters(modality) == recorded  # all frames
 
 
 def test_tvl1_is_the_default_and_gpu_settings_are_refused_for_the_others(tmp_path):

@@ -6,9 +6,10 @@ import lmdb
 import pytest
 import torch
 
-import tsn_prep.extract
+import tsn_prep.run
 from tsn_core.codec import encode_jpeg
 from tsn_prep.store import Store, image_key, shard_of
+from tsn_prep.video import VideoReader
 
 from .conftest import VIDEOS, cli, decode, link_videos, read_frames
 
@@ -62,15 +63,16 @@ def test_whole_video_and_short_side(tmp_path):
 
 def test_flow_and_warped_flow_from_one_decode_pass(videos, flow_store, tmp_path, monkeypatch):
     passes = []
-    real = tsn_prep.extract.VideoReader.frames
+    real = VideoReader.frames
 
     def counting(self):
         passes.append(self.path.name)
         return real(self)
 
-    monkeypatch.setattr(tsn_prep.extract.VideoReader, "frames", counting)
+    monkeypatch.setattr(VideoReader, "frames", counting)
+    # --workers 0: decoding in this process, where the count is seen
     cli("extract-flow", videos, tmp_path / "both", "--modality", "flow", "--modality", "warped_flow",
-        "--warp-detector", "sift", "--warp-min-pairs", 60, *FLOW_ARGS)
+        "--warp-detector", "sift", "--warp-min-pairs", 60, "--workers", 0, *FLOW_ARGS)
     assert sorted(passes) == ["arm.mp4", "carphone.mp4", "v_eye.avi"]
     both, flow = Store(tmp_path / "both"), Store(flow_store)
     assert flow.videos("flow") == both.videos("warped_flow") == \
@@ -91,13 +93,13 @@ def test_rerun_skips_complete_videos_and_adds_missing_modalities(videos, flow_st
                                                                  monkeypatch):
     out = shutil.copytree(flow_store, tmp_path / "out")
     computed = []
-    real = tsn_prep.extract.extract_frames
+    real = tsn_prep.run.engine_results
 
-    def spy(frames, cfg, flow_fn=None):
-        computed.append(cfg.modalities)
-        return real(frames, cfg, flow_fn)
+    def spy(jobs, params, plan, **kwargs):
+        computed.extend(job.modalities for job in jobs)
+        return real(jobs, params, plan, **kwargs)
 
-    monkeypatch.setattr(tsn_prep.extract, "extract_frames", spy)
+    monkeypatch.setattr(tsn_prep.run, "engine_results", spy)
     r = cli("extract-flow", videos, out, *FLOW_ARGS)
     assert computed == [] and "0 extracted, 3 already complete" in r.output
     r = cli("extract-flow", videos, out, "--modality", "flow", "--modality", "warped_flow", *FLOW_ARGS)

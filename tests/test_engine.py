@@ -11,6 +11,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import threading
 
 import cv2
 import numpy as np
@@ -18,20 +19,25 @@ import pytest
 import torch
 
 import tsn_prep.engine as engine
-from tsn_prep.extract import ExtractConfig
-from tsn_prep.report import verify_store
+from tsn_prep.extract import ExtractParams, encode_flow
+from tsn_prep.flow import make_flow_fn
+from tsn_prep.plan import RunPlan
+from tsn_prep.verify import verify_store
 from tsn_prep.run import run_extraction
 from tsn_prep.store import Store
 from tsn_prep.tvl1_params import TVL1Params
-from tsn_prep.warp import WarpParams
+from tsn_prep.video import VideoItem, VideoReader
+from tsn_prep.warp import WarpedFlow, WarpParams
+
+from tsn_core import modalities
 
 from .conftest import (GUARD, VIDEOS, cli, committed_ids, killed_after, link_videos, make_pipe,
                        open_pipe_writer, start_cli, torch_threads, wait_until)
 
 TINY = TVL1Params(scales=2, warps=1, epsilon=0.05)
 TINY_ARGS = ("--scales", "2", "--warps", "1", "--epsilon", "0.05")
-CFG = ExtractConfig(modalities=("flow",), size=None, short_side=48, max_frames=6, backend="torch",
-                    tvl1=TINY, batch_pairs=0)
+PARAMS = ExtractParams(modalities=("flow",), size=None, short_side=48, max_frames=6, tvl1=TINY)
+PLAN = RunPlan(backend="torch")
 CLIPS = {"a/arm.mp4": "armwrestling_kinetics.mp4", "a/car.mp4": "carphone.mp4",
          "b/eye.avi": "eyemakeup_ucf101like.avi", "b/pool.mp4": "poolcleaning.mp4",
          "c/tree.avi": "tree.avi", "c/car2.mp4": "carphone.mp4"}
@@ -56,6 +62,27 @@ def snapshot(out):
     return images, meta
 
 
+def one_pair_at_a_time(videos, params: ExtractParams, backend: str = "torch") -> dict:
+    """The images a store of ``videos`` must hold, made without the engine: each video's frames
+    as ``VideoReader`` decodes them, grey, one TV-L1 call per pair (``WarpedFlow`` for warped
+    flow), ``encode_flow``: {(video id, channel, index): JPEG bytes}."""
+    solver = make_flow_fn(params.tvl1, None, backend, "tvl1")
+    warper = WarpedFlow(solver, params.warp)
+    images = {}
+    for path in sorted(p for p in videos.rglob("*") if p.is_file()):
+        vid = path.relative_to(videos).with_suffix("").as_posix()
+        frames = VideoReader(path, params.size, params.short_side, params.max_frames).frames()
+        greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+        for i, (a, b) in enumerate(zip(greys, greys[1:])):
+            flow = solver(a, b)
+            for m in params.modalities:
+                spec = modalities.get(m)
+                got = warper(a, b, flow)[0] if spec.camera_compensated else flow
+                for ch, jpeg in zip(spec.channels, encode_flow(got, params.bound, params.jpeg_quality)):
+                    images[(vid, ch, i)] = jpeg
+    return images
+
+
 class Spy:
     """Records every batch the engine sends: its pairs' (video, index, second pass) and shape."""
 
@@ -73,59 +100,90 @@ class Spy:
         monkeypatch.setattr(engine._Device, "send", send)
 
 
-def test_mixed_sizes_batched_across_videos_equal_the_per_video_path(tmp_path, monkeypatch):
+def test_mixed_sizes_batched_across_videos_equal_one_pair_at_a_time(tmp_path, monkeypatch):
     videos = link_videos(tmp_path / "videos", CLIPS)
     spy = Spy(monkeypatch)
-    cfg = dataclasses.replace(CFG, batch_pairs=3)  # 5 pairs per video: batches span videos
-    got = run_extraction(videos, tmp_path / "engine", cfg, workers=2, progress=False)
+    plan = dataclasses.replace(PLAN, batch_pairs=3, workers=2)  # 5 pairs per video: batches span videos
+    got = run_extraction(videos, tmp_path / "engine", PARAMS, plan, progress=False)
     assert (got.done, got.pairs, got.frames, got.failed) == (6, 30, 36, [])
-    ref = run_extraction(videos, tmp_path / "ref", dataclasses.replace(CFG, batch_pairs=1),
-                         progress=False, engine=False)
+    batches = list(spy.batches)
+    ref = run_extraction(videos, tmp_path / "ref", PARAMS, dataclasses.replace(PLAN, batch_pairs=1, workers=0),
+                         progress=False)
     assert (ref.done, ref.pairs, ref.frames) == (6, 30, 36)
     assert snapshot(tmp_path / "engine") == snapshot(tmp_path / "ref")
+    assert snapshot(tmp_path / "engine")[0] == one_pair_at_a_time(videos, PARAMS)
 
     sizes = Store(tmp_path / "engine").index
     assert sizes[("a/car", "flow")].meta.stored_size == (59, 48)
     assert sizes[("a/arm", "flow")].meta.stored_size == (64, 48)
-    assert all(len(shapes) == 1 for _, _, shapes in spy.batches)  # sizes never share a batch
-    assert {shape for _, shape, _ in spy.batches} == {(48, 59), (48, 64)}
-    assert any(len({key for key, _, _ in pairs}) > 1 for pairs, _, _ in spy.batches)  # across videos
-    sent = sorted(p for pairs, _, _ in spy.batches for p in pairs)
+    assert all(len(shapes) == 1 for _, _, shapes in batches)  # sizes never share a batch
+    assert {shape for _, shape, _ in batches} == {(48, 59), (48, 64)}
+    assert any(len({key for key, _, _ in pairs}) > 1 for pairs, _, _ in batches)  # across videos
+    sent = sorted(p for pairs, _, _ in batches for p in pairs)
     assert sent == sorted((k, i, False) for k in range(6) for i in range(5))  # each pair once
 
 
-def test_warped_flow_through_the_engine_equals_the_per_video_path(tmp_path, monkeypatch):
+def test_warped_flow_through_the_engine_equals_one_pair_at_a_time(tmp_path, monkeypatch):
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if not k.startswith("c/")})
     spy = Spy(monkeypatch)
     # Homography thresholds for 48 px frames (corners only: 67 to 91 RANSAC inliers a pair here):
     # the second TV-L1 pass runs through the batched solver for some pairs and is skipped
     # (identity homography) for others.
     warp = WarpParams(detector="none", min_pairs=8, min_inliers=80)
-    cfg = dataclasses.replace(CFG, modalities=("flow", "warped_flow"), warp=warp)
+    params = dataclasses.replace(PARAMS, modalities=("flow", "warped_flow"), warp=warp)
+    two = dataclasses.replace(PLAN, workers=2)
     # The first run stores flow of some videos only: the second run adds warped flow to those
     # (only the missing modality) and does both for the rest, in the same batches.
-    first = run_extraction(videos, tmp_path / "engine", dataclasses.replace(cfg, modalities=("flow",)),
-                           workers=1, progress=False)
+    first = run_extraction(videos, tmp_path / "engine", dataclasses.replace(params, modalities=("flow",)),
+                           PLAN, progress=False)
     assert first.done == 4
     Store(tmp_path / "engine").close()
-    got = run_extraction(videos, tmp_path / "engine", dataclasses.replace(cfg, modalities=("warped_flow",)),
-                         workers=2, progress=False)
+    got = run_extraction(videos, tmp_path / "engine", dataclasses.replace(params, modalities=("warped_flow",)),
+                         two, progress=False)
     assert (got.done, got.pairs, got.failed) == (4, 20, [])
     spy.batches.clear()
     spy.bounds.clear()
-    both = run_extraction(videos, tmp_path / "both", cfg, workers=2, progress=False)
+    both = run_extraction(videos, tmp_path / "both", params, two, progress=False)
     assert both.done == 4
-    ref = run_extraction(videos, tmp_path / "ref", cfg, progress=False, engine=False)
+    batches, bounds = list(spy.batches), list(spy.bounds)
+    ref = run_extraction(videos, tmp_path / "ref", params, dataclasses.replace(PLAN, batch_pairs=1),
+                         progress=False)
     assert ref.done == 4
     images, meta = snapshot(tmp_path / "ref")
     assert snapshot(tmp_path / "both") == (images, meta)
-    assert snapshot(tmp_path / "engine")[0] == images
-    second = [p for pairs, _, _ in spy.batches for p in pairs if p[2]]
+    assert snapshot(tmp_path / "engine")[0] == images == one_pair_at_a_time(videos, params)
+    second = [p for pairs, _, _ in batches for p in pairs if p[2]]
     assert 0 < len(second) < 20  # some pairs took the second pass, not all of them
     # first passes come back as floats (their homographies need them), second passes quantised
-    # by the solver: the stores above are the per-video path's all the same
-    for (pairs, _, _), bound in zip(spy.batches, spy.bounds):
-        assert bound == (cfg.bound if all(p[2] for p in pairs) else None)
+    # by the solver: the stores above are the same all the same
+    for (pairs, _, _), bound in zip(batches, bounds):
+        assert bound == (params.bound if all(p[2] for p in pairs) else None)
+
+
+def test_opencv_solvers_run_side_by_side_and_give_direct_calls_bytes(tmp_path, monkeypatch):
+    """OpenCV's TV-L1 is a PairSolver: one per usable core, in threads of the parent (OpenCV
+    releases the GIL), one pair at a time whatever --batch-pairs says; the store holds what one
+    direct call per pair gives, warped flow included."""
+    monkeypatch.setattr(engine, "usable_cores", lambda: 2)
+    threads = []
+    real = engine.PairSolver.batch
+
+    def batch(self, prev, cur, bound=None):
+        threads.append((threading.current_thread().name, len(prev)))
+        return real(self, prev, cur, bound)
+
+    monkeypatch.setattr(engine.PairSolver, "batch", batch)
+    videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if not k.startswith("c/")})
+    params = dataclasses.replace(PARAMS, modalities=("flow", "warped_flow"), max_frames=4,
+                                 warp=WarpParams(detector="none", min_pairs=8, min_inliers=80))
+    plan = RunPlan(workers=2, batch_pairs=8)
+    got = run_extraction(videos, tmp_path / "out", params, plan, progress=False)
+    assert (got.done, got.pairs, got.failed) == (4, 12, [])
+    assert snapshot(tmp_path / "out")[0] == one_pair_at_a_time(videos, params, "opencv")
+    assert {n for _, n in threads} == {1} and len(threads) > 12  # some second passes
+    assert {name for name, _ in threads} == {"tsn-solver-0-cpu", "tsn-solver-1-cpu"}
+    meta = Store(tmp_path / "out").entry("a/arm", "warped_flow").meta
+    assert meta.parameters["flow_backend"] == "opencv" and meta.num_frames == 4
 
 
 def test_a_broken_file_among_good_ones_fails_alone(tmp_path, capsys):
@@ -142,21 +200,21 @@ def test_a_broken_file_among_good_ones_fails_alone(tmp_path, capsys):
     assert s.videos("flow") == ["a/arm", "a/car"]
     failures = {f["video_id"]: f["error"] for f in s.failures()}
     assert failures["b/empty"] == "empty file (0 bytes)"
-    # the same failures, worded the same, as the per-video path
-    run_extraction(videos, tmp_path / "ref", dataclasses.replace(CFG, batch_pairs=8), progress=False,
-                   engine=False)
+    # the same failures, worded the same, decoding in this process
+    run_extraction(videos, tmp_path / "ref", PARAMS, dataclasses.replace(PLAN, batch_pairs=8, workers=0),
+                   progress=False)
     assert {f["video_id"]: f["error"] for f in Store(tmp_path / "ref").failures()} == failures
     assert snapshot(out)[0] == snapshot(tmp_path / "ref")[0]
 
 
 def test_batch_auto_on_the_cpu_equals_batch_one(tmp_path, capsys):
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if k.startswith("a/")})
-    auto = run_extraction(videos, tmp_path / "auto", CFG, workers=1, progress=False)
+    auto = run_extraction(videos, tmp_path / "auto", PARAMS, PLAN, progress=False)
     err = capsys.readouterr().err
     assert "batch pairs auto: 64x48 frames on cpu: 8" in err
     assert "batch pairs auto: 59x48 frames on cpu: 8" in err
     assert engine.cpu_batch((256, 340)) == 1 and engine.cpu_batch((128, 170)) == 3
-    one = run_extraction(videos, tmp_path / "one", dataclasses.replace(CFG, batch_pairs=1), workers=1,
+    one = run_extraction(videos, tmp_path / "one", PARAMS, dataclasses.replace(PLAN, batch_pairs=1),
                          progress=False)
     assert "batch pairs auto" not in capsys.readouterr().err
     assert auto.done == one.done == 2
@@ -166,6 +224,7 @@ def test_batch_auto_on_the_cpu_equals_batch_one(tmp_path, capsys):
 class FakeSolver:
     """Stands in for a compiled solver: flow = (prev - cur, prev + cur) per pixel, records shapes."""
 
+    batches = True
     compiled = True
     quantizes = False
 
@@ -184,17 +243,14 @@ class FakeSolver:
 def test_compiled_solvers_get_one_shape_per_frame_size(tmp_path):
     """Partial batches are padded to the batch size (a new shape would be a new compilation) and
     the padding's flows are dropped."""
-    from tsn_prep.extract import encode_flow
-    from tsn_prep.video import VideoItem
-
     from .conftest import read_frames
 
     videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4"})
-    cfg = dataclasses.replace(CFG, batch_pairs=4, size=(40, 30), short_side=None, max_frames=7)
-    todo = [(VideoItem(p.stem, p), cfg) for p in sorted(videos.iterdir())]
+    cfg = dataclasses.replace(PARAMS, size=(40, 30), short_side=None, max_frames=7)
+    todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
     solver = FakeSolver()
-    results = list(engine.engine_results(todo, cfg, workers=1, say=lambda line: None,
-                                         make_solver=lambda gpu: solver))
+    results = list(engine.engine_results(todo, cfg, dataclasses.replace(PLAN, batch_pairs=4),
+                                         say=lambda line: None, make_solver=lambda gpu: solver))
     assert sorted(r.item.id for r in results) == ["arm", "car"] and not any(r.error for r in results)
     assert set(solver.shapes) == {(4, 30, 40)}  # 12 pairs: 3 batches of 4, whichever videos
     for r in results:
@@ -224,16 +280,15 @@ class Failing(FakeSolver):
 
 
 def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
-    from tsn_prep.video import VideoItem
-
     videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4",
                                                "eye.avi": "eyemakeup_ucf101like.avi"})
-    cfg = dataclasses.replace(CFG, batch_pairs=4, short_side=30, max_frames=7)  # car: 37x30, others 40x30
-    todo = [(VideoItem(p.stem, p), cfg) for p in sorted(videos.iterdir())]
+    cfg = dataclasses.replace(PARAMS, short_side=30, max_frames=7)  # car: 37x30, others 40x30
+    todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
     lines = []
     solver = Failing()
-    results = {r.item.id: r for r in engine.engine_results(todo, cfg, workers=2, say=lines.append,
-                                                           make_solver=lambda gpu: solver)}
+    results = {r.item.id: r for r in engine.engine_results(
+        todo, cfg, dataclasses.replace(PLAN, batch_pairs=4, workers=2), say=lines.append,
+        make_solver=lambda gpu: solver)}
     assert results["car"].error == "unexpected ValueError: no 37 px wide frames"
     assert results["arm"].error is None and results["eye"].error is None
     assert any(line.startswith("a batch of 4 pairs of 40x30 frames failed on cpu (RuntimeError: out of "
@@ -241,8 +296,8 @@ def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
                for line in lines), lines
     tried = [n for n, h, w in solver.attempts if w == 40 and n > 1]
     assert tried[0] == 4 and set(tried[1:]) <= {2}  # after the first failure: at most 2 a batch
-    fine = run_extraction(videos, tmp_path / "ref", dataclasses.replace(cfg, batch_pairs=1), progress=False,
-                          engine=False)
+    fine = run_extraction(videos, tmp_path / "ref", cfg, dataclasses.replace(PLAN, batch_pairs=1),
+                          progress=False)
     assert fine.done == 3  # (the real solver does 37x30)
     ref = Store(tmp_path / "ref")
     for vid in ("arm", "eye"):
@@ -270,7 +325,6 @@ def test_batch_auto_on_cuda_probes_the_memory_per_pair(tmp_path, monkeypatch):
     """The probe's arithmetic, with torch.cuda's memory counters played by a fake (no GPU here):
     per pair = peak(2 pairs) - peak(1 pair) = 100 bytes; free = 10000 + the 2000 cached by torch;
     batch = floor(0.6 * 12000 / 100) = 72. Two devices: batches are dealt to both."""
-    from tsn_prep.video import VideoItem
 
     solvers = {}
     for name, fn in {"set_device": lambda d: None, "synchronize": lambda d=None: None,
@@ -284,18 +338,19 @@ def test_batch_auto_on_cuda_probes_the_memory_per_pair(tmp_path, monkeypatch):
     videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4"})
     lines = []
 
-    def run(cfg):
+    cfg = dataclasses.replace(PARAMS, size=(40, 30), short_side=None, max_frames=20)
+
+    def run(plan):
         solvers.clear()
-        todo = [(VideoItem(p.stem, p), cfg) for p in sorted(videos.iterdir())]
+        todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
         make = lambda gpu: solvers.setdefault(gpu, FakeCuda())  # noqa: E731
         return sorted((r.item.id, r.error, r.images["flow"]["flow_x"]) for r in
-                      engine.engine_results(todo, cfg, workers=1, say=lines.append, make_solver=make))
+                      engine.engine_results(todo, cfg, plan, say=lines.append, make_solver=make))
 
-    cfg = dataclasses.replace(CFG, size=(40, 30), short_side=None, max_frames=20, gpu=0, gpus=(0,))
-    auto = run(cfg)
+    auto = run(dataclasses.replace(PLAN, gpus=(0,)))
     assert lines == ["batch pairs auto: 40x30 frames on cuda:0: 72 (0.0 MiB per pair, 0.0 GiB free)"]
     assert set(solvers[0].shapes) - {(1, 30, 40), (2, 30, 40)} <= {(n, 30, 40) for n in range(1, 73)}
-    two = run(dataclasses.replace(cfg, gpus=(0, 1), batch_pairs=4))
+    two = run(dataclasses.replace(PLAN, gpus=(0, 1), batch_pairs=4))
     assert two == auto  # same flows, however batched and whichever device
     assert all(solver.shapes for solver in solvers.values())  # both devices got batches
     assert lines[1:] == []  # a fixed batch size is not announced
@@ -498,7 +553,7 @@ def test_solver_processes_give_the_in_thread_solvers_flows_and_survive_a_death()
 
 def test_the_cpu_solvers_are_one_per_usable_core(tmp_path, monkeypatch):
     """With 2 usable cores the engine solves in 2 one-thread processes (1 core: one solver in its
-    own thread), both kept busy, and the store is the per-video path's, byte for byte."""
+    own thread), both kept busy, and the store is one solver's, byte for byte."""
     monkeypatch.setattr(engine, "usable_cores", lambda: 2)
     monkeypatch.setattr(engine, "cpu_solvers", lambda: engine.usable_cores())
     made = []
@@ -511,13 +566,15 @@ def test_the_cpu_solvers_are_one_per_usable_core(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine, "SolverProcess", Counting)
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if k.startswith("a/")})
-    cfg = dataclasses.replace(CFG, batch_pairs=1)
-    run_extraction(videos, tmp_path / "out", cfg, workers=1, progress=False)
+    plan = dataclasses.replace(PLAN, batch_pairs=1)
+    run_extraction(videos, tmp_path / "out", PARAMS, plan, progress=False)
     # 2 videos of 6 frames: 10 batches of 1 pair, over both, each quantised in its process
-    assert len(made) == 10 and {b for _, b in made} == {cfg.bound} and len(set(made)) == 2
-    run_extraction(videos, tmp_path / "ref", cfg, workers=1, progress=False, engine=False)
+    assert len(made) == 10 and {b for _, b in made} == {PARAMS.bound} and len(set(made)) == 2
+    monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
+    run_extraction(videos, tmp_path / "ref", PARAMS, plan, progress=False)
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref")
-    assert engine.default_solver(cfg)(None).threads == 1  # one core: in the engine's thread
+    devices, make = engine.solvers(PARAMS, plan)
+    assert devices == (None,) and make(None).threads == 1  # one core: in the engine's thread
 
 
 def test_cpu_solvers_use_at_most_half_the_available_memory(monkeypatch):

@@ -166,6 +166,17 @@ def test_predict_from_a_raw_video_equals_testing_its_extracted_store(trained, tm
     assert np.allclose([t["probability"] for t in top], np.sort(expected)[::-1][:5], atol=1e-5)
     assert "broken.mp4" in result.stderr and "Traceback" not in result.output
 
+    # --amp bf16 (autocast runs on the CPU too): predict is still test, under the same autocast
+    s = run_test(trained / "rgb" / "last.pt", store, read_list(tmp_path / "l.txt"), segments=7,
+                 crops=10, workers=0, progress=False, amp="bf16")
+    bf16 = softmax(s.scores)[0]
+    result = train_cli("predict", clip, "--checkpoint", trained / "rgb" / "last.pt", "--segments", "7",
+                       "--amp", "bf16", "--json", "--top", "5")
+    top = json.loads(result.stdout)["top"]
+    assert [t["class"] for t in top] == [str(i) for i in np.argsort(-bf16)[:5]]
+    assert np.allclose([t["probability"] for t in top], np.sort(bf16)[::-1][:5], atol=1e-5)
+    assert not np.allclose(np.sort(bf16)[::-1][:5], np.sort(probs[0])[::-1][:5], atol=1e-5)  # not fp32's
+
 
 def test_mtwi_protocol_is_window_integration_of_per_snippet_scores(train_store, trained, tmp_path):
     """test --protocol mtwi: snippets at 2 per second from the recorded fps, crops combined by

@@ -1,12 +1,16 @@
 """TV-L1 through our extraction code against Middlebury Grove3 ground truth."""
 from functools import lru_cache
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.extract import ExtractConfig, extract_frames
-from tsn_prep.flow import OpenCVTVL1
+from tsn_prep.engine import Job, engine_results
+from tsn_prep.extract import ExtractParams
+from tsn_prep.flow import OpenCVTVL1, PairSolver
+from tsn_prep.plan import RunPlan
+from tsn_prep.video import VideoItem, VideoReader
 from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.quantize import dequantize
 
@@ -39,28 +43,42 @@ def grove():
 
 
 @pytest.fixture(scope="module")
-def extracted(grove):
-    """Run the pipeline's own frames -> flow JPEGs function, keeping the float flow it computed."""
+def extracted(grove, tmp_path_factory):
+    """Grove3 as a lossless (FFV1) two-frame video through the extraction engine, keeping the
+    float flow its solver computed."""
     frames, _ = grove
+    path = tmp_path_factory.mktemp("grove") / "grove3.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "bgr0"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="bgr24").reformat(format="bgr0")))
+        container.mux(stream.encode())
     tvl1 = OpenCVTVL1(TVL1Params())
-    raw = []
+    raw, fed = [], []
 
     def recording(a, b):
+        fed.append((a, b))
         raw.append(tvl1(a, b))
         return raw[-1]
 
-    cfg = ExtractConfig(modalities=("flow",), size=None, bound=20.0, jpeg_quality=95)
-    images, n = extract_frames(iter(frames), cfg, flow_fn=recording)
-    return images["flow"], raw, n
+    params = ExtractParams(modalities=("flow",), size=None, bound=20.0, jpeg_quality=95)
+    (result,) = engine_results([Job(VideoItem("grove3", path), params.modalities)], params,
+                               RunPlan(workers=0), say=print, make_solver=lambda gpu: PairSolver(recording))
+    assert result.error is None
+    decoded = list(VideoReader(path).frames())
+    assert all(np.array_equal(d, f) for d, f in zip(decoded, frames))  # lossless: Grove3's pixels
+    return result.images["flow"], raw, result.meta["flow"].num_frames, fed
 
 
 def test_pipeline_flow_is_opencvs_tvl1_on_grove3(grove, extracted):
     frames, gt = grove
-    images, raw, n = extracted
+    images, raw, n, fed = extracted
     assert n == 2 and len(images["flow_x"]) == len(images["flow_y"]) == 1 == len(raw)
     # the pipeline hands the solver the grey frames a direct call gets, with OpenCV's defaults
     grey, _, direct = grove3_opencv()
     assert all(np.array_equal(g, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)) for g, f in zip(grey, frames))
+    assert np.array_equal(fed[0][0], grey[0]) and np.array_equal(fed[0][1], grey[1])
     assert raw[0].dtype == direct.dtype == np.float32
     assert np.array_equal(raw[0], direct)
     # and it is a good flow: TV-L1 with OpenCV's defaults is well under a pixel on Grove3
@@ -70,7 +88,7 @@ def test_pipeline_flow_is_opencvs_tvl1_on_grove3(grove, extracted):
 
 def test_quantisation_and_jpeg_cost_at_most_002_px(grove, extracted):
     _, gt = grove
-    images, raw, _ = extracted
+    images, raw, _, _ = extracted
     stored = np.stack([dequantize(decode(images["flow_x"][0]), 20.0),
                        dequantize(decode(images["flow_y"][0]), 20.0)], axis=-1)
     assert stored.shape == gt.shape

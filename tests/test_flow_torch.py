@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import tsn_prep.flow_torch as ft
+from tsn_prep.plan import usable_cores
 from tsn_prep.flow import BACKENDS
 from tsn_prep.flow_torch import TorchTVL1
 from tsn_prep.tvl1_params import TVL1Params
@@ -226,7 +227,7 @@ def test_threads_never_exceed_usable_cores(monkeypatch, crops):
     before = torch.get_num_threads()
     solver = TorchTVL1(TVL1Params(scales=1, warps=1), "cpu", compile=False, threads=1000)
     solver.batch(crops[0][:1], crops[1][:1])
-    assert calls and calls[0] == min(1000, ft.usable_cores()) and max(calls) <= ft.usable_cores()
+    assert calls and calls[0] == min(1000, usable_cores()) and max(calls) <= usable_cores()
     assert torch.get_num_threads() == before  # restored afterwards
 
 

@@ -8,7 +8,7 @@ import zlib
 import lmdb
 import pytest
 
-from tsn_prep.report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK
+from tsn_prep.verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK
 from tsn_prep.store import (CHECK_ENV, ChecksumError, Store, checksums_key, entry_key, image_key,
                             shard_name, shard_of)
 

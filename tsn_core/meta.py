@@ -20,7 +20,7 @@ class EntryMeta:
     channels: Optional[tuple[str, ...]] = None    # the modality's channels, in order
     source: Optional[str] = None                  # the video file (or imported folder) it came from
     stored_size: Optional[tuple[int, ...]] = None  # width, height of the stored images
-    parameters: Optional[dict] = None             # the settings that decide its bytes (ExtractConfig)
+    parameters: Optional[dict] = None             # the settings that decide its bytes (ExtractParams)
     num_frames: Optional[int] = None              # frames decoded
     fps: Optional[float] = None
     source_size: Optional[tuple[int, ...]] = None  # width, height of the video

@@ -17,20 +17,22 @@ from tqdm import tqdm
 from . import __version__
 from .diskspace import DiskFull
 from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
-from .extract import ExtractConfig
+from .extract import ExtractParams
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
 from tsn_core.modalities import FLOW, STORED
-from .report import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, format_info, store_info, verify
+from .plan import RunPlan
+from .report import format_info, store_info
 from .run import RunSummary, SettingsConflict, run_extraction
 from .store import ShardWriter, Store, StoreError
 from .tvl1_params import TVL1Params
+from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
 from .warp import WarpParams
 
 # Option defaults are read from the records they fill, never typed twice.
-_EXTRACT, _TVL1, _WARP = ExtractConfig(), TVL1Params(), WarpParams()
+_EXTRACT, _TVL1, _WARP = ExtractParams(), TVL1Params(), WarpParams()
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -94,7 +96,7 @@ class DeviceList(click.ParamType):
 
 
 class BatchPairs(click.ParamType):
-    """A number of frame pairs >= 1, or ``auto`` (0 in ExtractConfig: the engine chooses)."""
+    """A number of frame pairs >= 1, or ``auto`` (0 in RunPlan: the engine chooses)."""
 
     name = "N|auto"
 
@@ -112,13 +114,14 @@ class BatchPairs(click.ParamType):
         return n
 
 
-def shard_options(f):
+def shard_options(f, index_help: str = "Which shard this job writes (0-based).",
+                  count_help: str = "How many shards the videos are split into, by a hash of the video id."):
+    """``--shard-index`` / ``--num-shards``, defaulting from a SLURM array job's variables."""
     @click.option("--shard-index", type=click.IntRange(min=0), default=None,
-                  help="Which shard this job writes (0-based). Default: $SLURM_ARRAY_TASK_ID "
-                       "(minus $SLURM_ARRAY_TASK_MIN) in a SLURM array job, else 0.")
+                  help=f"{index_help} Default: $SLURM_ARRAY_TASK_ID (minus $SLURM_ARRAY_TASK_MIN) "
+                       "in a SLURM array job, else 0.")
     @click.option("--num-shards", type=click.IntRange(min=1), default=None,
-                  help="How many shards the videos are split into, by a hash of the video id. "
-                       "Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
+                  help=f"{count_help} Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
     @functools.wraps(f)
     def wrapper(*args, shard_index, num_shards, **kwargs):
         slurm_index, slurm_count = _slurm_shard()
@@ -171,11 +174,11 @@ def extract_options(f):
                      help="JPEG quality of the stored images."),
         click.option("--max-frames", type=click.IntRange(min=2), default=None,
                      help="Use only the first N frames of each video (quick trials)."),
-        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parallel worker processes (one video each at a time). With the torch "
-                          "backend they only decode; the batched solvers take pairs of many "
-                          "videos: one per GPU, or with no GPU one per usable core (each a "
-                          "process with one thread)."),
+        click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+                     help="Decoding processes (one video each at a time; they also encode RGB "
+                          "frames); 0 decodes in this process (for debugging). Flow is solved "
+                          "beside them on pairs of many videos: one solver per GPU, or with no "
+                          "GPU one per usable core."),
         shard_options,
         decoders_option,
         click.option("--recompute", is_flag=True,
@@ -194,10 +197,10 @@ def extract_options(f):
     return f
 
 
-def _run(videos, out, cfg: ExtractConfig, workers, shard_index, num_shards, recompute, strict,
-         quiet) -> None:
+def _run(videos, out, params: ExtractParams, plan: RunPlan, shard_index, num_shards, recompute,
+         strict, quiet) -> None:
     try:
-        summary = run_extraction(videos, out, cfg, workers, shard_index, num_shards,
+        summary = run_extraction(videos, out, params, plan, shard_index, num_shards,
                                  progress=not quiet, recompute=recompute, strict=strict)
     except (StoreError, BackendUnavailable, ListingError, SettingsConflict, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
@@ -261,9 +264,10 @@ def main():
 def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
                        shard_index, num_shards, decoders, recompute, strict, quiet):
     """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
-    cfg = ExtractConfig(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
-                        max_frames=max_frames, jpeg_quality=jpeg_quality, decoders=decoders)
-    _run(videos, out, cfg, workers, shard_index, num_shards, recompute, strict, quiet)
+    params = ExtractParams(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
+                           max_frames=max_frames, jpeg_quality=jpeg_quality)
+    _run(videos, out, params, RunPlan(workers=workers, decoders=decoders), shard_index, num_shards,
+         recompute, strict, quiet)
 
 
 @main.command("extract-flow")
@@ -284,11 +288,12 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
               help="TV-L1 implementation. auto: with --gpu, OpenCV's CUDA TV-L1 when the installed "
                    "cv2 has CUDA (PyPI wheels do not), else our PyTorch TV-L1 on the GPU; without "
                    "--gpu, OpenCV on the CPU. torch also runs on the CPU.")
-@click.option("--batch-pairs", type=BatchPairs(), default=None,
-              help="Frame pairs per TV-L1 call for the torch backend, batched across videos. auto: "
-                   f"on a GPU the largest batch that fits {AUTO_MEMORY_FRACTION:.0%} of the free "
-                   f"memory (probed once per frame size, at most {AUTO_MAX_BATCH}); on the CPU 1 "
-                   "pair at 340x256, up to 8 for small frames.  [default: auto for torch, else 1]")
+@click.option("--batch-pairs", type=BatchPairs(), default="auto", show_default=True,
+              help="Frame pairs per TV-L1 call of the torch backend, batched across videos (the "
+                   "OpenCV solvers take one pair at a time). auto: on a GPU the largest batch that "
+                   f"fits {AUTO_MEMORY_FRACTION:.0%} of the free memory (probed once per frame "
+                   f"size, at most {AUTO_MAX_BATCH}); on the CPU 1 pair at 340x256, up to 8 for "
+                   "small frames. Never changes a stored byte.")
 @params_options(TVL1Params, "tvl1")
 @params_options(WarpParams, "warp", prefix="warp-", help_prefix="Warped flow: ")
 def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
@@ -313,14 +318,12 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     if backend == "auto" and gpus and algorithm == "tvl1" and not quiet:
         click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
                    + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
-    cfg = ExtractConfig(
+    params = ExtractParams(
         modalities=tuple(dict.fromkeys(modalities or ("flow",))),
         size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
-        jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, gpu=gpus[0] if gpus else None, gpus=gpus,
-        backend=chosen, batch_pairs=batch_pairs if batch_pairs is not None else (0 if chosen == "torch" else 1),
-        decoders=decoders, warp=warp,
-    )
-    _run(videos, out, cfg, workers, shard_index, num_shards, recompute, strict, quiet)
+        jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, warp=warp)
+    plan = RunPlan(workers=workers, gpus=gpus, backend=chosen, batch_pairs=batch_pairs, decoders=decoders)
+    _run(videos, out, params, plan, shard_index, num_shards, recompute, strict, quiet)
 
 
 def _open(out: Path) -> Store:
@@ -353,6 +356,16 @@ e.g. a truncated file) are listed; the last line counts them and ends in the ver
 written before checksums were recorded are decoded and counted only, and a 'note:' line says how
 many.
 
+At dataset scale: --workers N checks ranges of whole videos in N processes; an array job
+(--shard-index/--num-shards, by default from SLURM's array variables as for extraction) makes task
+I of N check the store shards whose number is I modulo N, so a store is verified shard by shard on
+many machines; add up the tasks' verdicts (any damaged task: damaged). --checksums-only compares
+every image's bytes with its CRC-32 and checks the counts, shards and orphans without decoding,
+at the speed the disk reads: it catches every changed, missing or misplaced byte of an image
+written with a checksum, but not an image that was already bad when it was written (bytes that
+never decoded, or a size other than the metadata's), and for entries written before checksums
+were recorded it only counts the images.
+
 \b
 Exit status:
   {EXIT_OK}  OK: everything intact, no recorded failures or warnings
@@ -365,11 +378,26 @@ Exit status:
      decoded only up to part of their duration); `tsn-prep info` lists them
 """)
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes checking ranges of whole videos side by side.")
+@functools.partial(shard_options, index_help="Which task of an array job this is (0-based): it checks "
+                   "the store shards whose number is this modulo --num-shards.",
+                   count_help="How many tasks the verification is split into.")
+@click.option("--checksums-only", is_flag=True,
+              help="Compare checksums and counts without decoding (disk speed; see above).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def verify_cmd(out, quiet):
+def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
     store = _open(out)
+    shards = sorted(s for s in store.shard_paths if s % num_shards == shard_index)
+    if num_shards > 1:
+        if not shards:
+            raise click.UsageError(f"{out} has {len(store.shard_paths)} shard(s): task {shard_index} "
+                                   f"of {num_shards} has none to check; use --num-shards "
+                                   f"{len(store.shard_paths)} or fewer")
+        click.echo(f"task {shard_index} of {num_shards}: checking shard(s) {', '.join(map(str, shards))} "
+                   f"of {store.num_shards}", err=True)
     with tqdm(unit="img", disable=quiet, file=sys.stderr, desc="verify") as bar:
-        found = verify(store, bar.update)
+        found = verify(store, bar.update, shards, workers, decode=not checksums_only)
     for p in found.problems:
         click.echo(f"problem: {p}", err=True)
     for f in found.failures:

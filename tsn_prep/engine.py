@@ -1,44 +1,47 @@
-"""The batching flow engine: decoding workers feed one batched TV-L1 solver per device.
+"""The extraction engine: the one scheduler of every extraction, for every modality, flow
+algorithm and backend. Decoding workers feed one solver per device.
 
-Used by ``run_extraction`` for TV-L1 with the torch backend when only flow modalities are asked
-for (``uses_engine``). Instead of one worker process per video, each with its own solver (and on a
-GPU its own CUDA context), the work is split three ways:
+``run_extraction`` (and ``extract_one``, for a single video) hand it jobs: a video and the
+modalities it lacks. The work is split three ways:
 
-- **Decoding workers** (``workers`` processes, started with "spawn": never a fork of a process that
-  may hold CUDA) decode videos with ``VideoReader``, convert the frames to grey exactly as
-  ``extract_frames`` does and send them to the parent in chunks of at most ``CHUNK`` frames through
-  a bounded queue, so a worker blocks when the parent is behind and memory does not grow with a
-  video's length. A decoding error becomes that video's failure, with the messages of
-  ``extract_video``; the other videos go on.
-- **One solver per device** (``TorchTVL1`` on "cuda:N"), each driven by its own thread of the
-  parent process (torch releases the GIL while it computes). With no GPU, one solver per usable
-  core (``cpu_solvers``), each with one thread and, when there are several, in a process of its
-  own (``solver_process``: compiled CPU kernels hold the GIL, and the OpenMP threads of one solve
-  collapse on a busy machine), each driven by a thread of the parent like a device. The parent forms the
-  frame pairs (consecutive frames, across chunks) of many videos and batches them across videos,
-  one group per frame size, up to the batch size of that size and device; partial batches go to an
-  idle device once input pauses or ends. Batches are dealt to the least-loaded device.
+- **Decoding workers** (``RunPlan.workers`` processes, started with "spawn": never a fork of a
+  process that may hold CUDA; or, with 0 workers, one thread of this process) decode videos with
+  ``VideoReader``. Frame modalities (rgb) are JPEG-encoded right there, so no pixels travel; for
+  flow the frames are converted to grey and sent to the parent. Both go in chunks of at most
+  ``CHUNK`` frames through a bounded queue, so a worker blocks when the parent is behind and memory
+  does not grow with a video's length. A decoding error becomes that video's failure; the other
+  videos go on.
+- **One solver per device** (``BatchSolver``), each driven by its own thread of the parent process:
+  the torch TV-L1 on "cuda:N"; with no GPU, one solver per usable core (``cpu_solvers``), each with
+  one thread and, when there are several, in a process of its own (``solver_process``: compiled CPU
+  kernels hold the GIL, and the OpenMP threads of one solve collapse on a busy machine). OpenCV's
+  solvers (TV-L1 on the CPU or CUDA, DIS, Farneback) are ``PairSolver``s: one pair at a time, one
+  per usable core on the CPU (OpenCV releases the GIL while it computes, so threads suffice), one
+  per GPU with CUDA. The parent forms the frame pairs (consecutive frames, across chunks) of many
+  videos and, for a solver that batches, batches them across videos, one group per frame size, up
+  to the batch size of that size and device; partial batches go to an idle device once input
+  pauses or ends. Batches are dealt to the least-loaded device.
 - **CPU threads of the parent** quantise and JPEG-encode the flows (``cv2.imencode`` releases the
-  GIL) and, for warped flow, estimate each pair's homography; the second TV-L1 pass of a pair whose
-  homography is not the identity goes through the same batched solver (identity: the plain flow is
-  the warped flow, as ``WarpedFlow`` does).
+  GIL) and, for warped flow, estimate each pair's homography; the second flow pass of a pair whose
+  homography is not the identity goes through the same solvers (identity: the plain flow is the
+  warped flow, as ``WarpedFlow`` does).
 
-Each video comes back as the same ``VideoResult`` that ``extract_video`` makes (same images, same
-metadata) once all its flows are encoded, and ``run_extraction`` writes it in one transaction per
-modality as before. The torch solver gives every pair of a batch its one-at-a-time result, so the
-stored bytes do not depend on how pairs were batched.
+Each video comes back as a ``VideoResult`` once all its images are encoded, and
+``run_extraction`` writes it in one transaction per modality. The torch solver gives every pair of
+a batch its one-at-a-time result, so the stored bytes do not depend on how pairs were batched, nor
+on the number of devices, workers or threads (``RunPlan``).
 
-``batch_pairs`` 0 (or None) means auto: on CUDA the memory of one pair is probed once per
-(device, frame size) -- the peak memory of a 2-pair batch minus that of a 1-pair batch -- and the
-batch is ``min(AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION * free / per pair)``. On the CPU, batches hold
-at most ``AUTO_CPU_PIXELS`` pixels per frame stack (1 pair at 340x256, 8 at 64x48): a batch runs
-until its slowest pair has converged (the others are frozen, not removed), which costs nothing on
-a GPU that has cores to spare but costs a CPU the frozen pairs' work. Measured here (eager, 2
-threads, 8 pairs of two real clips at 340x256): one at a time 9.8 s, one batch of 4 per clip
-9.7 s, one batch of all 8 across the clips 14.8 s. Small frames gain from batching instead
-(fixed costs per operation dominate): 4 pairs at 64x48 took 3.7 s in one batch, 6.3 s one by one.
-If a batch fails (e.g. out of memory), its pairs are solved one at a time (only a pair that still
-fails fails its video) and that device's batch for the frame size is halved.
+``batch_pairs`` 0 means auto: on CUDA the memory of one pair is probed once per (device, frame
+size) -- the peak memory of a 2-pair batch minus that of a 1-pair batch -- and the batch is
+``min(AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION * free / per pair)``. On the CPU, batches hold at most
+``AUTO_CPU_PIXELS`` pixels per frame stack (1 pair at 340x256, 8 at 64x48): a batch runs until its
+slowest pair has converged (the others are frozen, not removed), which costs nothing on a GPU that
+has cores to spare but costs a CPU the frozen pairs' work. Measured here (eager, 2 threads, 8 pairs
+of two real clips at 340x256): one at a time 9.8 s, one batch of 4 per clip 9.7 s, one batch of
+all 8 across the clips 14.8 s. Small frames gain from batching instead (fixed costs per operation
+dominate): 4 pairs at 64x48 took 3.7 s in one batch, 6.3 s one by one. If a batch fails (e.g. out
+of memory), its pairs are solved one at a time (only a pair that still fails fails its video) and
+that device's batch for the frame size is halved.
 """
 from __future__ import annotations
 
@@ -52,17 +55,20 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
 
 from tsn_core import modalities
+from tsn_core.codec import encode_jpeg
 from tsn_core.meta import EntryMeta
 from .child import become_child
-from .extract import (ExtractConfig, VideoResult, check_frame_count, encode_flow, error_message,
-                      usable_cores, video_metadata)
-from .flow import BatchSolver, resolve_backend
+from .extract import (ExtractParams, VideoResult, check_frame_count, encode_flow, error_message,
+                      video_metadata)
+from .flow import BatchSolver, PairSolver, make_flow_fn
+from .plan import RunPlan, usable_cores
 from .solver_process import SolverProcess, one_thread_solver
 from .video import VideoItem, VideoReader
 from .warp import camera_compensation
@@ -85,12 +91,11 @@ SOLVER_PROCESS_BYTES = 600 << 20  # private memory of a CPU solver process (meas
 _COMPILE_LOCK = threading.Lock()
 
 
-def uses_engine(cfg: ExtractConfig) -> bool:
-    """Whether ``cfg`` runs through this engine: TV-L1 with the torch backend, flow modalities only."""
-    devices = cfg.gpus or ((cfg.gpu,) if cfg.gpu is not None else (None,))
-    return (cfg.algorithm == "tvl1" and bool(cfg.modalities)
-            and all(modalities.get(m).is_flow for m in cfg.modalities)
-            and resolve_backend(cfg.backend, devices[0]) == "torch")
+@dataclass(frozen=True)
+class Job:
+    """One video to extract, and the modalities of it to compute (those its store lacks)."""
+    item: VideoItem
+    modalities: tuple[str, ...]
 
 
 # -- events: what the decoding workers send (across processes), and what the parent's threads
@@ -105,16 +110,20 @@ class Started:
 
 @dataclass
 class Frames:
-    """Grey frames ``start``, ``start + 1``, ... of video ``key``."""
+    """Frames ``start``, ``start + 1``, ... of video ``key``: grey, for flow (else None), and
+    the JPEGs of its frame modalities (modality -> one per frame)."""
     worker: int
     key: int
     start: int
-    frames: np.ndarray
+    grey: Optional[np.ndarray]
+    images: dict[str, list[bytes]]
 
     @property
     def pairs(self) -> int:
         """Frame pairs these frames complete (the first frame of a video completes none)."""
-        return len(self.frames) - (1 if self.start == 0 else 0)
+        if self.grey is None:
+            return 0
+        return len(self.grey) - (1 if self.start == 0 else 0)
 
 
 @dataclass
@@ -179,33 +188,63 @@ class _Solve:
     bound: Optional[float]
 
 
-# -- decoding workers (separate processes; no torch here) ------------------------------------
+# -- decoding workers (separate processes or a thread; no torch here) --------------------------
 
-def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
-    become_child(parent)
+@dataclass(frozen=True)
+class _Decoding:
+    """What every decoding worker of a run needs: how to read and what to encode."""
+    size: Optional[tuple[int, int]]
+    short_side: Optional[int]
+    max_frames: Optional[int]
+    threads: int
+    decoders: tuple[str, ...]
+    jpeg_quality: int
+    chunk: int = CHUNK
+
+
+@dataclass(frozen=True)
+class _Task:
+    key: int
+    path: str
+    frame_modalities: tuple[str, ...]  # encoded here, one JPEG per frame
+    grey: bool                         # flow wanted: grey frames go to the parent
+
+
+def _decode_worker(wid: int, parent: Optional[int], tasks, out, how: _Decoding) -> None:
+    if parent is not None:  # a process of its own
+        become_child(parent)
+    if how.threads:
+        cv2.setNumThreads(how.threads)
     while True:
         task = tasks.get()
         if task is None:
             return
-        key, path, size, short_side, max_frames, threads, decoders = task
-        out.put(Started(wid, key))
+        out.put(Started(wid, task.key))
         try:
-            if threads:
-                cv2.setNumThreads(threads)
-            reader = VideoReader(path, size, short_side, max_frames, threads, decoders)
-            n, start, buf = 0, 0, []
+            reader = VideoReader(task.path, how.size, how.short_side, how.max_frames, how.threads,
+                                 how.decoders)
+            n, start = 0, 0
+            grey: list[np.ndarray] = []
+            images: dict[str, list[bytes]] = {m: [] for m in task.frame_modalities}
+
+            def send() -> None:
+                out.put(Frames(wid, task.key, start, np.stack(grey) if task.grey else None, images))
+
             for frame in reader.frames():
-                buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
+                for m in task.frame_modalities:
+                    images[m].append(encode_jpeg(frame, how.jpeg_quality))
+                if task.grey:
+                    grey.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
                 n += 1
-                if len(buf) >= chunk:
-                    out.put(Frames(wid, key, start, np.stack(buf)))
-                    start, buf = start + len(buf), []
+                if n - start >= how.chunk:
+                    send()
+                    start, grey, images = n, [], {m: [] for m in task.frame_modalities}
             check_frame_count(n)
-            if buf:
-                out.put(Frames(wid, key, start, np.stack(buf)))
-            out.put(Ended(wid, key, n, video_metadata(path, reader, n)))
+            if n > start:
+                send()
+            out.put(Ended(wid, task.key, n, video_metadata(Path(task.path), reader, n)))
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
-            out.put(Failed(wid, key, error_message(exc)))
+            out.put(Failed(wid, task.key, error_message(exc)))
 
 
 # -- the parent's side -------------------------------------------------------------------------
@@ -213,21 +252,22 @@ def _decode_worker(wid: int, parent: int, tasks, out, chunk: int) -> None:
 @dataclass
 class _Video:
     item: VideoItem
-    cfg: ExtractConfig
+    modalities: tuple[str, ...]
     started: float = 0.0
     prev: Optional[np.ndarray] = None      # the last grey frame received
     n: Optional[int] = None                # frames in all, once the worker is done with it
     common: Optional[EntryMeta] = None
     pending: int = 0                       # solves, homographies and encodings not done yet
-    encoded: dict = field(default_factory=dict)  # modality -> {pair index: (x, y) JPEG bytes}
+    encoded: dict = field(default_factory=dict)  # flow modality -> {pair index: (x, y) JPEG bytes}
+    frames: dict = field(default_factory=dict)   # frame modality -> [JPEG bytes], in frame order
 
     @property
     def wants_flow(self) -> bool:
-        return modalities.PLAIN_FLOW in self.cfg.modalities
+        return modalities.PLAIN_FLOW in self.modalities
 
     @property
     def wants_warped(self) -> bool:
-        return modalities.WARPED_FLOW in self.cfg.modalities
+        return modalities.WARPED_FLOW in self.modalities
 
 
 @dataclass
@@ -242,7 +282,7 @@ class _Pair:
 class _Device:
     """One solver and the thread that drives it; jobs in, events out."""
 
-    def __init__(self, gpu: Optional[int], make_solver: Callable[[Optional[int]], BatchSolver],
+    def __init__(self, index: int, gpu: Optional[int], make_solver: "SolverFactory",
                  batch_pairs: int, events: queue.Queue):
         self.gpu = gpu
         self.name = "cpu" if gpu is None else f"cuda:{gpu}"
@@ -254,14 +294,17 @@ class _Device:
         self.batches = 0   # batches sent and not yet back
         self.inbox: queue.Queue = queue.Queue()
         self.shapes: set = set()  # batch shapes this device's solver has run
-        self.thread = threading.Thread(target=self._loop, name=f"tvl1-{self.name}", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=f"tsn-solver-{index}-{self.name}",
+                                       daemon=True)
         self.thread.start()
 
     # main thread
     def batch_for(self, size: tuple[int, int]) -> Optional[int]:
         """This device's batch for frames of ``size`` (h, w); None while it is being probed."""
         if size not in self.sizes:
-            if self.batch_pairs:
+            if not self.solver.batches:
+                self.sizes[size] = 1
+            elif self.batch_pairs:
                 self.sizes[size] = self.batch_pairs
             elif self.gpu is None:
                 batch = cpu_batch(size)
@@ -399,47 +442,79 @@ def _available_memory() -> Optional[int]:
     return None
 
 
-def default_solver(cfg: ExtractConfig, cpu_processes: bool = False) -> Callable[[Optional[int]], BatchSolver]:
-    """The solver of a device: the torch TV-L1 built as ``make_flow_fn`` builds it; on the CPU
-    with one thread, in a ``SolverProcess`` with ``cpu_processes``."""
-    from .flow import make_flow_fn
-
-    def make(gpu: Optional[int]):
-        if gpu is None:
-            return SolverProcess(cfg.tvl1) if cpu_processes else one_thread_solver(cfg.tvl1)
-        return make_flow_fn(cfg.tvl1, gpu, "torch", "tvl1")
-
-    return make
+SolverFactory = Callable[[Optional[int]], BatchSolver]
+"""A device's solver: ``gpu`` (None: the CPU) -> the solver its thread drives."""
 
 
-def engine_results(todo: list[tuple[VideoItem, ExtractConfig]], cfg: ExtractConfig, workers: int = 1,
+def solvers(params: ExtractParams, plan: RunPlan) -> tuple[tuple[Optional[int], ...], Optional[SolverFactory]]:
+    """The devices a run solves flow on (GPU numbers, None for a CPU solver) and how each one's
+    solver is made; no devices when no flow is asked for.
+
+    The torch TV-L1: one per GPU; with none, ``cpu_solvers()`` one-thread solvers, each in a
+    ``SolverProcess`` when there are several. OpenCV's (TV-L1, DIS, Farneback): one per GPU with
+    OpenCV's CUDA TV-L1, else one per usable core, in threads of this process."""
+    if not params.flow_modalities:
+        return (), None
+    backend = plan.flow_backend(params.algorithm)
+    if backend == "torch":
+        cpu = cpu_solvers()
+
+        def make(gpu: Optional[int]) -> BatchSolver:
+            if gpu is None:
+                return SolverProcess(params.tvl1) if cpu > 1 else one_thread_solver(params.tvl1)
+            return make_flow_fn(params.tvl1, gpu, "torch", "tvl1")
+
+        return plan.gpus or (None,) * cpu, make
+
+    def make_pairwise(gpu: Optional[int]) -> BatchSolver:
+        return PairSolver(make_flow_fn(params.tvl1, gpu, backend, params.algorithm))
+
+    on_gpu = backend == "opencv-cuda"
+    return (plan.gpus or (0,)) if on_gpu else (None,) * usable_cores(), make_pairwise
+
+
+def engine_results(jobs: list[Job], params: ExtractParams, plan: RunPlan = RunPlan(),
                    say: Callable[[str], None] = print,
-                   make_solver: Optional[Callable[[Optional[int]], BatchSolver]] = None) -> Iterator[VideoResult]:
-    """A ``VideoResult`` for every video of ``todo`` (each with its own config: its modalities),
-    as each is finished; the same results ``extract_video`` gives, in completion order.
+                   make_solver: Optional[SolverFactory] = None) -> Iterator[VideoResult]:
+    """A ``VideoResult`` for every job (its video's ``params`` modalities that ``job.modalities``
+    names), as each is finished, in completion order.
 
-    With no GPU, ``cpu_solvers()`` solvers share the work, or one given ``make_solver``."""
-    if not todo:
+    ``make_solver`` replaces the solvers of ``solvers``: one per GPU of ``plan``, or one CPU one."""
+    if not jobs:
         return
-    cpu = 1 if make_solver else cpu_solvers()
-    engine = _Engine(todo, cfg, workers, say, make_solver or default_solver(cfg, cpu > 1), cpu)
+    devices, make = solvers(params, plan)
+    if make_solver is not None and devices:
+        devices, make = plan.gpus or (None,), make_solver
+    engine = _Engine(jobs, params, plan, say, devices, make)
     try:
         yield from engine.run()
     finally:
         engine.close()
 
 
+def extract_one(item: VideoItem, params: ExtractParams, plan: RunPlan = RunPlan(workers=0)) -> VideoResult:
+    """``params.modalities`` of one video, decoded in a thread of this process by default (no
+    process to start); its failure is the result's ``error``."""
+    return next(iter(list(engine_results([Job(item, params.modalities)], params, plan,
+                                         say=lambda line: None))))
+
+
 class _Engine:
-    def __init__(self, todo, cfg: ExtractConfig, workers: int, say, make_solver, cpu: int = 1):
+    def __init__(self, jobs: list[Job], params: ExtractParams, plan: RunPlan, say,
+                 devices: tuple[Optional[int], ...], make_solver: Optional[SolverFactory]):
         self.say = say
+        self.params = params
+        self.flow_backend = plan.flow_backend(params.algorithm)
         self.events: queue.Queue = queue.Queue()
-        gpus = cfg.gpus or ((cfg.gpu,) if cfg.gpu is not None else ())
-        self.devices: list[_Device] = []
-        for gpu in (gpus or (None,) * cpu):
-            self.devices.append(_Device(gpu, make_solver, cfg.batch_pairs or 0, self.events))
+        # OpenCV's solvers run side by side in threads, one per core: each with one thread.
+        self.saved_cv_threads = cv2.getNumThreads()
+        if devices and None in devices:
+            cv2.setNumThreads(1)
+        self.devices = [_Device(i, gpu, make_solver, plan.batch_pairs, self.events)
+                        for i, gpu in enumerate(devices)]
         self.videos: dict[int, _Video] = {}
-        self.todo = {key: (item, item_cfg) for key, (item, item_cfg) in enumerate(todo)}
-        self.left = len(todo)            # videos not yet given back
+        self.jobs = dict(enumerate(jobs))
+        self.left = len(jobs)            # videos not yet given back
         self.groups: dict[tuple[int, int], deque] = {}   # frame size -> pairs waiting for a solver
         self.waiting = 0                 # pairs in groups
         self.homographies = 0            # homographies being estimated
@@ -450,15 +525,22 @@ class _Engine:
         self.input_done = False          # every video is decoded: no more frames will come
         self.reported: set = set()
         self.encode_threads = max(2, usable_cores())
-        self.pool = ThreadPoolExecutor(max_workers=self.encode_threads, thread_name_prefix="tvl1-encode")
+        self.pool = ThreadPoolExecutor(max_workers=self.encode_threads, thread_name_prefix="tsn-encode")
 
-        # Decoding workers: spawned (a fork could inherit CUDA state); their queue is bounded.
+        # Decoding workers: spawned processes (a fork could inherit CUDA state), or with 0 workers
+        # one thread; their queue is bounded.
+        self.in_process = plan.workers == 0
         self.ctx = multiprocessing.get_context("spawn")
-        self.workers = max(1, min(workers, len(todo)))
-        self.tasks = self.ctx.Queue()
-        self.out = self.ctx.Queue(maxsize=QUEUE_MESSAGES * self.workers)
-        for key, (item, c) in self.todo.items():
-            self.tasks.put((key, str(item.path), c.size, c.short_side, c.max_frames, c.threads, c.decoders))
+        self.workers = max(1, min(plan.workers, len(jobs)))
+        self.tasks = queue.Queue() if self.in_process else self.ctx.Queue()
+        bound = QUEUE_MESSAGES * self.workers
+        self.out = queue.Queue(maxsize=bound) if self.in_process else self.ctx.Queue(maxsize=bound)
+        self.decoding = _Decoding(params.size, params.short_side, params.max_frames,
+                                  plan.decoder_threads, plan.decoders, params.jpeg_quality)
+        for key, job in self.jobs.items():
+            wanted = [modalities.get(m) for m in job.modalities]
+            self.tasks.put(_Task(key, str(job.item.path), tuple(m.name for m in wanted if not m.is_flow),
+                                 any(m.is_flow for m in wanted)))
         for _ in range(self.workers):
             self.tasks.put(None)
         self.procs: dict[int, multiprocessing.Process] = {}
@@ -473,13 +555,38 @@ class _Engine:
         self.load = 0                    # pairs in the parent: waiting, solved, being encoded...
         self.cap = self._cap()
         self.stopping = False
-        self.reader = threading.Thread(target=self._read, name="tvl1-reader", daemon=True)
+        self.reader = threading.Thread(target=self._read, name="tsn-reader", daemon=True)
         self.reader.start()
 
     # -- workers and the reader thread -----------------------------------------------------
+    def _end_decoding_thread(self) -> None:
+        """A thread cannot be terminated: take its remaining tasks away and read what it still
+        sends until it ends (at most a few seconds: it is a daemon thread past that)."""
+        while True:
+            try:
+                self.tasks.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self.procs:
+            self.tasks.put(None)
+        deadline = time.monotonic() + 3
+        for thread in self.procs.values():
+            while thread.is_alive() and time.monotonic() < deadline:
+                try:
+                    while True:
+                        self.out.get_nowait()
+                except queue.Empty:
+                    pass
+                thread.join(timeout=0.02)
+
     def _start_worker(self, wid: int) -> None:
-        p = self.ctx.Process(target=_decode_worker, args=(wid, os.getpid(), self.tasks, self.out, CHUNK),
-                             name=f"tsn-decode-{wid}", daemon=True)
+        if self.in_process:
+            p = threading.Thread(target=_decode_worker, args=(wid, None, self.tasks, self.out, self.decoding),
+                                 name=f"tsn-decode-{wid}", daemon=True)
+        else:
+            p = self.ctx.Process(target=_decode_worker, args=(wid, os.getpid(), self.tasks, self.out,
+                                                              self.decoding),
+                                 name=f"tsn-decode-{wid}", daemon=True)
         p.start()
         self.procs[wid] = p
         self.current[wid] = None
@@ -599,21 +706,24 @@ class _Engine:
     def _message(self, msg, finished: list) -> None:
         key = msg.key
         if isinstance(msg, Started):
-            item, c = self.todo[key]
+            job = self.jobs[key]
             self.current[msg.worker] = key
-            self.videos[key] = _Video(item, c, started=time.perf_counter(),
-                                      encoded={m: {} for m in c.modalities})
+            self.videos[key] = _Video(
+                job.item, job.modalities, started=time.perf_counter(),
+                encoded={m: {} for m in job.modalities if modalities.get(m).is_flow},
+                frames={m: [] for m in job.modalities if not modalities.get(m).is_flow})
             return
         if isinstance(msg, Frames):
-            start, frames = msg.start, msg.frames
             with self.cond:
                 self.in_transit -= msg.pairs
             video = self._live(key)
             if video is None:
                 return
-            for i, grey in enumerate(frames):
+            for m, images in msg.images.items():
+                video.frames[m] += images
+            for i, grey in enumerate(() if msg.grey is None else msg.grey):
                 if video.prev is not None:
-                    self._add_pair(video, _Pair(key, start + i - 1, False, video.prev, grey))
+                    self._add_pair(video, _Pair(key, msg.start + i - 1, False, video.prev, grey))
                 video.prev = grey
             return
         self.current[msg.worker] = None
@@ -630,7 +740,7 @@ class _Engine:
 
     def _decoded(self, key: int) -> None:
         self.decoded.add(key)
-        self.input_done = len(self.decoded) == len(self.todo)
+        self.input_done = len(self.decoded) == len(self.jobs)
 
     def _add_pair(self, video: _Video, pair: _Pair) -> None:
         video.pending += 1
@@ -653,15 +763,15 @@ class _Engine:
         if video.wants_warped:
             video.pending += 1
             self.homographies += 1
-            future = self.pool.submit(_camera, pair.prev, pair.cur, flow, video.cfg.warp)
+            future = self.pool.submit(_camera, pair.prev, pair.cur, flow, self.params.warp)
             future.add_done_callback(lambda f, p=pair: self.events.put(Homography(p, f)))
         self._maybe_done(pair.key, finished)
 
     def _encode(self, video: _Video, pair: _Pair, modality: str, flow: np.ndarray, finished: list) -> None:
         video.pending += 1
         self.encodes += 1
-        self.to_encode.append((pair.key, pair.index, modality, flow, video.cfg.bound,
-                               video.cfg.jpeg_quality))
+        self.to_encode.append((pair.key, pair.index, modality, flow, self.params.bound,
+                               self.params.jpeg_quality))
 
     def _flush_encodes(self) -> None:
         """Send the flows collected since the last call to the encoding threads in one task per
@@ -681,15 +791,18 @@ class _Engine:
         if video.n is None or video.pending:
             return
         del self.videos[key]
-        c = video.cfg
         result = VideoResult(video.item)
         pairs = video.n - 1
-        for m in c.modalities:
-            x_ch, y_ch = modalities.get(m).channels
-            got = video.encoded[m]
-            result.images[m] = {x_ch: [got[i][0] for i in range(pairs)], y_ch: [got[i][1] for i in range(pairs)]}
-            result.meta[m] = replace(video.common, modality=m, parameters=c.parameters(m))
-        result.pairs = pairs
+        for m in video.modalities:
+            channels = modalities.get(m).channels
+            if m in video.frames:
+                result.images[m] = {channels[0]: video.frames[m]}
+            else:
+                got = video.encoded[m]
+                result.images[m] = {ch: [got[i][c] for i in range(pairs)] for c, ch in enumerate(channels)}
+            result.meta[m] = replace(video.common, modality=m,
+                                     parameters=self.params.parameters(m, self.flow_backend))
+        result.pairs = pairs if video.encoded else 0
         result.seconds = time.perf_counter() - video.started
         finished.append(result)
 
@@ -698,7 +811,7 @@ class _Engine:
             return
         self.failed.add(key)
         video = self.videos.pop(key, None)
-        item = video.item if video else self.todo[key][0]
+        item = video.item if video else self.jobs[key].item
         if video is not None:  # drop its pairs still waiting; those being solved are ignored later
             for size, group in self.groups.items():
                 kept = deque(p for p in group if p.key != key)
@@ -734,17 +847,16 @@ class _Engine:
         flow is needed here (a first pass of warped flow: its homography), else None."""
         if not device.solver.quantizes:
             return None
-        bounds = set()
         for p in pairs:
             video = self._live(p.key)
-            if video is not None:
-                if video.wants_warped and not p.second:
-                    return None
-                bounds.add(video.cfg.bound)
-        return bounds.pop() if len(bounds) == 1 else None
+            if video is not None and video.wants_warped and not p.second:
+                return None
+        return self.params.bound
 
     # -- failures of the machinery ---------------------------------------------------------
     def _watch_workers(self, finished: list) -> None:
+        if self.in_process:  # a thread does not die of a decoder's crash without taking us along
+            return
         for wid, proc in list(self.procs.items()):
             if proc.is_alive() or proc.exitcode == 0:
                 continue
@@ -763,6 +875,8 @@ class _Engine:
             d.stop()
             if self.left:  # interrupted: a solver process need not finish its batch
                 d.solver.close(wait=False)
+        if self.in_process:
+            self._end_decoding_thread()
         for proc in self.procs.values():
             proc.join(timeout=0.5 if not self.left else 0)
             if proc.is_alive():
@@ -773,10 +887,12 @@ class _Engine:
         except Exception:  # noqa: BLE001 - full: then its get() returns and it sees ``stopping``
             pass
         self.reader.join(timeout=1)
-        for q in (self.tasks, self.out):
-            q.cancel_join_thread()
-            q.close()
+        if not self.in_process:
+            for q in (self.tasks, self.out):
+                q.cancel_join_thread()
+                q.close()
         self.pool.shutdown(wait=not self.left, cancel_futures=True)
+        cv2.setNumThreads(self.saved_cv_threads)
         if not self.left:
             for d in self.devices:
                 d.thread.join()

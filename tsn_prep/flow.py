@@ -18,9 +18,11 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class BatchSolver(Protocol):
-    """A solver the extraction engine drives (``engine.py``): TorchTVL1 on a GPU or the CPU, or a
-    ``SolverProcess`` running one in a child."""
+    """A solver the extraction engine drives (``engine.py``): TorchTVL1 on a GPU or the CPU, a
+    ``SolverProcess`` running one in a child, or a ``PairSolver`` over any ``FlowFn``."""
 
+    # N pairs in one call cost less than N calls: the engine batches pairs across videos.
+    batches: bool
     # Batches are padded to one shape per frame size: each new shape costs a compile.
     compiled: bool
     # ``batch`` takes the quantisation ``bound`` and then returns uint8 levels, not float flow.
@@ -31,6 +33,25 @@ class BatchSolver(Protocol):
 
     def close(self, wait: bool = True) -> None:
         """Free what the solver holds; ``wait=False``: at once, abandoning a batch in flight."""
+
+
+class PairSolver:
+    """A ``BatchSolver`` over a one-pair ``FlowFn`` (OpenCV's TV-L1 on the CPU or CUDA, DIS,
+    Farneback): the engine sends it one pair at a time. OpenCV releases the GIL while it computes,
+    so the engine's solver threads run such solvers side by side."""
+
+    batches = False
+    compiled = False
+    quantizes = False
+
+    def __init__(self, fn: FlowFn):
+        self.fn = fn
+
+    def batch(self, prev: np.ndarray, cur: np.ndarray, bound: Optional[float] = None) -> np.ndarray:
+        return np.stack([self.fn(a, b) for a, b in zip(prev, cur)])
+
+    def close(self, wait: bool = True) -> None:
+        """Nothing to end."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -114,6 +135,7 @@ class OpenCVCudaTVL1:
         self._next = cv2.cuda_GpuMat()
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        cv2.cuda.setDevice(self.device)  # per thread: the engine calls from its device's thread
         self._prev.upload(prev)
         self._next.upload(nxt)
         flow = self._tvl1.calc(self._prev, self._next, None)

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from . import flow_triton
+from .plan import usable_cores
 from .quantize import quantize_tensor
 from .tvl1_params import TVL1Params
 
@@ -293,14 +294,6 @@ def _masked_median_eager(u1: torch.Tensor, u2: torch.Tensor, active: torch.Tenso
     return torch.where(a, _median_eager(u1, k), u1), torch.where(a, _median_eager(u2, k), u2)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 _COMPILED: dict = {}  # (function, device type, mode, dynamic) -> the torch.compile'd callable
 _WARNED: set = set()
 
@@ -395,6 +388,7 @@ class TorchTVL1:
     and warping, an int array (B, levels, warps), level 0 the finest."""
 
     name = "torch"
+    batches = True
     quantizes = True  # batch() takes a bound
     MAX_LEVELS = 16  # Triton level buffers kept: 5 levels x a few batch sizes
 

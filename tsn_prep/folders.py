@@ -12,7 +12,7 @@ from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
 
 from .diskspace import DiskFull
-from .extract import ExtractConfig
+from .extract import ExtractParams
 from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
 from .tree import Tree, walk
 
@@ -213,7 +213,7 @@ def find_video_dirs(tree: Tree) -> list[Path]:
 
 
 def import_folder(writer: ShardWriter, video_id: str, video_dir: Path,
-                  accepted: Optional[Prefixes] = None, bound: float = ExtractConfig.bound,
+                  accepted: Optional[Prefixes] = None, bound: float = ExtractParams.bound,
                   ignore_unmatched: bool = False) -> "FolderResult":
     """Store one folder's images (bytes as they are); a modality already complete is not rewritten."""
     found, unmatched = scan_folder(video_dir, accepted, ignore_unmatched)
@@ -262,7 +262,7 @@ class FolderResult:
 
 
 def import_tree(root: Path, out: Path, accepted: Optional[Prefixes] = None,
-                bound: float = ExtractConfig.bound, shard_index: int = 0, num_shards: int = 1, ignore_unmatched: bool = False,
+                bound: float = ExtractParams.bound, shard_index: int = 0, num_shards: int = 1, ignore_unmatched: bool = False,
                 on_video: Optional[Callable[[FolderResult], None]] = None) -> list[FolderResult]:
     """Import every video folder under ``root`` that belongs to this shard, one result per folder.
 

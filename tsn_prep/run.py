@@ -1,21 +1,19 @@
 """Runs an extraction job over many videos: shard filter, resume, workers, progress, failures."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import lmdb
-from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from .engine import engine_results, uses_engine
 from .diskspace import DiskFull
-from .extract import ExtractConfig, VideoResult, default_threads, extract_video, parameter_differences
+from .engine import Job, engine_results
+from .extract import ExtractParams, VideoResult, parameter_differences
+from .plan import RunPlan
 from .store import FOLDER_FAILURE, ShardWriter, shard_of
 from .video import VideoItem, list_videos
 
@@ -42,11 +40,11 @@ def _say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1,
+def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan = RunPlan(),
                    shard_index: int = 0, num_shards: int = 1, progress: bool = True,
-                   engine: Optional[bool] = None, recompute: bool = False,
-                   strict: bool = False) -> RunSummary:
-    """Extract ``cfg.modalities`` for the videos of one shard into ``out``; resumable.
+                   recompute: bool = False, strict: bool = False) -> RunSummary:
+    """Extract ``params.modalities`` for the videos of one shard into ``out``, as ``plan`` says
+    (``tsn_prep.engine`` does the work); resumable.
 
     A video is skipped when every requested modality is already complete with the same settings;
     otherwise only its missing modalities are computed. A video stored with other settings stops
@@ -54,39 +52,31 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
     is computed again and replaces the stored one in one transaction. A failure is printed,
     recorded in the store and the run goes on; so is a video that decodes with a warning (e.g. a
     truncated file), stored with the warning in its metadata, or with ``strict`` a failure.
-
-    TV-L1 flow with the torch backend runs through the batching engine (``tsn_prep.engine``:
-    ``workers`` decoding processes, one solver per device in this process) unless ``engine`` is
-    False; everything else, one ``extract_video`` per video in ``workers`` processes. Both give the
-    same results. ``cfg.batch_pairs`` 0 or None means auto (the engine's memory-based choice; 8
-    pairs per call on the per-video path).
     """
-    with_engine = uses_engine(cfg) if engine is None else (engine and uses_engine(cfg))
-    if not cfg.batch_pairs and not with_engine:
-        cfg = dataclasses.replace(cfg, batch_pairs=8)
     start = time.perf_counter()
     listing = list_videos(videos)
     writer = ShardWriter(out, shard_index, num_shards)
     summary = RunSummary()
-    results = []
+    results = None
     try:
         mine = lambda vid: shard_of(vid, num_shards) == shard_index  # noqa: E731
         for note in listing.notes:
             _say(f"note: {note}")
-        _record_unlisted(writer, summary, listing.unlisted, cfg.modalities, mine)
+        _record_unlisted(writer, summary, listing.unlisted, params.modalities, mine)
         for item, problem in listing.rejected:
             if mine(item.id):
                 summary.total += 1
-                _record_failure(writer, summary, item, cfg.modalities, problem)
+                _record_failure(writer, summary, item, params.modalities, problem)
 
         # JSON's view of the parameters, as the stored ones read back (lists, not tuples)
-        asked = {m: json.loads(json.dumps(cfg.parameters(m))) for m in cfg.modalities}
-        todo: list[tuple[VideoItem, ExtractConfig]] = []
+        backend = plan.flow_backend(params.algorithm)
+        asked = {m: json.loads(json.dumps(params.parameters(m, backend))) for m in params.modalities}
+        todo: list[Job] = []
         conflicts: dict[tuple[str, ...], list[str]] = {}  # differences -> "video [modality]"
         for item in (i for i in listing.items if mine(i.id)):
             summary.total += 1
             missing = []
-            for m in cfg.modalities:
+            for m in params.modalities:
                 stored = writer.stored_meta(item.id, m)
                 differences = None if stored is None else parameter_differences(
                     stored.parameters or {}, asked[m])
@@ -98,25 +88,17 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                 elif differences:
                     conflicts.setdefault(tuple(differences), []).append(f"{item.id} [{m}]")
             if missing:
-                # Several GPUs: videos are dealt round-robin over the devices.
-                gpu = cfg.gpus[len(todo) % len(cfg.gpus)] if cfg.gpus else cfg.gpu
-                todo.append((item, dataclasses.replace(cfg, modalities=tuple(missing), gpu=gpu,
-                                                       threads=default_threads(workers))))
+                todo.append(Job(item, tuple(missing)))
             else:
                 summary.skipped += 1
         if conflicts:
             raise SettingsConflict(_conflict_message(out, conflicts))
 
-        wanted = {item.id: item_cfg.modalities for item, item_cfg in todo}
+        wanted = {job.item.id: job.modalities for job in todo}
         bar = tqdm(total=len(todo), unit="video", disable=not progress, file=sys.stderr,
                    desc=f"shard {shard_index}/{num_shards}" if num_shards > 1 else "videos")
-        # Unordered results: a slow video does not hold back the writes of the ones after it.
-        if with_engine:
-            results = engine_results(todo, cfg, workers, say=_say)
-        else:
-            results = Parallel(n_jobs=workers, return_as="generator_unordered")(
-                delayed(extract_video)(item, item_cfg) for item, item_cfg in todo
-            ) if todo else []
+        # In completion order: a slow video does not hold back the writes of the ones after it.
+        results = engine_results(todo, params, plan, say=_say)
         for result in results:
             meta = next(iter(result.meta.values()), None)  # video-level fields are in every modality's
             warning = meta.warning if meta else None
@@ -140,7 +122,8 @@ def run_extraction(videos: Path, out: Path, cfg: ExtractConfig, workers: int = 1
                 bar.set_postfix_str(f"{summary.frames / elapsed:.1f} frames/s")
         bar.close()
     finally:
-        getattr(results, "close", lambda: None)()  # the engine's workers and threads end now
+        if results is not None:
+            results.close()  # the engine's workers and threads end now
         writer.close()
     summary.seconds = time.perf_counter() - start
     return summary

@@ -76,6 +76,7 @@ class SolverProcess:
     for every batch size above one), so the engine need not pad batches to one shape, which on the
     CPU would cost the padding's full solve."""
 
+    batches = True
     compiled = False
     quantizes = True
 

@@ -380,10 +380,11 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
 @crops_option()
 @top_option("Classes printed per video, most probable first.")
 @device_option()
+@amp_option()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video on stdout.")
 @decoders_option
 @one_line_errors
-def predict(videos, checkpoints, weights, segments, crops, top, device, as_json, decoders) -> None:
+def predict(videos, checkpoints, weights, segments, crops, top, device, amp, as_json, decoders) -> None:
     """Classify raw video files: decode, extract what each stream needs (frames, RGB
     difference, TV-L1 flow, with the settings its training store used), score with the
     paper's test protocol, fuse the streams' probabilities, and print the top classes."""
@@ -394,7 +395,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, as_json,
     from .scores import ranked
 
     dev = distributed.resolve_device(device)
-    streams = load_streams(list(checkpoints), weights, dev)
+    streams = load_streams(list(checkpoints), weights, dev, amp)
     classes = streams[0].checkpoint.classes
     failed = 0
     for path in videos:
@@ -444,7 +445,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    from tsn_prep.extract import ExtractConfig
+    from tsn_prep.extract import ExtractParams
 
     from . import checkpoint as ckpt_mod
     from . import distributed
@@ -462,7 +463,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     wanted = list(dict.fromkeys(class_names)) or classes
     model = ckpt_mod.model_from_checkpoint(ckpt, dev).eval().requires_grad_(False)
     prep, modality = ckpt.preprocessing, ckpt.modality
-    bound = float(ckpt.extraction.get("bound", ExtractConfig().bound))
+    bound = float(ckpt.extraction.get("bound", ExtractParams().bound))
     settings = dataclasses.replace(DRAW, steps=steps, size=size, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     summary, tiles = {}, []
@@ -531,11 +532,12 @@ def export(checkpoint, fmt, out) -> None:
                    "as fast as scoring allows and scores every update (offline analysis). Cameras "
                    "and network streams are always real time.")
 @device_option()
+@amp_option()
 @click.option("--threads", type=click.IntRange(min=1),
               help="PyTorch CPU threads.  [default: usable cores - 1, one being the decoder's]")
 @decoders_option
 @one_line_errors
-def stream(source, checkpoints, weights, window, every, segments, top, out, realtime, device,
+def stream(source, checkpoints, weights, window, every, segments, top, out, realtime, device, amp,
            threads, decoders) -> None:
     """Recognise actions live in SOURCE (a video file, a camera index such as 0, or a stream URL
     OpenCV opens) with TSN's real-time pair, RGB + RGB difference (no optical flow).
@@ -550,7 +552,7 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
 
     import torch
 
-    from tsn_prep.extract import usable_cores
+    from tsn_prep.plan import usable_cores
 
     from . import distributed
     from .predict import load_streams
@@ -560,7 +562,7 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
         _writable(out)
     torch.set_num_threads(threads or max(1, usable_cores() - 1))
     dev = distributed.resolve_device(device)
-    streams = load_streams(list(checkpoints), weights, dev)
+    streams = load_streams(list(checkpoints), weights, dev, amp)
     scorer = Scorer(streams, segments, dev)
 
     def emit(update: dict) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from tsn_core.lists import Record
-from tsn_prep.extract import ExtractConfig, extract_video
+from tsn_prep.engine import extract_one
+from tsn_prep.extract import ExtractParams
+from tsn_prep.plan import RunPlan
 from tsn_prep.video import DECODERS, VideoItem
 
 from . import checkpoint, distributed
@@ -30,13 +32,13 @@ class Stream:
 
 
 def load_streams(paths: list[Path], weights: Optional[list[float]], device: torch.device,
-                 amp: bool = True) -> list[Stream]:
-    """The checkpoints' models on ``device``; with ``amp``, scored under autocast exactly when
-    ``tsn-train test`` would (bf16/fp16 on CUDA, off on the CPU)."""
+                 amp: str = "auto") -> list[Stream]:
+    """The checkpoints' models on ``device``, scored under autocast as ``tsn-train test --amp
+    amp`` scores (``auto``: bf16/fp16 on CUDA, off on the CPU)."""
     weights = weights or [1.0] * len(paths)
     if len(weights) != len(paths):
         raise ValueError(f"{len(paths)} checkpoints but {len(weights)} weights")
-    amp_dtype = distributed.autocast_dtype("auto" if amp else "off", device)
+    amp_dtype = distributed.autocast_dtype(amp, device)
     streams = []
     for p, w in zip(paths, weights):
         ckpt = checkpoint.load(p)
@@ -57,13 +59,14 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
     fused = 0.0
     for s in streams:
         prep = s.checkpoint.preprocessing
-        cfg = ExtractConfig.from_parameters(s.checkpoint.extraction, prep.modality, tuple(decoders))
-        key = cfg  # frozen: equal settings, one extraction
+        params = ExtractParams.from_parameters(s.checkpoint.extraction, prep.modality)
+        key = params  # frozen: equal settings, one extraction
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
-            result = extract_video(VideoItem(path.stem, path), cfg)
+            result = extract_one(VideoItem(path.stem, path), params,
+                                 RunPlan(workers=0, decoders=tuple(decoders)))
             if result.error:
                 raise ValueError(f"{path}: {result.error}")
-            extracted[key] = result.images[cfg.modalities[0]]
+            extracted[key] = result.images[params.modalities[0]]
         images = extracted[key]
         count = len(next(iter(images.values())))
         ds = dataset_for_test(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tsn_core import modalities
-from tsn_prep.extract import ExtractConfig
+from tsn_prep.extract import ExtractParams
 from tsn_prep.video import DECODERS, VideoError, VideoReader, target_size
 
 from .export import Deployable
@@ -243,7 +243,7 @@ def annotate(frame: np.ndarray, top: list[dict]) -> np.ndarray:
 
 def stored_size_rule(stream: Stream) -> Callable[[tuple[int, int]], tuple[int, int]]:
     """Source (width, height) -> the frame size the stream's training store was extracted at."""
-    cfg = ExtractConfig.from_parameters(stream.checkpoint.extraction, stream.checkpoint.modality)
+    cfg = ExtractParams.from_parameters(stream.checkpoint.extraction, stream.checkpoint.modality)
     return lambda wh: target_size(wh, cfg.size, cfg.short_side)
 
 

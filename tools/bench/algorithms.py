@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from tools.bench.common import VIDEOS, epe, finish, grey_pairs, grove3, median, parse_args
-from tsn_prep.extract import ExtractConfig
+from tsn_prep.extract import ExtractParams
 from tsn_prep.flow import ALGORITHMS, make_flow_fn
 
 CLIPS = ("armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.avi", "carphone.mp4")
@@ -31,7 +31,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--pairs", type=int, default=4, help="pairs per clip for the timing")
     args = parse_args(p, argv, repeats=1, pairs=1)
-    size = ExtractConfig().size
+    size = ExtractParams().size
     (a, b), gt = grove3()
     scale = np.array([size[0] / a.shape[1], size[1] / a.shape[0]], np.float32)
     small = [cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (a, b)]

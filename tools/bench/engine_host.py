@@ -43,6 +43,7 @@ class CannedSolver:
     thread waits without using a core, as it does while a GPU computes)."""
 
     name = "torch"
+    batches = True
     compiled = False
 
     def __init__(self, flows: np.ndarray, rate: float = 0.0, steps: int = 1, quantizes: bool = True):
@@ -89,10 +90,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
 
     import tsn_prep.engine as engine
-    from tsn_prep.extract import ExtractConfig
+    from tsn_prep.extract import ExtractParams
+    from tsn_prep.plan import RunPlan
     from tsn_prep.run import run_extraction
 
-    size = ExtractConfig().size
+    size = ExtractParams().size
     flows = np.load(args.flows)["flow"] if args.flows else synthetic_flows(size[1], size[0])
     solvers = []
 
@@ -100,24 +102,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         solvers.append(CannedSolver(flows, args.solver_rate, args.solver_steps, args.quantize_on == "device"))
         return solvers[-1]
 
-    engine.default_solver = lambda cfg, cpu_processes=False: make
-    engine.cpu_solvers = lambda: 1  # the modelled GPU: one solver
+    engine.solvers = lambda params, plan: ((None,), make)  # the modelled GPU: one solver
     if args.encode_threads:
         engine.usable_cores = lambda: args.encode_threads
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     shutil.rmtree(args.out, ignore_errors=True)
-    cfg = ExtractConfig(modalities=("flow",), backend="torch", batch_pairs=args.batch or engine.AUTO_MAX_BATCH,
-                        max_frames=8 if args.quick else None)
+    params = ExtractParams(modalities=("flow",), max_frames=8 if args.quick else None)
+    plan = RunPlan(workers=args.workers, backend="torch", batch_pairs=args.batch or engine.AUTO_MAX_BATCH)
     started, t0 = now(), time.perf_counter()
-    summary = run_extraction(args.videos, args.out, cfg, args.workers, 0, 1, progress=False)
+    summary = run_extraction(args.videos, args.out, params, plan, 0, 1, progress=False)
     wall = time.perf_counter() - t0
     finish("engine_host", {"section": "engine_host", "template": "engine_host",
                            **stamp("tools.bench.engine_host", sys.argv[1:] if argv is None else argv, started, t0),
                            "pairs": summary.pairs, "videos": summary.done, "failed": len(summary.failed), "wall": wall,
                            "rate": summary.pairs / wall, "solver_rate": args.solver_rate,
                            "solver_busy": sum(s.busy for s in solvers) / wall, "workers": args.workers,
-                           "batch": cfg.batch_pairs, "quantize_on": args.quantize_on}, args)
+                           "batch": plan.batch_pairs, "quantize_on": args.quantize_on}, args)
     return 0
 
 

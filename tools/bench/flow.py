@@ -55,8 +55,8 @@ def has_opencv_tvl1() -> bool:
 
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` grey pairs as the pipeline decodes them, round robin over the clips (cycled)."""
-    from tsn_prep.extract import ExtractConfig
-    per_clip = [grey_pairs(c, ExtractConfig().size, n + 1) for c in find_clips(videos)]
+    from tsn_prep.extract import ExtractParams
+    per_clip = [grey_pairs(c, ExtractParams().size, n + 1) for c in find_clips(videos)]
     pairs, k = [], 0
     while len(pairs) < n:
         pairs += [c[k % len(c)] for c in per_clip][:n - len(pairs)]

@@ -26,7 +26,8 @@ import torch
 
 from tools.bench.common import VIDEOS, finish, log, median, now, parse_args, stamp
 from tsn_core import modalities
-from tsn_prep.extract import ExtractConfig, usable_cores
+from tsn_prep.extract import ExtractParams
+from tsn_prep.plan import usable_cores
 from tsn_prep.flow import make_flow_fn
 from tsn_prep.quantize import quantize
 from tsn_train import archs
@@ -41,7 +42,7 @@ from tsn_prep.video import VideoReader
 
 CLIP = VIDEOS / "poolcleaning.mp4"                  # 340x256 at 30 fps
 SOURCE_CLIP = VIDEOS / "eyemakeup_ucf101like.avi"   # 320x240 at 25 fps
-STORED = ExtractConfig().size
+STORED = ExtractParams().size
 CLASSES = [f"class{i}" for i in range(101)]  # UCF101's number of classes
 SNIPPET = modalities.get("flow").snippet_length  # flow fields (and frame differences) per snippet
 

@@ -1,0 +1,61 @@
+"""How an extraction runs: processes, devices, batches. None of it changes a stored byte.
+
+``ExtractParams`` (``tsn_prep.extract``) says what is stored and is recorded with every entry;
+a ``RunPlan`` says how the machine is used to get there and is recorded nowhere, so the same store
+can be finished by a job with another plan (other GPUs, more workers, another batch size).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from .flow import resolve_backend
+from .video import DECODERS
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: SLURM's --cpus-per-task and taskset limit it, os.cpu_count() not."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads(workers: int) -> int:
+    """Decoder threads per decoding worker so that workers x threads matches the usable cores;
+    0 (the decoders' own default) for a single worker."""
+    if workers <= 1:
+        return 0
+    return max(1, usable_cores() // workers)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How ``tsn_prep.engine`` runs an extraction."""
+
+    # Decoding processes, one video each at a time; 0 decodes in a thread of this process
+    # (one video on the command line: no process to start).
+    workers: int = 1
+    gpus: tuple[int, ...] = ()     # CUDA devices flow is solved on; () the CPU
+    backend: str = "auto"          # TV-L1 implementation (tsn_prep.flow.resolve_backend)
+    # Frame pairs per call of a solver that batches (the torch TV-L1), across videos; 0: auto
+    # (on a GPU from its free memory, on the CPU from the frame size). Solvers that do not batch
+    # (OpenCV's) take one pair at a time whatever this says.
+    batch_pairs: int = 0
+    threads: Optional[int] = None  # decoder threads per worker; None: ``default_threads(workers)``
+    decoders: tuple[str, ...] = DECODERS  # tried in order; the one used is each video's "decoder"
+
+    @property
+    def devices(self) -> tuple[Optional[int], ...]:
+        """The GPUs, or (None,) for the CPU."""
+        return self.gpus or (None,)
+
+    @property
+    def decoder_threads(self) -> int:
+        return default_threads(self.workers) if self.threads is None else self.threads
+
+    def flow_backend(self, algorithm: str) -> str:
+        """The implementation flow of ``algorithm`` runs on: TV-L1's backend resolved for the
+        first device (the CLI checks every device can run it), OpenCV for the others."""
+        return resolve_backend(self.backend, self.devices[0]) if algorithm == "tvl1" else "opencv"
