@@ -117,20 +117,25 @@ def read_list(path: Path, known: Optional[Known | Container[str]] = None,
     return resolve_list(parse_list(path), known, list_name, allow_missing)
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a list file's non-blank lines: UTF-8 (a byte-order mark at the
-    start is dropped), each line verbatim but for its ``\\n`` or ``\\r\\n`` terminator."""
+def read_text(path: Path, what: str = "file") -> str:
+    """A text file's contents as UTF-8 (a byte-order mark at the start is dropped); ListError
+    ``PATH: no such WHAT`` or ``PATH:LINE: not UTF-8 (...)``."""
     path = Path(path)
     if not path.is_file():
-        raise ListError(f"{path}: no such list file")
+        raise ListError(f"{path}: no such {what}")
     data = path.read_bytes()
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data  # "utf-8-sig"
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         n = data.count(b"\n", 0, exc.start) + 1
         raise ListError(f"{path}:{n}: not UTF-8 (byte {data[exc.start]:#04x}: {exc.reason})") from None
-    for n, line in enumerate(text.split("\n"), 1):
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a list file's non-blank lines: UTF-8 (a byte-order mark at the
+    start is dropped), each line verbatim but for its ``\\n`` or ``\\r\\n`` terminator."""
+    for n, line in enumerate(read_text(path, "list file").split("\n"), 1):
         line = line[:-1] if line.endswith("\r") else line
         if line.strip():
             yield n, line
@@ -353,6 +358,13 @@ def read_multilabel_list(path: Path, known: Optional[Known | Container[str]] = N
 
 def write_list(path: Path, records: list[Record]) -> None:
     Path(path).write_text("".join(f"{r.video_id} {r.label}\n" for r in records), encoding="utf-8")
+
+
+def write_multilabel_list(path: Path, records: list[MultiRecord]) -> None:
+    """``video_id 3``, ``video_id 0,7`` or ``video_id -`` (background) per line, as
+    ``read_multilabel_list`` reads them: labels sorted, each once."""
+    Path(path).write_text("".join(f"{r.video_id} {','.join(map(str, sorted(set(r.labels)))) or '-'}\n"
+                                  for r in records), encoding="utf-8")
 
 
 def read_classes(path: Path) -> list[str]:
