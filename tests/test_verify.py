@@ -143,7 +143,8 @@ def written_before_checksums(store):
     """Make the store what tsn-prep wrote before checksums were recorded (docs/format.md): the
     four databases images, meta, failures and info, and meta entries without ``checksum``."""
     for shard in range(SHARDS):
-        images_db(store, shard, lambda txn, db: txn.drop(db, delete=True), db=b"checksums")
+        for db in (b"checksums", b"entries", b"params"):  # nor the compact index (format 2)
+            images_db(store, shard, lambda txn, db: txn.drop(db, delete=True), db=db)
 
         def strip(txn, db):
             for key, value in list(txn.cursor(db=db)):

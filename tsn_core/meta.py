@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-FORMAT_VERSION = 1  # of the store as a whole, recorded in each shard's ``info``
+FORMAT_VERSION = 2  # of the store as a whole, recorded in each shard's ``info``; 2: the compact index
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .extract import ExtractParams
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
+from tsn_core.meta import FORMAT_VERSION
 from tsn_core.modalities import FLOW, STORED
 from .plan import RunPlan
 from .report import format_info, store_info
@@ -410,6 +411,19 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
         click.echo(found.note())
     click.echo(found.summary())
     sys.exit(found.exit_code)
+
+
+@main.command("upgrade")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def upgrade_cmd(out):
+    """Bring the store OUT to the current format: shards written before the compact index (format
+    1) get it, so that opening the store reads a few bytes per entry instead of parsing every
+    entry's metadata. Readers need not wait for this (they read format 1 as it is), and the next
+    extraction into a shard does it too. Images and metadata are not touched."""
+    store = _open(out)
+    for shard in sorted(store.shard_paths):
+        ShardWriter(out, shard, store.num_shards).close()  # a writer brings its shard up to date
+    click.echo(f"{out}: {len(store.shard_paths)} shard(s) of {store.num_shards} at format {FORMAT_VERSION}")
 
 
 @main.command("clear-failures")

@@ -89,7 +89,7 @@ def export_store(store: Store, out_dir: Path, naming: Naming = Naming(),
             video_dir = Path(out_dir) / vid
             video_dir.mkdir(parents=True, exist_ok=True)
             for channel in modalities.get(mod).channels:
-                for i in range(entry.meta.count):
+                for i in range(entry.count):
                     _write_atomic(video_dir / naming.filename(channel, i), store.get(vid, channel, i, mod))
                     written += 1
             if progress is not None:
@@ -314,7 +314,7 @@ def rawframe_lines(store: Store, modality: str,
     list gives the number of flows (N-1 for N frames), which mmaction2's test-time sampling relies
     on. Without ``labelled`` every stored video is listed, in id order, without a label.
     """
-    counts = {vid: entry.meta.count for (vid, mod), entry in store.index.items() if mod == modality}
+    counts = {vid: entry.count for (vid, mod), entry in store.index.items() if mod == modality}
     rows = [(vid, None) for vid in sorted(counts)] if labelled is None else labelled
     lines, missing = [], []
     for vid, label in rows:

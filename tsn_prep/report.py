@@ -4,51 +4,77 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from tsn_core import modalities
 
-from .store import Store
+from .store import FLAG_WARNING, Store
 
 
 def store_info(store: Store, per_video: bool = False) -> dict:
     """A JSON-able summary: shards, per-modality counts and parameters, failures, warnings; with
-    ``per_video``, also ``{video_id: {modality: images per channel}}`` under ``per_video``."""
-    per_shard: Counter = Counter()
+    ``per_video``, also ``{video_id: {modality: images per channel}}`` under ``per_video``.
+    Counted from the compact index's arrays: no entry's metadata is read but those with a warning."""
+    tables = store.index.tables
     per_modality: dict[str, dict] = {}
     params: dict[str, Counter] = defaultdict(Counter)
-    for (vid, mod), entry in sorted(store.index.items()):
-        per_shard[entry.shard] += 1
-        m = per_modality.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
-        m["videos"] += 1
-        m["images_per_channel"] += entry.meta.count
-        m["frames_decoded"] += (entry.meta.num_frames or 0)
-        params[mod][json.dumps(entry.meta.parameters or {}, sort_keys=True)] += 1
+    for shard, table in sorted(tables.items()):
+        r = table.records
+        for code, mod in enumerate(modalities.STORED):
+            mine = r[r["modality"] == code]
+            if not len(mine):
+                continue
+            m = per_modality.setdefault(mod, {"videos": 0, "images_per_channel": 0, "frames_decoded": 0})
+            m["videos"] += len(mine)
+            m["images_per_channel"] += int(mine["count"].sum(dtype=np.int64))
+            m["frames_decoded"] += int(np.maximum(mine["frames"], 0).sum(dtype=np.int64))
+            keys, counts = np.unique(mine["params"], return_counts=True)
+            for key, n in zip(keys, counts):
+                params[mod][table.params[int(key).to_bytes(8, "little")].decode("utf-8")] += int(n)
     for mod, counter in params.items():
         per_modality[mod]["parameters"] = [
-            {"videos": n, **json.loads(p)} for p, n in counter.most_common()
+            {"videos": n, **json.loads(p)} for p, n in sorted(counter.items(), key=lambda c: (-c[1], c[0]))
         ]
     return {
         "root": str(store.root),
         "num_shards": store.num_shards,
         "shards": [
-            {"index": i, "path": str(p), "entries": per_shard.get(i, 0),
+            {"index": i, "path": str(p), "entries": len(tables[i]) if i in tables else 0,
              "bytes": store.shard_bytes(i)}
             for i, p in sorted(store.shard_paths.items())
         ],
         "shards_missing": sorted(set(range(store.num_shards)) - set(store.shard_paths)),
         "bytes": store.disk_bytes(),
-        "videos": len({vid for vid, _ in store.index}),
-        "modalities": per_modality,
+        "videos": sum(_videos(t) for t in tables.values()),
+        "modalities": dict(sorted(per_modality.items())),
         "failures": store.failures(),
         "warnings": stored_warnings(store),
         **({"per_video": video_counts(store)} if per_video else {}),
     }
 
 
+_SUFFIX = np.array([len(m) + 1 for m in modalities.STORED], np.int64)  # "|<modality>"
+
+
+def _videos(table) -> int:
+    """Distinct videos of a shard's table: a video's entries are adjacent in key order (its key
+    id then '|'), so a row starts a new video where its key id differs from the row before."""
+    ends = np.asarray(table._offsets[1:]) - _SUFFIX[table.records["modality"]]
+    starts = np.asarray(table._offsets[:-1])
+    keys, n, prev = table.keys, 0, None
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        kid = keys[start:end]
+        if kid != prev:
+            n += 1
+            prev = kid
+    return n
+
+
 def video_counts(store: Store) -> dict[str, dict[str, int]]:
     """Images per channel of every stored (video, modality): frames for rgb, flows for flow."""
     out: dict[str, dict[str, int]] = {}
     for (vid, mod), entry in sorted(store.index.items()):
-        out.setdefault(vid, {})[mod] = entry.meta.count
+        out.setdefault(vid, {})[mod] = entry.count
     return out
 
 
@@ -85,5 +111,8 @@ def format_info(info: dict) -> str:
 
 def stored_warnings(store: Store) -> list[dict]:
     """``{"video_id", "modality", "warning"}`` of every entry stored with a warning, in id order."""
-    return [{"video_id": vid, "modality": mod, "warning": e.meta.warning}
-            for (vid, mod), e in sorted(store.index.items()) if e.meta.warning]
+    index = store.index
+    warned = [index._entry(shard, int(row)) for shard, table in index.tables.items()
+              for row in np.flatnonzero(table.records["flags"] & FLAG_WARNING)]
+    return [{"video_id": e.video_id, "modality": e.modality, "warning": e.meta.warning}
+            for e in sorted(warned, key=lambda e: (e.video_id, e.modality))]

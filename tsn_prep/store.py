@@ -18,12 +18,15 @@ import struct
 import sys
 import time
 import zlib
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Optional
 
 import lmdb
+import numpy as np
 
 from tsn_core import modalities
 from tsn_core.meta import FORMAT_VERSION, EntryMeta
@@ -32,9 +35,10 @@ from . import readahead
 from .diskspace import DiskFull, free_bytes, is_disk_full
 
 _SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
-_DBS = (b"images", b"meta", b"failures", b"info", b"checksums")
-# Stores written before checksums were recorded lack this database; readers treat it as empty.
-_OPTIONAL_DBS = (b"checksums",)
+_DBS = (b"images", b"meta", b"failures", b"info", b"checksums", b"entries", b"params")
+# Stores written before checksums were recorded lack ``checksums``; readers treat it as empty.
+# Stores of format 1 lack ``entries`` and ``params``: their index is read from ``meta``.
+_OPTIONAL_DBS = (b"checksums", b"entries", b"params")
 FOLDER_FAILURE = "folder"  # a failure record's "kind": a folder that could not be listed
 INITIAL_MAP_SIZE = 1 << 28  # 256 MiB; doubled whenever a transaction finds the map full
 
@@ -56,6 +60,32 @@ def pack_checksums(images: list[bytes]) -> bytes:
     """The ``checksums`` value of one channel: each image's CRC-32 as 4 bytes, big-endian, in index
     order."""
     return struct.pack(f">{len(images)}I", *map(checksum, images))
+
+
+# The compact index (format 2): ``entries`` holds, under each ``meta`` key, the few fields every
+# process that opens a store needs, in 18 bytes: images per channel, frames decoded (-1: not
+# recorded), the id of its parameter set (``params``: id -> the parameters' JSON, each distinct set
+# once), flags, the modality. Millions of entries open in seconds without parsing their JSON.
+_ENTRY = struct.Struct("<IiQBB")
+_ENTRY_DTYPE = [("count", "<u4"), ("frames", "<i4"), ("params", "<u8"), ("flags", "u1"), ("modality", "u1")]
+FLAG_CHECKSUM, FLAG_WARNING, FLAG_IMPORTED = 1, 2, 4
+
+
+def parameters_key(parameters: Optional[dict]) -> tuple[bytes, bytes]:
+    """(``params`` key, value) of a parameter set: the first 8 bytes of the SHA-1 of its JSON with
+    sorted keys, and that JSON. Equal parameters get the same key in every shard and writer."""
+    data = json.dumps(parameters or {}, sort_keys=True).encode("utf-8")
+    return hashlib.sha1(data).digest()[:8], data
+
+
+def compact_entry(meta: EntryMeta, modality: str) -> tuple[bytes, bytes, bytes]:
+    """(``entries`` value, ``params`` key, ``params`` value) of one entry's metadata."""
+    pkey, pvalue = parameters_key(meta.parameters)
+    flags = ((FLAG_CHECKSUM if meta.checksum == CHECKSUM else 0) | (FLAG_WARNING if meta.warning else 0)
+             | (FLAG_IMPORTED if meta.imported_from is not None else 0))
+    frames = -1 if meta.num_frames is None else meta.num_frames
+    return (_ENTRY.pack(meta.count or 0, frames, int.from_bytes(pkey, "little"), flags,
+                        modalities.STORED.index(modality)), pkey, pvalue)
 
 
 def has_checksums(meta: EntryMeta) -> bool:
@@ -238,10 +268,29 @@ class ShardWriter:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise StoreError(f"{self.path}: cannot write the store here ({reason})") from None
         self.dbs = {name.decode(): self.env.open_db(name) for name in _DBS}
+        self._index_old_entries()
         self._write_json("info", b"layout", {
             "format": "tsn-store", "version": FORMAT_VERSION,
             "shard_index": shard_index, "num_shards": num_shards,
         })
+
+    def _index_old_entries(self) -> None:
+        """A shard written before the compact index (format 1) gets it, in one transaction: from
+        now on it is kept with every entry written (``put_video``)."""
+        with self.env.begin() as txn:
+            if txn.stat(self.dbs["entries"])["entries"] == txn.stat(self.dbs["meta"])["entries"]:
+                return
+            metas = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=self.dbs["meta"])]
+        puts = []
+        for key, value in metas:
+            try:
+                meta = EntryMeta.from_json(value)
+            except ValueError:
+                raise StoreError(f"{self.path}: the meta entry {key.decode('utf-8', 'replace')} is not "
+                                 "JSON: the store is damaged (tsn-prep verify lists what else is)") from None
+            record, pkey, pvalue = compact_entry(meta, split_entry_key(key)[1])
+            puts += [("entries", key, record), ("params", pkey, pvalue)]
+        self._write(puts)
 
     def _write(self, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]] = ()) -> None:
         """Apply all puts and deletes in one transaction, growing the map until they fit.
@@ -298,6 +347,8 @@ class ShardWriter:
         puts += [("checksums", checksums_key(video_id, ch), pack_checksums(frames))
                  for ch, frames in images.items()]
         puts.append(("meta", entry_key(video_id, modality), meta.to_json()))
+        record, pkey, pvalue = compact_entry(meta, modality)
+        puts += [("entries", entry_key(video_id, modality), record), ("params", pkey, pvalue)]
         # Deleting a missing key is a no-op in LMDB, so no read is needed first.
         deletes = [("failures", entry_key(video_id, modality))]
         # Replacing an entry (--recompute) with fewer images: the old ones past the new count go in
@@ -381,18 +432,194 @@ def _lock_shard(path: Path) -> Optional[int]:
 
 @dataclass(frozen=True)
 class Entry:
-    """One (video, modality) in the store."""
+    """One (video, modality) in the store: what the compact index holds, and its full metadata
+    read from the shard when first asked for."""
 
     video_id: str
     modality: str
     shard: int
-    stored: dict = field(repr=False, compare=False)  # its meta JSON, read into ``meta`` when asked
+    count: int                     # images per channel
+    num_frames: Optional[int]      # frames decoded (None: not recorded, e.g. an import)
+    flags: int = field(repr=False)
+    params_key: bytes = field(repr=False)
+    store: "Store" = field(repr=False, compare=False)
+
+    @property
+    def has_checksums(self) -> bool:
+        return bool(self.flags & FLAG_CHECKSUM)
+
+    @property
+    def warned(self) -> bool:
+        """Stored with a warning (``meta.warning`` says which)."""
+        return bool(self.flags & FLAG_WARNING)
+
+    @property
+    def parameters(self) -> dict:
+        """The recorded parameters, from the shard's table of distinct sets (no metadata read)."""
+        return self.store._parameters(self.shard, self.params_key)
 
     @cached_property
     def meta(self) -> EntryMeta:
-        # Built on first use, not when the index is read: a store of millions of entries opens
-        # in every training process, which then reads the metadata of the videos it trains on.
-        return EntryMeta.from_dict(self.stored)
+        return self.store._meta(self.shard, self.video_id, self.modality)
+
+
+class _Table:
+    """The compact index of one shard: its ``entries`` keys, sorted, in one buffer, and their
+    records in a numpy array. About 60 bytes an entry and no Python object per entry, so millions
+    open in seconds, and loader workers forked from a process that opened them share the pages
+    (nothing in them is written, not even a reference count)."""
+
+    def __init__(self, keys: bytearray, lengths: array, records: bytes, params: dict[bytes, bytes],
+                 full_ids: dict[str, str]):
+        self.keys = keys
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(np.frombuffer(lengths, np.int64), out=offsets[1:])
+        self.offsets = memoryview(offsets).cast("B").cast("q")  # plain ints when indexed
+        self._offsets = offsets
+        self.records = np.frombuffer(records, dtype=_ENTRY_DTYPE)
+        self.params = params           # parameter-set key -> JSON
+        self.full_ids = full_ids       # key form -> id, for ids too long for a key
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def key(self, row: int) -> bytes:
+        return bytes(self.keys[self.offsets[row]:self.offsets[row + 1]])
+
+    def find(self, key: bytes) -> Optional[int]:
+        lo, hi = 0, len(self.records)
+        keys, offsets = self.keys, self.offsets
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[offsets[mid]:offsets[mid + 1]] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self.records) and keys[offsets[lo]:offsets[lo + 1]] == key else None
+
+    def video_modality(self, row: int) -> tuple[str, str]:
+        kvid, mod = split_entry_key(self.key(row))
+        return self.full_ids.get(kvid, kvid), mod
+
+
+def _load_table(path: Path, env: lmdb.Environment, dbs: dict) -> _Table:
+    """A shard's compact index: from ``entries`` where it is complete, else (a shard written
+    before it, format 1) from the metadata itself, which takes the JSON parse of every entry."""
+    keys, lengths, records = bytearray(), array("q"), bytearray()
+    params: dict[bytes, bytes] = {}
+    long_keys = []
+    with env.begin(buffers=True) as txn:
+        n = txn.stat(dbs["meta"])["entries"]
+        if dbs["entries"] is not None and txn.stat(dbs["entries"])["entries"] == n:
+            for key, value in txn.cursor(db=dbs["entries"]):
+                keys += key
+                lengths.append(len(key))
+                records += value
+            params = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["params"])}
+            long_keys = [bytes(k) for k in _long_keys(keys, lengths)]
+            metas = {k: txn.get(k, db=dbs["meta"]) for k in long_keys}
+            metas = {k: json.loads(bytes(v)) for k, v in metas.items() if v is not None}
+        else:
+            metas = {}
+            for key, value in txn.cursor(db=dbs["meta"]):
+                key = bytes(key)
+                vid, mod = split_entry_key(key)
+                try:
+                    record = json.loads(bytes(value))
+                except ValueError:
+                    raise StoreError(f"{path}: the meta entry of {vid} {mod} is not JSON: the store "
+                                     "is damaged") from None
+                packed, pkey, pvalue = compact_entry(EntryMeta.from_dict(record), mod)
+                keys += key
+                lengths.append(len(key))
+                records += packed
+                params[pkey] = pvalue
+                if _KEY_HASH in vid:
+                    metas[key] = record
+    full_ids = {}
+    for key, record in metas.items():
+        kvid = split_entry_key(key)[0]
+        full_ids[kvid] = _full_id(kvid, record)
+    return _Table(keys, lengths, bytes(records), params, full_ids)
+
+
+def _long_keys(keys: bytearray, lengths: array) -> Iterator[memoryview]:
+    """The keys of over-long ids (their key form holds ``|sha1:``): rare, found without a loop
+    over every key."""
+    marker = _KEY_HASH.encode()
+    start = keys.find(marker)
+    if start < 0:
+        return
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(np.frombuffer(lengths, np.int64), out=offsets[1:])
+    view = memoryview(keys)
+    while start >= 0:
+        row = int(np.searchsorted(offsets, start, side="right")) - 1
+        yield view[offsets[row]:offsets[row + 1]]
+        start = keys.find(marker, int(offsets[row + 1]))
+
+
+class Index(Mapping):
+    """(video_id, modality) -> Entry for everything complete in a store, over the shards' compact
+    tables. A lookup is a binary search in the video's shard; iteration goes shard by shard in
+    key order."""
+
+    def __init__(self, store: "Store", tables: dict[int, _Table]):
+        self.store = store
+        self.tables = tables
+
+    def _entry(self, shard: int, row: int, video_id: Optional[str] = None,
+               modality: Optional[str] = None) -> Entry:
+        table = self.tables[shard]
+        if video_id is None:
+            video_id, modality = table.video_modality(row)
+        r = table.records[row]
+        frames = int(r["frames"])
+        return Entry(video_id, modality, shard, int(r["count"]), None if frames < 0 else frames,
+                     int(r["flags"]), int(r["params"]).to_bytes(8, "little"), self.store)
+
+    def _find(self, key) -> Optional[tuple[int, int]]:
+        try:
+            video_id, modality = key
+            shard = shard_of(video_id, self.store.num_shards)
+        except (TypeError, ValueError, AttributeError):
+            return None
+        table = self.tables.get(shard)
+        row = None if table is None else table.find(entry_key(video_id, modality))
+        return None if row is None else (shard, row)
+
+    def count(self, video_id: str, modality: str) -> Optional[int]:
+        """Images per channel of an entry, None if the store has none: one lookup, no Entry made
+        (validating a list of a million videos)."""
+        found = self._find((video_id, modality))
+        return None if found is None else int(self.tables[found[0]].records["count"][found[1]])
+
+    def __getitem__(self, key) -> Entry:
+        found = self._find(key)
+        if found is None:
+            raise KeyError(key)
+        return self._entry(*found, *key)
+
+    def __contains__(self, key) -> bool:
+        return self._find(key) is not None
+
+    def __len__(self) -> int:
+        return sum(map(len, self.tables.values()))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for shard in sorted(self.tables):
+            table = self.tables[shard]
+            for row in range(len(table)):
+                yield table.video_modality(row)
+
+    def items(self) -> Iterator[tuple[tuple[str, str], Entry]]:  # type: ignore[override]
+        for shard in sorted(self.tables):
+            for row in range(len(self.tables[shard])):
+                e = self._entry(shard, row)
+                yield (e.video_id, e.modality), e
+
+    def values(self) -> Iterator[Entry]:  # type: ignore[override]
+        return (e for _, e in self.items())
 
 
 class Store:
@@ -421,7 +648,7 @@ class Store:
             raise StoreError(f"{self.root}: mixes shard layouts {sorted(sizes)}")
         self.num_shards = sizes.pop()
         self.shard_paths = {i: p for i, _, p in shards}
-        self._index: Optional[dict[tuple[str, str], Entry]] = None
+        self._index: Optional[Index] = None
         self._full_ids: dict[str, str] = {}  # key form -> id, for ids too long for a key
         for path in self.shard_paths.values():
             _reader(path, refresh=True)
@@ -439,23 +666,29 @@ class Store:
                     yield shard, bytes(key), bytes(value)
 
     @property
-    def index(self) -> dict[tuple[str, str], Entry]:
-        """(video_id, modality) -> Entry for everything complete in the store."""
+    def index(self) -> Index:
+        """(video_id, modality) -> Entry for everything complete in the store (a Mapping)."""
         if self._index is None:
-            index = {}
-            for shard, key, value in self._scan("meta"):
-                vid, mod = split_entry_key(key)
-                try:
-                    meta = json.loads(value)
-                except ValueError:
-                    raise StoreError(f"{self.shard_paths[shard]}: the meta entry of {vid} {mod} is "
-                                     f"not JSON: the store is damaged") from None
-                full = _full_id(vid, meta)
-                if full != vid:
-                    self._full_ids[vid] = full
-                index[(full, mod)] = Entry(full, mod, shard, meta)
-            self._index = index
+            tables = {shard: _load_table(path, *self._env(shard)) for shard, path in self.shard_paths.items()}
+            for table in tables.values():
+                self._full_ids.update(table.full_ids)
+            self._index = Index(self, tables)
         return self._index
+
+    def _meta(self, shard: int, video_id: str, modality: str) -> EntryMeta:
+        env, dbs = self._env(shard)
+        with env.begin() as txn:
+            value = txn.get(entry_key(video_id, modality), db=dbs["meta"])
+        if value is None:
+            raise KeyError(f"{video_id!r} has no {modality} in {self.root}")
+        try:
+            return EntryMeta.from_json(bytes(value))
+        except ValueError:
+            raise StoreError(f"{self.shard_paths[shard]}: the meta entry of {video_id} {modality} is "
+                             f"not JSON: the store is damaged") from None
+
+    def _parameters(self, shard: int, key: bytes) -> dict:
+        return json.loads(self.index.tables[shard].params[key])
 
     def videos(self, modality: str) -> list[str]:
         return sorted(vid for vid, mod in self.index if mod == modality)
@@ -478,7 +711,7 @@ class Store:
         try:
             return self.read(video_id, channel, [index], check)[0]
         except KeyError:
-            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.meta.count})") from None
+            raise KeyError(f"{video_id!r} has no {channel} image {index} (count {entry.count})") from None
 
     def read(self, video_id: str, channel: str, indices: list[int],
              check: Optional[bool] = None) -> list[bytes]:

@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Optional, Sequence
 from tsn_core import modalities
 from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
-from .store import (_KEY_HASH, CHECKSUM, Store, _full_id, checksum_problem, checksums_key,
-                    has_checksums, shard_of, split_entry_key)
+from .store import (_KEY_HASH, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
+                    entry_key, has_checksums, shard_of, split_entry_key)
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
 EXIT_OK = 0  # every image intact, counts right, no recorded failures
@@ -238,6 +238,13 @@ def _check(r: _Range) -> _Found:
             if meta.warning:
                 found.warnings.append({"video_id": vid, "modality": modality, "warning": meta.warning})
             items: list[tuple] = []
+            if dbs["entries"] is not None and txn.stat(dbs["entries"])["entries"]:
+                record = txn.get(entry_key(vid, modality), db=dbs["entries"])
+                if record is None or bytes(record) != compact_entry(meta, modality)[0]:
+                    items.append(("text", f"{vid} {modality}: the store's index entry disagrees with "
+                                          "its metadata (run `tsn-prep upgrade` after restoring it)"
+                                  if record is not None else
+                                  f"{vid} {modality}: missing from the store's index"))
             for channel in modalities.get(modality).channels:
                 items.append(("count", channel, seen[(kvid, channel)], meta.count))
                 if has_checksums(meta):

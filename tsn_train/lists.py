@@ -25,7 +25,8 @@ def store_known(store: Store, modality: str) -> Known:
 @dataclass(frozen=True, eq=False)
 class StoreIds:
     """The video ids of a store index (``Store.index``) that have an entry of ``modality``: a view
-    (``in`` is one dict lookup), so a list of a store of millions of videos builds no set."""
+    (``in`` is one lookup in the compact index), so a list of a store of millions of videos builds
+    no set."""
     index: Mapping[tuple[str, str], object]
     modality: str
 
@@ -45,7 +46,8 @@ def validate(records: list[Record], store: Store, modality: str, num_classes: in
     """
     source = modalities.get(modality).source
     index = store.index
-    missing = [r.video_id for r in records if (r.video_id, source) not in index]
+    counts = {r.video_id: index.count(r.video_id, source) for r in records}
+    missing = [r.video_id for r in records if counts[r.video_id] is None]
     if missing:
         raise ListError(f"{list_name}: {len(missing)} of {len(records)} videos have no {source} in "
                         f"{store.root}: {preview(missing)}{_missing_hint(store, source, missing)}")
@@ -53,7 +55,7 @@ def validate(records: list[Record], store: Store, modality: str, num_classes: in
     if bad:
         raise ListError(f"{list_name}: labels must be in 0..{num_classes - 1}; "
                         f"out of range: {preview(bad)}")
-    return {r.video_id: index[(r.video_id, source)].meta.count for r in records}
+    return counts
 
 
 def _missing_hint(store: Store, source: str, missing: list[str]) -> str:
