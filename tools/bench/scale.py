@@ -12,6 +12,7 @@ Any N: a Kinetics-700-sized store (2M entries) is ``--videos 1000000`` on a disk
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ def probe(code: Path, root: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", PROBE, str(root)], env=env, cwd="/", check=True,
                          capture_output=True, text=True)
-    return __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def timed_cli(code: Path, *args) -> float:
