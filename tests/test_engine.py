@@ -295,7 +295,10 @@ def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
                                "memory); solved them one at a time; batches of 2 from now on")
                for line in lines), lines
     tried = [n for n, h, w in solver.attempts if w == 40 and n > 1]
-    assert tried[0] == 4 and set(tried[1:]) <= {2}  # after the first failure: at most 2 a batch
+    # the batches of 4 in flight when the first failed (at most DEPTH), then at most 2 a batch
+    fours = next((i for i, n in enumerate(tried) if n != 4), len(tried))
+    assert 1 <= fours <= engine.DEPTH and set(tried[fours:]) <= {2}, tried
+    assert sum("of 40x30 frames failed" in line for line in lines) == 1, lines  # halved once, to 2
     fine = run_extraction(videos, tmp_path / "ref", cfg, dataclasses.replace(PLAN, batch_pairs=1),
                           progress=False)
     assert fine.done == 3  # (the real solver does 37x30)

@@ -4,8 +4,9 @@ No timing: the moment of interruption is fixed by a named pipe among the videos.
 videos are decoded one at a time in sorted order, so the run commits every video sorted before the
 pipe and then blocks opening it. The test waits until the run has the pipe open (only then can it
 open the write end without blocking), holds the write end open so that the run's reads keep
-waiting, checks that exactly the earlier videos are in the store, interrupts, and closes the write
-end: the reads see end-of-file and return.
+waiting, waits until exactly the earlier videos are in the store (the last of them may still be
+being written when the worker reaches the pipe), interrupts, and closes the write end: the reads
+see end-of-file and return.
 """
 import errno
 import os
@@ -73,7 +74,9 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     for pipe, done in zip(pipes, (2, 6)):
         with start(videos, out) as proc:
             writer = open_pipe_writer(pipe, proc)  # the run is decoding the pipe, so it is past ids[:done]
-            assert committed_ids(out) == ids[:done]
+            # the worker decodes ahead of the writes: the last video before the pipe may still be
+            # on its way to the store, and none after it can be
+            wait_until(lambda: committed_ids(out) == ids[:done], lambda: committed_ids(out), proc, poll=0.05)
             proc.send_signal(signal.SIGKILL)  # mid-run, in the middle of a video
             proc.wait()
             os.close(writer)
@@ -97,7 +100,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     err_path = tmp_path / "stderr"
     with open(err_path, "w") as err_file, start(videos, out, stderr=err_file) as proc:
         writer = open_pipe_writer(pipe, proc)
-        assert committed_ids(out) == first
+        wait_until(lambda: committed_ids(out) == first, lambda: committed_ids(out), proc, poll=0.05)
         proc.send_signal(signal.SIGINT)  # while the run is decoding the third video
         os.close(writer)  # its read() ends; Python raises KeyboardInterrupt on return
         release(pipe, proc)

@@ -664,8 +664,11 @@ class _Engine:
             device.queued -= len(pairs)
             device.batches -= 1
             size = pairs[0].prev.shape
-            if failure is not None and (device.sizes.get(size) or 1) > 1:
-                device.sizes[size] = max(1, device.sizes[size] // 2)
+            limit = device.sizes.get(size) or 1
+            # half the batch that failed; a batch formed before an earlier halving (up to DEPTH
+            # are in flight) that fails too is already accounted for
+            if failure is not None and max(1, len(pairs) // 2) < limit:
+                device.sizes[size] = max(1, len(pairs) // 2)
                 self.say(f"a batch of {len(pairs)} pairs of {size[1]}x{size[0]} frames failed on "
                          f"{device.name} ({type(failure).__name__}: {str(failure)[:200]}); solved them "
                          f"one at a time; batches of {device.sizes[size]} from now on")
