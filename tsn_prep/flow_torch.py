@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import flow_triton
+from . import flow_tiles, flow_triton
 from .plan import usable_cores
 from .quantize import quantize_tensor
 from .tvl1_params import TVL1Params
@@ -246,7 +246,21 @@ def _warp_constants(i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, 
     """Per warping: I1 and its gradient warped by the current flow, and the constant parts of the
     thresholding step: (i1wx, i1wy, rho_c, lambda*theta*|grad|^2, 1/|grad|^2 or 0 where the
     gradient is below FLT_EPSILON)."""
-    warped = _remap_cubic(i1_stack, u1, u2)
+    return _constants(_remap_cubic(i1_stack, u1, u2), i0, u1, u2, l_t)
+
+
+def _warp_constants_gather(i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor,
+                           u2: torch.Tensor, l_t: float) -> tuple[torch.Tensor, ...]:
+    """``_warp_constants`` with the written-out remap (``remap="gather"``): what the tile
+    kernels' warp computes, operation for operation."""
+    return _constants(_remap_cubic_gather(i1_stack, u1, u2), i0, u1, u2, l_t)
+
+
+REMAPS = {"grid_sample": _warp_constants, "gather": _warp_constants_gather}
+
+
+def _constants(warped: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor,
+               l_t: float) -> tuple[torch.Tensor, ...]:
     i1w, i1wx, i1wy = warped.unbind(1)
     grad = i1wx * i1wx + i1wy * i1wy
     rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
@@ -368,6 +382,22 @@ def compile_default(device: torch.device) -> bool:
     return False
 
 
+KERNELS = ("torch", "triton", "tiles")
+
+
+def default_kernel(device: torch.device) -> str:
+    """``kernel="auto"``: "triton" on CUDA where Triton is installed (the kernels measured on a
+    GPU), else "torch". The environment variable TSN_TVL1_KERNEL (one of ``KERNELS``) overrides
+    it, so a whole ``tsn-prep extract-flow`` run can be measured with another kernel; the
+    flows agree to float rounding whichever runs."""
+    env = os.environ.get("TSN_TVL1_KERNEL", "").strip().lower()
+    if env:
+        if env not in KERNELS:
+            raise ValueError(f"TSN_TVL1_KERNEL must be one of {', '.join(KERNELS)}, got {env!r}")
+        return env
+    return "triton" if device.type == "cuda" and flow_triton.available(device) else "torch"
+
+
 class TorchTVL1:
     """TV-L1 optical flow on a torch device, batched; OpenCV ``DualTVL1OpticalFlow`` semantics.
 
@@ -385,7 +415,14 @@ class TorchTVL1:
     cores; None: torch's current setting, capped likewise).
 
     After each call ``last_iterations`` holds each pair's inner-iteration count per pyramid level
-    and warping, an int array (B, levels, warps), level 0 the finest."""
+    and warping, an int array (B, levels, warps), level 0 the finest.
+
+    ``kernel``: "torch" (the iteration above, compiled or eager), "triton" (``flow_triton``: a
+    u and a p kernel per iteration; what "auto" picks on CUDA) or "tiles" (``flow_tiles``:
+    ``tile_iterations`` iterations per launch on a tile, median and warp in Triton, CUDA graphs
+    of ``outer_per_replay`` outer iterations; never yet run on a GPU). ``remap``: the bicubic
+    warp of the torch iteration, "grid_sample" (default, fast) or "gather" (written out, as
+    cv::remap; what "tiles" computes)."""
 
     name = "torch"
     batches = True
@@ -396,7 +433,9 @@ class TorchTVL1:
                  *, compile: Optional[bool] = None, compile_mode: Optional[str] = None,
                  dynamic: Optional[bool] = True, sync_every: Optional[int] = None,
                  threads: Optional[int] = None, compile_parts: Optional[tuple] = None,
-                 kernel: str = "auto", graphs: bool = True, exact: bool = True):
+                 kernel: str = "auto", graphs: bool = True, exact: bool = True,
+                 remap: str = "grid_sample", tile_iterations: int = flow_tiles.ITERATIONS,
+                 outer_per_replay: Optional[int] = None):
         if params.gamma != 0:
             raise ValueError("TorchTVL1 does not implement the illumination term (gamma must be 0)")
         self.params = params
@@ -413,20 +452,30 @@ class TorchTVL1:
             raise ValueError(f"unknown compile parts: {sorted(unknown)}")
         self.compile_parts = tuple(parts) if self.compile else ()
         on = self.compile_parts
-        self._warp = _Fn(_warp_constants, self.device, "warp" in on, compile_mode, dynamic)
+        if remap not in REMAPS:
+            raise ValueError(f"remap must be one of {sorted(REMAPS)}, got {remap!r}")
+        self.remap = remap
+        self._warp = _Fn(REMAPS[remap], self.device, "warp" in on, compile_mode, dynamic)
         self._step = _Fn(_step, self.device, "step" in on, compile_mode, dynamic)
         self._median = _Fn(_masked_median, self.device, "median" in on, compile_mode, dynamic,
                            eager=_masked_median_eager)
-        if kernel not in ("auto", "torch", "triton"):
-            raise ValueError(f"kernel must be 'auto', 'torch' or 'triton', got {kernel!r}")
+        if kernel != "auto" and kernel not in KERNELS:
+            raise ValueError(f"kernel must be 'auto' or one of {', '.join(KERNELS)}, got {kernel!r}")
         if kernel == "auto":
-            on_gpu = self.device.type == "cuda" and flow_triton.available(self.device)
-            kernel = "triton" if on_gpu else "torch"
-        if kernel == "triton" and not flow_triton.available(self.device):
+            kernel = default_kernel(self.device)
+        if kernel == "tiles" and params.median_filtering not in (1, 5):
+            raise ValueError(f"kernel='tiles' has the 5x5 median only (median_filtering 1 or "
+                             f"5), got {params.median_filtering}")
+        if kernel != "torch" and not flow_triton.available(self.device):
             found = "found" if flow_triton.triton else "not installed"
-            raise ValueError(f"kernel='triton' needs Triton and a CUDA device (or TRITON_INTERPRET=1 "
+            raise ValueError(f"kernel={kernel!r} needs Triton and a CUDA device (or TRITON_INTERPRET=1 "
                              f"on the CPU); here: Triton {found}, device {self.device}")
+        if kernel == "tiles":
+            flow_tiles.check_shape(flow_tiles.BLOCK, tile_iterations)
+            self.remap = "gather"  # its warp kernel is the written-out remap
         self.kernel = kernel
+        self.tile_iterations = tile_iterations
+        self.outer_per_replay = outer_per_replay
         self.graphs = graphs
         self.exact = exact
         self._levels: dict = {}  # (B, H, W) -> flow_triton.TritonLevel
@@ -530,6 +579,8 @@ class TorchTVL1:
         if self.kernel == "triton":
             level = self._level(b, h, w, (l_t, taut, theta, scaled_eps))
             return level.run(i1_stack, i0, u1, u2, self._warp, self._median)
+        if self.kernel == "tiles":
+            return self._level(b, h, w, (l_t, taut, theta, scaled_eps)).run(i1_stack, i0, u1, u2)
         # p zeroed once per level, as OpenCV
         state = (u1, u2) + tuple(torch.zeros_like(i0) for _ in range(4))
         counts = []
@@ -548,12 +599,18 @@ class TorchTVL1:
             counts.append(count)
         return state[0], state[1], torch.stack(counts, dim=1)  # counts (B, warps)
 
-    def _level(self, b: int, h: int, w: int, consts: tuple) -> "flow_triton.TritonLevel":
-        """The Triton buffers (and CUDA graph) of one level shape, kept for the next batches of
-        the same shape; the least recently used go beyond ``MAX_LEVELS``."""
+    def _level(self, b: int, h: int, w: int, consts: tuple):
+        """The Triton buffers (and CUDA graph) of one level shape (a ``flow_triton.TritonLevel``
+        or a ``flow_tiles.TilesLevel``), kept for the next batches of the same shape; the least
+        recently used go beyond ``MAX_LEVELS``."""
         key = (b, h, w)
         level = self._levels.pop(key, None)
-        if level is None:
+        if level is None and self.kernel == "tiles":
+            level = flow_tiles.TilesLevel(b, h, w, self.device, self.params, consts,
+                                          graphs=self.graphs, exact=self.exact,
+                                          k=self.tile_iterations, block=flow_tiles.BLOCK,
+                                          outer_per_graph=self.outer_per_replay)
+        elif level is None:
             level = flow_triton.TritonLevel(b, h, w, self.device, self.params, consts,
                                             graphs=self.graphs, exact=self.exact)
         self._levels[key] = level

@@ -173,6 +173,33 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
 _FLT_EPSILON = float(torch.finfo(torch.float32).eps)
 
 
+def run_until_stopped(n: int, run_once: Callable[[], None], active: torch.Tensor,
+                      flags: torch.Tensor, cuda: bool) -> None:
+    """``run_once`` up to ``n`` times, leaving once no pair is ``active``. On CUDA the host does
+    not wait for run k before queueing k + 1: it reads k's flag (copied into ``flags``, two
+    pinned slots) while k + 1 runs, so the GPU never idles on the host. When k stopped every
+    pair, k + 1 touches nothing (all its work is masked), so the result does not depend on
+    where the host looks."""
+    if not cuda:
+        for _ in range(n):
+            run_once()
+            if not bool(active.any()):
+                return
+        return
+    pending = None
+    for k in range(n):
+        run_once()
+        slot = flags[k % 2:k % 2 + 1]
+        slot.copy_(active.any().view(1), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        if pending is not None:
+            pending[0].synchronize()
+            if not bool(pending[1]):
+                return
+        pending = (event, slot)
+
+
 class TritonLevel:
     """Static buffers for one (batch, height, width) and the launches of one outer iteration;
     on CUDA (``graphs``) those are captured as a CUDA graph the second time they run (the first
@@ -269,29 +296,10 @@ class TritonLevel:
             self.graph.replay()
 
     def _outer_loop(self, median: Callable) -> None:
-        """Up to ``outer_iterations`` outer iterations, leaving once every pair has stopped.
-        On CUDA the host does not wait for outer iteration k before queueing k + 1: it reads
-        k's flag (copied to pinned memory) while k + 1 runs, so the GPU never idles on the
-        host. When k stopped every pair, k + 1 touched nothing (all its work is masked)."""
-        n = self.p.outer_iterations
-        if not self.cuda:
-            for _ in range(n):
-                self._run_outer(median)
-                if not bool(self.active.any()):
-                    return
-            return
-        pending = None
-        for k in range(n):
-            self._run_outer(median)
-            slot = self.flags[k % 2:k % 2 + 1]
-            slot.copy_(self.active.any().view(1), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            if pending is not None:
-                pending[0].synchronize()
-                if not bool(pending[1]):
-                    return
-            pending = (event, slot)
+        """Up to ``outer_iterations`` outer iterations, leaving once every pair has stopped
+        (``run_until_stopped``)."""
+        run_until_stopped(self.p.outer_iterations, lambda: self._run_outer(median), self.active,
+                          self.flags, self.cuda)
 
     def run(self, i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor,
             warp: Callable, median: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,544 @@
+"""TV-L1's inner loop as tiles that run several iterations per launch (``kernel="tiles"`` of
+``TorchTVL1``), with the median filter and the bicubic warp in Triton too.
+
+Why: the iteration is memory-bound. ``flow_triton`` streams every pair's state (u, p: 6 floats
+per pixel) and constants (3) through memory twice per iteration (a u kernel and a p kernel, about
+88 bytes per pixel). Here one launch runs up to K iterations on a tile of E = EH x EW pixels:
+the state and constants are read once over E, each iteration is computed over all of E (the u
+step reads p to the left and above, the p step reads u to the right and below, so each iteration
+spoils one more pixel at E's edge), and only the core T = (EH - 2K) x (EW - 2K), still exact after
+K iterations, is written. That is about (9 * EH * EW / (TH * TW) + 6) * 4 / K bytes per pixel and
+iteration: 20 at E = 32 x 64, K = 4. Neighbours inside a tile go through a per-program scratch
+block (each program writes and re-reads its own, so it stays in the cache).
+
+OpenCV stops a pair at the first iteration whose squared u update sums to at most
+epsilon^2 * H * W, after that iteration's p update. A launch of K iterations cannot stop in the
+middle, so each launch writes its result to the other half of a double buffer (the pair's half is
+``par``), keeping the block's input as a checkpoint, and records each tile's error sum for every
+iteration. A check kernel then finds the first iteration that met the test; if that was before
+the block's last, a replay launch recomputes the pair from the checkpoint for exactly that many
+iterations. So every pair runs OpenCV's iteration count, and a stopped pair is never touched
+again. Outer iterations start with the 5 x 5 median of u (``cv::medianBlur``, replicated border),
+computed inside the first launch of each outer iteration from 25 clamped loads and a selection
+network on registers; the warp (``cv::remap`` INTER_CUBIC, zero border, as the written-out
+``flow_torch._remap_cubic_gather``) is one fused-gather kernel per warping.
+
+With ``exact`` the arithmetic is the torch iteration's (no fused multiply-adds, IEEE division and
+square root), so the flows equal ``TorchTVL1(kernel="torch", remap="gather")`` to float rounding
+with the same iteration counts, which the tests check in Triton's CPU interpreter. The error sums
+are float64 over fixed tiles: the same for any batch size. On CUDA the launches of
+``outer_per_replay`` outer iterations are captured as one CUDA graph, so the host wakes a few
+times per warping, not once per launch.
+
+Status: written and tested in Triton's interpreter only; it has never run on a GPU (see
+docs/performance.md). ``kernel="auto"`` therefore still picks ``flow_triton`` on CUDA.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import flow_triton
+from .flow_triton import interpreting, run_until_stopped, triton
+
+if triton is not None:
+    import triton.language as tl
+
+BLOCK = (32, 64)            # E: rows x columns of one tile's computed block (powers of two)
+ITERATIONS = 4              # K: iterations per launch (default of TorchTVL1's tile_iterations)
+PROGRAMS_PER_SM = 4         # the block kernel's fixed grid, per multiprocessor
+NUM_WARPS = 8
+INTERPRETER_PROGRAMS = 4
+_PLANES = 6                 # u1 u2 p11 p12 p21 p22
+
+
+def check_shape(block: tuple[int, int], k: int) -> None:
+    """A block of EH x EW with K iterations leaves a core of (EH - 2K) x (EW - 2K) pixels."""
+    eh, ew = block
+    if k < 1 or eh - 2 * k < 1 or ew - 2 * k < 1:
+        raise ValueError(f"{k} iterations per launch leave no core in a {eh}x{ew} block "
+                         f"(need 1 <= K < {min(eh, ew) // 2 + (min(eh, ew) % 2)})")
+    for n in block:
+        if n & (n - 1):
+            raise ValueError(f"block sides must be powers of two, got {eh}x{ew}")
+
+
+if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTERPRET=1
+    _div = flow_triton._div
+
+    @triton.jit
+    def _median5(src, y, x, H, W):
+        """5 x 5 median at (y, x) of the (H, W) plane at ``src``, replicated border: Devillard's
+        selection network (``flow_torch._MED25``), the comparisons whose result nobody reads
+        left out; written out, since Triton keeps no list of tensors (and a call per
+        compare-exchange costs the interpreter a millisecond). tests/test_flow_tiles.py checks
+        this text against ``flow_torch._MED25_LIVE``."""
+        r0 = tl.minimum(tl.maximum(y - 2, 0), H - 1) * W
+        r1 = tl.minimum(tl.maximum(y - 1, 0), H - 1) * W
+        r2 = tl.minimum(tl.maximum(y, 0), H - 1) * W
+        r3 = tl.minimum(tl.maximum(y + 1, 0), H - 1) * W
+        r4 = tl.minimum(tl.maximum(y + 2, 0), H - 1) * W
+        c0 = src + tl.minimum(tl.maximum(x - 2, 0), W - 1)
+        c1 = src + tl.minimum(tl.maximum(x - 1, 0), W - 1)
+        c2 = src + tl.minimum(tl.maximum(x, 0), W - 1)
+        c3 = src + tl.minimum(tl.maximum(x + 1, 0), W - 1)
+        c4 = src + tl.minimum(tl.maximum(x + 2, 0), W - 1)
+        p0, p1, p2, p3, p4 = tl.load(c0 + r0), tl.load(c1 + r0), tl.load(c2 + r0), tl.load(c3 + r0), tl.load(c4 + r0)
+        p5, p6, p7, p8, p9 = tl.load(c0 + r1), tl.load(c1 + r1), tl.load(c2 + r1), tl.load(c3 + r1), tl.load(c4 + r1)
+        p10, p11, p12, p13, p14 = tl.load(c0 + r2), tl.load(c1 + r2), tl.load(c2 + r2), tl.load(c3 + r2), tl.load(c4 + r2)
+        p15, p16, p17, p18, p19 = tl.load(c0 + r3), tl.load(c1 + r3), tl.load(c2 + r3), tl.load(c3 + r3), tl.load(c4 + r3)
+        p20, p21, p22, p23, p24 = tl.load(c0 + r4), tl.load(c1 + r4), tl.load(c2 + r4), tl.load(c3 + r4), tl.load(c4 + r4)
+        # -- network begin
+        p0, p1 = tl.minimum(p0, p1), tl.maximum(p0, p1)
+        p3, p4 = tl.minimum(p3, p4), tl.maximum(p3, p4)
+        p2, p4 = tl.minimum(p2, p4), tl.maximum(p2, p4)
+        p2, p3 = tl.minimum(p2, p3), tl.maximum(p2, p3)
+        p6, p7 = tl.minimum(p6, p7), tl.maximum(p6, p7)
+        p5, p7 = tl.minimum(p5, p7), tl.maximum(p5, p7)
+        p5, p6 = tl.minimum(p5, p6), tl.maximum(p5, p6)
+        p9, p10 = tl.minimum(p9, p10), tl.maximum(p9, p10)
+        p8, p10 = tl.minimum(p8, p10), tl.maximum(p8, p10)
+        p8, p9 = tl.minimum(p8, p9), tl.maximum(p8, p9)
+        p12, p13 = tl.minimum(p12, p13), tl.maximum(p12, p13)
+        p11, p13 = tl.minimum(p11, p13), tl.maximum(p11, p13)
+        p11, p12 = tl.minimum(p11, p12), tl.maximum(p11, p12)
+        p15, p16 = tl.minimum(p15, p16), tl.maximum(p15, p16)
+        p14, p16 = tl.minimum(p14, p16), tl.maximum(p14, p16)
+        p14, p15 = tl.minimum(p14, p15), tl.maximum(p14, p15)
+        p18, p19 = tl.minimum(p18, p19), tl.maximum(p18, p19)
+        p17, p19 = tl.minimum(p17, p19), tl.maximum(p17, p19)
+        p17, p18 = tl.minimum(p17, p18), tl.maximum(p17, p18)
+        p21, p22 = tl.minimum(p21, p22), tl.maximum(p21, p22)
+        p20, p22 = tl.minimum(p20, p22), tl.maximum(p20, p22)
+        p20, p21 = tl.minimum(p20, p21), tl.maximum(p20, p21)
+        p23, p24 = tl.minimum(p23, p24), tl.maximum(p23, p24)
+        p2, p5 = tl.minimum(p2, p5), tl.maximum(p2, p5)
+        p3, p6 = tl.minimum(p3, p6), tl.maximum(p3, p6)
+        p0, p6 = tl.minimum(p0, p6), tl.maximum(p0, p6)
+        p0, p3 = tl.minimum(p0, p3), tl.maximum(p0, p3)
+        p4, p7 = tl.minimum(p4, p7), tl.maximum(p4, p7)
+        p1, p7 = tl.minimum(p1, p7), tl.maximum(p1, p7)
+        p1, p4 = tl.minimum(p1, p4), tl.maximum(p1, p4)
+        p11, p14 = tl.minimum(p11, p14), tl.maximum(p11, p14)
+        p8, p14 = tl.minimum(p8, p14), tl.maximum(p8, p14)
+        p8, p11 = tl.minimum(p8, p11), tl.maximum(p8, p11)
+        p12, p15 = tl.minimum(p12, p15), tl.maximum(p12, p15)
+        p9, p15 = tl.minimum(p9, p15), tl.maximum(p9, p15)
+        p9, p12 = tl.minimum(p9, p12), tl.maximum(p9, p12)
+        p13, p16 = tl.minimum(p13, p16), tl.maximum(p13, p16)
+        p10, p16 = tl.minimum(p10, p16), tl.maximum(p10, p16)
+        p10, p13 = tl.minimum(p10, p13), tl.maximum(p10, p13)
+        p20, p23 = tl.minimum(p20, p23), tl.maximum(p20, p23)
+        p17, p23 = tl.minimum(p17, p23), tl.maximum(p17, p23)
+        p17, p20 = tl.minimum(p17, p20), tl.maximum(p17, p20)
+        p21, p24 = tl.minimum(p21, p24), tl.maximum(p21, p24)
+        p18, p24 = tl.minimum(p18, p24), tl.maximum(p18, p24)
+        p18, p21 = tl.minimum(p18, p21), tl.maximum(p18, p21)
+        p19, p22 = tl.minimum(p19, p22), tl.maximum(p19, p22)
+        p17 = tl.maximum(p8, p17)
+        p9, p18 = tl.minimum(p9, p18), tl.maximum(p9, p18)
+        p0, p18 = tl.minimum(p0, p18), tl.maximum(p0, p18)
+        p9 = tl.maximum(p0, p9)
+        p10, p19 = tl.minimum(p10, p19), tl.maximum(p10, p19)
+        p1, p19 = tl.minimum(p1, p19), tl.maximum(p1, p19)
+        p1, p10 = tl.minimum(p1, p10), tl.maximum(p1, p10)
+        p11, p20 = tl.minimum(p11, p20), tl.maximum(p11, p20)
+        p2, p20 = tl.minimum(p2, p20), tl.maximum(p2, p20)
+        p11 = tl.maximum(p2, p11)
+        p12, p21 = tl.minimum(p12, p21), tl.maximum(p12, p21)
+        p3, p21 = tl.minimum(p3, p21), tl.maximum(p3, p21)
+        p3, p12 = tl.minimum(p3, p12), tl.maximum(p3, p12)
+        p13, p22 = tl.minimum(p13, p22), tl.maximum(p13, p22)
+        p4 = tl.minimum(p4, p22)
+        p4, p13 = tl.minimum(p4, p13), tl.maximum(p4, p13)
+        p14, p23 = tl.minimum(p14, p23), tl.maximum(p14, p23)
+        p5, p23 = tl.minimum(p5, p23), tl.maximum(p5, p23)
+        p5, p14 = tl.minimum(p5, p14), tl.maximum(p5, p14)
+        p15, p24 = tl.minimum(p15, p24), tl.maximum(p15, p24)
+        p6 = tl.minimum(p6, p24)
+        p6, p15 = tl.minimum(p6, p15), tl.maximum(p6, p15)
+        p7 = tl.minimum(p7, p16)
+        p7 = tl.minimum(p7, p19)
+        p13 = tl.minimum(p13, p21)
+        p15 = tl.minimum(p15, p23)
+        p7 = tl.minimum(p7, p13)
+        p7 = tl.minimum(p7, p15)
+        p9 = tl.maximum(p1, p9)
+        p11 = tl.maximum(p3, p11)
+        p17 = tl.maximum(p5, p17)
+        p17 = tl.maximum(p11, p17)
+        p17 = tl.maximum(p9, p17)
+        p4, p10 = tl.minimum(p4, p10), tl.maximum(p4, p10)
+        p6, p12 = tl.minimum(p6, p12), tl.maximum(p6, p12)
+        p7, p14 = tl.minimum(p7, p14), tl.maximum(p7, p14)
+        p4, p6 = tl.minimum(p4, p6), tl.maximum(p4, p6)
+        p7 = tl.maximum(p4, p7)
+        p12, p14 = tl.minimum(p12, p14), tl.maximum(p12, p14)
+        p10 = tl.minimum(p10, p14)
+        p6, p7 = tl.minimum(p6, p7), tl.maximum(p6, p7)
+        p10, p12 = tl.minimum(p10, p12), tl.maximum(p10, p12)
+        p6, p10 = tl.minimum(p6, p10), tl.maximum(p6, p10)
+        p17 = tl.maximum(p6, p17)
+        p12, p17 = tl.minimum(p12, p17), tl.maximum(p12, p17)
+        p7 = tl.minimum(p7, p17)
+        p7, p10 = tl.minimum(p7, p10), tl.maximum(p7, p10)
+        p12, p18 = tl.minimum(p12, p18), tl.maximum(p12, p18)
+        p12 = tl.maximum(p7, p12)
+        p10 = tl.minimum(p10, p18)
+        p12, p20 = tl.minimum(p12, p20), tl.maximum(p12, p20)
+        p10 = tl.minimum(p10, p20)
+        p12 = tl.maximum(p10, p12)
+        # -- network end
+        return p12
+
+    @triton.jit
+    def _cubic(t):
+        """Keys cubic weights (a = -0.75) of the taps at -1, 0, 1, 2, in
+        ``flow_torch._cubic_weights``' order of operations."""
+        x0 = t + 1.0
+        c0 = ((-0.75 * x0 - -3.75) * x0 + -6.0) * x0 - -3.0
+        c1 = ((1.25 * t) - 2.25) * t * t + 1.0
+        x2 = 1.0 - t
+        c2 = ((1.25 * x2) - 2.25) * x2 * x2 + 1.0
+        c3 = 1.0 - c0 - c1 - c2
+        return c0, c1, c2, c3
+
+    @triton.jit
+    def _row(plane, yy, vy, ix, W, w0, w1, w2, w3):
+        """One tap row of the bicubic remap: taps outside the image are 0 (BORDER_CONSTANT)."""
+        o = yy * W
+        x = ix - 1
+        r = tl.load(plane + o + x, mask=vy & (x >= 0) & (x < W), other=0.0) * w0
+        x = ix
+        r = r + tl.load(plane + o + x, mask=vy & (x >= 0) & (x < W), other=0.0) * w1
+        x = ix + 1
+        r = r + tl.load(plane + o + x, mask=vy & (x >= 0) & (x < W), other=0.0) * w2
+        x = ix + 2
+        r = r + tl.load(plane + o + x, mask=vy & (x >= 0) & (x < W), other=0.0) * w3
+        return r
+
+    @triton.jit
+    def _remap(plane, iy, ix, H, W, m, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3):
+        y = iy - 1
+        out = _row(plane, y, m & (y >= 0) & (y < H), ix, W, wx0, wx1, wx2, wx3) * wy0
+        y = iy
+        out = out + _row(plane, y, m & (y >= 0) & (y < H), ix, W, wx0, wx1, wx2, wx3) * wy1
+        y = iy + 1
+        out = out + _row(plane, y, m & (y >= 0) & (y < H), ix, W, wx0, wx1, wx2, wx3) * wy2
+        y = iy + 2
+        out = out + _row(plane, y, m & (y >= 0) & (y < H), ix, W, wx0, wx1, wx2, wx3) * wy3
+        return out
+
+    @triton.jit
+    def _warp_kernel(i1s, i0, S, C, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
+        """Per pixel of the (B, H, W) flow in ``S``'s first half: I1 and its gradient (``i1s``,
+        (B, 3, H, W)) remapped by the flow, then the constants of the thresholding step,
+        written to ``C`` (3, B, H, W): i1wx, i1wy, rho_c (``flow_torch._warp_constants``)."""
+        w = tl.program_id(0)
+        b = w // NI
+        y, x, m = flow_triton._tile(w - b * NI, H, W, NCB, TR, TW)
+        plane = (H * W).to(tl.int64)
+        o = b.to(tl.int64) * plane + y * W + x
+        n = plane * B
+        u1 = tl.load(S + o, mask=m, other=0.0)
+        u2 = tl.load(S + n + o, mask=m, other=0.0)
+        fx = tl.minimum(tl.maximum(x.to(tl.float32) + u1, -4.0), W + 3.0)
+        fy = tl.minimum(tl.maximum(y.to(tl.float32) + u2, -4.0), H + 3.0)
+        flx = tl.floor(fx)
+        fly = tl.floor(fy)
+        wx0, wx1, wx2, wx3 = _cubic(fx - flx)
+        wy0, wy1, wy2, wy3 = _cubic(fy - fly)
+        ix = flx.to(tl.int32)
+        iy = fly.to(tl.int32)
+        base = i1s + b.to(tl.int64) * 3 * plane
+        i1w = _remap(base, iy, ix, H, W, m, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
+        gx = _remap(base + plane, iy, ix, H, W, m, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
+        gy = _remap(base + 2 * plane, iy, ix, H, W, m, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3)
+        rc = i1w - gx * u1 - gy * u2 - tl.load(i0 + o, mask=m, other=0.0)
+        tl.store(C + o, gx, mask=m)
+        tl.store(C + n + o, gy, mask=m)
+        tl.store(C + 2 * n + o, rc, mask=m)
+
+    @triton.jit
+    def _block_kernel(S, C, par, todo, nblock, partial, scratch, B, H, W, NT, NCB, G,
+                      l_t, taut, theta, flt_eps, K: tl.constexpr, EH: tl.constexpr,
+                      EW: tl.constexpr, MEDIAN: tl.constexpr, EXACT: tl.constexpr):
+        """Up to K iterations (``todo[b] * nblock`` of them) of every (pair, tile) item, from
+        the pair's half ``par[b]`` of ``S`` (2, 6, B, H, W) into the other half; each
+        iteration's squared-update sum of the tile's core into ``partial`` (B, K, NT)."""
+        pid = tl.program_id(0)
+        TH: tl.constexpr = EH - 2 * K
+        TW: tl.constexpr = EW - 2 * K
+        EHW: tl.constexpr = EH * EW
+        r = tl.arange(0, EH)[:, None]
+        c = tl.arange(0, EW)[None, :]
+        sc = scratch + pid.to(tl.int64) * 6 * EHW + r * EW + c
+        core_rc = (r >= K) & (r < EH - K) & (c >= K) & (c < EW - K)
+        plane = (H * W).to(tl.int64) * B
+        for k in range(0, tl.cdiv(B * NT, G)):
+            w = pid + k * G
+            b = w // NT
+            n = tl.load(todo + b, mask=w < B * NT, other=0) * nblock
+            if n > 0:
+                it = w - b * NT
+                rb = it // NCB
+                cb = it - rb * NCB
+                y = rb * TH - K + r
+                x = cb * TW - K + c
+                inimg = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+                half = tl.load(par + b).to(tl.int64)
+                pair = b.to(tl.int64) * H * W
+                src = S + half * 6 * plane + pair
+                dst = S + (1 - half) * 6 * plane + pair
+                o = y * W + x
+                if MEDIAN:
+                    a1 = _median5(src, y, x, H, W)
+                    a2 = _median5(src + plane, y, x, H, W)
+                else:
+                    a1 = tl.load(src + o, mask=inimg, other=0.0)
+                    a2 = tl.load(src + plane + o, mask=inimg, other=0.0)
+                q11 = tl.load(src + 2 * plane + o, mask=inimg, other=0.0)
+                q12 = tl.load(src + 3 * plane + o, mask=inimg, other=0.0)
+                q21 = tl.load(src + 4 * plane + o, mask=inimg, other=0.0)
+                q22 = tl.load(src + 5 * plane + o, mask=inimg, other=0.0)
+                gx = tl.load(C + pair + o, mask=inimg, other=0.0)
+                gy = tl.load(C + plane + pair + o, mask=inimg, other=0.0)
+                rc = tl.load(C + 2 * plane + pair + o, mask=inimg, other=0.0)
+                grad = gx * gx + gy * gy
+                lg = l_t * grad
+                one = tl.full(grad.shape, 1.0, tl.float32)
+                ig = tl.where(grad > flt_eps, _div(one, grad, EXACT), 0.0)
+                core = inimg & core_rc
+                # p(-1) = 0 at the image's left and top; beyond the block's edge: unknown
+                left = (c >= 1) & (x > 0)
+                up = (r >= 1) & (y > 0)
+                right = (c < EW - 1) & (x < W - 1)
+                down = (r < EH - 1) & (y < H - 1)
+                for j in range(0, n):
+                    rho = rc + (gx * a1 + gy * a2)
+                    fi = tl.where(rho < -lg, l_t,
+                                  tl.where(rho > lg, -l_t, tl.where(ig > 0, -rho * ig, 0.0)))
+                    v1 = a1 + fi * gx
+                    v2 = a2 + fi * gy
+                    tl.store(sc, q11)
+                    tl.store(sc + EHW, q12)
+                    tl.store(sc + 2 * EHW, q21)
+                    tl.store(sc + 3 * EHW, q22)
+                    tl.debug_barrier()
+                    d1 = (q11 - tl.load(sc - 1, mask=left, other=0.0)
+                          + q12 - tl.load(sc + EHW - EW, mask=up, other=0.0))
+                    d2 = (q21 - tl.load(sc + 2 * EHW - 1, mask=left, other=0.0)
+                          + q22 - tl.load(sc + 3 * EHW - EW, mask=up, other=0.0))
+                    n1 = v1 + theta * d1
+                    n2 = v2 + theta * d2
+                    e1 = n1 - a1
+                    e2 = n2 - a2
+                    e = tl.where(core, e1 * e1 + e2 * e2, 0.0).to(tl.float64)
+                    tl.store(partial + (b * K + j) * NT + it, tl.sum(tl.sum(e, axis=1), axis=0))
+                    tl.store(sc + 4 * EHW, n1)
+                    tl.store(sc + 5 * EHW, n2)
+                    tl.debug_barrier()
+                    u1x = tl.where(right, tl.load(sc + 4 * EHW + 1, mask=right, other=0.0) - n1, 0.0)
+                    u1y = tl.where(down, tl.load(sc + 4 * EHW + EW, mask=down, other=0.0) - n1, 0.0)
+                    u2x = tl.where(right, tl.load(sc + 5 * EHW + 1, mask=right, other=0.0) - n2, 0.0)
+                    u2y = tl.where(down, tl.load(sc + 5 * EHW + EW, mask=down, other=0.0) - n2, 0.0)
+                    # written out, not flow_triton's _div/_sqrt: a call costs the interpreter 1 ms
+                    if EXACT:
+                        ng1 = 1.0 + taut * tl.sqrt_rn(u1x * u1x + u1y * u1y)
+                        ng2 = 1.0 + taut * tl.sqrt_rn(u2x * u2x + u2y * u2y)
+                        q11 = tl.div_rn(q11 + taut * u1x, ng1)
+                        q12 = tl.div_rn(q12 + taut * u1y, ng1)
+                        q21 = tl.div_rn(q21 + taut * u2x, ng2)
+                        q22 = tl.div_rn(q22 + taut * u2y, ng2)
+                    else:
+                        ng1 = 1.0 + taut * tl.sqrt(u1x * u1x + u1y * u1y)
+                        ng2 = 1.0 + taut * tl.sqrt(u2x * u2x + u2y * u2y)
+                        q11 = (q11 + taut * u1x) / ng1
+                        q12 = (q12 + taut * u1y) / ng1
+                        q21 = (q21 + taut * u2x) / ng2
+                        q22 = (q22 + taut * u2y) / ng2
+                    a1 = n1
+                    a2 = n2
+                tl.store(dst + o, a1, mask=core)
+                tl.store(dst + plane + o, a2, mask=core)
+                tl.store(dst + 2 * plane + o, q11, mask=core)
+                tl.store(dst + 3 * plane + o, q12, mask=core)
+                tl.store(dst + 4 * plane + o, q21, mask=core)
+                tl.store(dst + 5 * plane + o, q22, mask=core)
+
+    @triton.jit
+    def _check_kernel(partial, par, active, count, replay, nblock, NT, scaled_eps,
+                      K: tl.constexpr, NB: tl.constexpr):
+        """After a block of ``nblock`` iterations: the first that met OpenCV's test stops the
+        pair there (replayed from the checkpoint unless it was the block's last)."""
+        b = tl.program_id(0)
+        if tl.load(active + b) != 0:
+            i = tl.arange(0, NB)
+            stop = tl.full((), 0, tl.int32)
+            for j in range(0, nblock):
+                err = tl.zeros((NB,), tl.float64)
+                for s in range(0, NT, NB):
+                    err += tl.load(partial + (b * K + j) * NT + s + i, mask=s + i < NT, other=0.0)
+                hit = (stop == 0) & (tl.sum(err, axis=0) <= scaled_eps)
+                stop = tl.where(hit, j + 1, stop)
+            tl.store(count + b, tl.load(count + b) + tl.where(stop > 0, stop, nblock))
+            done = (stop == 0) | (stop == nblock)  # the block's result is the pair's state
+            half = tl.load(par + b)
+            tl.store(par + b, tl.where(done, 1 - half, half))
+            tl.store(replay + b, tl.where(done, 0, stop))
+            tl.store(active + b, tl.where(stop == 0, 1, 0).to(tl.int32))
+
+    @triton.jit
+    def _flip_kernel(par, replay, B, BLOCK: tl.constexpr):
+        """After a replay: the replayed pairs' state is in their other half."""
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = i < B
+        rp = tl.load(replay + i, mask=m, other=0)
+        half = tl.load(par + i, mask=m, other=0)
+        tl.store(par + i, tl.where(rp > 0, 1 - half, half), mask=m)
+        tl.store(replay + i, tl.zeros_like(rp), mask=m)
+
+
+def outer_per_replay(outer_iterations: int, wanted: Optional[int] = None) -> int:
+    """Outer iterations per CUDA graph replay: a divisor of ``outer_iterations`` (every replay
+    the same graph); by default the one nearest half of them (two host wake-ups per warping)."""
+    n = outer_iterations
+    target = wanted if wanted else max(1, n // 2)
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d))
+
+
+class TilesLevel:
+    """One pyramid level of B pairs of H x W with the tile kernels: buffers, launches, and on
+    CUDA the CUDA graph of ``outer_per_replay`` outer iterations (captured the second time
+    they run; a failed capture falls back to launching, with the same results). ``consts``:
+    (lambda*theta, tau/theta, theta, stopping threshold) as ``TorchTVL1._one_scale`` has them."""
+
+    def __init__(self, b: int, h: int, w: int, device: torch.device, params,
+                 consts: tuple[float, float, float, float], graphs: bool, exact: bool = True,
+                 k: int = ITERATIONS, block: tuple[int, int] = BLOCK,
+                 outer_per_graph: Optional[int] = None):
+        if triton is None:
+            raise RuntimeError("Triton is not installed")
+        if params.median_filtering not in (1, 5):
+            raise ValueError(f"kernel='tiles' has the 5x5 median only (median_filtering 1 or 5), "
+                             f"got {params.median_filtering}")
+        check_shape(block, k)
+        self.b, self.h, self.w, self.p, self.k, self.block = b, h, w, params, k, block
+        f32 = dict(device=device, dtype=torch.float32)
+        i32 = dict(device=device, dtype=torch.int32)
+        self.S = torch.zeros((2, _PLANES, b, h, w), **f32)
+        self.C = torch.zeros((3, b, h, w), **f32)
+        self.par = torch.zeros(b, **i32)
+        self.active = torch.zeros(b, **i32)
+        self.replay = torch.zeros(b, **i32)
+        self.count = torch.zeros(b, **i32)
+        eh, ew = block
+        th, tw = eh - 2 * k, ew - 2 * k
+        self.ncb = triton.cdiv(w, tw)
+        self.nt = triton.cdiv(h, th) * self.ncb  # tiles per pair
+        self.partial = torch.zeros((b, k, self.nt), dtype=torch.float64, device=device)
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            sms = torch.cuda.get_device_properties(device).multi_processor_count
+            self.programs = min(b * self.nt, sms * PROGRAMS_PER_SM)
+        else:
+            self.programs = min(b * self.nt, INTERPRETER_PROGRAMS)
+        self.scratch = torch.zeros((self.programs, _PLANES, eh, ew), **f32)
+        inner = params.inner_iterations
+        self.blocks = [k] * (inner // k) + ([inner % k] if inner % k else [])
+        self.chunk = outer_per_replay(params.outer_iterations, outer_per_graph)
+        self.exact = exact
+        self.graphs = graphs and self.cuda
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.capture_error: Optional[str] = None
+        self.flags = torch.zeros(2, dtype=torch.bool, pin_memory=self.cuda)
+        self.runs = 0
+        self.launches = 0  # kernel launches queued by the host (a graph replay counts 1)
+        self.l_t, self.taut, self.theta, self.scaled_eps = consts
+
+    def _launch(self, todo: torch.Tensor, nblock: int, median: bool) -> None:
+        eh, ew = self.block
+        flow_triton_kw = dict(enable_fp_fusion=not self.exact)
+        if self.cuda:
+            flow_triton_kw["num_warps"] = NUM_WARPS
+        _block_kernel[(self.programs,)](
+            self.S, self.C, self.par, todo, nblock, self.partial, self.scratch, self.b, self.h,
+            self.w, self.nt, self.ncb, self.programs, self.l_t, self.taut, self.theta,
+            flow_triton._FLT_EPSILON, K=self.k, EH=eh, EW=ew, MEDIAN=median, EXACT=self.exact,
+            **flow_triton_kw)
+
+    def _outer(self) -> None:
+        """One outer iteration of the active pairs: per block, the launch, the check and the
+        replay of the pairs that stopped inside it."""
+        nb = max(16, min(1024, triton.next_power_of_2(self.nt)))
+        for i, n in enumerate(self.blocks):
+            median = i == 0 and self.p.median_filtering == 5
+            self._launch(self.active, n, median)
+            _check_kernel[(self.b,)](self.partial, self.par, self.active, self.count,
+                                     self.replay, n, self.nt, self.scaled_eps, K=self.k, NB=nb)
+            self._launch(self.replay, 1, median)
+            _flip_kernel[(triton.cdiv(self.b, 256),)](self.par, self.replay, self.b, BLOCK=256)
+
+    def _chunk(self) -> None:
+        for _ in range(self.chunk):
+            self._outer()
+
+    def _run_chunk(self) -> None:
+        self.runs += 1
+        if self.graphs and self.graph is None and self.runs >= 2 and self.capture_error is None:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self._chunk()
+                self.graph = graph
+            except Exception as exc:  # noqa: BLE001  (launching gives the same result)
+                self.capture_error = f"{type(exc).__name__}: {exc}"[:300]
+        if self.graph is None:
+            self._chunk()
+            self.launches += 4 * len(self.blocks) * self.chunk
+        else:
+            self.graph.replay()
+            self.launches += 1
+
+    def _gather(self) -> None:
+        """Every pair's state into the first half (where the warp and the caller read it)."""
+        second = (self.par != 0).view(1, -1, 1, 1)
+        self.S[0].copy_(torch.where(second, self.S[1], self.S[0]))
+        self.par.zero_()
+
+    def run(self, i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """procOneScale on this level (``TritonLevel.run`` without the warp and median
+        callables: both are kernels here). Returns u1, u2 and the iteration counts (B, warps)."""
+        p, s = self.p, self.S
+        s[0, 0].copy_(u1)
+        s[0, 1].copy_(u2)
+        s[0, 2:].zero_()  # p zeroed once per level, as OpenCV
+        self.par.zero_()
+        i1s = i1_stack.contiguous()
+        i0 = i0.contiguous()
+        tr, tw = flow_triton.TILE
+        ncb = triton.cdiv(self.w, tw)
+        ni = triton.cdiv(self.h, tr) * ncb
+        counts = []
+        replays = p.outer_iterations // self.chunk
+        for _ in range(p.warps):
+            _warp_kernel[(self.b * ni,)](i1s, i0, s[0], self.C, self.b, self.h, self.w, ni, ncb,
+                                          TR=tr, TW=tw, enable_fp_fusion=not self.exact)
+            self.active.fill_(1)
+            self.count.zero_()
+            self.replay.zero_()
+            run_until_stopped(replays, self._run_chunk, self.active, self.flags, self.cuda)
+            self._gather()
+            counts.append(self.count.clone())
+        return s[0, 0].clone(), s[0, 1].clone(), torch.stack(counts, dim=1)
+
+
+def available(device: torch.device) -> bool:
+    """Whether the tile kernels can run on ``device`` (as ``flow_triton.available``)."""
+    return flow_triton.available(device)
+
+
+__all__ = ["TilesLevel", "available", "check_shape", "outer_per_replay", "interpreting"]
