@@ -12,7 +12,10 @@ modalities it lacks. The work is split three ways:
   does not grow with a video's length. A decoding error becomes that video's failure; the other
   videos go on.
 - **One solver per device** (``BatchSolver``), each driven by its own thread of the parent process:
-  the torch TV-L1 on "cuda:N"; with no GPU, one solver per usable core (``cpu_solvers``), each with
+  the torch TV-L1 on "cuda:N", by default in a process of its own fed through shared-memory slots
+  with two batches in flight (``solver_ring``: the thread hands a batch over and goes on to the
+  next, the child's reply thread posts its flows), so the solver's many returns to Python do not
+  wait for this process's GIL; with no GPU, one solver per usable core (``cpu_solvers``), each with
   one thread and, when there are several, in a process of its own (``solver_process``: compiled CPU
   kernels hold the GIL, and the OpenMP threads of one solve collapse on a busy machine). OpenCV's
   solvers (TV-L1 on the CPU or CUDA, DIS, Farneback) are ``PairSolver``s: one pair at a time, one
@@ -70,6 +73,7 @@ from .extract import (ExtractParams, VideoResult, check_frame_count, encode_flow
 from .flow import BatchSolver, PairSolver, make_flow_fn
 from .plan import RunPlan, usable_cores
 from .solver_process import SolverProcess, one_thread_solver
+from .solver_ring import RingSolver, available as ring_available
 from .video import VideoItem, VideoReader
 from .warp import camera_compensation
 
@@ -186,6 +190,13 @@ class _Solve:
     pairs: list
     pad_to: int
     bound: Optional[float]
+
+
+@dataclass
+class _Retry:
+    """A batch a pipelined solver failed as a whole (``failure``): its pairs one at a time."""
+    job: _Solve
+    failure: BaseException
 
 
 # -- decoding workers (separate processes or a thread; no torch here) --------------------------
@@ -326,7 +337,8 @@ class _Device:
 
     # device thread
     def _loop(self) -> None:
-        if self.gpu is not None:
+        pipelined = getattr(self.solver, "pipelined", False)  # a RingSolver: CUDA is its child's
+        if self.gpu is not None and not pipelined:
             import torch
 
             torch.cuda.set_device(self.gpu)  # this thread's current device: its solver's
@@ -337,8 +349,44 @@ class _Device:
                 return
             if isinstance(job, _Probe):
                 self.events.put(Probed(self, job.size, *self._probe(job.size)))
+            elif isinstance(job, _Retry):
+                self.events.put(Solved(self, job.job.pairs, *self._one_by_one(job.job.pairs, job.job.bound,
+                                                                               job.failure)))
+            elif pipelined:
+                self._submit(job)
             else:
                 self.events.put(Solved(self, job.pairs, *self._solve(job.pairs, job.pad_to, job.bound)))
+
+    def _submit(self, job: _Solve) -> None:
+        """Queue ``job`` on a pipelined solver (``RingSolver``): this thread goes on to the next
+        batch (it blocks only while the solver has every slot taken); the solver's reply thread
+        posts the flows, or hands a failed batch back to this thread as a ``_Retry``."""
+        prev, cur = self._frames(job.pairs, job.pad_to)
+        try:
+            future = self.solver.submit(prev, cur, job.bound)
+        except Exception as exc:  # noqa: BLE001 - e.g. the solver was closed: as a failed batch
+            self._landed(job, None, exc)
+            return
+        future.add_done_callback(lambda f: self._landed(job, f))
+
+    def _landed(self, job: _Solve, future: Optional[Future], exc: Optional[BaseException] = None) -> None:
+        exc = exc if future is None else future.exception()
+        if exc is None:
+            self.events.put(Solved(self, job.pairs, list(future.result()[:len(job.pairs)]), None))
+        elif max(len(job.pairs), job.pad_to) == 1:  # as ``_solve``: a one-pair batch fails its pair
+            self.events.put(Solved(self, job.pairs, [exc], None))
+        else:
+            self.inbox.put(_Retry(job, exc))
+
+    @staticmethod
+    def _frames(pairs: list[_Pair], pad_to: int) -> tuple[list, list]:
+        """The pairs' frames, padded to ``pad_to`` pairs by repeating the first (see ``_solve``)."""
+        prev = [p.prev for p in pairs]
+        cur = [p.cur for p in pairs]
+        if len(pairs) < pad_to:
+            prev += [prev[0]] * (pad_to - len(pairs))
+            cur += [cur[0]] * (pad_to - len(pairs))
+        return prev, cur
 
     def _solve(self, pairs: list[_Pair], pad_to: int,
                bound: Optional[float] = None) -> tuple[list, Optional[BaseException]]:
@@ -349,11 +397,7 @@ class _Device:
         A compiled solver gets batches padded to its batch size by repeating the first pair, so it
         sees one shape per frame size (a new shape is a new compilation); the torch solver gives
         every pair its one-at-a-time result, so the padding does not change the others."""
-        prev = [p.prev for p in pairs]
-        cur = [p.cur for p in pairs]
-        if len(pairs) < pad_to:
-            prev += [prev[0]] * (pad_to - len(pairs))
-            cur += [cur[0]] * (pad_to - len(pairs))
+        prev, cur = self._frames(pairs, pad_to)
         solve = self.solver.batch if bound is None else partial(self.solver.batch, bound=bound)
         try:
             prev, cur = np.stack(prev), np.stack(cur)
@@ -367,7 +411,12 @@ class _Device:
         except Exception as exc:  # noqa: BLE001 - see which pairs fail: only their videos fail
             if len(prev) == 1:
                 return [exc], None
-            failure = exc
+            return self._one_by_one(pairs, bound, exc)
+
+    def _one_by_one(self, pairs: list[_Pair], bound: Optional[float],
+                    failure: BaseException) -> tuple[list, BaseException]:
+        """The pairs of a batch that failed as a whole (``failure``), solved one at a time."""
+        solve = self.solver.batch if bound is None else partial(self.solver.batch, bound=bound)
         out = []
         for p in pairs:
             try:
@@ -377,42 +426,53 @@ class _Device:
         return out, failure
 
     def _probe(self, size: tuple[int, int]) -> tuple[int, str]:
-        """CUDA: the largest batch that fits AUTO_MEMORY_FRACTION of the free memory."""
-        import torch
+        """CUDA: the largest batch that fits AUTO_MEMORY_FRACTION of the free memory (probed
+        where the solver runs: a ``RingSolver`` probes in its child)."""
+        if hasattr(self.solver, "probe"):
+            return self.solver.probe(size)
+        return probe_batch(self.solver, size, self.name)
 
-        h, w = size
-        dev = torch.device(self.name)
-        frames = np.zeros((2, h, w), np.uint8)  # the memory depends on the shape only
-        try:
-            probe = self._eager_solver()
-            peaks = []
-            for b in (1, 2):
-                torch.cuda.synchronize(dev)
-                torch.cuda.reset_peak_memory_stats(dev)
-                base = torch.cuda.memory_allocated(dev)
-                probe.batch(np.repeat(frames[:1], b, 0), np.repeat(frames[1:], b, 0))
-                torch.cuda.synchronize(dev)
-                peaks.append(torch.cuda.max_memory_allocated(dev) - base)
-            per_pair = peaks[1] - peaks[0]
-            if per_pair <= 0:
-                per_pair = max(peaks[0], 1)
-            free, _ = torch.cuda.mem_get_info(dev)
-            free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache
-            batch = max(1, min(AUTO_MAX_BATCH, math.floor(AUTO_MEMORY_FRACTION * free / per_pair)))
-            return batch, (f"{batch} ({per_pair / 2**20:.1f} MiB per pair, {free / 2**30:.1f} GiB free)")
-        except Exception as exc:  # noqa: BLE001 - fall back to one pair at a time, and say so
-            return 1, f"1 (probing the memory per pair failed: {type(exc).__name__}: {exc})"
 
-    def _eager_solver(self):
-        """The solver for probing: an uncompiled twin where the solver allows one (a compiled
-        probe would compile two extra shapes; eager code holds more temporaries, so the batch it
-        suggests errs on the safe side), else the solver itself."""
-        if not self.solver.compiled:
-            return self.solver
-        try:
-            return type(self.solver)(self.solver.params, self.solver.device, compile=False)
-        except Exception:  # noqa: BLE001 - another solver type: probe with it as it is
-            return self.solver
+def probe_batch(solver, size: tuple[int, int], device: str) -> tuple[int, str]:
+    """The auto batch of ``solver`` on ``device`` (CUDA) for frames of ``size`` (h, w), and how it was
+    chosen: the largest that fits AUTO_MEMORY_FRACTION of the free memory, from the peak memory
+    of a 2-pair batch minus that of a 1-pair batch."""
+    import torch
+
+    h, w = size
+    dev = torch.device(device)
+    frames = np.zeros((2, h, w), np.uint8)  # the memory depends on the shape only
+    try:
+        probe = _eager_solver(solver)
+        peaks = []
+        for b in (1, 2):
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+            probe.batch(np.repeat(frames[:1], b, 0), np.repeat(frames[1:], b, 0))
+            torch.cuda.synchronize(dev)
+            peaks.append(torch.cuda.max_memory_allocated(dev) - base)
+        per_pair = peaks[1] - peaks[0]
+        if per_pair <= 0:
+            per_pair = max(peaks[0], 1)
+        free, _ = torch.cuda.mem_get_info(dev)
+        free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache
+        batch = max(1, min(AUTO_MAX_BATCH, math.floor(AUTO_MEMORY_FRACTION * free / per_pair)))
+        return batch, (f"{batch} ({per_pair / 2**20:.1f} MiB per pair, {free / 2**30:.1f} GiB free)")
+    except Exception as exc:  # noqa: BLE001 - fall back to one pair at a time, and say so
+        return 1, f"1 (probing the memory per pair failed: {type(exc).__name__}: {exc})"
+
+
+def _eager_solver(solver):
+    """The solver for probing: an uncompiled twin where the solver allows one (a compiled probe
+    would compile two extra shapes; eager code holds more temporaries, so the batch it suggests
+    errs on the safe side), else the solver itself."""
+    if not solver.compiled:
+        return solver
+    try:
+        return type(solver)(solver.params, solver.device, compile=False)
+    except Exception:  # noqa: BLE001 - another solver type: probe with it as it is
+        return solver
 
 
 def cpu_batch(size: tuple[int, int]) -> int:
@@ -450,18 +510,24 @@ def solvers(params: ExtractParams, plan: RunPlan) -> tuple[tuple[Optional[int], 
     """The devices a run solves flow on (GPU numbers, None for a CPU solver) and how each one's
     solver is made; no devices when no flow is asked for.
 
-    The torch TV-L1: one per GPU; with none, ``cpu_solvers()`` one-thread solvers, each in a
-    ``SolverProcess`` when there are several. OpenCV's (TV-L1, DIS, Farneback): one per GPU with
-    OpenCV's CUDA TV-L1, else one per usable core, in threads of this process."""
+    The torch TV-L1: one per GPU, in a ``RingSolver`` (a process of its own, fed through shared
+    memory) unless ``plan.gpu_solver_in`` says "thread"; with none, ``cpu_solvers()`` one-thread
+    solvers, each in a ``SolverProcess`` when there are several. OpenCV's (TV-L1, DIS,
+    Farneback): one per GPU with OpenCV's CUDA TV-L1, else one per usable core, in threads of this
+    process."""
     if not params.flow_modalities:
         return (), None
     backend = plan.flow_backend(params.algorithm)
     if backend == "torch":
         cpu = cpu_solvers()
 
+        in_process = plan.gpus and plan.gpu_solver_in == "process" and ring_available()
+
         def make(gpu: Optional[int]) -> BatchSolver:
             if gpu is None:
                 return SolverProcess(params.tvl1) if cpu > 1 else one_thread_solver(params.tvl1)
+            if in_process:
+                return RingSolver(partial(make_flow_fn, params.tvl1, gpu, "torch", "tvl1"), gpu)
             return make_flow_fn(params.tvl1, gpu, "torch", "tvl1")
 
         return plan.gpus or (None,) * cpu, make

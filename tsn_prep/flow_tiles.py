@@ -18,9 +18,10 @@ middle, so each launch writes its result to the other half of a double buffer (t
 iteration. A check kernel then finds the first iteration that met the test; if that was before
 the block's last, a replay launch recomputes the pair from the checkpoint for exactly that many
 iterations. So every pair runs OpenCV's iteration count, and a stopped pair is never touched
-again. Outer iterations start with the 5 x 5 median of u (``cv::medianBlur``, replicated border),
-computed inside the first launch of each outer iteration from 25 clamped loads and a selection
-network on registers; the warp (``cv::remap`` INTER_CUBIC, zero border, as the written-out
+again. Outer iterations start with the 5 x 5 median of u (``cv::medianBlur``, replicated border):
+a kernel of its own (25 clamped loads and a selection network on registers; inside the block
+kernel it spilled registers, compiled for sm_90) writes it where the outer iteration's first
+block reads u. The warp (``cv::remap`` INTER_CUBIC, zero border, as the written-out
 ``flow_torch._remap_cubic_gather``) is one fused-gather kernel per warping.
 
 With ``exact`` the arithmetic is the torch iteration's (no fused multiply-adds, IEEE division and
@@ -45,10 +46,14 @@ from .flow_triton import interpreting, run_until_stopped, triton
 if triton is not None:
     import triton.language as tl
 
+# Launch shapes, chosen from what the compiler says for sm_90 (python -m tools.bench.kernel_resources,
+# docs/performance.md): 32 x 64 at 16 warps is 4 pixels per thread in 93 registers, no spills
+# (8 warps: 211); one such program fits a multiprocessor. Never timed on a GPU.
 BLOCK = (32, 64)            # E: rows x columns of one tile's computed block (powers of two)
 ITERATIONS = 4              # K: iterations per launch (default of TorchTVL1's tile_iterations)
-PROGRAMS_PER_SM = 4         # the block kernel's fixed grid, per multiprocessor
-NUM_WARPS = 8
+PROGRAMS_PER_SM = 1         # the block kernel's fixed grid, per multiprocessor
+NUM_WARPS = 16              # the block kernel's
+ELEMENTWISE_WARPS = 8       # the median's and warp's (4 warps: 140 and 197 registers)
 INTERPRETER_PROGRAMS = 4
 _PLANES = 6                 # u1 u2 p11 p12 p21 p22
 
@@ -261,7 +266,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         tl.store(C + 2 * n + o, rc, mask=m)
 
     @triton.jit
-    def _block_kernel(S, C, par, todo, nblock, partial, scratch, B, H, W, NT, NCB, G,
+    def _block_kernel(S, C, M, par, todo, nblock, partial, scratch, B, H, W, NT, NCB, G,
                       l_t, taut, theta, flt_eps, K: tl.constexpr, EH: tl.constexpr,
                       EW: tl.constexpr, MEDIAN: tl.constexpr, EXACT: tl.constexpr):
         """Up to K iterations (``todo[b] * nblock`` of them) of every (pair, tile) item, from
@@ -292,9 +297,9 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 src = S + half * 6 * plane + pair
                 dst = S + (1 - half) * 6 * plane + pair
                 o = y * W + x
-                if MEDIAN:
-                    a1 = _median5(src, y, x, H, W)
-                    a2 = _median5(src + plane, y, x, H, W)
+                if MEDIAN:  # the outer iteration's first block starts from the median of u
+                    a1 = tl.load(M + pair + o, mask=inimg, other=0.0)
+                    a2 = tl.load(M + plane + pair + o, mask=inimg, other=0.0)
                 else:
                     a1 = tl.load(src + o, mask=inimg, other=0.0)
                     a2 = tl.load(src + plane + o, mask=inimg, other=0.0)
@@ -368,6 +373,24 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 tl.store(dst + 5 * plane + o, q22, mask=core)
 
     @triton.jit
+    def _median_kernel(S, M, par, active, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
+        """The 5 x 5 median of u1 and u2 of the active pairs, from their half of ``S`` into
+        ``M`` (2, B, H, W), where the outer iteration's first block (and its replay) reads it.
+        A kernel of its own, once per outer iteration: inside the block kernel its 25 values per
+        pixel spilled registers (compiled for sm_90)."""
+        w = tl.program_id(0)
+        b = w // NI
+        if tl.load(active + b) != 0:
+            y, x, m = flow_triton._tile(w - b * NI, H, W, NCB, TR, TW)
+            plane = (H * W).to(tl.int64)
+            n = plane * B
+            pair = b.to(tl.int64) * plane
+            src = S + tl.load(par + b).to(tl.int64) * 6 * n + pair
+            o = pair + y * W + x
+            tl.store(M + o, _median5(src, y, x, H, W), mask=m)
+            tl.store(M + n + o, _median5(src + n, y, x, H, W), mask=m)
+
+    @triton.jit
     def _check_kernel(partial, par, active, count, replay, nblock, NT, scaled_eps,
                       K: tl.constexpr, NB: tl.constexpr):
         """After a block of ``nblock`` iterations: the first that met OpenCV's test stops the
@@ -430,6 +453,7 @@ class TilesLevel:
         i32 = dict(device=device, dtype=torch.int32)
         self.S = torch.zeros((2, _PLANES, b, h, w), **f32)
         self.C = torch.zeros((3, b, h, w), **f32)
+        self.M = torch.zeros((2, b, h, w), **f32)  # the median of u, per outer iteration
         self.par = torch.zeros(b, **i32)
         self.active = torch.zeros(b, **i32)
         self.replay = torch.zeros(b, **i32)
@@ -439,7 +463,11 @@ class TilesLevel:
         self.ncb = triton.cdiv(w, tw)
         self.nt = triton.cdiv(h, th) * self.ncb  # tiles per pair
         self.partial = torch.zeros((b, k, self.nt), dtype=torch.float64, device=device)
+        # the element-wise kernels (warp, median) work on flow_triton's tiles
+        self.ncb_w = triton.cdiv(w, flow_triton.TILE[1])
+        self.ni = triton.cdiv(h, flow_triton.TILE[0]) * self.ncb_w
         self.cuda = device.type == "cuda"
+        self._warps = dict(num_warps=ELEMENTWISE_WARPS) if self.cuda else {}
         if self.cuda:
             sms = torch.cuda.get_device_properties(device).multi_processor_count
             self.programs = min(b * self.nt, sms * PROGRAMS_PER_SM)
@@ -464,7 +492,7 @@ class TilesLevel:
         if self.cuda:
             flow_triton_kw["num_warps"] = NUM_WARPS
         _block_kernel[(self.programs,)](
-            self.S, self.C, self.par, todo, nblock, self.partial, self.scratch, self.b, self.h,
+            self.S, self.C, self.M, self.par, todo, nblock, self.partial, self.scratch, self.b, self.h,
             self.w, self.nt, self.ncb, self.programs, self.l_t, self.taut, self.theta,
             flow_triton._FLT_EPSILON, K=self.k, EH=eh, EW=ew, MEDIAN=median, EXACT=self.exact,
             **flow_triton_kw)
@@ -473,6 +501,11 @@ class TilesLevel:
         """One outer iteration of the active pairs: per block, the launch, the check and the
         replay of the pairs that stopped inside it."""
         nb = max(16, min(1024, triton.next_power_of_2(self.nt)))
+        if self.p.median_filtering == 5:
+            tr, tw = flow_triton.TILE
+            _median_kernel[(self.b * self.ni,)](self.S, self.M, self.par, self.active, self.b,
+                                                self.h, self.w, self.ni, self.ncb_w, TR=tr, TW=tw,
+                                                **self._warps)
         for i, n in enumerate(self.blocks):
             median = i == 0 and self.p.median_filtering == 5
             self._launch(self.active, n, median)
@@ -497,7 +530,7 @@ class TilesLevel:
                 self.capture_error = f"{type(exc).__name__}: {exc}"[:300]
         if self.graph is None:
             self._chunk()
-            self.launches += 4 * len(self.blocks) * self.chunk
+            self.launches += (4 * len(self.blocks) + 1) * self.chunk
         else:
             self.graph.replay()
             self.launches += 1
@@ -520,13 +553,13 @@ class TilesLevel:
         i1s = i1_stack.contiguous()
         i0 = i0.contiguous()
         tr, tw = flow_triton.TILE
-        ncb = triton.cdiv(self.w, tw)
-        ni = triton.cdiv(self.h, tr) * ncb
+        ncb, ni = self.ncb_w, self.ni
         counts = []
         replays = p.outer_iterations // self.chunk
         for _ in range(p.warps):
             _warp_kernel[(self.b * ni,)](i1s, i0, s[0], self.C, self.b, self.h, self.w, ni, ncb,
-                                          TR=tr, TW=tw, enable_fp_fusion=not self.exact)
+                                          TR=tr, TW=tw, enable_fp_fusion=not self.exact,
+                                          **self._warps)
             self.active.fill_(1)
             self.count.zero_()
             self.replay.zero_()

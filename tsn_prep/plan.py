@@ -13,6 +13,8 @@ from typing import Optional
 from .flow import resolve_backend
 from .video import DECODERS
 
+GPU_SOLVERS = ("process", "thread")
+
 
 def usable_cores() -> int:
     """Cores this process may run on: SLURM's --cpus-per-task and taskset limit it, os.cpu_count() not."""
@@ -45,6 +47,11 @@ class RunPlan:
     batch_pairs: int = 0
     threads: Optional[int] = None  # decoder threads per worker; None: ``default_threads(workers)``
     decoders: tuple[str, ...] = DECODERS  # tried in order; the one used is each video's "decoder"
+    # Where the torch TV-L1 of a GPU runs: "process", a child process fed through shared-memory
+    # slots (``tsn_prep.solver_ring``), or "thread", a thread of the run's process; "auto": the
+    # environment's TSN_GPU_SOLVER, else "process" (docs/performance.md: the run's encoding
+    # threads then no longer hold up the solver).
+    gpu_solver: str = "auto"
 
     @property
     def devices(self) -> tuple[Optional[int], ...]:
@@ -54,6 +61,15 @@ class RunPlan:
     @property
     def decoder_threads(self) -> int:
         return default_threads(self.workers) if self.threads is None else self.threads
+
+    @property
+    def gpu_solver_in(self) -> str:
+        """``gpu_solver`` resolved: "process" or "thread"."""
+        mode = os.environ.get("TSN_GPU_SOLVER", "process") if self.gpu_solver == "auto" else self.gpu_solver
+        if mode not in GPU_SOLVERS:
+            raise ValueError(f"the GPU solver runs in a {' or a '.join(GPU_SOLVERS)} (RunPlan.gpu_solver, "
+                             f"TSN_GPU_SOLVER), not {mode!r}")
+        return mode
 
     def flow_backend(self, algorithm: str) -> str:
         """The implementation flow of ``algorithm`` runs on: TV-L1's backend resolved for the
