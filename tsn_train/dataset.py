@@ -2,8 +2,9 @@
 in memory), decoded and transformed."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from tsn_prep.store import Store
 
 from tsn_core.lists import Record
 from .sampling import center_starts, sample_indices, train_starts
+from .videos import Videos
 
 
 def decode(data: bytes, color: bool, where: str) -> np.ndarray:
@@ -73,27 +75,43 @@ class VideoDataset(Dataset):
     Items are uint8 images, ``(K, L, S, S, C)`` in training and ``(crops, K, L, S, S, C)``
     otherwise, with the label: :func:`~tsn_train.transforms.to_input` turns them into the
     network's input on the device.
+
+    The videos are ``records`` with their image ``counts`` (``{video_id: count}``), or a
+    :class:`~tsn_train.videos.Videos` (``counts`` None), which is what the dataset keeps either
+    way: a few numpy arrays, so that forked loader workers, which only read them, share their
+    pages with the parent for a whole epoch (a list of Python objects would be copied into each
+    worker as it touched them). ``self.videos[i]`` is item ``i``'s Record.
     """
 
-    def __init__(self, source: ImageSource, records: list[Record], counts: dict[str, int],
-                 modality: str, segments: int, train: bool,
+    def __init__(self, source: ImageSource, records: Union[Sequence[Record], Videos],
+                 counts: Optional[Mapping[str, int]], modality: str, segments: int, train: bool,
                  transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
                  seed: int = 0):
         self.source = source
-        self.records, self.counts = records, counts
+        if isinstance(records, Videos):
+            if counts is not None:
+                raise ValueError("VideoDataset: Videos carry their counts; pass counts=None")
+            self.videos = records
+        else:
+            self.videos = Videos.of(records, counts)
         self.modality, self.segments, self.train = modality, segments, train
         self.transform, self.seed = transform, seed
         self.epoch = 0
 
+    @property
+    def records(self) -> Videos:
+        """The items' Records (a sequence made from the arrays on access)."""
+        return self.videos
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.videos)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def indices(self, i: int, rng: Optional[np.random.Generator]) -> list[list[int]]:
         """Image indices per snippet for item ``i``."""
-        count = self.counts[self.records[i].video_id]
+        count = self.videos.count(i)
         length = modalities.get(self.modality).snippet_length
         starts = (train_starts(count, length, self.segments, rng) if self.train
                   else center_starts(count, length, self.segments))
@@ -117,7 +135,7 @@ class VideoDataset(Dataset):
         and the snippets' image indices. ``key`` is ``i`` or ``(epoch, i)``."""
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
-        return self.records[i], rng, self.indices(i, rng)
+        return self.videos[i], rng, self.indices(i, rng)
 
     def __getitem__(self, key) -> tuple[torch.Tensor, int]:
         record, rng, snippets = self.sample(key)

@@ -34,7 +34,7 @@ from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_de
 from .device_decode import EncodedDataset, collate, decode_batch
 from tsn_core.lists import ListError, read_classes, read_list
 
-from .lists import num_classes_of, store_known, validate
+from .lists import num_classes_of, store_known, validated
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
 from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
@@ -102,9 +102,10 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     elif cfg.num_classes and cfg.num_classes != len(classes):
         raise ListError(f"--num-classes {cfg.num_classes} disagrees with {cfg.classes} "
                         f"({len(classes)} names)")
-    train_counts = validate(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
-    val_counts = (validate(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
-                  if val else {})
+    # the videos as arrays from here on (Videos): loader workers share them for the whole run
+    train_videos = validated(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
+    val_videos = (validated(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
+                  if val else None)
     spec = modalities.get(cfg.modality)
     extraction = store.entry(train[0].video_id, spec.source).meta.parameters
     store.close()
@@ -118,7 +119,7 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
                            crop_positions=cfg.crop_positions)
     on_device = cfg.decode_on == "device"
     train_ds = (EncodedDataset if on_device else VideoDataset)(
-        images, train, train_counts, cfg.modality, cfg.segments, True, augment, cfg.seed)
+        images, train_videos, None, cfg.modality, cfg.segments, True, augment, cfg.seed)
     train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
 
     def train_inputs(batch) -> torch.Tensor:
@@ -129,7 +130,7 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     val_loader = None
     if val:
         crops = EvalCrops(prep.input_size, prep.scale_size, 1, spec.is_flow)
-        val_ds = VideoDataset(images, val, val_counts, cfg.modality, cfg.segments, False, crops,
+        val_ds = VideoDataset(images, val_videos, None, cfg.modality, cfg.segments, False, crops,
                               cfg.seed)
         val_loader = _loader(val_ds, ShardSampler(len(val), dev.rank, dev.world), cfg, dev.device)
     train_loader = _loader(train_ds, train_sampler, cfg, dev.device, collate if on_device else None)

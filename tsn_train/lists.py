@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from tsn_core import modalities
 from tsn_core.lists import Known, ListError, Record, preview, write_classes, write_list
 from tsn_prep.store import Store
+
+from .videos import Videos
 
 
 def store_known(store: Store, modality: str) -> Known:
@@ -44,10 +48,19 @@ def validate(records: list[Record], store: Store, modality: str, num_classes: in
     Returns ``{video_id: image count}`` for the series the modality reads (frames for rgb and
     rgbdiff, flow fields for flow). Raises ListError naming the first few problems and how many.
     """
+    videos = validated(records, store, modality, num_classes, list_name)
+    return {r.video_id: c for r, c in zip(records, videos.counts.tolist())}
+
+
+def validated(records: Sequence[Record], store: Store, modality: str, num_classes: int,
+              list_name: str = "list") -> Videos:
+    """:func:`validate`'s checks and errors; the records with their counts as a dataset holds
+    them (``Videos``: arrays, no dict of a million entries), the counts read from the store's
+    compact index."""
     source = modalities.get(modality).source
     index = store.index
-    counts = {r.video_id: index.count(r.video_id, source) for r in records}
-    missing = [r.video_id for r in records if counts[r.video_id] is None]
+    counts = np.fromiter((_count(index, r.video_id, source) for r in records), np.int64, len(records))
+    missing = [records[i].video_id for i in np.flatnonzero(counts < 0).tolist()]
     if missing:
         raise ListError(f"{list_name}: {len(missing)} of {len(records)} videos have no {source} in "
                         f"{store.root}: {preview(missing)}{_missing_hint(store, source, missing)}")
@@ -55,7 +68,12 @@ def validate(records: list[Record], store: Store, modality: str, num_classes: in
     if bad:
         raise ListError(f"{list_name}: labels must be in 0..{num_classes - 1}; "
                         f"out of range: {preview(bad)}")
-    return counts
+    return Videos.of(records, counts)
+
+
+def _count(index, video_id: str, source: str) -> int:
+    count = index.count(video_id, source)
+    return -1 if count is None else count
 
 
 def _missing_hint(store: Store, source: str, missing: list[str]) -> str:

@@ -27,7 +27,8 @@ from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
 from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from tsn_core.lists import Record, read_list
 
-from .lists import store_known, validate
+from .lists import store_known, validated
+from .videos import Videos
 from .mtwi import combine_crops, mtwi_scores, snippet_positions
 from .sampling import sample_indices
 from .models import TSN
@@ -67,14 +68,15 @@ class RateDataset(VideoDataset):
         self.starts = starts
 
     def indices(self, i: int, rng=None) -> list[list[int]]:
-        vid = self.records[i].video_id
-        return sample_indices(self.starts[vid], modalities.get(self.modality).snippet_length,
-                              self.counts[vid])
+        return sample_indices(self.starts[self.videos.video_id(i)],
+                              modalities.get(self.modality).snippet_length, self.videos.count(i))
 
 
-def dataset_for_test(source: ImageSource, records: list[Record], counts: dict[str, int],
-                     prep: Preprocessing, segments: int, crops: int) -> VideoDataset:
-    """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops."""
+def dataset_for_test(source: ImageSource, records: list[Record] | Videos,
+                     counts: Optional[dict[str, int]], prep: Preprocessing, segments: int,
+                     crops: int) -> VideoDataset:
+    """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops.
+    ``records`` and ``counts`` as :class:`VideoDataset` takes them."""
     transform = EvalCrops(prep.input_size, prep.scale_size, crops,
                           modalities.get(prep.modality).is_flow)
     return VideoDataset(source, records, counts, prep.modality, segments, False, transform)
@@ -105,30 +107,31 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
     if isinstance(records, (str, Path)):
         list_name = f"test list {records}"
         records = read_list(Path(records), store_known(store, prep.modality))
-    counts = validate(records, store, prep.modality, len(ckpt.classes), list_name)
+    videos = validated(records, store, prep.modality, len(ckpt.classes), list_name)
     if mtwi:
         spec = modalities.get(prep.modality)
         starts = {}
-        for r in records:
+        for i, r in enumerate(records):
             fps = store.entry(r.video_id, spec.source).meta.fps
             if not fps:
                 raise ValueError(f"{store_root}: {r.video_id} has no recorded fps (imported frames?); "
                                  "M-TWI needs it to place snippets per second")
-            starts[r.video_id] = snippet_positions(counts[r.video_id], fps, mtwi["rate"], spec.snippet_length)
+            starts[r.video_id] = snippet_positions(videos.count(i), fps, mtwi["rate"], spec.snippet_length)
     store.close()
     if mtwi:
         transform = EvalCrops(prep.input_size, prep.scale_size, crops,
                               modalities.get(prep.modality).is_flow)
-        ds = RateDataset(StoreImages(store_root), records, counts, prep.modality, 1, False, transform,
+        ds = RateDataset(StoreImages(store_root), videos, None, prep.modality, 1, False, transform,
                          starts=starts)
     else:
-        ds = dataset_for_test(StoreImages(store_root), records, counts, prep, segments, crops)
+        ds = dataset_for_test(StoreImages(store_root), videos, None, prep, segments, crops)
+    del records  # the videos are arrays now (ds.videos); workers forked below share them
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
                         pin_memory=dev.type == "cuda")
     amp_dtype = distributed.autocast_dtype(amp, dev)
-    scores = np.zeros((len(records), len(ckpt.classes)), np.float32)
+    scores = np.zeros((len(videos), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
                                     dynamic_ncols=True)):
         if mtwi:
@@ -141,5 +144,5 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
                 "crops": crops, "modality": prep.modality, "arch": ckpt.arch,
                 "epoch": ckpt.epoch, "source": str(ckpt_path),
                 "protocol": {"name": "mtwi", **mtwi} if mtwi else {"name": "segments"}}
-    return Scores([r.video_id for r in records], np.array([r.label for r in records]), scores,
+    return Scores([videos.video_id(i) for i in range(len(videos))], videos.labels.copy(), scores,
                   list(ckpt.classes), settings)
