@@ -21,6 +21,19 @@ def test_read_list_formats_and_errors(tmp_path):
         read_list(p)
     with pytest.raises(ListError, match="no such list file"):
         read_list(tmp_path / "missing.txt")
+    # reading pauses the cyclic garbage collector (a list makes no cycles) and restores it, even
+    # after an error; a caller that had it off keeps it off
+    import gc
+    assert gc.isenabled()
+    with pytest.raises(ListError):
+        read_list(p)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        p.write_text("A/v_a 3\n")
+        assert read_list(p, {"A/v_a"}) == [Record("A/v_a", 3)] and not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_ucf101_converter(tmp_path):

@@ -102,6 +102,22 @@ def test_the_index_is_the_metadata_in_at_most_150_bytes_an_entry(store):
     assert s.videos("flow") == sorted(video_id(i) for i in range(VIDEOS) if i % 5)
 
 
+def test_a_lookup_finds_each_key_at_its_row_and_nothing_between_keys(store):
+    """Every key of every shard at its row (so at every boundary of the sampled keys a lookup
+    bisects first), and keys that sort between, before and after stored ones not at all."""
+    s = Store(store)
+    for table in s.index.tables.values():
+        keys = [table.key(row) for row in range(len(table))]
+        assert keys == sorted(keys) and len(keys) > 100
+        for row, key in enumerate(keys):
+            assert table.find(key) == row
+            for near in (key[:-1], key + b"\x00", key + b"0", key[:-1] + bytes([key[-1] + 1])):
+                assert table.find(near) == (keys.index(near) if near in keys else None)
+        assert table.find(b"") is None and table.find(b"\x00") is None and table.find(b"\xff" * 8) is None
+    counts = {vid: s.index.count(vid, "flow") for vid in map(video_id, range(VIDEOS))}
+    assert counts == {video_id(i): (3 if i % 5 else None) for i in range(VIDEOS)}
+
+
 def test_info_counts_from_the_index(store):
     info = store_info(Store(store))
     flows = VIDEOS * 4 // 5

@@ -19,6 +19,7 @@ import sys
 import time
 import zlib
 from array import array
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -463,6 +464,9 @@ class Entry:
         return self.store._meta(self.shard, self.video_id, self.modality)
 
 
+_STRIDE = 16
+
+
 class _Table:
     """The compact index of one shard: its ``entries`` keys, sorted, in one buffer, and their
     records in a numpy array. About 60 bytes an entry and no Python object per entry, so millions
@@ -479,6 +483,10 @@ class _Table:
         self.records = np.frombuffer(records, dtype=_ENTRY_DTYPE)
         self.params = params           # parameter-set key -> JSON
         self.full_ids = full_ids       # key form -> id, for ids too long for a key
+        # every _STRIDE-th key as bytes (about 5 bytes an entry): a lookup bisects these in C and
+        # then takes log2(_STRIDE) steps in Python instead of log2(N) (validating a list of 650k
+        # videos looks up each of them twice). Loader workers never look up, so never touch it.
+        self.sample = [self.key(row) for row in range(0, len(self.records), _STRIDE)]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -487,7 +495,11 @@ class _Table:
         return bytes(self.keys[self.offsets[row]:self.offsets[row + 1]])
 
     def find(self, key: bytes) -> Optional[int]:
-        lo, hi = 0, len(self.records)
+        block = bisect_right(self.sample, key) - 1  # the block whose first key is the last <= key
+        if block < 0:
+            return None
+        lo = block * _STRIDE
+        hi = min(lo + _STRIDE, len(self.records))
         keys, offsets = self.keys, self.offsets
         while lo < hi:
             mid = (lo + hi) // 2
