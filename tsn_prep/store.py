@@ -469,9 +469,10 @@ _STRIDE = 16
 
 class _Table:
     """The compact index of one shard: its ``entries`` keys, sorted, in one buffer, and their
-    records in a numpy array. About 60 bytes an entry and no Python object per entry, so millions
-    open in seconds, and loader workers forked from a process that opened them share the pages
-    (nothing in them is written, not even a reference count)."""
+    records in a numpy array. About 80 bytes an entry and a Python object per 16 entries (the
+    sampled keys), so millions open in seconds, and loader workers forked from a process that
+    opened them share the pages (workers never look up, so nothing in them is written, not even a
+    reference count)."""
 
     def __init__(self, keys: bytearray, lengths: array, records: bytes, params: dict[bytes, bytes],
                  full_ids: dict[str, str]):
