@@ -119,7 +119,7 @@ def test_every_item_samples_and_loads_exactly_as_the_simple_implementation(store
             rng_new = np.random.default_rng([5, epoch, i])
             rng_ref = np.random.default_rng([5, epoch, i])
             assert new.indices(i, rng_new if train else None) == ref.indices(i, rng_ref if train else None)
-            assert new.records[i] == records[i] and new.videos.count(i) == counts[records[i].video_id]
+            assert new.videos[i] == records[i] and new.videos.count(i) == counts[records[i].video_id]
     for i in list(range(0, len(records), 37)) + [len(records) - 1]:
         (x, y), (x_ref, y_ref) = new[(2, i)], ref[(2, i)]
         assert y == y_ref == records[i].label and type(y) is int

@@ -98,11 +98,6 @@ class VideoDataset(Dataset):
         self.transform, self.seed = transform, seed
         self.epoch = 0
 
-    @property
-    def records(self) -> Videos:
-        """The items' Records (a sequence made from the arrays on access)."""
-        return self.videos
-
     def __len__(self) -> int:
         return len(self.videos)
 

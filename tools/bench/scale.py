@@ -104,9 +104,8 @@ cfg = resolve(dict(modality="rgb", store=str(root), train_list=str(lst), out=str
                    epochs=1, max_steps=1, device="cpu", amp="off", log_every=1))
 result = {"mode": mode, "import_s": import_s, "workers": workers, "batch": batch}
 if mode == "fit":
-    for module in (fit,):
-        timed(module, "store_known", "open_s"); timed(module, "read_list", "read_s")
-        timed(module, VALIDATE, "validate_s"); timed(module, "load_data", "load_data_s")
+    timed(fit, "store_known", "open_s"); timed(fit, "read_list", "read_s")
+    timed(fit, VALIDATE, "validate_s"); timed(fit, "load_data", "load_data_s")
     first = {}
     step = fit.RunLog.step
     def first_step(self, record):
