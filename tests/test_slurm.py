@@ -148,6 +148,9 @@ def slurm():
     env["SLURM_CONF"] = str(tmp / "slurm.conf")
     # Jobs run `tsn-prep`, `torchrun -m tsn_train.cli`: this checkout, whatever is installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    # ... and those commands from this interpreter's environment, activated or not (pytest run as
+    # /path/to/venv/bin/python -m pytest finds them there, not on the caller's PATH)
+    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), os.environ.get("PATH")]))
     try:
         for d in ("state", "spool"):
             (tmp / d).mkdir()
