@@ -483,7 +483,7 @@ def test_ctrl_c_with_the_engine_running(tmp_path):
         os.close(writer)
     err = err_path.read_text()
     assert proc.returncode == 130, err
-    assert f"interrupted: finished videos are safe in {out}; re-run the same command" in err
+    assert f"interrupted (Ctrl-C): finished videos are safe in {out}; re-run the same command" in err
     assert "Traceback" not in err and " extracted, " not in err
     assert committed_ids(out) == ["0_arm", "1_car"] and verify_store(Store(out)) == []
 

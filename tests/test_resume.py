@@ -106,8 +106,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
         release(pipe, proc)
     err = err_path.read_text()
     assert proc.returncode == 130, err
-    assert (f"interrupted: finished videos are safe in {out}; re-run the same command to do the "
-            "rest.") in err
+    assert (f"interrupted (Ctrl-C): finished videos are safe in {out}; re-run the same command to do the "
+            "rest") in err
     assert "Traceback" not in err and " extracted, " not in err  # no summary of a finished run
     assert committed_ids(out) == first
     assert verify_store(Store(out)) == []

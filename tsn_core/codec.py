@@ -17,5 +17,11 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 def decode_image(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> Optional[np.ndarray]:
-    """Stored JPEG/PNG bytes -> image (OpenCV ``flags``), None when they do not decode."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    """Stored JPEG/PNG bytes -> image (OpenCV ``flags``), None when they do not decode (an empty
+    file included: OpenCV raises on an empty buffer rather than return None)."""
+    if not len(data):
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None

@@ -1,4 +1,4 @@
-"""What every helper process of a run does first: die with the run, leave Ctrl-C to it."""
+"""What every helper process of a run does first: die with the run, leave Ctrl-C and SIGTERM to it."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,9 @@ import signal
 
 def become_child(parent: int) -> None:
     """Linux: SIGKILL this process when ``parent`` (the run that started it) dies, even by SIGKILL,
-    so no orphan keeps decoding or solving or holds a pipe open; and ignore Ctrl-C, which the run
-    handles (it ends its helpers itself)."""
+    so no orphan keeps decoding or solving or holds a pipe open; and ignore Ctrl-C and SIGTERM,
+    which the run handles (it ends its helpers itself, in order: ``tsn_core.interrupts``). A
+    terminal's Ctrl-C and SLURM's SIGTERM reach every process of the job, helpers included."""
     try:
         import ctypes
 
@@ -19,3 +20,4 @@ def become_child(parent: int) -> None:
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -21,6 +21,8 @@ from .extract import ExtractParams
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
+from tsn_core import interrupts
+from tsn_core.command import Group
 from tsn_core.meta import FORMAT_VERSION
 from tsn_core.modalities import FLOW, STORED
 from .plan import RunPlan
@@ -200,6 +202,7 @@ def extract_options(f):
 
 def _run(videos, out, params: ExtractParams, plan: RunPlan, shard_index, num_shards, recompute,
          strict, quiet) -> None:
+    interrupts.safe(f"finished videos are safe in {out}; re-run the same command to do the rest")
     try:
         summary = run_extraction(videos, out, params, plan, shard_index, num_shards,
                                  progress=not quiet, recompute=recompute, strict=strict)
@@ -209,10 +212,6 @@ def _run(videos, out, params: ExtractParams, plan: RunPlan, shard_index, num_sha
         raise click.ClickException(f"{out}: writing the store failed ({exc}); the videos stored "
                                    "so far are kept, and re-running the same command does the "
                                    "rest") from None
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: finished videos are safe in {out}; re-run the same command to "
-                   "do the rest.", err=True)
-        sys.exit(130)
     _finish(summary, out)
 
 
@@ -235,20 +234,7 @@ def _finish(summary: RunSummary, out: Path) -> None:
         sys.exit(1)
 
 
-class _Group(click.Group):
-    """A file the system refuses (permissions, a file where a folder should be...) is one line naming
-    it, never a traceback; TSN_DEBUG=1 shows the traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except OSError as exc:
-            if os.environ.get("TSN_DEBUG") or exc.filename is None:
-                raise
-            raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tsn-prep")
 def main():
     """Turn videos into RGB frames, TV-L1 optical flow and warped flow, stored as JPEGs in LMDB shards.
@@ -444,6 +430,8 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     """
     if not (video_ids or gone or everything):
         raise click.UsageError("name VIDEO_IDS, or give --gone or --all")
+    interrupts.safe(f"each failure record is forgotten in one transaction; the store is whole; run "
+                    "the same command again for the rest")
     store = _open(out)
     wanted = set(video_ids)
     recorded = store.failures()
@@ -521,6 +509,8 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
                         for p in labels}
         except ListError as exc:
             raise click.BadParameter(str(exc), param_hint="--labels") from None
+    interrupts.safe(f"every image file in {dir} is whole (each is written to a temporary name, then "
+                    "renamed); run the same command again to write them all")
     with tqdm(total=len(store.index), unit="entry", disable=quiet, file=sys.stderr, desc="export") as bar:
         n = export_store(store, dir, naming, only, bar.update)
     click.echo(f"wrote {n} images to {dir}")
@@ -585,7 +575,9 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
     try:
         video = describe(opened, video_id)
         indices = pick_steps(video.steps, frame_range, every)
-        write(out_file, rows(opened, video, indices, labels), columns, fps)
+        drawn = rows(opened, video, indices, labels)
+        with interrupts.deferred():  # the picture whole, or not begun
+            write(out_file, drawn, columns, fps)
     except (ShowError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_file}: {video_id}, {', '.join(video.modalities)}, time steps "
@@ -613,7 +605,8 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ignore_unmatched, bound,
                shard_index, num_shards, quiet):
-    """Move existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT.
+    """Copy existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT
+    (the folders are left as they are).
 
     Every folder holding images becomes one video, its id the folder's path relative to DIR. The
     naming of each modality is detected per folder among the conventions listed under the prefix
@@ -626,6 +619,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
         accepted = accepted_prefixes(img_prefix, flow_prefix, warp_prefix, flow_modality)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    interrupts.safe(f"imported videos are safe in {out}; re-run the same command to do the rest")
     with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
         def on_video(result):
             if result.error:

@@ -48,6 +48,7 @@ that device's batch for the frame size is halved.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -58,13 +59,14 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
 
-from tsn_core import modalities
+from tsn_core import interrupts, modalities
 from tsn_core.codec import encode_jpeg
 from tsn_core.meta import EntryMeta
 from .child import become_child
@@ -85,7 +87,8 @@ AUTO_MAX_BATCH = 128       # the fastest per pair on an H100 (docs/performance.m
 AUTO_MEMORY_FRACTION = 0.6
 DEPTH = 2                  # batches queued per device: one solving, one ready to start
 IDLE_S = 0.02              # no news this long: partial batches go to idle devices
-WATCH_S = 1.0              # how often dead decoding workers are looked for
+AHEAD = 2                  # videos sent to a decoding worker at a time: one decoding, one waiting
+WORKER_END_S = 5.0         # an interrupted run waits this long for its decoding workers to end
 MAX_EVENTS = 256           # events handled between two looks for batches to send
 SOLVER_PROCESS_BYTES = 600 << 20  # private memory of a CPU solver process (measured: 465 MiB at 340x256)
 
@@ -145,6 +148,15 @@ class Failed:
     worker: int
     key: int
     error: str
+
+
+@dataclass
+class WorkerDied:
+    """Decoding worker ``worker`` ended unasked (a crash, the OOM killer): ``key``, the video it
+    was decoding or about to, fails; a new worker takes its other videos."""
+    worker: int
+    key: Optional[int]
+    exitcode: Optional[int]
 
 
 @dataclass
@@ -221,41 +233,70 @@ class _Task:
     grey: bool                         # flow wanted: grey frames go to the parent
 
 
-def _decode_worker(wid: int, parent: Optional[int], tasks, out, how: _Decoding) -> None:
+class _Closed(Exception):
+    """The run closed its end of a decoding worker's pipe: it is stopping."""
+
+
+def _send(conn, msg) -> None:
+    try:
+        conn.send(msg)
+    except OSError as exc:  # EPIPE, or the descriptor closed under a thread
+        raise _Closed from exc
+
+
+def _decode_worker(wid: int, parent: Optional[int], conn, how: _Decoding) -> None:
+    """Decode the videos the run sends over ``conn`` (one ``_Task`` at a time; None, or the run's
+    end of the pipe closed: stop), answering each with Started, Frames... and Ended or Failed."""
     if parent is not None:  # a process of its own
         become_child(parent)
     if how.threads:
         cv2.setNumThreads(how.threads)
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        out.put(Started(wid, task.key))
-        try:
-            reader = VideoReader(task.path, how.size, how.short_side, how.max_frames, how.threads,
-                                 how.decoders)
-            n, start = 0, 0
-            grey: list[np.ndarray] = []
-            images: dict[str, list[bytes]] = {m: [] for m in task.frame_modalities}
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):
+                return
+            if task is None:
+                return
+            _decode_task(wid, conn, task, how)
+    except _Closed:
+        return
+    finally:
+        conn.close()
 
-            def send() -> None:
-                out.put(Frames(wid, task.key, start, np.stack(grey) if task.grey else None, images))
 
-            for frame in reader.frames():
-                for m in task.frame_modalities:
-                    images[m].append(encode_jpeg(frame, how.jpeg_quality))
-                if task.grey:
-                    grey.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
-                n += 1
-                if n - start >= how.chunk:
-                    send()
-                    start, grey, images = n, [], {m: [] for m in task.frame_modalities}
-            check_frame_count(n)
-            if n > start:
+def _decode_task(wid: int, conn, task: _Task, how: _Decoding) -> None:
+    _send(conn, Started(wid, task.key))
+    try:
+        reader = VideoReader(task.path, how.size, how.short_side, how.max_frames, how.threads,
+                             how.decoders)
+        n, start = 0, 0
+        grey: list[np.ndarray] = []
+        images: dict[str, list[bytes]] = {m: [] for m in task.frame_modalities}
+
+        def send() -> None:
+            _send(conn, Frames(wid, task.key, start, np.stack(grey) if task.grey else None, images))
+
+        for frame in reader.frames():
+            for m in task.frame_modalities:
+                images[m].append(encode_jpeg(frame, how.jpeg_quality))
+            if task.grey:
+                grey.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame)
+            n += 1
+            if n - start >= how.chunk:
                 send()
-            out.put(Ended(wid, task.key, n, video_metadata(Path(task.path), reader, n)))
-        except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
-            out.put(Failed(wid, task.key, error_message(exc)))
+                start, grey, images = n, [], {m: [] for m in task.frame_modalities}
+        check_frame_count(n)
+        if n > start:
+            send()
+        ended = Ended(wid, task.key, n, video_metadata(Path(task.path), reader, n))
+    except _Closed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one odd file must not end a batch of thousands
+        _send(conn, Failed(wid, task.key, error_message(exc)))
+        return
+    _send(conn, ended)
 
 
 # -- the parent's side -------------------------------------------------------------------------
@@ -332,7 +373,14 @@ class _Device:
         self.batches += 1
         self.inbox.put(_Solve(pairs, pad_to, bound))
 
-    def stop(self) -> None:
+    def stop(self, drop_queued: bool = False) -> None:
+        """The thread ends after its current job; with ``drop_queued``, the jobs queued behind it
+        are dropped (the run is stopping)."""
+        while drop_queued:
+            try:
+                self.inbox.get_nowait()
+            except queue.Empty:
+                break
         self.inbox.put(None)
 
     # device thread
@@ -594,28 +642,23 @@ class _Engine:
         self.pool = ThreadPoolExecutor(max_workers=self.encode_threads, thread_name_prefix="tsn-encode")
 
         # Decoding workers: spawned processes (a fork could inherit CUDA state), or with 0 workers
-        # one thread; their queue is bounded.
+        # one thread; each talks to this process over a pipe of its own (no named semaphore, no
+        # feeder thread: nothing to leak or to unlink twice at exit), so a worker is AHEAD videos
+        # ahead at most and blocks while this process does not read it.
         self.in_process = plan.workers == 0
         self.ctx = multiprocessing.get_context("spawn")
-        self.workers = max(1, min(plan.workers, len(jobs)))
-        self.tasks = queue.Queue() if self.in_process else self.ctx.Queue()
-        bound = QUEUE_MESSAGES * self.workers
-        self.out = queue.Queue(maxsize=bound) if self.in_process else self.ctx.Queue(maxsize=bound)
         self.decoding = _Decoding(params.size, params.short_side, params.max_frames,
                                   plan.decoder_threads, plan.decoders, params.jpeg_quality)
-        for key, job in self.jobs.items():
-            wanted = [modalities.get(m) for m in job.modalities]
-            self.tasks.put(_Task(key, str(job.item.path), tuple(m.name for m in wanted if not m.is_flow),
-                                 any(m.is_flow for m in wanted)))
-        for _ in range(self.workers):
-            self.tasks.put(None)
-        self.procs: dict[int, multiprocessing.Process] = {}
-        self.current: dict[int, Optional[int]] = {}  # worker -> the video it decodes
-        for wid in range(self.workers):
+        self.pending: deque[_Task] = deque(map(self._task, self.jobs))  # not yet given to a worker
+        self.procs: dict[int, object] = {}             # worker -> its process (or thread)
+        self.conns: dict[int, Connection] = {}         # worker -> this process's end of its pipe
+        self.assigned: dict[int, deque[int]] = {}      # worker -> videos sent to it, oldest first
+        self.wake_r, self.wake_w = multiprocessing.Pipe(duplex=False)  # wakes the reader to stop
+        for wid in range(max(1, min(plan.workers, len(jobs)))):
             self._start_worker(wid)
 
         # The reader thread moves the workers' messages to ``events`` while fewer than ``cap``
-        # pairs are in the parent; beyond that it stops reading, the queue fills and workers wait.
+        # pairs are in the parent; beyond that it stops reading, and the workers wait.
         self.cond = threading.Condition()
         self.in_transit = 0              # pairs read by the reader, not yet taken by the main loop
         self.load = 0                    # pairs in the parent: waiting, solved, being encoded...
@@ -625,59 +668,82 @@ class _Engine:
         self.reader.start()
 
     # -- workers and the reader thread -----------------------------------------------------
-    def _end_decoding_thread(self) -> None:
-        """A thread cannot be terminated: take its remaining tasks away and read what it still
-        sends until it ends (at most a few seconds: it is a daemon thread past that)."""
-        while True:
-            try:
-                self.tasks.get_nowait()
-            except queue.Empty:
-                break
-        for _ in self.procs:
-            self.tasks.put(None)
-        deadline = time.monotonic() + 3
-        for thread in self.procs.values():
-            while thread.is_alive() and time.monotonic() < deadline:
-                try:
-                    while True:
-                        self.out.get_nowait()
-                except queue.Empty:
-                    pass
-                thread.join(timeout=0.02)
-
     def _start_worker(self, wid: int) -> None:
+        mine, theirs = multiprocessing.Pipe()
         if self.in_process:
-            p = threading.Thread(target=_decode_worker, args=(wid, None, self.tasks, self.out, self.decoding),
+            p = threading.Thread(target=_decode_worker, args=(wid, None, theirs, self.decoding),
                                  name=f"tsn-decode-{wid}", daemon=True)
         else:
-            p = self.ctx.Process(target=_decode_worker, args=(wid, os.getpid(), self.tasks, self.out,
-                                                              self.decoding),
+            p = self.ctx.Process(target=_decode_worker, args=(wid, os.getpid(), theirs, self.decoding),
                                  name=f"tsn-decode-{wid}", daemon=True)
         p.start()
-        self.procs[wid] = p
-        self.current[wid] = None
+        if not self.in_process:
+            theirs.close()  # the child has its own copy; EOF then means the child is gone
+        self.procs[wid], self.conns[wid], self.assigned[wid] = p, mine, deque()
+        self._feed(wid)
+
+    def _feed(self, wid: int) -> None:
+        """Give worker ``wid`` videos until it has AHEAD (one decoding, the next waiting)."""
+        while self.pending and len(self.assigned[wid]) < AHEAD:
+            task = self.pending.popleft()
+            try:
+                self.conns[wid].send(task)
+            except OSError:  # it died: the reader sees its end of file and hands its videos on
+                self.pending.appendleft(task)
+                return
+            self.assigned[wid].append(task.key)
 
     def _cap(self) -> int:
         biggest = sum(max([b for b in d.sizes.values() if b] or [AUTO_CPU_BATCH]) for d in self.devices)
         return max(4 * CHUNK, (DEPTH + 1) * biggest)
 
     def _read(self) -> None:
+        """The reader thread: the only one to read the workers' pipes and send them videos while
+        the run goes on."""
         while True:
             with self.cond:
                 while not self.stopping and self.in_transit + self.load >= self.cap:
                     self.cond.wait()
                 if self.stopping:
                     return
-            try:
-                msg = self.out.get()
-            except Exception:  # noqa: BLE001 - the queue was closed at shutdown
-                return
-            if msg is None:
-                return
-            if isinstance(msg, Frames):
-                with self.cond:
-                    self.in_transit += msg.pairs
-            self.events.put(msg)
+            by_conn = {c: w for w, c in self.conns.items()}
+            for conn in wait([*by_conn, self.wake_r]):
+                if self.stopping:
+                    return
+                if conn is self.wake_r:
+                    continue
+                wid = by_conn[conn]
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    self._lost(wid)
+                    continue
+                if isinstance(msg, Frames):
+                    with self.cond:
+                        self.in_transit += msg.pairs
+                elif isinstance(msg, (Ended, Failed)):
+                    self.assigned[wid].popleft()
+                    self._feed(wid)
+                self.events.put(msg)
+
+    def _lost(self, wid: int) -> None:
+        """Worker ``wid`` ended unasked: its current video fails (``WorkerDied``), the videos it had
+        not started go back to the front of the line, and a new worker takes over."""
+        proc = self.procs[wid]
+        proc.join(timeout=5)
+        self.conns.pop(wid).close()
+        keys = self.assigned.pop(wid)
+        first = keys.popleft() if keys else None
+        by_key = {k: self._task(k) for k in keys}
+        self.pending.extendleft(by_key[k] for k in reversed(keys))
+        self.events.put(WorkerDied(wid, first, getattr(proc, "exitcode", None)))
+        self._start_worker(wid)
+
+    def _task(self, key: int) -> _Task:
+        job = self.jobs[key]
+        wanted = [modalities.get(m) for m in job.modalities]
+        return _Task(key, str(job.item.path), tuple(m.name for m in wanted if not m.is_flow),
+                     any(m.is_flow for m in wanted))
 
     def _set_load(self) -> None:
         with self.cond:
@@ -688,7 +754,6 @@ class _Engine:
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> Iterator[VideoResult]:
-        last_watch = time.monotonic()
         while self.left:
             finished: list[VideoResult] = []
             try:
@@ -709,9 +774,6 @@ class _Engine:
             self._flush_encodes()
             self._dispatch(flush=idle or self.input_done)
             self._set_load()
-            if idle and time.monotonic() - last_watch > WATCH_S:
-                last_watch = time.monotonic()
-                self._watch_workers(finished)
             for result in finished:
                 self.left -= 1
                 yield result
@@ -719,6 +781,11 @@ class _Engine:
     def _handle(self, event, finished: list) -> None:
         if isinstance(event, (Started, Frames, Ended, Failed)):
             self._message(event, finished)
+        elif isinstance(event, WorkerDied):
+            if event.key is not None:
+                self._decoded(event.key)
+                self._fail(event.key, f"unexpected WorkerDied: the decoding process died (exit code "
+                                      f"{event.exitcode})", finished)
         elif isinstance(event, Probed):
             device, size = event.device, event.size
             device.sizes[size] = event.batch
@@ -776,7 +843,6 @@ class _Engine:
         key = msg.key
         if isinstance(msg, Started):
             job = self.jobs[key]
-            self.current[msg.worker] = key
             self.videos[key] = _Video(
                 job.item, job.modalities, started=time.perf_counter(),
                 encoded={m: {} for m in job.modalities if modalities.get(m).is_flow},
@@ -795,7 +861,6 @@ class _Engine:
                     self._add_pair(video, _Pair(key, msg.start + i - 1, False, video.prev, grey))
                 video.prev = grey
             return
-        self.current[msg.worker] = None
         self._decoded(key)
         if isinstance(msg, Ended):
             video = self._live(key)
@@ -922,49 +987,40 @@ class _Engine:
                 return None
         return self.params.bound
 
-    # -- failures of the machinery ---------------------------------------------------------
-    def _watch_workers(self, finished: list) -> None:
-        if self.in_process:  # a thread does not die of a decoder's crash without taking us along
-            return
-        for wid, proc in list(self.procs.items()):
-            if proc.is_alive() or proc.exitcode == 0:
-                continue
-            key = self.current.get(wid)
-            if key is not None:
-                self._decoded(key)
-                self._fail(key, f"unexpected WorkerDied: the decoding process died (exit code "
-                                f"{proc.exitcode})", finished)
-            self._start_worker(wid)  # it had not taken its end-of-work marker: a new one will
-
+    # -- the end ---------------------------------------------------------------------------
     def close(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
-        for d in self.devices:
-            d.stop()
-            if self.left:  # interrupted: a solver process need not finish its batch
-                d.solver.close(wait=False)
-        if self.in_process:
-            self._end_decoding_thread()
-        for proc in self.procs.values():
-            proc.join(timeout=0.5 if not self.left else 0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-        try:
-            self.out.put_nowait(None)  # wakes the reader thread if it waits on the queue
-        except Exception:  # noqa: BLE001 - full: then its get() returns and it sees ``stopping``
-            pass
-        self.reader.join(timeout=1)
-        if not self.in_process:
-            for q in (self.tasks, self.out):
-                q.cancel_join_thread()
-                q.close()
-        self.pool.shutdown(wait=not self.left, cancel_futures=True)
-        cv2.setNumThreads(self.saved_cv_threads)
-        if not self.left:
+        """End everything the run started, in order, and wait for it: no thread of ours may be
+        inside native code (an OpenCV solve, a decoder) once the interpreter goes down (see
+        ``tsn_core.interrupts``). Interrupted (videos left), in-flight work is dropped: a decoding
+        worker stops at its next message, a solver process is ended at once, a solver thread
+        finishes the pair or batch it is in."""
+        interrupted = self.left > 0
+        with interrupts.deferred():
+            with self.cond:
+                self.stopping = True
+                self.cond.notify_all()
+            self.wake_w.send_bytes(b"x")
+            self.reader.join()
+            for conn in self.conns.values():
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # an idle worker ends now; a busy one at its next message
+                conn.close()
+            deadline = time.monotonic() + (WORKER_END_S if interrupted else 30)
+            for proc in self.procs.values():
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+                if isinstance(proc, multiprocessing.process.BaseProcess) and proc.is_alive():
+                    proc.kill()  # it ignores SIGTERM (tsn_prep.child): SIGKILL
+                    proc.join(timeout=5)
             for d in self.devices:
-                d.thread.join()
+                d.stop(drop_queued=interrupted)
+                if interrupted:  # a solver process need not finish its batch
+                    d.solver.close(wait=False)
+            for d in self.devices:
+                d.thread.join(timeout=interrupts.SETTLE_S)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            cv2.setNumThreads(self.saved_cv_threads)
+            self.wake_r.close()
+            self.wake_w.close()
 
 
 def _encode_many(jobs: list) -> list:

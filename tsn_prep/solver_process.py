@@ -84,6 +84,7 @@ class SolverProcess:
         self.params = params
         self.proc: Optional[multiprocessing.process.BaseProcess] = None
         self.closed = False
+        self._busy = None  # the pipe a thread is inside ``batch`` with
         self._lock = threading.Lock()  # the engine's device thread and its main thread both close
         self._start()
 
@@ -103,12 +104,18 @@ class SolverProcess:
                 self._end(wait=False)
                 self._start()
             proc, conn = self.proc, self.conn  # close() from another thread may clear them
+            self._busy = conn
         try:
             conn.send((np.ascontiguousarray(prev), np.ascontiguousarray(cur), bound))
             ok, value = conn.recv()
         except (EOFError, OSError):
             proc.join(timeout=5)
             raise SolverDied(f"the CPU solver process died (exit code {proc.exitcode})") from None
+        finally:
+            with self._lock:
+                self._busy = None
+                if conn is not self.conn:  # closed or replaced meanwhile: its pipe is ours to close
+                    conn.close()
         if not ok:
             raise value
         return value
@@ -131,5 +138,6 @@ class SolverProcess:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=5)
-        self.conn.close()
-        self.proc = None
+        if self._busy is not self.conn:  # else the thread in ``batch`` closes it when it returns
+            self.conn.close()
+        self.proc, self.conn = None, None

@@ -479,7 +479,8 @@ class RingSolver:
         if proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
-        self.requests.close()
+        with self.send_lock:  # a device thread may be sending: it fails now (EPIPE), then lets go
+            self.requests.close()
         if threading.current_thread() is not self.receiver:
             self.receiver.join(timeout=5)
         self.replies.close()

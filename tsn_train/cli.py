@@ -16,6 +16,8 @@ from pathlib import Path, PurePath
 
 import click
 
+from tsn_core import interrupts
+from tsn_core.command import Group
 from tsn_core.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
@@ -45,7 +47,7 @@ def _input_sizes() -> str:
     return "[default: " + "; ".join([str(common)] + others) + "]"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="tsn", prog_name="tsn-train")
 def main() -> None:
     """Train Temporal Segment Networks on frames and flow extracted by tsn-prep.
@@ -91,7 +93,8 @@ def lists_hmdb51(splits_dir: Path, out_dir: Path, split: int, class_folders: boo
 @one_line_errors
 def _write_lists(name: str, split: int, out_dir: Path, read) -> None:
     train, test, names = read()
-    paths = write_split(out_dir, name, split, train, test, names)
+    with interrupts.deferred():  # every list, or none begun
+        paths = write_split(out_dir, name, split, train, test, names)
     click.echo(f"{len(train)} train and {len(test)} test videos, {len(names)} classes:")
     for key, path in paths.items():
         click.echo(f"  {key}: {path}")
@@ -221,7 +224,8 @@ def _write_dataset_lists(out_dir: Path, read) -> None:
     lists = read()
     for note in lists.notes:
         click.echo(note, err=True)
-    paths = write_dataset_lists(out_dir, lists)
+    with interrupts.deferred():  # every list, or none begun
+        paths = write_dataset_lists(out_dir, lists)
     for split in lists.splits:
         click.echo(split.summary())
     click.echo(f"{len(lists.classes)} classes:")
@@ -322,9 +326,6 @@ def fit(**options) -> None:
         if isinstance(exc, DiskFull) or not is_disk_full(exc) or os.environ.get("TSN_DEBUG"):
             raise
         raise click.ClickException(str(DiskFull(exc.filename or options["out"]))) from None
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted; continue with the same command and --resume", err=True)
-        sys.exit(130)
     finally:
         distributed.cleanup()
 
@@ -383,12 +384,15 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     _writable(out, picture, per_class)  # before the scoring, not after it
     records = Path(list_path)  # run_test resolves it against the store (checkpoint's modality)
     mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
+    interrupts.safe(f"nothing was written (the scores are written at the end); run the same "
+                    "command again")
     scores = run_test(checkpoint, Path(store), records, segments, crops, batch, workers, device, amp,
                       mtwi=mtwi)
     try:
-        scores.save(out)
-        write_confusion_png(scores, picture)
-        write_per_class_csv(scores, per_class)
+        with interrupts.deferred():  # the three files, or none
+            scores.save(out)
+            write_confusion_png(scores, picture)
+            write_per_class_csv(scores, per_class)
     except OSError as exc:  # e.g. the disk filled up while scoring
         raise cannot_write(exc.filename or out, exc) from None
     how = (f"M-TWI, {rate:g} snippets/s x {crops} crops" if protocol == "mtwi"
@@ -432,7 +436,8 @@ def fuse(files, weights, use_softmax, out) -> None:
     click.echo(_report_line(f"fused{' (softmax)' if use_softmax else ''}", metrics(fused)))
     if out:
         try:
-            fused.save(out)
+            with interrupts.deferred():
+                fused.save(out)
         except OSError as exc:  # e.g. a full disk
             raise cannot_write(out, exc) from None
         click.echo(f"fused scores: {out}")
@@ -495,8 +500,9 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
         raise click.ClickException(f"{labels_path}: {exc}") from None
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
-        write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
+        with interrupts.deferred():  # both files, or neither begun
+            write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
+            write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
     except OSError as exc:  # e.g. a full disk
         raise cannot_write(exc.filename or out, exc) from None
     line = f"{metric} mAP {result.mean_ap:.4f} over {len(result.evaluated)} classes"
@@ -532,6 +538,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, amp, as_
     streams = load_streams(list(checkpoints), weights, dev, amp)
     classes = streams[0].checkpoint.classes
     failed = 0
+    interrupts.safe("the videos printed above are done; run the command again with the others")
     for path in videos:
         try:
             probs = predict_video(path, streams, segments, crops, decoders=decoders)
@@ -600,6 +607,8 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     bound = float(ckpt.extraction.get("bound", ExtractParams().bound))
     settings = dataclasses.replace(DRAW, steps=steps, size=size, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
+    interrupts.safe(f"the class pictures listed above are complete in {out}; run the same command "
+                    "again for all of them")
     summary, tiles = {}, []
     for name in tqdm(wanted, desc="classes", unit="class"):
         c = classes.index(name)
@@ -607,15 +616,17 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
         p, p0 = vis.probabilities(model, np.stack([levels, noise]), modality, prep.norm, dev)[:, c]
         rows = vis.cells(levels, modality, bound)
         stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        cv2.imwrite(str(out / f"{stem}.png"), vis.grid(rows, f"{name}: p={p:.3f} (noise {p0:.3f})"))
-        np.savez_compressed(out / f"{stem}.npz", levels=levels, noise=noise)
+        with interrupts.deferred():  # a class's two files, or neither
+            cv2.imwrite(str(out / f"{stem}.png"), vis.grid(rows, f"{name}: p={p:.3f} (noise {p0:.3f})"))
+            np.savez_compressed(out / f"{stem}.npz", levels=levels, noise=noise)
         tiles.append((name, vis.overview_tile(rows)))
         summary[name] = {"file": f"{stem}.png", "probability": float(p), "noise_probability": float(p0)}
         tqdm.write(f"{name}: probability {p:.3f} (noise {p0:.3f}) -> {out / (stem + '.png')}")
-    cv2.imwrite(str(out / "overview.png"), vis.overview(tiles))
-    (out / "summary.json").write_text(json.dumps(
-        {"checkpoint": str(checkpoint), "modality": modality, "bound": bound,
-         "settings": dataclasses.asdict(settings), "classes": summary}, indent=1) + "\n")
+    with interrupts.deferred():
+        cv2.imwrite(str(out / "overview.png"), vis.overview(tiles))
+        (out / "summary.json").write_text(json.dumps(
+            {"checkpoint": str(checkpoint), "modality": modality, "bound": bound,
+             "settings": dataclasses.asdict(settings), "classes": summary}, indent=1) + "\n")
     click.echo(f"{len(wanted)} class picture(s) and overview.png in {out}")
 
 
@@ -637,6 +648,7 @@ def export(checkpoint, fmt, out) -> None:
     from .export import export as run_export
 
     _writable(out)  # before the export, not after it
+    interrupts.safe(f"{out} was not written (it is written whole at the end); run the same command again")
     try:
         meta = run_export(checkpoint, fmt, out)
     except OSError as exc:  # e.g. OUT's folder cannot be made or written
@@ -706,10 +718,15 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
                          realtime, out, emit, decoders)
     s = summary.to_dict()
     click.echo(json.dumps({"summary": s}))
-    click.echo(f"{'stopped' if s['interrupted'] else 'end of source'}: {s['updates']} updates, "
-               f"{s['skipped']} skipped, {s['frames']} frames decoded, mean latency "
-               f"{s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
-               + (f"; annotated video: {out}" if out else ""), err=True)
+    text = (f"{s['updates']} updates, {s['skipped']} skipped, {s['frames']} frames decoded, mean "
+            f"latency {s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
+            + (f"; annotated video: {out} (complete)" if out else ""))
+    signum = interrupts.requested()
+    if signum is None:
+        click.echo(f"end of source: {text}", err=True)
+        return
+    interrupts.safe(f"stopped: {text}")
+    sys.exit(interrupts.finish(signum))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from .curves import write_curves
 from .outputs import OutputError, writable_folder
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
+from tsn_core import interrupts
 from tsn_core.lists import ListError, read_classes, read_list
 
 from .lists import num_classes_of, store_known, validated
@@ -144,7 +145,8 @@ def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: tor
     # (epoch, item) keys carry the epoch to them.
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda" and collate_fn is None,
-                      persistent_workers=cfg.workers > 0, collate_fn=collate_fn)
+                      persistent_workers=cfg.workers > 0, collate_fn=collate_fn,
+                      worker_init_fn=interrupts.ignore_in_helper)
 
 
 def channels_last(cfg: FitConfig, device: torch.device) -> bool:
@@ -297,6 +299,32 @@ def _check_output(cfg: FitConfig, resume: Optional[str], ckpt: Optional[Checkpoi
                          "choose another --out")
 
 
+def same_classes(resume, trained: list[str], class_file: Optional[str], classes: list[str]) -> None:
+    """``--resume`` continues a run only with the class names it was trained on, in their order:
+    a class that moved would silently take another's weights."""
+    if list(trained) == list(classes):
+        return
+    given = f"the class file {class_file}" if class_file else "the lists' labels (no --classes)"
+    if len(trained) != len(classes):
+        raise ValueError(f"{resume} was trained on {len(trained)} classes, but {given} give "
+                         f"{len(classes)}: --resume continues a run only with its own classes; "
+                         "train a new run (another --out) for other classes")
+    i = next(i for i, (a, b) in enumerate(zip(trained, classes)) if a != b)
+    what = "the same names in another order" if sorted(trained) == sorted(classes) else "other names"
+    raise ValueError(f"{resume} was trained on other classes than {given} give ({what}: label {i} "
+                     f"is {trained[i]!r} in the checkpoint, {classes[i]!r} now): --resume continues "
+                     "a run only with its classes in their order")
+
+
+def _saved(out: Path, epoch: int, epochs: int) -> None:
+    """What an interrupt leaves: the run as of its last saved epoch."""
+    if epoch:
+        interrupts.safe(f"epoch {epoch} of {epochs} is saved in {out / 'last.pt'}; continue with "
+                        "the same command and --resume")
+    else:
+        interrupts.safe("no epoch had finished, so nothing was saved; run the same command again")
+
+
 def check_run_folder(out: Path, dev: distributed.Dist) -> None:
     """Before the data, the model and the first step: rank 0 (the one that writes) proves it can
     write in ``out``, and every rank stops with its one-line error if it cannot (no rank is left
@@ -319,6 +347,8 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     data = load_data(cfg, dev)
     ckpt = checkpoint.load(Path(resume)) if resume else None
     _check_output(cfg, resume, ckpt)
+    if ckpt:
+        same_classes(resume, ckpt.classes, cfg.classes, data.classes)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, len(data.classes), None if ckpt else cfg.pretrained).to(dev.device)
@@ -347,6 +377,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
                    f"{f', resuming after epoch {start_epoch}' if ckpt else ''}")
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     log = RunLog(out, dev.main, start_epoch if ckpt else None)
+    _saved(out, start_epoch, cfg.epochs)
 
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()
@@ -373,10 +404,12 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
                                preprocessing=data.preprocessing, extraction=data.extraction,
                                epoch=epoch + 1, best_val_acc=best, history=history,
                                optimizer=optimizer.state_dict(), scaler=scaler.state_dict())
-            checkpoint.save(state, out / "last.pt")
-            if improved:
-                checkpoint.save(state, out / "best.pt")
-            log.epoch(record, cfg.epochs)
+            with interrupts.deferred():  # the epoch's checkpoints and record, or none of them
+                checkpoint.save(state, out / "last.pt")
+                if improved:
+                    checkpoint.save(state, out / "best.pt")
+                log.epoch(record, cfg.epochs)
+        _saved(out, epoch + 1, cfg.epochs)
         distributed.barrier()
     log.close()
     return FitResult(model, history)

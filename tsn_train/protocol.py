@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tsn_core import modalities
+from tsn_core import interrupts, modalities
 from tsn_prep.store import Store
 
 from . import checkpoint, distributed
@@ -129,7 +129,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
-                        pin_memory=dev.type == "cuda")
+                        pin_memory=dev.type == "cuda", worker_init_fn=interrupts.ignore_in_helper)
     amp_dtype = distributed.autocast_dtype(amp, dev)
     scores = np.zeros((len(videos), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
