@@ -285,3 +285,55 @@ def test_training_on_two_gloo_ranks_ends_with_identical_weights(slurm, demo, tmp
     assert [h["val_videos"] for h in r0["history"]] == [4]
     assert sorted(p.name for p in run.iterdir() if p.suffix == ".pt") == \
         ["best.pt", "last.pt", "rank0.pt", "rank1.pt"]
+
+
+def test_a_requeued_array_task_ends_on_sigterm_with_one_line_and_resumes(slurm, demo, tmp_path):
+    """`scontrol requeue` of a running array task: SLURM sends SIGTERM to every process of the
+    task (tsn-prep's decoding workers included), tsn-prep ends with 143 and its one line, and the
+    task, run again by SLURM, finishes the same store as a run that was never interrupted."""
+    ref = tmp_path / "ref"
+    args = ["--size", "112x84", "--max-frames", "6", "--workers", "2", "--quiet"]
+    cli("extract-flow", demo / "videos", ref, *args)
+    out = tmp_path / "store"
+    submit = tmp_path / "submit"
+    submit.mkdir()
+    script = submit / "job.sh"
+    # the run holds inside the transaction of its second video, in its first run only
+    script.write_text("#!/bin/bash\n"
+                      f"exec {sys.executable} {REPO / 'tests' / 'helpers' / 'moments.py'} tsn_prep.cli "
+                      f"extract-flow {demo / 'videos'} {out} {' '.join(args)}\n")
+    marks = tmp_path / "moments"
+    marks.mkdir()
+    env = dict(slurm.env, TSN_MOMENTS=str(marks), TSN_HOLD="write:2",
+               TSN_HOLD_ONCE=str(tmp_path / "held"))
+    submitted = slurm.run("sbatch", "--array=0-0", "--requeue", "--open-mode=append",
+                          "--output=job-%A_%a.log", "--cpus-per-task=2", "--mem=2G", "--time=10",
+                          script, cwd=submit, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job = re.search(r"Submitted batch job (\d+)", submitted.stdout).group(1)
+    deadline = time.monotonic() + GUARD
+    while not (marks / "write.2").exists():
+        assert time.monotonic() < deadline, _logs_text(sorted(submit.glob("*.log")))
+        time.sleep(0.1)
+    requeued = slurm.run("scontrol", "requeue", f"{job}_0")
+    assert requeued.returncode == 0, requeued.stderr
+    # SLURM holds a requeued job back for a while (its BeginTime); release it at once
+    while slurm.run("squeue", "-h", "-j", job).stdout.strip():
+        slurm.run("scontrol", "update", f"JobId={job}_0", "StartTime=now")
+        assert time.monotonic() < deadline + GUARD, _logs_text(sorted(submit.glob("*.log")))
+        time.sleep(0.5)
+    text = (submit / f"job-{job}_0.log").read_text()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("slurmstepd")]
+    assert lines[0] == f"interrupted (SIGTERM): finished videos are safe in {out}; re-run the " \
+                       "same command to do the rest", text
+    done = re.fullmatch(r"(\d+) extracted, 1 already complete, 0 failed, of (\d+) videos in this "
+                        r"shard .*", lines[1])
+    assert done and int(done[1]) + 1 == int(done[2]), text
+    assert len(lines) == 2 and "Traceback" not in text and "core" not in text, text
+    assert _images(out) == _images(ref)
+
+
+def _images(store: Path) -> list:
+    from tsn_prep.store import Store
+
+    return [(v, c, i, d) for _, v, c, i, d in Store(store).iter_images()]

@@ -158,16 +158,35 @@ def finish(signum: int) -> int:
     stopped, once its helpers have ended (the caller's ``finally`` blocks have run)."""
     global _exit_code
     _exit_code = exit_code(signum)
+    _close_progress_bars()
     _write(line(signum))
     return _exit_code
 
 
-def ignore_in_helper(*_) -> None:
-    """What a helper process calls first (it fits DataLoader's ``worker_init_fn``): ignore Ctrl-C
-    and SIGTERM, which reach every process of a terminal's job or a SLURM step; the command that
-    started the helper ends it, in order."""
+def _close_progress_bars() -> None:
+    """A progress bar cut short still holds its line: close it (tqdm then ends the line), so the
+    interrupt's line stands on its own. tqdm keeps its live bars in ``tqdm._instances``."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
+def ignore_in_helper() -> None:
+    """What a helper process of ours calls first: ignore Ctrl-C and SIGTERM, which reach every
+    process of a terminal's job or a SLURM step; the command that started the helper ends it, in
+    order (SIGKILL if need be: the check at exit kills any still running)."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+def loader_worker(*_) -> None:
+    """A DataLoader worker's ``worker_init_fn``: Ctrl-C is left to PyTorch (its workers end
+    quietly on it); SIGTERM ends the worker at once with exit status 0, so that SLURM's SIGTERM,
+    which reaches the command and its workers together, reads as the command's interrupt and not
+    as a worker that crashed. (Ignoring it would hang the command's exit: multiprocessing ends
+    daemonic children with SIGTERM and waits for them.)"""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
 
 def our_threads() -> list[threading.Thread]:
@@ -185,6 +204,14 @@ def settle(timeout: float = SETTLE_S) -> list[threading.Thread]:
 
 def _settle_at_exit() -> None:
     """The last check before the interpreter finalises: no thread of ours may still be running
-    (see the module's docstring); one that is, after SETTLE_S, is left by ``os._exit``."""
+    (see the module's docstring); one that is, after SETTLE_S, is left by ``os._exit``. A helper
+    process of ours still alive (an error path that skipped its end) is killed: it ignores the
+    SIGTERM multiprocessing's own exit handler would send it, then wait for it forever."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None:
+        for p in mp.active_children():
+            if p.name.startswith(THREAD_PREFIX):
+                p.kill()
+                p.join(5)
     if settle():
         _hard_exit(_exit_code if _exit_code is not None else 1)

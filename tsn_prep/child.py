@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 
+from tsn_core import interrupts
+
 
 def become_child(parent: int) -> None:
     """Linux: SIGKILL this process when ``parent`` (the run that started it) dies, even by SIGKILL,
@@ -19,5 +21,4 @@ def become_child(parent: int) -> None:
         pass
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    interrupts.ignore_in_helper()

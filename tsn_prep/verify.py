@@ -9,7 +9,6 @@ problems, and their order, are the same with one process or many.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from tsn_core import modalities
 from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
+from .pool import Pool
 from .store import (_KEY_HASH, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
                     entry_key, has_checksums, shard_of, split_entry_key)
 
@@ -140,9 +140,8 @@ def _run(tasks: list[_Range], workers: int) -> Iterator[_Found]:
     if workers <= 1 or len(tasks) <= 1:
         yield from map(_check, tasks)
         return
-    # spawn: never a fork of a process holding LMDB handles
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-        yield from pool.imap(_check, tasks)  # in order: the problems come out in key order
+    with Pool(_check, min(workers, len(tasks))) as pool:
+        yield from pool.imap(tasks)  # in order: the problems come out in key order
 
 
 def _ranges(store: Store, shard: int, pieces: int, decode: bool) -> list[_Range]:

@@ -129,7 +129,7 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, sampler=ShardSampler(len(ds)), num_workers=workers,
-                        pin_memory=dev.type == "cuda", worker_init_fn=interrupts.ignore_in_helper)
+                        pin_memory=dev.type == "cuda", worker_init_fn=interrupts.loader_worker)
     amp_dtype = distributed.autocast_dtype(amp, dev)
     scores = np.zeros((len(videos), len(ckpt.classes)), np.float32)
     for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,

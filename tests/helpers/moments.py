@@ -3,14 +3,16 @@ moments of its work and holds at one of them, so that a test can send a signal e
 
 ``TSN_MOMENTS`` is a folder: at each moment the run creates the file ``<moment>.<n>`` (its n-th
 occurrence, from 1). ``TSN_HOLD=<moment>[:<n>]`` makes the run wait at the n-th occurrence (default
-the first) until a signal ends it. The moments:
+the first) until a signal ends it; with ``TSN_HOLD_ONCE=<file>``, only in the run that creates the
+file. The moments:
 
 - ``start``: extraction begins, before the first video is decoded (in ``run_extraction``);
 - ``frames``: the run has received frames of a video it has not finished (mid-video);
 - ``solve``: a solver thread is inside native code: the pair's TV-L1 solve, repeated for two
   seconds (not held there: the solves just last), then the pair's own;
 - ``write``: inside the LMDB transaction that stores a video, after its puts, before the commit;
-- ``test``: ``tsn-train test`` has loaded its checkpoint and store and is about to score.
+- ``test``: ``tsn-train test`` is about to load its checkpoint and store and score;
+- ``step``: ``tsn-train fit`` has logged a training step (``--log-every 1``: every step).
 
 The hooks wrap real functions; nothing else changes. Spawned helper processes import this file as
 their main module, so the hooks exist there too (none of them is used there).
@@ -25,6 +27,7 @@ import time
 MARKS = os.environ.get("TSN_MOMENTS")
 HOLD, _, NTH = os.environ.get("TSN_HOLD", "").partition(":")
 NTH = int(NTH or 1)
+ONCE = os.environ.get("TSN_HOLD_ONCE")
 _seen: dict[str, int] = {}
 
 
@@ -33,7 +36,14 @@ def mark(moment: str) -> bool:
     _seen[moment] = n = _seen.get(moment, 0) + 1
     if MARKS:
         open(os.path.join(MARKS, f"{moment}.{n}"), "w").close()
-    return moment == HOLD and n == NTH
+    if moment != HOLD or n != NTH:
+        return False
+    if ONCE:  # hold in the first run only (a requeued job runs the same command again)
+        try:
+            os.close(os.open(ONCE, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+    return True
 
 
 def hold() -> None:
@@ -95,9 +105,18 @@ def install() -> None:
     store.ShardWriter._write = _write
 
     try:
-        from tsn_train import protocol
+        from tsn_train import fit, protocol
     except ImportError:
         return
+    step = fit.RunLog.step
+
+    def log_step(self, record):
+        step(self, record)
+        if mark("step"):
+            hold()
+
+    fit.RunLog.step = log_step
+
     run_test = protocol.run_test
 
     def _run_test(*args, **kwargs):
