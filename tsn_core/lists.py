@@ -385,11 +385,21 @@ def write_multilabel_list(path: Path, records: list[MultiRecord]) -> None:
 
 
 def read_classes(path: Path) -> list[str]:
-    """One class name per line, in label order."""
+    """One class name per line, in label order: read as a list is (UTF-8, a byte-order mark
+    dropped, blank lines skipped, each name without its surrounding spaces), and its errors name the
+    file and line: not UTF-8, a name given twice (which label would it be?), no names at all."""
     path = Path(path)
-    if not path.is_file():
-        raise ListError(f"{path}: no such class-name file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names: list[str] = []
+    first: dict[str, int] = {}
+    for n, line in enumerate(read_text(path, "class-name file").split("\n"), 1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in first:
+            raise ListError(f"{path}:{n}: class {name!r} again (line {first[name]} names it too): "
+                            "each label needs a name of its own")
+        first[name] = n
+        names.append(name)
     if not names:
         raise ListError(f"{path}: no class names")
     return names

@@ -24,6 +24,7 @@ from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, exp
 from tsn_core import interrupts
 from tsn_core.command import Group
 from tsn_core.meta import FORMAT_VERSION
+from tsn_core.text import shown
 from tsn_core.modalities import FLOW, STORED
 from .plan import RunPlan
 from .report import format_info, store_info
@@ -313,6 +314,14 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     _run(videos, out, params, plan, shard_index, num_shards, recompute, strict, quiet)
 
 
+def source_gone(source: str) -> Optional[bool]:
+    """Whether a failure's recorded source no longer exists; None when the record cannot say: a
+    relative path, written before sources were recorded absolute."""
+    if not os.path.isabs(source):
+        return None
+    return not os.path.lexists(source)
+
+
 def _open(out: Path) -> Store:
     try:
         return Store(out)
@@ -388,11 +397,12 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
     for p in found.problems:
         click.echo(f"problem: {p}", err=True)
     for f in found.failures:
-        gone = "" if os.path.lexists(f["source"]) else (
+        gone = "" if source_gone(f["source"]) is not True else (
             f" (the source is gone: `tsn-prep clear-failures {out} --gone` forgets such records)")
-        click.echo(f"failed extraction: {f['source']} [{f['modality']}]: {f['error']}{gone}", err=True)
+        click.echo(f"failed extraction: {shown(f['source'])} [{f['modality']}]: {shown(f['error'])}{gone}",
+                   err=True)
     for w in found.warnings:
-        click.echo(f"warning: {w['video_id']} [{w['modality']}]: {w['warning']}", err=True)
+        click.echo(f"warning: {shown(w['video_id'])} [{w['modality']}]: {shown(w['warning'])}", err=True)
     if found.note():
         click.echo(found.note())
     click.echo(found.summary())
@@ -436,7 +446,9 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     wanted = set(video_ids)
     recorded = store.failures()
     chosen = [f for f in recorded
-              if everything or f["video_id"] in wanted or (gone and not os.path.lexists(f["source"]))]
+              if everything or f["video_id"] in wanted or (gone and source_gone(f["source"]) is True)]
+    # written before sources were recorded absolute: relative to a directory nobody recorded
+    undecided = [f for f in recorded if gone and f not in chosen and source_gone(f["source"]) is None]
     unknown = wanted - {f["video_id"] for f in recorded}
     by_shard: dict[int, list[dict]] = {}
     for f in chosen:
@@ -452,10 +464,16 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     except (StoreError, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     for f in chosen:
-        click.echo(f"forgot: {f['video_id']} [{f['modality']}]: {f['error']}", err=True)
+        click.echo(f"forgot: {shown(f['video_id'])} [{f['modality']}]: {shown(f['error'])}", err=True)
     click.echo(f"{len(chosen)} failure record(s) forgotten, {len(recorded) - len(chosen)} left in {out}")
+    if undecided:
+        click.echo(f"error: {len(undecided)} failure record(s) name their source relative to the "
+                   f"folder their extraction ran in (e.g. {shown(undecided[0]['source'])}), which "
+                   "tsn-prep did not record before it recorded absolute paths: --gone cannot tell "
+                   "whether they still exist; forget them by id, or with --all", err=True)
     if unknown:
-        click.echo(f"error: no failure is recorded for {', '.join(sorted(unknown))}", err=True)
+        click.echo(f"error: no failure is recorded for {', '.join(map(shown, sorted(unknown)))}", err=True)
+    if undecided or unknown:
         sys.exit(1)
 
 
@@ -623,7 +641,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
     with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
         def on_video(result):
             if result.error:
-                tqdm.write(f"error: {result.folder}: {result.error}", file=sys.stderr)
+                tqdm.write(f"error: {shown(result.folder)}: {shown(result.error)}", file=sys.stderr)
             bar.update(1)
         try:
             results = import_tree(dir, out, accepted, bound, shard_index, num_shards, ignore_unmatched, on_video)

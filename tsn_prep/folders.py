@@ -12,9 +12,10 @@ from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
 
 from .diskspace import DiskFull
-from .extract import ExtractParams
+from .extract import ExtractParams, error_message
 from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
 from .tree import Tree, walk
+from .video import check_id
 
 
 Prefixes = dict[str, tuple[tuple[str, ...], ...]]  # modality -> namings, each a prefix per channel
@@ -280,7 +281,7 @@ def import_tree(root: Path, out: Path, accepted: Optional[Prefixes] = None,
             result = FolderResult(rel, folder, error=f"folder cannot be listed ({why}); the video "
                                                      "folders in it were not imported")
             if shard_of(rel, num_shards) == shard_index:
-                writer.put_failure(rel, "import", str(folder), result.error, kind=FOLDER_FAILURE)
+                writer.put_failure(rel, "import", os.path.abspath(folder), result.error, kind=FOLDER_FAILURE)
             results.append(result)
             if on_video is not None:
                 on_video(result)
@@ -291,13 +292,17 @@ def import_tree(root: Path, out: Path, accepted: Optional[Prefixes] = None,
             if shard_of(video_id, num_shards) != shard_index:
                 continue
             try:
+                problem = check_id(video_id)
+                if problem:
+                    raise FolderError(problem)
                 result = import_folder(writer, video_id, video_dir, accepted, bound, ignore_unmatched)
                 writer.clear_failure(video_id, "import")
             except DiskFull:
                 raise  # not this folder's fault: stop, every folder after it would fail the same way
-            except (FolderError, OSError) as exc:
-                result = FolderResult(video_id, video_dir, error=str(exc))
-                writer.put_failure(video_id, "import", str(video_dir), str(exc))
+            except Exception as exc:  # noqa: BLE001 - one odd folder must not end the import
+                error = str(exc) if isinstance(exc, (FolderError, OSError)) else error_message(exc)
+                result = FolderResult(video_id, video_dir, error=error)
+                writer.put_failure(video_id, "import", os.path.abspath(video_dir), error)
             results.append(result)
             if on_video is not None:
                 on_video(result)

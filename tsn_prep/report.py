@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from tsn_core import modalities
+from tsn_core.text import shown
 
 from .store import FLAG_WARNING, Store
 
@@ -90,15 +91,15 @@ def format_info(info: dict) -> str:
         lines.append(f"{mod:<10} {m['videos']} videos, {m['images_per_channel']} {kind}"
                      f" ({m['images_per_channel'] / max(m['videos'], 1):.1f} per video)")
         for p in m["parameters"]:
-            shown = {k: v for k, v in p.items() if k not in ("videos", "tsn_prep_version")}
-            lines.append(f"           {p['videos']} with {json.dumps(shown, sort_keys=True)}")
+            settings = {k: v for k, v in p.items() if k not in ("videos", "tsn_prep_version")}
+            lines.append(f"           {p['videos']} with {json.dumps(settings, sort_keys=True)}")
     lines.append(f"failures   {len(info['failures'])}")
     for f in info["failures"]:
-        lines.append(f"  {f['source']} [{f['modality']}]: {f['error']}")
+        lines.append(f"  {shown(f['source'])} [{f['modality']}]: {shown(f['error'])}")
     if info["warnings"]:
         lines.append(f"warnings   {len(info['warnings'])}")
         for w in info["warnings"]:
-            lines.append(f"  {w['video_id']} [{w['modality']}]: {w['warning']}")
+            lines.append(f"  {shown(w['video_id'])} [{w['modality']}]: {shown(w['warning'])}")
     if "per_video" in info:
         mods = sorted({m for counts in info["per_video"].values() for m in counts})
         width = max([len("video"), *map(len, info["per_video"])])

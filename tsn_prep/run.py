@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import lmdb
 from tqdm import tqdm
+
+from tsn_core.text import shown
 
 from .diskspace import DiskFull
 from .engine import Job, engine_results
@@ -113,7 +116,8 @@ def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan
                 summary.frames += meta.num_frames
                 if warning:
                     summary.warnings.append((str(result.item.path), warning))
-                    _say(f"warning: {result.item.path}: {warning} (stored; --strict makes this a failure)")
+                    _say(f"warning: {shown(result.item.path)}: {shown(warning)} (stored; --strict makes "
+                         "this a failure)")
             bar.update(1)
             elapsed = time.perf_counter() - start
             if summary.pairs:
@@ -167,20 +171,20 @@ def _record_unlisted(writer: ShardWriter, summary: RunSummary, unlisted: list[tu
     writer.clear_folder_failures(keep={rel for rel, _, _ in unlisted})
     for rel, path, reason in unlisted:
         summary.unlisted.append((str(path), reason))
-        _say(f"error: {path}: {reason}")
+        _say(f"error: {shown(path)}: {shown(reason)}")
         if mine(rel):
             for m in modalities:
-                writer.put_failure(rel, m, str(path), reason, kind=FOLDER_FAILURE)
+                writer.put_failure(rel, m, os.path.abspath(path), reason, kind=FOLDER_FAILURE)
 
 
 def _record_failure(writer: ShardWriter, summary: RunSummary, item: VideoItem,
                     modalities: tuple[str, ...], error: str) -> None:
     summary.failed.append((str(item.path), error))
-    _say(f"error: {item.path}: {error}")
+    _say(f"error: {shown(item.path)}: {shown(error)}")
     for m in modalities:
-        try:
-            writer.put_failure(item.id, m, str(item.path), error)
+        try:  # the source as an absolute path: `clear-failures --gone` tests it from anywhere
+            writer.put_failure(item.id, m, os.path.abspath(item.path), error)
         except DiskFull:
             raise
         except lmdb.Error as exc:
-            _say(f"error: {item.path}: the failure could not be recorded either ({exc})")
+            _say(f"error: {shown(item.path)}: the failure could not be recorded either ({exc})")

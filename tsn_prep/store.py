@@ -31,6 +31,7 @@ import numpy as np
 
 from tsn_core import modalities
 from tsn_core.meta import FORMAT_VERSION, EntryMeta
+from tsn_core.text import shown, utf8
 
 from . import readahead
 from .diskspace import DiskFull, free_bytes, is_disk_full
@@ -107,8 +108,10 @@ def shard_of(video_id: str, num_shards: int) -> int:
     """The shard a video belongs to: first 8 bytes of SHA-1 of its UTF-8 id, big-endian, mod N.
 
     Depends on the id alone, so every array job agrees on the split without talking to the others.
+    An id of a file name that is not UTF-8 (it is a recorded failure, never a video) hashes its
+    bytes as the file system has them.
     """
-    digest = hashlib.sha1(video_id.encode("utf-8")).digest()
+    digest = hashlib.sha1(utf8(video_id)).digest()
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
@@ -124,13 +127,18 @@ _KEY_HASH = "|sha1:"  # '|' never occurs in a video id (check_id), so a key form
 
 def key_id(video_id: str) -> str:
     """The form of ``video_id`` in store keys: the id itself, or for an id longer than
-    MAX_KEY_ID_BYTES, its first bytes (whole characters) then ``|sha1:`` and the SHA-1 of all of it.
-    Entries and failures of such a video record the full id under ``video_id``."""
-    raw = video_id.encode("utf-8")
-    if len(raw) <= MAX_KEY_ID_BYTES:
+    MAX_KEY_ID_BYTES, its first bytes (whole characters) then ``|sha1:`` and the SHA-1 of all of
+    it. The same for a name no video id may be (``tsn_prep.video.check_id``), which only a failure
+    record keys: bytes that are not UTF-8, '|' or a newline; its printable form then ``|sha1:`` and
+    the SHA-1 of its bytes. Entries and failures so keyed record the full id under ``video_id``."""
+    try:
+        raw = video_id.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8
+        raw = None
+    if raw is not None and len(raw) <= MAX_KEY_ID_BYTES and "|" not in video_id and "\n" not in video_id:
         return video_id
-    keep = raw[:MAX_KEY_ID_BYTES - len(_KEY_HASH) - 40].decode("utf-8", "ignore")
-    return f"{keep}{_KEY_HASH}{hashlib.sha1(raw).hexdigest()}"
+    keep = shown(video_id).replace("|", "/").encode("utf-8")[:MAX_KEY_ID_BYTES - len(_KEY_HASH) - 40]
+    return f"{keep.decode('utf-8', 'ignore')}{_KEY_HASH}{hashlib.sha1(utf8(video_id)).hexdigest()}"
 
 
 def image_key(video_id: str, channel: str, index: int) -> bytes:

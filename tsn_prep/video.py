@@ -10,6 +10,8 @@ from typing import Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
+from tsn_core.text import shown
+
 from .tree import walk
 
 VIDEO_EXTENSIONS = frozenset(
@@ -54,13 +56,13 @@ def check_id(video_id: str) -> Optional[str]:
     """Why ``video_id`` cannot be a store key, or None. '|' separates key fields in the store."""
     if not video_id:
         return "empty video id"
-    if "|" in video_id or "\n" in video_id:
-        return f"video id {video_id!r} contains '|' or a newline, which the store reserves"
     try:
         video_id.encode("utf-8")
     except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (os gives surrogates)
-        return (f"video id {video_id.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
-                "rename the file")
+        return (f"the name is not valid UTF-8 (its id {shown(video_id)} shows the other bytes as "
+                "\\xNN); rename it")
+    if "|" in video_id or "\n" in video_id:
+        return f"video id {shown(video_id)} holds '|' or a line break, which the store reserves; rename it"
     return None
 
 
