@@ -70,6 +70,9 @@ def test_fit_decoding_on_the_device_trains_like_the_loader_path(train_store, tmp
         records = [json.loads(line) for line in (tmp_path / where / "metrics.jsonl").read_text().splitlines()]
         losses[where] = [r["train_loss"] for r in records if r["kind"] == "epoch"]
     assert json.loads((tmp_path / "device" / "config.json").read_text())["decode_on"] == "device"
-    # the same run up to one-level rounding in the resize: the same losses to within 2%
-    np.testing.assert_allclose(losses["device"], losses["loader"], rtol=0.02)
-    assert losses["device"][-1] < losses["device"][0]  # and it learns
+    # The same run up to one-level rounding in the resize. That difference grows as training goes
+    # on, like any two runs' whose inputs differ a little (relative differences of the epochs'
+    # losses, seeds 0-3: epoch 1 0.04-0.09%, epoch 2 0.1-1.3%, epoch 3 0.8-4.4%): so the first
+    # epoch is compared, where the two are still the same run.
+    np.testing.assert_allclose(losses["device"][0], losses["loader"][0], rtol=0.005)
+    assert losses["device"][-1] < losses["device"][0] and losses["loader"][-1] < losses["loader"][0]

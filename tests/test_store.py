@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import zlib
 
+import numpy as np
 import pytest
 
 from tsn_prep.folders import export_store
@@ -112,14 +113,12 @@ def test_not_a_store(tmp_path):
 
 
 def _child_read(store, queue):
-    from tsn_prep import store as module
-
-    queue.put((store.get("v", "img", 1), module._READERS_PID))
+    queue.put(store.get("v", "img", 1))
 
 
-def test_reader_reopens_after_fork(tmp_path):
-    import os
-
+def test_a_forked_child_reads_through_the_parents_handle(tmp_path):
+    """Reads are pread calls on a file descriptor (no map, no file offset): a loader worker forked
+    after the parent opened the store reads through the same handle, and so does the parent."""
     w = ShardWriter(tmp_path)
     w.put_video("v", "rgb", {"img": frames(2)}, EntryMeta())
     w.close()
@@ -129,11 +128,10 @@ def test_reader_reopens_after_fork(tmp_path):
     q = ctx.Queue()
     p = ctx.Process(target=_child_read, args=(s, q))
     p.start()
-    data, child_pid = q.get(timeout=30)
+    data = q.get(timeout=30)
     p.join(30)
     assert p.exitcode == 0
     assert data == frames(2)[1]
-    assert child_pid != os.getpid()  # the child opened its own environment
     assert s.get("v", "img", 1) == frames(2)[1]
 
 
@@ -148,44 +146,59 @@ def test_readers_need_no_write_access(tmp_path):
     assert not (shard / "lock.mdb").exists()
 
 
-def _advice(path):
-    """The read-ahead advice of this process's maps of ``path``, from /proc/self/smaps' VmFlags:
-    'rr' (random: one page per fault), 'sr' (sequential: read ahead), '' for neither."""
-    real, out, mine = os.path.realpath(path), [], False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split(maxsplit=5)
-            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
-                mine = len(head) == 6 and head[5].strip() == real
-            elif mine and line.startswith("VmFlags:"):
-                flags = set(line.split()[1:])
-                out.append("sr" if "sr" in flags else "rr" if "rr" in flags else "")
-    assert out, f"{path} is not mapped"
-    return out
+def _resident_after(path, read) -> int:
+    """How many pages of ``path`` are in the page cache after ``read()``, starting from none: what
+    one read brought in, read-ahead included (mincore on a map of the file; the map itself reads
+    nothing)."""
+    import ctypes
+    import mmap
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
+        read()
+        size = os.fstat(fd).st_size
+        m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        pages = -(-size // mmap.PAGESIZE)
+        vec = (ctypes.c_ubyte * pages)()
+        view = np.frombuffer(m, np.uint8)
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.mincore(ctypes.c_void_p(view.ctypes.data), ctypes.c_size_t(size), vec)
+        assert ok == 0, ctypes.get_errno()
+        del view
+        m.close()
+        return sum(v & 1 for v in vec)
+    finally:
+        os.close(fd)
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="needs posix_fadvise")
 def test_whole_store_scans_read_ahead_and_other_reads_do_not(tmp_path):
     w = ShardWriter(tmp_path / "out")
-    for v in ("a", "b", "c"):
-        w.put_video(v, "rgb", {"img": frames(4, size=9000, tag=v.encode())}, EntryMeta(num_frames=4))
+    for v in "abcdefgh":
+        w.put_video(v, "rgb", {"img": frames(16, size=30000, tag=v.encode())}, EntryMeta(num_frames=16))
     w.close()
     s = Store(tmp_path / "out")
     data = s.shard_paths[0] / "data.mdb"
-    assert _advice(data) == ["rr"]  # opened for scattered reads
-    during = [(_advice(data), vid, data_) for _, vid, _, _, data_ in s.iter_images()]
-    assert [a for a, _, _ in during] == [["sr"]] * 12
-    assert [d for _, _, d in during] == [x for v in "abc" for x in frames(4, size=9000, tag=v.encode())]
-    assert _advice(data) == ["rr"] and s.get("b", "img", 3) == frames(4, size=9000, tag=b"b")[3]
+    want = frames(16, size=30000, tag=b"a")
+
+    def read_a() -> None:  # video a's images in order: file order too
+        assert s.read("a", "img", list(range(16))) == want
+
+    scattered = _resident_after(data, read_a)
+    assert scattered <= 16 * 8 + 8  # the images' pages, their leaf, the meta and database pages: no more
+    with s.sequential():
+        scanned = _resident_after(data, read_a)
+    assert scanned >= scattered + 32  # read ahead, past what was read
+    assert _resident_after(data, read_a) <= scattered  # the advice is given back
     for _ in s.iter_images():  # a scan left early gives the advice back too
         break
-    assert _advice(data) == ["rr"]
+    assert _resident_after(data, read_a) <= scattered
     with s.sequential():
         with Store(tmp_path / "out").sequential():
             pass
-        assert _advice(data) == ["sr"]  # the inner scan's end leaves the outer one's advice
-    assert _advice(data) == ["rr"]
-    seen = []
-    assert export_store(s, tmp_path / "folders", progress=lambda n: seen.append(_advice(data))) == 12
-    assert seen == [["sr"]] * 3 and _advice(data) == ["rr"]
-    assert (tmp_path / "folders" / "c" / "img_00004.jpg").read_bytes() == frames(4, size=9000, tag=b"c")[3]
+        assert _resident_after(data, read_a) >= scattered + 32  # the outer scan's advice stays
+    assert _resident_after(data, read_a) <= scattered
+    assert export_store(s, tmp_path / "folders") == 128  # images
+    assert (tmp_path / "folders" / "h" / "img_00016.jpg").read_bytes() == frames(16, size=30000, tag=b"h")[15]

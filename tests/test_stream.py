@@ -160,10 +160,13 @@ def test_ctrl_c_prints_a_summary_and_closes_the_video(pair, tmp_path):
         assert first["frame"] >= 1
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=GUARD)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # the interrupt contract of every command (issue 38)
     summary = json.loads(rest.splitlines()[-1])["summary"]
     assert summary["interrupted"] and summary["updates"] >= 1 and "Traceback" not in err
-    assert "stopped:" in err
+    assert err.splitlines() == [f"interrupted (Ctrl-C): stopped: {summary['updates']} updates, "
+                                f"{summary['skipped']} skipped, {summary['frames']} frames decoded, "
+                                f"mean latency {summary['mean_latency_ms']} ms (max "
+                                f"{summary['max_latency_ms']} ms); annotated video: {out} (complete)"]
     written = count_frames(out)  # finalised: readable, as many frames as were decoded
     assert written == summary["frames"] >= 1
 

@@ -180,10 +180,11 @@ def test_missing_checksums_and_unreadable_metadata_are_damage(store):
     ], "3 entries checked, 1 problems, 0 recorded failures: DAMAGED")
     images_db(store, eye, lambda txn, db: txn.put(entry_key("eye", "rgb"), b'{"count": 3, "chan', db=db),
               db=b"meta")
-    assert verify(store) == (EXIT_DAMAGED, [
-        f"problem: {store / shard_name(eye, SHARDS)}: the meta entry of eye rgb is not JSON: "
-        f"the store is damaged",
-    ], "0 entries checked, 1 problems, 0 recorded failures: DAMAGED")
+    got = verify(store)
+    assert got[0] == EXIT_DAMAGED and got[1] == [
+        f"problem: {store / shard_name(eye, SHARDS)}: damaged: the meta entry of eye rgb is not JSON; "
+        'restore the shard from a copy, or re-extract its videos (docs/format.md, "A damaged shard")',
+    ] and got[2].endswith(" entries checked, 1 problems, 0 recorded failures: DAMAGED")
 
 
 def test_orphan_images(store):

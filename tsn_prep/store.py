@@ -30,6 +30,8 @@ import lmdb
 import numpy as np
 
 from tsn_core import modalities
+from tsn_core.errors import Damaged, StoreError
+from tsn_core.lmdbfile import DB, LMDBFile
 from tsn_core.meta import FORMAT_VERSION, EntryMeta
 from tsn_core.text import shown, utf8
 
@@ -94,10 +96,6 @@ def has_checksums(meta: EntryMeta) -> bool:
     """Whether an entry's images have checksums this version can check (stores written before
     checksums were recorded have entries without)."""
     return meta.checksum == CHECKSUM
-
-
-class StoreError(Exception):
-    """A store that cannot be opened or written as asked; the message says why."""
 
 
 class ChecksumError(StoreError):
@@ -184,59 +182,84 @@ def list_shards(root: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
-# Read-only environments, one per shard path and process. py-lmdb refuses to open one environment
-# twice in a process, so every Store in a process shares these; after fork() the child drops the
-# parent's handles (LMDB handles must not cross fork) and opens its own.
-_READERS: dict[str, tuple[lmdb.Environment, dict, int]] = {}
-_READERS_PID: Optional[int] = None
+# Read handles, one per shard path and process, shared by every Store in it. A handle is the shard's
+# data.mdb read with pread through tsn_core.lmdbfile, which checks every page it follows: a damaged
+# shard is a Damaged error naming it, never a signal (LMDB itself would read past a short file's
+# end: SIGBUS). A file descriptor read with pread is fork-safe, so loader workers forked after the
+# parent opened the store read through it as it is.
+@dataclass
+class _Shard:
+    file: LMDBFile
+    dbs: dict[str, Optional[DB]]  # name -> record; None for an optional database the shard lacks
+
+
+_READERS: dict[str, _Shard] = {}
 _SCANS: dict[str, int] = {}  # shard path -> scans under way in this process (Store.sequential)
 
 
-def _data_size(key: str) -> int:
-    try:
-        return os.stat(os.path.join(key, "data.mdb")).st_size
-    except OSError:
-        return -1
-
-
-def _reader(path: Path, refresh: bool = False) -> tuple[lmdb.Environment, dict]:
-    """The process's read handle on a shard; ``refresh`` reopens it if the shard grew since, so a
-    new Store sees what a writer committed after an older Store opened the shard."""
-    global _READERS_PID
-    if _READERS_PID != os.getpid():
-        _READERS.clear()
-        _READERS_PID = os.getpid()
+def _reader(path: Path, refresh: bool = False) -> _Shard:
+    """The process's read handle on a shard; ``refresh`` reads its meta pages again, so a new
+    Store sees what a writer committed after an older Store opened the shard."""
     key = os.path.realpath(path)
-    if key in _READERS and refresh and _READERS[key][2] != _data_size(key):
-        _READERS.pop(key)[0].close()
-    if key not in _READERS:
-        size = _data_size(key)
-        # read-ahead off: training reads a few scattered images per video (see readahead.py)
-        env = lmdb.open(key, readonly=True, lock=False, max_dbs=len(_DBS), subdir=True, readahead=False)
-        _READERS[key] = (env, {n.decode(): _open_db(env, n) for n in _DBS}, size)
-        if _SCANS.get(key):  # reopened during a scan: the new map scans too
-            _advise(key, readahead.SEQUENTIAL)
-    return _READERS[key][:2]
+    shard = _READERS.get(key)
+    if shard is not None and refresh:
+        shard.file.refresh()
+        shard.dbs = _databases(shard.file, path)
+    if shard is None:
+        shard = _READERS[key] = _open_shard(path)
+        if _SCANS.get(key):  # opened during a scan: it scans too
+            readahead.advise_fd(shard.file.fd, readahead.SEQUENTIAL)
+    return shard
 
 
-def _advise(key: str, advice: Optional[int]) -> None:
-    readahead.advise(os.path.join(key, "data.mdb"), advice)
-
-
-def _open_db(env: lmdb.Environment, name: bytes):
-    """A read-only handle on a named database; None for an optional one the shard lacks."""
+def _open_shard(path: Path) -> _Shard:
+    data = os.path.join(os.path.realpath(path), "data.mdb")
+    try:  # read-ahead off: training's scattered reads (see readahead.py)
+        f = LMDBFile(data, name=str(path), advice=readahead.RANDOM)
+    except FileNotFoundError:
+        raise Damaged(str(path), "data.mdb is missing") from None
+    except OSError as exc:
+        raise StoreError(f"{data}: cannot read it ({exc.strerror or exc})") from None
     try:
-        return env.open_db(name, create=False)
-    except lmdb.NotFoundError:
-        if name in _OPTIONAL_DBS:
-            return None
+        return _Shard(f, _databases(f, path))
+    except BaseException:
+        f.close()
         raise
 
 
+def _databases(f: LMDBFile, path: Path) -> dict[str, Optional[DB]]:
+    """The shard's named databases; a required one missing, or a layout record that names another
+    shard (a directory renamed or copied to the wrong name), is damage."""
+    dbs = {}
+    for name in _DBS:
+        db = f.db(name)
+        if db is None and name not in _OPTIONAL_DBS:
+            raise Damaged(str(path), f"its database '{name.decode()}' is missing")
+        dbs[name.decode()] = db
+    m = _SHARD_RE.match(Path(path).name)
+    layout = f.get(dbs["info"], b"layout")
+    if m and layout is not None:
+        try:
+            record = json.loads(layout)
+            recorded = (int(record["shard_index"]), int(record["num_shards"]))
+        except (ValueError, KeyError, TypeError):
+            raise Damaged(str(path), "its layout record is not JSON") from None
+        if recorded != (int(m.group(1)), int(m.group(2))):
+            raise Damaged(str(path), f"it was written as {shard_name(*recorded)} (its layout record): "
+                                     "a shard directory renamed or copied under another name")
+    return dbs
+
+
 def _close_reader(path: Path) -> None:
-    entry = _READERS.pop(os.path.realpath(path), None) if _READERS_PID == os.getpid() else None
-    if entry is not None:
-        entry[0].close()
+    shard = _READERS.pop(os.path.realpath(path), None)
+    if shard is not None:
+        shard.file.close()
+
+
+def check_shard(path: Path, values: bool = False) -> None:
+    """Raise Damaged naming the shard ``path`` if any of its trees is not whole (``values``: every
+    value read too, overflow pages included): ``tsn_core.lmdbfile.LMDBFile.check``."""
+    _reader(path, refresh=True).file.check(values)
 
 
 def _transaction_bytes(puts: list[tuple[str, bytes, bytes]], page: int) -> int:
@@ -266,14 +289,19 @@ class ShardWriter:
         self.path = self.root / shard_name(shard_index, num_shards)
         self._lock: Optional[int] = None
         _close_reader(self.path)  # this process may have read the shard before writing to it
+        existed = (self.path / "data.mdb").exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_shard(self.path)  # before opening: a waiting writer sees all of the first's
+            if existed:
+                _check_before_writing(self.path)
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS),
                                  subdir=True, readahead=False, meminit=False)
-        except (OSError, lmdb.Error) as exc:
+        except (OSError, lmdb.Error, Damaged) as exc:
             if self._lock is not None:
                 os.close(self._lock)
+            if isinstance(exc, Damaged):
+                raise
             reason = getattr(exc, "strerror", None) or str(exc)
             raise StoreError(f"{self.path}: cannot write the store here ({reason})") from None
         self.dbs = {name.decode(): self.env.open_db(name) for name in _DBS}
@@ -418,6 +446,21 @@ class ShardWriter:
             self._lock = None
 
 
+def _check_before_writing(path: Path) -> None:
+    """No writer writes to a damaged shard: LMDB would follow its broken pages (and die by a
+    signal, or write over pages still in use). Every tree of an existing shard is walked first
+    (``tsn_core.lmdbfile``: its tree pages, not the images' bytes); a data.mdb of 0 bytes is damage
+    too, since a writer gives a new shard its first pages at once (an interrupted copy leaves one)."""
+    try:
+        f = LMDBFile(str(path / "data.mdb"), name=str(path))
+    except FileNotFoundError:
+        return
+    try:
+        f.check()
+    finally:
+        f.close()
+
+
 def _lock_shard(path: Path) -> Optional[int]:
     """Hold an exclusive flock on a shard's data file while writing it. A second writer of the same
     shard says so and waits for the first to finish, then skips what it stored, instead of both
@@ -523,45 +566,64 @@ class _Table:
         return self.full_ids.get(kvid, kvid), mod
 
 
-def _load_table(path: Path, env: lmdb.Environment, dbs: dict) -> _Table:
+_MODALITY_SUFFIX = [f"|{m}".encode() for m in modalities.STORED]  # an entry key's end, per code
+
+
+def _load_table(path: Path, f: LMDBFile, dbs: dict) -> _Table:
     """A shard's compact index: from ``entries`` where it is complete, else (a shard written
-    before it, format 1) from the metadata itself, which takes the JSON parse of every entry."""
+    before it, format 1) from the metadata itself, which takes the JSON parse of every entry. A
+    record that cannot be the index record of its key (its size, modality or parameter set) is
+    damage."""
     keys, lengths, records = bytearray(), array("q"), bytearray()
     params: dict[bytes, bytes] = {}
     long_keys = []
-    with env.begin(buffers=True) as txn:
-        n = txn.stat(dbs["meta"])["entries"]
-        if dbs["entries"] is not None and txn.stat(dbs["entries"])["entries"] == n:
-            for key, value in txn.cursor(db=dbs["entries"]):
-                keys += key
-                lengths.append(len(key))
-                records += value
-            params = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["params"])}
-            long_keys = [bytes(k) for k in _long_keys(keys, lengths)]
-            metas = {k: txn.get(k, db=dbs["meta"]) for k in long_keys}
-            metas = {k: json.loads(bytes(v)) for k, v in metas.items() if v is not None}
-        else:
-            metas = {}
-            for key, value in txn.cursor(db=dbs["meta"]):
-                key = bytes(key)
-                vid, mod = split_entry_key(key)
-                try:
-                    record = json.loads(bytes(value))
-                except ValueError:
-                    raise StoreError(f"{path}: the meta entry of {vid} {mod} is not JSON: the store "
-                                     "is damaged") from None
-                packed, pkey, pvalue = compact_entry(EntryMeta.from_dict(record), mod)
-                keys += key
-                lengths.append(len(key))
-                records += packed
-                params[pkey] = pvalue
-                if _KEY_HASH in vid:
-                    metas[key] = record
+    n = dbs["meta"].entries
+    if dbs["entries"] is not None and dbs["entries"].entries == n:
+        for key, value in f.items(dbs["entries"]):
+            if len(value) != _ENTRY.size or value[-1] >= len(_MODALITY_SUFFIX) \
+                    or not key.endswith(_MODALITY_SUFFIX[value[-1]]):
+                raise Damaged(str(path), f"the index record of {shown(key.decode('utf-8', 'replace'))} "
+                                         "does not fit its key")
+            keys += key
+            lengths.append(len(key))
+            records += value
+        params = dict(f.items(dbs["params"]))
+        table = np.frombuffer(bytes(records), dtype=_ENTRY_DTYPE)
+        for pkey in np.unique(table["params"]):
+            if int(pkey).to_bytes(8, "little") not in params:
+                raise Damaged(str(path), "an index record names a parameter set the shard does not hold")
+        long_keys = [bytes(k) for k in _long_keys(keys, lengths)]
+        metas = {k: f.get(dbs["meta"], k) for k in long_keys}
+        metas = {k: _json(path, k, v) for k, v in metas.items() if v is not None}
+    else:
+        metas = {}
+        for key, value in f.items(dbs["meta"]):
+            vid, mod = split_entry_key(key)
+            record = _json(path, key, value)
+            packed, pkey, pvalue = compact_entry(EntryMeta.from_dict(record), mod)
+            keys += key
+            lengths.append(len(key))
+            records += packed
+            params[pkey] = pvalue
+            if _KEY_HASH in vid:
+                metas[key] = record
     full_ids = {}
     for key, record in metas.items():
         kvid = split_entry_key(key)[0]
         full_ids[kvid] = _full_id(kvid, record)
     return _Table(keys, lengths, bytes(records), params, full_ids)
+
+
+def _json(path: Path, key: bytes, value: bytes) -> dict:
+    """A meta entry's record; one that is not a JSON object is damage."""
+    try:
+        record = json.loads(value)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        kvid, mod = split_entry_key(key)
+        raise Damaged(str(path), f"the meta entry of {shown(kvid)} {mod} is not JSON")
+    return record
 
 
 def _long_keys(keys: bytearray, lengths: array) -> Iterator[memoryview]:
@@ -646,10 +708,10 @@ class Index(Mapping):
 class Store:
     """Read-only view of every shard under ``root``.
 
-    Environments are opened lazily, read-only and without LMDB's lock file, once per process: a
-    DataLoader worker forked after the parent touched the store reopens its own handles instead of
-    sharing the parent's (LMDB handles must not cross fork()). The index of entries is read once;
-    make a new Store to see entries committed later.
+    Shards are opened when first read, once per process (a DataLoader worker forked after the
+    parent opened one reads through the same file descriptor), through ``tsn_core.lmdbfile``: a
+    damaged shard raises ``Damaged`` naming it, when it is opened or when the damaged part is
+    read. The index of entries is read once; make a new Store to see entries committed later.
 
     ``check=True`` compares every image read (``get``, ``read``) with the checksum recorded when
     it was written and raises :class:`ChecksumError` on a mismatch (a few us per image, about 1%
@@ -671,42 +733,59 @@ class Store:
         self.shard_paths = {i: p for i, _, p in shards}
         self._index: Optional[Index] = None
         self._full_ids: dict[str, str] = {}  # key form -> id, for ids too long for a key
-        for path in self.shard_paths.values():
-            _reader(path, refresh=True)
+        self._opened: set[int] = set()       # shards this Store has read (their meta pages anew)
 
-    def _env(self, shard: int) -> tuple[lmdb.Environment, dict]:
+    def shard(self, shard: int) -> "_Shard":
+        """Shard ``shard``'s read handle (``file``, an LMDBFile, and its ``dbs``); Damaged if the
+        shard cannot be read."""
+        if shard not in self._opened:
+            self._opened.add(shard)
+            return _reader(self.shard_paths[shard], refresh=True)
         return _reader(self.shard_paths[shard])
 
     def _scan(self, db: str) -> Iterator[tuple[int, bytes, bytes]]:
         for shard in sorted(self.shard_paths):
-            env, dbs = self._env(shard)
-            if dbs[db] is None:  # an optional database this shard lacks
-                continue
-            with env.begin() as txn:
-                for key, value in txn.cursor(db=dbs[db]):
-                    yield shard, bytes(key), bytes(value)
+            yield from ((shard, key, value) for key, value in self.scan(shard, db))
+
+    def scan(self, shard: int, db: str, lo: bytes = b"", hi: Optional[bytes] = None,
+             values: bool = True) -> Iterator[tuple[bytes, Optional[bytes]]]:
+        """``(key, value)`` of database ``db`` of one shard, ``lo <= key < hi``, in key order
+        (nothing for an optional database the shard lacks); values None unless ``values``."""
+        sh = self.shard(shard)
+        if sh.dbs[db] is not None:
+            yield from sh.file.items(sh.dbs[db], lo, hi, values)
+
+    def lookup(self, shard: int, db: str, key: bytes) -> Optional[bytes]:
+        """The value of ``key`` in database ``db`` of one shard, None if absent."""
+        sh = self.shard(shard)
+        return None if sh.dbs[db] is None else sh.file.get(sh.dbs[db], key)
+
+    def entries_recorded(self, shard: int, db: str) -> int:
+        """How many entries database ``db`` of a shard holds, as its record says (0 if absent)."""
+        sh = self.shard(shard)
+        return 0 if sh.dbs[db] is None else sh.dbs[db].entries
 
     @property
     def index(self) -> Index:
         """(video_id, modality) -> Entry for everything complete in the store (a Mapping)."""
         if self._index is None:
-            tables = {shard: _load_table(path, *self._env(shard)) for shard, path in self.shard_paths.items()}
+            tables = {shard: _load_table(path, self.shard(shard).file, self.shard(shard).dbs)
+                      for shard, path in self.shard_paths.items()}
             for table in tables.values():
                 self._full_ids.update(table.full_ids)
             self._index = Index(self, tables)
         return self._index
 
     def _meta(self, shard: int, video_id: str, modality: str) -> EntryMeta:
-        env, dbs = self._env(shard)
-        with env.begin() as txn:
-            value = txn.get(entry_key(video_id, modality), db=dbs["meta"])
+        key = entry_key(video_id, modality)
+        value = self.lookup(shard, "meta", key)
         if value is None:
             raise KeyError(f"{video_id!r} has no {modality} in {self.root}")
         try:
-            return EntryMeta.from_json(bytes(value))
-        except ValueError:
-            raise StoreError(f"{self.shard_paths[shard]}: the meta entry of {video_id} {modality} is "
-                             f"not JSON: the store is damaged") from None
+            return EntryMeta.from_dict(_json(self.shard_paths[shard], key, value))
+        except (TypeError, ValueError):
+            raise Damaged(str(self.shard_paths[shard]), f"the meta entry of {shown(video_id)} "
+                                                        f"{modality} is not a meta record") from None
 
     def _parameters(self, shard: int, key: bytes) -> dict:
         return json.loads(self.index.tables[shard].params[key])
@@ -740,32 +819,27 @@ class Store:
         shard follows from the id. Raises KeyError naming the first absent image, and with
         ``check`` (default: the Store's) ChecksumError naming the first damaged one."""
         shard = shard_of(video_id, self.num_shards)
-        env, dbs = self._env(shard)
+        sh = self.shard(shard)
+        f, images = sh.file, sh.dbs["images"]
         out = []
-        with env.begin() as txn:
-            sums = None
-            if (self.check if check is None else check) and dbs["checksums"] is not None:
-                sums = txn.get(checksums_key(video_id, channel), db=dbs["checksums"])
-            for i in indices:
-                data = txn.get(image_key(video_id, channel, i), db=dbs["images"])
-                if data is None:
-                    raise KeyError(f"{self.root}: {video_id!r} has no {channel} image {i}")
-                data = bytes(data)
-                if sums is not None:  # None: written before checksums were recorded
-                    problem = checksum_problem(data, sums, i)
-                    if problem:
-                        raise ChecksumError(f"{self.shard_paths[shard]}: {video_id} {channel} {i}: {problem}")
-                out.append(data)
+        sums = None
+        if (self.check if check is None else check) and sh.dbs["checksums"] is not None:
+            sums = f.get(sh.dbs["checksums"], checksums_key(video_id, channel))
+        for i in indices:
+            data = f.get(images, image_key(video_id, channel, i))
+            if data is None:
+                raise KeyError(f"{self.root}: {video_id!r} has no {channel} image {i}")
+            if sums is not None:  # None: written before checksums were recorded
+                problem = checksum_problem(data, sums, i)
+                if problem:
+                    raise ChecksumError(f"{self.shard_paths[shard]}: {video_id} {channel} {i}: {problem}")
+            out.append(data)
         return out
 
     def checksums(self, video_id: str, channel: str) -> Optional[bytes]:
         """The ``checksums`` value of a video's channel, None if none is stored."""
-        env, dbs = self._env(shard_of(video_id, self.num_shards))
-        if dbs["checksums"] is None:
-            return None
-        with env.begin() as txn:
-            value = txn.get(checksums_key(video_id, channel), db=dbs["checksums"])
-        return None if value is None else bytes(value)
+        return self.lookup(shard_of(video_id, self.num_shards), "checksums",
+                           checksums_key(video_id, channel))
 
     @contextlib.contextmanager
     def sequential(self) -> Iterator["Store"]:
@@ -796,10 +870,16 @@ class Store:
                 yield shard, self._full_ids.get(vid, vid), channel, int(idx), value
 
     def failures(self) -> list[dict]:
+        """Every recorded failure of every shard (``failures_of``)."""
+        return [f for shard in sorted(self.shard_paths) for f in self.failures_of(shard)]
+
+    def failures_of(self, shard: int) -> list[dict]:
+        """The failures recorded in one shard: each record with its ``video_id``, ``modality``
+        and ``shard``."""
         out = []
-        for shard, key, value in self._scan("failures"):
+        for key, value in self.scan(shard, "failures"):
             vid, mod = split_entry_key(key)
-            record = json.loads(value)
+            record = _json(self.shard_paths[shard], key, value)
             out.append(dict(record, video_id=_full_id(vid, record), modality=mod, shard=shard))
         return out
 
@@ -813,6 +893,14 @@ class Store:
         for path in self.shard_paths.values():
             _close_reader(path)
         self._index = None
+
+
+def _advise(key: str, advice: Optional[int]) -> None:
+    """Read-ahead advice for a shard this process has open (a shard opened later gets it from
+    ``_SCANS`` when it opens)."""
+    shard = _READERS.get(key)
+    if shard is not None:
+        readahead.advise_fd(shard.file.fd, advice)
 
 
 def checksum_problem(data: bytes, sums: bytes, index: int) -> Optional[str]:

@@ -16,9 +16,11 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from tsn_core import modalities
 from tsn_core.codec import decode_image
+from tsn_core.errors import Damaged
 from tsn_core.meta import EntryMeta
-from .pool import Pool
-from .store import (_KEY_HASH, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
+from tsn_core.text import shown
+from .pool import HelperDied, Pool, how_it_ended
+from .store import (_KEY_HASH, _json, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
                     entry_key, has_checksums, shard_of, split_entry_key)
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
@@ -86,7 +88,7 @@ class _Found:
     entries: int = 0
     images: int = 0
     unchecked: int = 0
-    meta_error: Optional[str] = None
+    damage: list[str] = field(default_factory=list)         # a shard that is not whole (Damaged)
     problems: list[str] = field(default_factory=list)       # per image, in key order
     # per entry, in the order the entry's checks run: ("count", channel, seen, count) or ("text", line)
     entry_checks: list[tuple[tuple[str, str], list[tuple]]] = field(default_factory=list)
@@ -102,16 +104,27 @@ def verify(store: Store, progress: Optional[Callable[[int], None]] = None,
     processes check ranges of whole videos side by side. ``decode`` False (``--checksums-only``)
     compares the checksums and counts without decoding: see ``verify --help`` for what that misses."""
     chosen = sorted(store.shard_paths) if shards is None else sorted(shards)
-    failures = [f for f in store.failures() if f["shard"] in chosen]
     pieces = 1 if workers <= 1 else workers * RANGES_PER_WORKER
-    tasks = [r for shard in chosen for r in _ranges(store, shard, pieces, decode)]
+    failures, damaged, tasks = [], [], []
+    for shard in chosen:  # a damaged shard is one problem; the others are checked as ever
+        try:
+            failures += [f for f in store.failures_of(shard)]
+            tasks += [_Structure(str(store.root), shard)]
+            tasks += _ranges(store, shard, pieces, decode)
+        except Damaged as exc:
+            damaged.append(str(exc))
     found: list[_Found] = []
-    for f in _run(tasks, workers):
-        if f.meta_error is not None:  # unreadable metadata: nothing else can be trusted
-            return Verification(0, [f.meta_error], failures, 0)
+    for task, f in zip(tasks, _run(tasks, workers)):
+        if isinstance(f, HelperDied):  # never seen: the reader checks what it follows
+            f = _Found(problems=[f"{store.shard_paths[task.shard]}: damaged: checking it killed a "
+                                 f"helper process ({how_it_ended(f.exitcode)})"])
         found.append(f)
         if progress is not None:
             progress(f.images)
+    shard_damage = [p for f in found for p in f.damage]
+    if damaged or shard_damage:  # a damaged shard's other findings follow from the damage
+        return Verification(sum(f.entries for f in found), damaged + sorted(set(shard_damage)),
+                            failures, 0)
     strays: Counter = Counter()
     for f in found:
         strays.update(f.strays)
@@ -136,12 +149,33 @@ def verify_store(store: Store, progress: Optional[Callable[[int], None]] = None)
     return verify(store, progress).problems
 
 
-def _run(tasks: list[_Range], workers: int) -> Iterator[_Found]:
+def _run(tasks: list, workers: int) -> Iterator:
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(_check, tasks)
+        yield from map(_task, tasks)
         return
-    with Pool(_check, min(workers, len(tasks))) as pool:
-        yield from pool.imap(tasks)  # in order: the problems come out in key order
+    with Pool(_task, min(workers, len(tasks))) as pool:
+        yield from pool.imap(tasks, errors=True)  # in order: the problems come out in key order
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """Walk every tree of one shard (``LMDBFile.check``): a page or record that is not whole."""
+    root: str
+    shard: int
+
+
+def _task(task) -> _Found:
+    """A range's checks, or a shard's structure; a damaged shard is the range's damage."""
+    store = _STORES.get(task.root)
+    if store is None:
+        store = _STORES[task.root] = Store(Path(task.root), check=False)
+    try:
+        if isinstance(task, _Structure):
+            store.shard(task.shard).file.check()
+            return _Found()
+        return _check(store, task)
+    except Damaged as exc:
+        return _Found(damage=[str(exc)])
 
 
 def _ranges(store: Store, shard: int, pieces: int, decode: bool) -> list[_Range]:
@@ -151,51 +185,35 @@ def _ranges(store: Store, shard: int, pieces: int, decode: bool) -> list[_Range]
     root = str(store.root)
     if pieces <= 1:
         return [_Range(root, shard, b"", None, decode)]
-    env, dbs = store._env(shard)
-    with env.begin() as txn:
-        ids = list(dict.fromkeys(split_entry_key(bytes(k))[0]
-                                 for k in txn.cursor(db=dbs["meta"]).iternext(keys=True, values=False)))
+    ids = list(dict.fromkeys(split_entry_key(k)[0] for k, _ in store.scan(shard, "meta", values=False)))
     step = max(1, len(ids) // pieces)
     bounds = [b""] + [f"{vid}|".encode() for vid in ids[step::step] if "|" not in vid]
     return [_Range(root, shard, lo, hi, decode) for lo, hi in zip(bounds, bounds[1:] + [None])]
 
 
-def _in_range(cursor, lo: bytes, hi: Optional[bytes]) -> Iterator[tuple[bytes, memoryview]]:
-    if not cursor.set_range(lo):
-        return
-    for key, value in cursor:
-        if hi is not None and bytes(key) >= hi:
-            return
-        yield bytes(key), value
-
-
 _STORES: dict[str, Store] = {}  # per process: a worker checks many ranges of the same store
 
 
-def _check(r: _Range) -> _Found:
-    store = _STORES.get(r.root)
-    if store is None:
-        store = _STORES[r.root] = Store(Path(r.root), check=False)
+def _check(store: Store, r: _Range) -> _Found:
     found = _Found()
-    env, dbs = store._env(r.shard)
-    name = store.shard_paths[r.shard].name
-    with store.sequential(), env.begin(buffers=True) as txn:
+    path = store.shard_paths[r.shard]
+    name = path.name
+    with store.sequential():
         entries: dict[tuple[str, str], EntryMeta] = {}   # (key id, modality) -> its metadata
         full: dict[str, str] = {}                        # key id -> video id
-        for key, value in _in_range(txn.cursor(db=dbs["meta"]), r.lo, r.hi):
+        for key, value in store.scan(r.shard, "meta", r.lo, r.hi):
             kvid, mod = split_entry_key(key)
+            record = _json(path, key, value)
             try:
-                record = json.loads(bytes(value))
-            except ValueError:
-                found.meta_error = (f"{store.shard_paths[r.shard]}: the meta entry of {kvid} {mod} is "
-                                    "not JSON: the store is damaged")
-                return found
+                meta = EntryMeta.from_dict(record)
+            except (ValueError, TypeError, AttributeError):
+                raise Damaged(str(path), f"the meta entry of {shown(kvid)} {mod} is not a meta record") from None
             full[kvid] = _full_id(kvid, record)
-            entries[(kvid, mod)] = EntryMeta.from_dict(record)
+            entries[(kvid, mod)] = meta
 
         seen: Counter = Counter()
         sums: dict[tuple[str, str], Optional[bytes]] = {}  # the channel being read: one lookup each
-        for key, data in _in_range(txn.cursor(db=dbs["images"]), r.lo, r.hi):
+        for key, data in store.scan(r.shard, "images", r.lo, r.hi):
             kvid, channel, idx = key.decode("utf-8").rsplit("|", 2)
             idx = int(idx)
             found.images += 1
@@ -215,7 +233,7 @@ def _check(r: _Range) -> _Found:
                 found.problems.append(f"{where}: index beyond the recorded count {meta.count}")
             if home != r.shard:
                 found.problems.append(f"{where}: stored in the wrong shard (entry in shard {home})")
-            image = decode_image(bytes(data)) if r.decode else None
+            image = decode_image(data) if r.decode else None
             if r.decode and image is None:
                 found.problems.append(f"{where}: does not decode as an image")  # says more than its checksum
             elif has_checksums(meta):  # catches what decoding misses: changed bytes that decode
@@ -237,9 +255,9 @@ def _check(r: _Range) -> _Found:
             if meta.warning:
                 found.warnings.append({"video_id": vid, "modality": modality, "warning": meta.warning})
             items: list[tuple] = []
-            if dbs["entries"] is not None and txn.stat(dbs["entries"])["entries"]:
-                record = txn.get(entry_key(vid, modality), db=dbs["entries"])
-                if record is None or bytes(record) != compact_entry(meta, modality)[0]:
+            if store.entries_recorded(r.shard, "entries"):
+                record = store.lookup(r.shard, "entries", entry_key(vid, modality))
+                if record is None or record != compact_entry(meta, modality)[0]:
                     items.append(("text", f"{vid} {modality}: the store's index entry disagrees with "
                                           "its metadata (run `tsn-prep upgrade` after restoring it)"
                                   if record is not None else
@@ -247,8 +265,7 @@ def _check(r: _Range) -> _Found:
             for channel in modalities.get(modality).channels:
                 items.append(("count", channel, seen[(kvid, channel)], meta.count))
                 if has_checksums(meta):
-                    value = txn.get(checksums_key(vid, channel), db=dbs["checksums"]) \
-                        if dbs["checksums"] is not None else None
+                    value = store.lookup(r.shard, "checksums", checksums_key(vid, channel))
                     n = 0 if value is None else len(value) // 4
                     if n != meta.count:
                         items.append(("text", f"{vid} {channel}: {n} {CHECKSUM} checksums stored, "
@@ -272,7 +289,5 @@ def _entry_elsewhere(store: Store, shard: int, kvid: str, modality: Optional[str
     home = shard_of(kvid, store.num_shards)
     if home == shard:
         return None, shard
-    env, dbs = store._env(home)
-    with env.begin() as txn:
-        value = txn.get(f"{kvid}|{modality}".encode("utf-8"), db=dbs["meta"])
-    return (None, shard) if value is None else (EntryMeta.from_json(bytes(value)), home)
+    value = store.lookup(home, "meta", f"{kvid}|{modality}".encode("utf-8"))
+    return (None, shard) if value is None else (EntryMeta.from_json(value), home)

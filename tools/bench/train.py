@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import lmdb
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -85,14 +84,17 @@ def make_dataset(source, records, counts, modality: str) -> VideoDataset:
 
 @contextlib.contextmanager
 def lmdb_readahead(on: bool):
-    """Meanwhile, LMDB environments open with read-ahead on (tsn_prep opens them with it off)."""
-    original = lmdb.open
+    """Meanwhile, shards open with the kernel's default read-ahead (tsn_prep opens them with
+    ``POSIX_FADV_RANDOM``: read-ahead off)."""
+    from tsn_prep import readahead
+
+    original = readahead.RANDOM
     if on:
-        lmdb.open = lambda *a, **k: original(*a, **dict(k, readahead=True))
+        readahead.RANDOM = readahead.NORMAL
     try:
         yield
     finally:
-        lmdb.open = original
+        readahead.RANDOM = original
 
 
 def loader_pass(ds: VideoDataset, workers: int, seed: int, disk_of: Path):
