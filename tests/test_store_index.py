@@ -164,11 +164,11 @@ def test_verify_finds_an_index_that_disagrees_with_the_metadata(store, tmp_path)
     from tsn_prep.store import entry_key, shard_of
     Store(damaged).close()
     env = lmdb.open(str(damaged / shard_name(shard_of(vid, SHARDS), SHARDS)), max_dbs=8)
-    with env.begin(write=True) as txn:
-        meta = env.open_db(b"meta", txn=txn)
-        record = json.loads(txn.get(entry_key(vid, "rgb"), db=meta))
-        txn.put(entry_key(vid, "rgb"), json.dumps(dict(record, count=3), sort_keys=True).encode(), db=meta)
+    with env.begin(write=True) as txn:  # the index record's count (its first 4 bytes) 4 -> 3
+        entries = env.open_db(b"entries", txn=txn)
+        record = bytes(txn.get(entry_key(vid, "rgb"), db=entries))
+        txn.put(entry_key(vid, "rgb"), (3).to_bytes(4, "little") + record[4:], db=entries)
     env.close()
     r = cli("verify", damaged, "--quiet", expect=1)
     assert f"problem: {vid} rgb: the store's index entry disagrees with its metadata" in r.stderr
-    assert Store(damaged).entry(vid, "rgb").count == 4  # what the index says, until repaired
+    assert Store(damaged).entry(vid, "rgb").count == 3  # what the index says, until repaired

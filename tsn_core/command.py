@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import interrupts
+from .errors import StoreError
 
 
 class Group(click.Group):
@@ -37,6 +38,20 @@ class Group(click.Group):
             signum = interrupts.requested()
             if signum is not None:
                 sys.exit(interrupts.finish(signum))
-            if isinstance(exc, OSError) and exc.filename is not None and not os.environ.get("TSN_DEBUG"):
+            if os.environ.get("TSN_DEBUG"):
+                raise
+            if isinstance(exc, StoreError):  # e.g. a shard found damaged while reading it
+                raise click.ClickException(one_line(exc)) from None
+            if isinstance(exc, OSError) and exc.filename is not None:
                 raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
             raise
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line: the words of an exception a DataLoader worker raised
+    (PyTorch re-raises it with the worker's traceback in the message), not that traceback."""
+    text = str(exc)
+    if "\nOriginal Traceback" in text:  # its last line: "package.module.Type: the message"
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text

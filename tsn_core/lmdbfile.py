@@ -176,10 +176,13 @@ class LMDBFile:
             return
         missing = set(range(have, self.pages))
         if not self.meta.free.empty:
-            for _, value in self.items(self.meta.free):
-                missing.difference_update(_free_pages(value))
-                if not missing:
-                    return
+            try:
+                for _, value in self.items(self.meta.free):
+                    missing.difference_update(_free_pages(value))
+                    if not missing:
+                        return
+            except Damaged:  # the free list itself lies past the end: cut short, as said below
+                pass
         if missing:
             raise self._damaged(
                 f"data.mdb is {self.size:,} bytes, but its last committed transaction uses pages up to "
@@ -380,7 +383,18 @@ class LMDBFile:
         used[0:2] = b"\x01\x01"
         for name, db in (("the free list", self.meta.free), ("the main database", self.meta.main),
                          *((f"database {k.decode('utf-8', 'replace')}", v) for k, v in self.dbs.items())):
-            self._check_tree(name, db, used, values)
+            self._check_tree(name, db, used, values or db is self.meta.free)
+        # a page the free list holds must be in no tree: a writer would reuse it, over live data
+        for _, value in self.items(self.meta.free):
+            pages = _free_pages(value)
+            if len(pages) * 8 + 8 != len(value):
+                raise self._damaged("a record of the free list is not a list of pages")
+            for n in pages:
+                if not 2 <= n < self.pages:
+                    raise self._damaged(f"the free list holds page {n}, outside the file's pages")
+                if used[n]:
+                    raise self._damaged(f"page {n} is both in use and on the free list")
+                used[n] = 1
 
     def _check_tree(self, name: str, db: DB, used: bytearray, values: bool) -> None:
         if db.empty:

@@ -314,6 +314,14 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
     _run(videos, out, params, plan, shard_index, num_shards, recompute, strict, quiet)
 
 
+def repair_hint(store: Store, shard: int) -> str:
+    """How to mend a damaged shard (docs/format.md, "A damaged shard")."""
+    path = store.shard_paths[shard]
+    return (f"restore {path} from a copy, or move it aside (mv {path} {store.root}.damaged-{path.name}) "
+            f"and run your extraction commands again with --shard-index {shard} --num-shards "
+            f"{store.num_shards}: they extract exactly this shard's videos")
+
+
 def source_gone(source: str) -> Optional[bool]:
     """Whether a failure's recorded source no longer exists; None when the record cannot say: a
     relative path, written before sources were recorded absolute."""
@@ -396,6 +404,8 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
         found = verify(store, bar.update, shards, workers, decode=not checksums_only)
     for p in found.problems:
         click.echo(f"problem: {p}", err=True)
+    for shard in found.damaged_shards:
+        click.echo(f"repair: shard {shard}: {repair_hint(store, shard)}", err=True)
     for f in found.failures:
         gone = "" if source_gone(f["source"]) is not True else (
             f" (the source is gone: `tsn-prep clear-failures {out} --gone` forgets such records)")

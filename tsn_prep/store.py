@@ -52,7 +52,7 @@ INITIAL_MAP_SIZE = 1 << 28  # 256 MiB; doubled whenever a transaction finds the 
 # gzip and PNG compute it: it catches every 1-bit and every burst error up to 32 bits, costs about
 # 8 us per 19 KiB JPEG (2.3 GiB/s; docs/format.md has the measurements) and any language has it.
 CHECKSUM = "crc32"
-CHECK_ENV = "TSN_STORE_CHECK"  # "1" makes every Store() check what it reads (see Store)
+CHECK_ENV = "TSN_STORE_CHECK"  # "0" makes Store() not check what it reads (see Store)
 
 
 def checksum(data: bytes) -> int:
@@ -150,6 +150,27 @@ def entry_key(video_id: str, modality: str) -> bytes:
 def checksums_key(video_id: str, channel: str) -> bytes:
     """The ``checksums`` key of one video's channel: ``<video_id>|<channel>``."""
     return entry_key(video_id, channel)
+
+
+def record_checksum_key(video_id: str, modality: str, failure: bool = False) -> bytes:
+    """The ``checksums`` key of the CRC-32 of a meta entry (``<id>|<modality>``) or of a failure
+    record (``<id>|<modality>|failure``). No channel is named like a modality and no channel key
+    has three fields, so these never meet an image channel's key."""
+    return entry_key(video_id, modality) + (b"|failure" if failure else b"")
+
+
+def record_checksum(value: bytes) -> bytes:
+    """The ``checksums`` value of a record: its CRC-32, 4 bytes, big-endian."""
+    return struct.pack(">I", checksum(value))
+
+
+MAX_KEY_BYTES = 511  # LMDB's
+
+
+def _record_checksum(key: bytes, value: bytes) -> list[tuple[str, bytes, bytes]]:
+    """The put of a record's checksum; none where its key would be longer than LMDB takes (an id
+    only a test makes that long: the record is then as one written before these checksums)."""
+    return [("checksums", key, record_checksum(value))] if len(key) <= MAX_KEY_BYTES else []
 
 
 def split_entry_key(key: bytes) -> tuple[str, str]:
@@ -290,6 +311,9 @@ class ShardWriter:
         self._lock: Optional[int] = None
         _close_reader(self.path)  # this process may have read the shard before writing to it
         existed = (self.path / "data.mdb").exists()
+        if not existed and (self.path / "lock.mdb").exists():  # written before: its data is lost
+            sys.stderr.write(f"note: {self.path}: data.mdb is missing (lost or deleted): the videos "
+                             "of this shard are extracted again\n")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_shard(self.path)  # before opening: a waiting writer sees all of the first's
@@ -383,11 +407,14 @@ class ShardWriter:
                 for ch, frames in images.items() for i, data in enumerate(frames)]
         puts += [("checksums", checksums_key(video_id, ch), pack_checksums(frames))
                  for ch, frames in images.items()]
-        puts.append(("meta", entry_key(video_id, modality), meta.to_json()))
+        meta_json = meta.to_json()
+        puts.append(("meta", entry_key(video_id, modality), meta_json))
+        puts += _record_checksum(record_checksum_key(video_id, modality), meta_json)
         record, pkey, pvalue = compact_entry(meta, modality)
         puts += [("entries", entry_key(video_id, modality), record), ("params", pkey, pvalue)]
         # Deleting a missing key is a no-op in LMDB, so no read is needed first.
-        deletes = [("failures", entry_key(video_id, modality))]
+        deletes = [("failures", entry_key(video_id, modality)),
+                   ("checksums", record_checksum_key(video_id, modality, failure=True))]
         # Replacing an entry (--recompute) with fewer images: the old ones past the new count go in
         # the same transaction, so no orphan is left behind.
         old_count = self.stored_count(video_id, modality)
@@ -397,9 +424,16 @@ class ShardWriter:
 
     def stored_meta(self, video_id: str, modality: str) -> Optional[EntryMeta]:
         """The meta entry of a complete (video, modality) in this shard, None if there is none."""
+        key = entry_key(video_id, modality)
         with self.env.begin() as txn:
-            value = txn.get(entry_key(video_id, modality), db=self.dbs["meta"])
-        return None if value is None else EntryMeta.from_json(bytes(value))
+            value = txn.get(key, db=self.dbs["meta"])
+        if value is None:
+            return None
+        try:
+            return EntryMeta.from_dict(_json(self.path, key, bytes(value)))
+        except (TypeError, ValueError, AttributeError):
+            raise Damaged(str(self.path), f"the meta entry of {shown(video_id)} {modality} is not a "
+                                          "meta record") from None
 
     def stored_count(self, video_id: str, modality: str) -> Optional[int]:
         meta = self.stored_meta(video_id, modality)
@@ -411,7 +445,8 @@ class ShardWriter:
         with self.env.begin() as txn:  # read first: an empty write transaction still syncs to disk
             if txn.get(key, db=self.dbs["failures"]) is None:
                 return
-        self._write([], [("failures", key)])
+        self._write([], [("failures", key),
+                         ("checksums", record_checksum_key(video_id, modality, failure=True))])
 
     def put_failure(self, video_id: str, modality: str, source: str, error: str,
                     kind: Optional[str] = None) -> None:
@@ -420,7 +455,9 @@ class ShardWriter:
         record = {"source": source, "error": error, "time": time.time()}
         if kind is not None:
             record["kind"] = kind
-        self._write_json("failures", entry_key(video_id, modality), _with_full_id(video_id, record))
+        value = json.dumps(_with_full_id(video_id, record), sort_keys=True).encode("utf-8")
+        self._write([("failures", entry_key(video_id, modality), value),
+                     *_record_checksum(record_checksum_key(video_id, modality, failure=True), value)])
 
     def clear_folder_failures(self, keep: set[str]) -> None:
         """Forget the recorded failures of folders that could not be listed (FOLDER_FAILURE), but
@@ -435,7 +472,7 @@ class ShardWriter:
         with self.env.begin() as txn:
             for key, value in txn.cursor(db=self.dbs["failures"]):
                 vid, mod = split_entry_key(bytes(key))
-                record = json.loads(bytes(value))
+                record = _json(self.path, bytes(key), bytes(value))
                 out.append((_full_id(vid, record), mod, record))
         return out
 
@@ -588,6 +625,7 @@ def _load_table(path: Path, f: LMDBFile, dbs: dict) -> _Table:
             lengths.append(len(key))
             records += value
         params = dict(f.items(dbs["params"]))
+        check_parameters(path, params)
         table = np.frombuffer(bytes(records), dtype=_ENTRY_DTYPE)
         for pkey in np.unique(table["params"]):
             if int(pkey).to_bytes(8, "little") not in params:
@@ -612,6 +650,19 @@ def _load_table(path: Path, f: LMDBFile, dbs: dict) -> _Table:
         kvid = split_entry_key(key)[0]
         full_ids[kvid] = _full_id(kvid, record)
     return _Table(keys, lengths, bytes(records), params, full_ids)
+
+
+def check_parameters(path: Path, params: dict[bytes, bytes]) -> None:
+    """Damaged unless every parameter set of a shard is keyed by its own hash (``parameters_key``):
+    a changed byte in one shows."""
+    for pkey, pvalue in params.items():
+        try:
+            same = parameters_key(json.loads(pvalue))[0] == pkey
+        except ValueError:
+            same = False
+        if not same:
+            raise Damaged(str(path), "a recorded parameter set does not match its key: its bytes "
+                                     "have changed")
 
 
 def _json(path: Path, key: bytes, value: bytes) -> dict:
@@ -715,14 +766,15 @@ class Store:
 
     ``check=True`` compares every image read (``get``, ``read``) with the checksum recorded when
     it was written and raises :class:`ChecksumError` on a mismatch (a few us per image, about 1%
-    of decoding it). Images of entries written before checksums were recorded are returned
-    unchecked. ``check=None`` (the default) takes it from the environment: ``TSN_STORE_CHECK=1``
-    turns it on for every Store a process and its loader workers open, e.g. tsn-train's.
+    of decoding it), so a damaged image is an error, never a picture of garbage trained on or
+    exported. Images of entries written before checksums were recorded are returned unchecked.
+    ``check=None`` (the default) takes it from the environment, on unless ``TSN_STORE_CHECK=0``
+    (for every Store a process and its loader workers open, e.g. tsn-train's).
     """
 
     def __init__(self, root: Path, check: Optional[bool] = None):
         self.root = Path(root)
-        self.check = _env_flag(CHECK_ENV) if check is None else bool(check)
+        self.check = _env_flag(CHECK_ENV, True) if check is None else bool(check)
         shards = list_shards(self.root)
         if not shards:
             raise StoreError(f"{self.root}: not a tsn store (no shard-*-of-* directories)")
@@ -781,6 +833,8 @@ class Store:
         value = self.lookup(shard, "meta", key)
         if value is None:
             raise KeyError(f"{video_id!r} has no {modality} in {self.root}")
+        self.check_record(shard, record_checksum_key(video_id, modality), value,
+                          f"the meta entry of {shown(video_id)} {modality}")
         try:
             return EntryMeta.from_dict(_json(self.shard_paths[shard], key, value))
         except (TypeError, ValueError):
@@ -828,13 +882,22 @@ class Store:
         for i in indices:
             data = f.get(images, image_key(video_id, channel, i))
             if data is None:
-                raise KeyError(f"{self.root}: {video_id!r} has no {channel} image {i}")
+                self._missing(shard, video_id, channel, i)
             if sums is not None:  # None: written before checksums were recorded
                 problem = checksum_problem(data, sums, i)
                 if problem:
                     raise ChecksumError(f"{self.shard_paths[shard]}: {video_id} {channel} {i}: {problem}")
             out.append(data)
         return out
+
+    def _missing(self, shard: int, video_id: str, channel: str, i: int) -> None:
+        """An image that is not there: damage when its entry says it should be (the entry is
+        complete, and its count is past ``i``), else the caller's KeyError."""
+        entry = self.index.get((video_id, modalities.CHANNEL_MODALITY.get(channel)))
+        if entry is not None and 0 <= i < entry.count:
+            raise Damaged(str(self.shard_paths[shard]), f"{shown(video_id)} {channel} image {i} is "
+                                                        f"missing (its entry holds {entry.count})")
+        raise KeyError(f"{self.root}: {video_id!r} has no {channel} image {i}")
 
     def checksums(self, video_id: str, channel: str) -> Optional[bytes]:
         """The ``checksums`` value of a video's channel, None if none is stored."""
@@ -879,9 +942,18 @@ class Store:
         out = []
         for key, value in self.scan(shard, "failures"):
             vid, mod = split_entry_key(key)
+            self.check_record(shard, key + b"|failure", value, f"the failure record of {shown(vid)} {mod}")
             record = _json(self.shard_paths[shard], key, value)
             out.append(dict(record, video_id=_full_id(vid, record), modality=mod, shard=shard))
         return out
+
+    def check_record(self, shard: int, sum_key: bytes, value: bytes, what: str) -> None:
+        """Damaged when a record's CRC-32 is stored under ``sum_key`` and does not match ``value``
+        (records written before these checksums have none, and are not checked)."""
+        recorded = self.lookup(shard, "checksums", sum_key)
+        if recorded is not None and recorded != record_checksum(value):
+            raise Damaged(str(self.shard_paths[shard]), f"{what} does not match its checksum: its "
+                                                        "bytes have changed")
 
     def shard_bytes(self, shard: int) -> int:
         return sum(f.stat().st_size for f in self.shard_paths[shard].iterdir() if f.is_file())
@@ -915,5 +987,6 @@ def checksum_problem(data: bytes, sums: bytes, index: int) -> Optional[str]:
     return None
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")

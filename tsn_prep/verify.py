@@ -20,7 +20,7 @@ from tsn_core.errors import Damaged
 from tsn_core.meta import EntryMeta
 from tsn_core.text import shown
 from .pool import HelperDied, Pool, how_it_ended
-from .store import (_KEY_HASH, _json, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
+from .store import (_KEY_HASH, _json, check_parameters, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
                     entry_key, has_checksums, shard_of, split_entry_key)
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
@@ -43,6 +43,7 @@ class Verification:
     unchecked: int
     warnings: list[dict] = field(default_factory=list)  # entries stored with a warning
     decoded: bool = True  # images were decoded (not --checksums-only)
+    damaged_shards: list[int] = field(default_factory=list)  # shards not whole (Damaged)
 
     @property
     def exit_code(self) -> int:
@@ -105,26 +106,28 @@ def verify(store: Store, progress: Optional[Callable[[int], None]] = None,
     compares the checksums and counts without decoding: see ``verify --help`` for what that misses."""
     chosen = sorted(store.shard_paths) if shards is None else sorted(shards)
     pieces = 1 if workers <= 1 else workers * RANGES_PER_WORKER
-    failures, damaged, tasks = [], [], []
+    failures, tasks = [], []
+    damage: dict[int, str] = {}  # shard -> its first damage: a shard's other findings follow from it
     for shard in chosen:  # a damaged shard is one problem; the others are checked as ever
         try:
             failures += [f for f in store.failures_of(shard)]
             tasks += [_Structure(str(store.root), shard)]
             tasks += _ranges(store, shard, pieces, decode)
         except Damaged as exc:
-            damaged.append(str(exc))
+            damage[shard] = str(exc)
     found: list[_Found] = []
     for task, f in zip(tasks, _run(tasks, workers)):
         if isinstance(f, HelperDied):  # never seen: the reader checks what it follows
-            f = _Found(problems=[f"{store.shard_paths[task.shard]}: damaged: checking it killed a "
-                                 f"helper process ({how_it_ended(f.exitcode)})"])
+            f = _Found(damage=[str(Damaged(str(store.shard_paths[task.shard]), f"checking it killed a "
+                                           f"helper process ({how_it_ended(f.exitcode)})"))])
+        if f.damage:
+            damage.setdefault(task.shard, f.damage[0])
         found.append(f)
         if progress is not None:
             progress(f.images)
-    shard_damage = [p for f in found for p in f.damage]
-    if damaged or shard_damage:  # a damaged shard's other findings follow from the damage
-        return Verification(sum(f.entries for f in found), damaged + sorted(set(shard_damage)),
-                            failures, 0)
+    if damage:
+        return Verification(sum(f.entries for f in found), [damage[s] for s in sorted(damage)], failures,
+                            0, damaged_shards=sorted(damage))
     strays: Counter = Counter()
     for f in found:
         strays.update(f.strays)
@@ -172,6 +175,7 @@ def _task(task) -> _Found:
     try:
         if isinstance(task, _Structure):
             store.shard(task.shard).file.check()
+            check_parameters(store.shard_paths[task.shard], dict(store.scan(task.shard, "params")))
             return _Found()
         return _check(store, task)
     except Damaged as exc:
@@ -203,6 +207,7 @@ def _check(store: Store, r: _Range) -> _Found:
         full: dict[str, str] = {}                        # key id -> video id
         for key, value in store.scan(r.shard, "meta", r.lo, r.hi):
             kvid, mod = split_entry_key(key)
+            store.check_record(r.shard, key, value, f"the meta entry of {shown(kvid)} {mod}")
             record = _json(path, key, value)
             try:
                 meta = EntryMeta.from_dict(record)

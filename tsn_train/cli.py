@@ -17,7 +17,7 @@ from pathlib import Path, PurePath
 import click
 
 from tsn_core import interrupts
-from tsn_core.command import Group
+from tsn_core.command import Group, one_line
 from tsn_core.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
@@ -321,7 +321,7 @@ def fit(**options) -> None:
     except RuntimeError as exc:  # e.g. out of GPU memory: one line that says how to see more
         if os.environ.get("TSN_DEBUG"):
             raise  # the full traceback, for bug reports
-        raise click.ClickException(f"{exc} (set TSN_DEBUG=1 for the traceback)") from None
+        raise click.ClickException(f"{one_line(exc)} (set TSN_DEBUG=1 for the traceback)") from None
     except OSError as exc:  # our DiskFull, like our other errors, is one line by one_line_errors
         if isinstance(exc, DiskFull) or not is_disk_full(exc) or os.environ.get("TSN_DEBUG"):
             raise

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import click
 from click.core import ParameterSource
 
+from tsn_core.command import one_line
 from tsn_core.lists import ListError
 from tsn_prep.diskspace import DiskFull
 from tsn_prep.store import StoreError
@@ -164,7 +165,7 @@ def one_line_errors(f: Callable) -> Callable:
             if isinstance(exc, click.ClickException) or os.environ.get("TSN_DEBUG") \
                     or not isinstance(exc, our_errors()):
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
 
     return wrapper
 
