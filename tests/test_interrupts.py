@@ -145,9 +145,9 @@ def test_frames_and_import_interrupted_then_finished(tmp_path):
     assert snapshot(imported)[0] == snapshot(ref)[0]
 
 
-def test_test_command_says_what_is_safe_and_exits_130(train_store, tmp_path):
+def test_test_command_says_what_is_safe_and_exits_130(train_store, tiny_checkpoint, tmp_path):
     """tsn-train test cut while scoring: one line, 130 (not click's "Aborted!" and 1)."""
-    ckpt = _tiny_checkpoint(train_store, tmp_path)
+    ckpt = tiny_checkpoint
     out = tmp_path / "scores.npz"
     proc = start_at("test", ("test", "--checkpoint", ckpt, "--store", train_store, "--list",
                              train_store.parent / "train.txt", "--out", out, "--segments", "2",
@@ -159,12 +159,14 @@ def test_test_command_says_what_is_safe_and_exits_130(train_store, tmp_path):
     assert not out.exists()
 
 
-def _tiny_checkpoint(store: Path, tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    train_cli("fit", "--modality", "rgb", "--store", store, "--train-list", store.parent / "train.txt",
-              "--out", run, "--arch", "resnet18", "--epochs", "1", "--batch-size", "5",
-              "--accumulate", "1", "--workers", "0", "--segments", "1", "--input-size", "32",
-              "--max-steps", "1", "--no-partial-bn", "--device", "cpu", "--log-every", "0")
+@pytest.fixture(scope="module")
+def tiny_checkpoint(train_store, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train_cli("fit", "--modality", "rgb", "--store", train_store, "--train-list",
+              train_store.parent / "train.txt", "--out", run, "--arch", "resnet18", "--epochs", "1",
+              "--batch-size", "5", "--accumulate", "1", "--workers", "0", "--segments", "1",
+              "--input-size", "32", "--max-steps", "1", "--no-partial-bn", "--device", "cpu",
+              "--log-every", "0")
     return run / "last.pt"
 
 
@@ -235,3 +237,26 @@ def test_sigterm_to_a_training_job_and_its_loader_workers_then_resume(train_stor
     a, b = checkpoint.load(run / "last.pt"), checkpoint.load(straight / "last.pt")
     assert a.epoch == b.epoch == 2
     assert all(torch.equal(a.model[k], b.model[k]) for k in b.model)
+
+
+def test_verify_and_predict_say_what_is_safe(train_store, tiny_checkpoint, tmp_path):
+    """The read-only verify (nothing changed) and predict (the videos printed so far are done),
+    stopped mid-work: one line each, 143 and 130."""
+    proc = start_at("verify", ("verify", train_store, "--quiet"), tmp_path)
+    with killed_after(proc):
+        code, err = signal_at(proc, "verify", tmp_path, signal.SIGTERM)
+    assert_one_line(code, err, signal.SIGTERM, "nothing is left half-written; run the same command again")
+
+    ckpt = tiny_checkpoint
+    clips = [VIDEOS / "carphone.mp4", VIDEOS / "tree.avi"]
+    proc = start_at("predict:2", ("predict", "--checkpoint", ckpt, "--segments", "1", "--crops", "1",
+                                  "--device", "cpu", *clips), tmp_path, module="tsn_train.cli")
+    with killed_after(proc):
+        name, n = "predict", 2
+        wait_until((tmp_path / "moments" / f"{name}.{n}").exists, "predict did not reach video 2", proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=GUARD)
+    assert proc.returncode == 130, err
+    assert out.splitlines()[0].startswith(f"{clips[0]}: ") and len(out.splitlines()) == 1  # video 1 done
+    assert err.splitlines() == ["interrupted (Ctrl-C): the videos printed above are done; run the "
+                                "command again with the others"]

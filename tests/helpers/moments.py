@@ -12,7 +12,9 @@ file. The moments:
   seconds (not held there: the solves just last), then the pair's own;
 - ``write``: inside the LMDB transaction that stores a video, after its puts, before the commit;
 - ``test``: ``tsn-train test`` is about to load its checkpoint and store and score;
-- ``step``: ``tsn-train fit`` has logged a training step (``--log-every 1``: every step).
+- ``step``: ``tsn-train fit`` has logged a training step (``--log-every 1``: every step);
+- ``verify``: ``tsn-prep verify`` (one process) is about to check a range of a shard;
+- ``predict``: ``tsn-train predict`` is about to score a video (its streams loaded).
 
 The hooks wrap real functions; nothing else changes. Spawned helper processes import this file as
 their main module, so the hooks exist there too (none of them is used there).
@@ -104,6 +106,17 @@ def install() -> None:
 
     store.ShardWriter._write = _write
 
+    from tsn_prep import verify
+
+    check = verify._check
+
+    def _check(*args, **kwargs):
+        if mark("verify"):
+            hold()
+        return check(*args, **kwargs)
+
+    verify._check = _check
+
     try:
         from tsn_train import fit, protocol
     except ImportError:
@@ -116,6 +129,17 @@ def install() -> None:
             hold()
 
     fit.RunLog.step = log_step
+
+    from tsn_train import predict
+
+    predict_video = predict.predict_video
+
+    def _predict_video(*args, **kwargs):
+        if mark("predict"):
+            hold()
+        return predict_video(*args, **kwargs)
+
+    predict.predict_video = _predict_video
 
     run_test = protocol.run_test
 
