@@ -320,3 +320,53 @@ def test_a_finished_run_is_not_overwritten_and_resume_checks_the_stream(train_st
     result = train_cli(*args, "--modality", "flow", "--resume", expect=1)
     assert "is a rgb resnet18 run; this command trains flow resnet18" in result.output
     assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_config_reruns_a_recorded_run_and_resume_of_a_finished_run_says_so(train_store, tmp_path):
+    """fit --config run/config.json trains what that run trained (options beside it override);
+    --resume of a run that has done its epochs says there is nothing to do."""
+    lst = train_store.parent / "train.txt"
+    first = tmp_path / "first"
+    args = ["--modality", "rgb", "--store", train_store, "--train-list", lst, *SMALL, "--input-size", "32",
+            "--batch-size", "5", "--epochs", "2", "--lr", "0.01", "--no-partial-bn", "--device", "cpu"]
+    train_cli("fit", *args, "--out", first)
+    again = tmp_path / "again"
+    r = train_cli("fit", "--config", first / "config.json", "--out", again)
+    assert "warning" not in r.output
+    a, b = checkpoint.load(first / "last.pt"), checkpoint.load(again / "last.pt")
+    assert {k: v for k, v in b.config.to_dict().items() if k != "out"} == \
+        {k: v for k, v in a.config.to_dict().items() if k != "out"}
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)  # the same run, bit for bit
+    longer = train_cli("fit", "--config", first / "config.json", "--out", tmp_path / "longer",
+                       "--epochs", "3", "--lr", "0.02")
+    assert "epoch 3/3" in longer.output
+    assert checkpoint.load(tmp_path / "longer" / "last.pt").config.lr == 0.02
+
+    r = train_cli("fit", *args, "--out", first, "--resume")
+    assert r.output.strip().splitlines()[-1] == (
+        f"nothing to do: {first / 'last.pt'} has finished epoch 2 of 2; to train on, give --epochs N "
+        "(more than 2) with --resume")
+    assert checkpoint.load(first / "last.pt").epoch == 2
+
+    r = train_cli("fit", "--config", first / "config.json", "--preset", "ucf101", "--out", tmp_path / "x",
+                  expect=2)
+    assert "give --preset or --config, not both" in r.output
+    r = train_cli("fit", "--store", train_store, "--out", tmp_path / "x", expect=2)
+    assert "missing --modality, --train-list (give them, or --config with a run's config.json)" in r.output
+
+
+def test_settings_that_work_against_each_other_get_a_line(train_store, tmp_path):
+    from tsn_core.machine import usable_cores
+    from tsn_train.config import default_workers, resolve
+    from tsn_train.fit import advice
+
+    base = {"modality": "flow", "store": "s", "train_list": "t", "out": "o"}
+    assert advice(resolve(base)) == [
+        "partial BN (on by default) freezes the statistics of every BatchNorm layer but the first, "
+        "which assumes ImageNet weights: training from scratch, add --no-partial-bn (or give "
+        "--pretrained)"]
+    assert advice(resolve(dict(base, pretrained="w.pth"))) == []
+    assert resolve(base).workers == default_workers() == min(4, usable_cores())
+    many = advice(resolve(dict(base, partial_bn=False, workers=usable_cores() + 1)))
+    assert many == [f"--workers {usable_cores() + 1}: more DataLoader processes than the "
+                    f"{usable_cores()} usable cores; they will take turns"]

@@ -10,18 +10,12 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from tsn_core.machine import usable_cores  # noqa: F401 - where the engine and tools read it
+
 from .flow import resolve_backend
 from .video import DECODERS
 
 GPU_SOLVERS = ("process", "thread")
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: SLURM's --cpus-per-task and taskset limit it, os.cpu_count() not."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_threads(workers: int) -> int:

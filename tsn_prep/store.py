@@ -777,7 +777,8 @@ class Store:
         self.check = _env_flag(CHECK_ENV, True) if check is None else bool(check)
         shards = list_shards(self.root)
         if not shards:
-            raise StoreError(f"{self.root}: not a tsn store (no shard-*-of-* directories)")
+            raise StoreError(f"{self.root}: not a tsn store (no shard-*-of-* directories)"
+                             + _videos_hint(self.root))
         sizes = {n for _, n, _ in shards}
         if len(sizes) != 1:
             raise StoreError(f"{self.root}: mixes shard layouts {sorted(sizes)}")
@@ -965,6 +966,23 @@ class Store:
         for path in self.shard_paths.values():
             _close_reader(path)
         self._index = None
+
+
+def _videos_hint(root: Path, look: int = 2000) -> str:
+    """What to do when ``root`` holds videos instead of a store (mmaction2 reads videos; a tsn
+    store is made from them first), or ''. Looks at no more than ``look`` entries."""
+    from .video import VIDEO_EXTENSIONS
+
+    seen = 0
+    for _, dirs, files in os.walk(root):
+        if any(os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS for f in files):
+            return (f"; it holds videos: extract them into a store first, e.g. `tsn-prep extract-frames "
+                    f"{root} STORE` (and `tsn-prep extract-flow {root} STORE` for flow), then give "
+                    "the store")
+        seen += len(dirs) + len(files)
+        if seen > look:
+            break
+    return ""
 
 
 def _advise(key: str, advice: Optional[int]) -> None:

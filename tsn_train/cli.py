@@ -22,8 +22,8 @@ from tsn_core.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
 
-from .config import (CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, DrawSettings, preset_names,
-                     resolve)
+from .config import (CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, DrawSettings, load_config,
+                     preset_names, resolve)
 from .archs import ARCHS, CONSENSUS
 from .cli_options import (FLOATS, INTS, amp_option, cannot_write, checkpoint_option,
                           config_help as _help, crops_option, device_option, int_choice,
@@ -234,18 +234,24 @@ def _write_dataset_lists(out_dir: Path, read) -> None:
 
 
 @main.command()
-@click.option("--modality", type=click.Choice(list(MODALITIES)), required=True,
-              help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow their own.")
-@store_option()
-@click.option("--train-list", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="'video_id label' per line.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="A run's config.json: train with its settings again (options given beside it "
+                   "override them; --out usually, or --resume to continue that run).")
+@click.option("--modality", type=click.Choice(list(MODALITIES)),
+              help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow their own. "
+                   "Required unless --config gives it.")
+@click.option("--store", type=click.Path(exists=True, file_okay=False),
+              help="Output folder of tsn-prep (the LMDB shards). Required unless --config gives it.")
+@click.option("--train-list", type=click.Path(exists=True, dir_okay=False),
+              help="'video_id label' per line. Required unless --config gives it.")
 @click.option("--val-list", type=click.Path(exists=True, dir_okay=False),
               help="Validated every epoch (segment centres, centre crop); the best epoch is kept.")
 @click.option("--classes", type=click.Path(exists=True, dir_okay=False),
               help="Class names, one per line in label order (default: labels are the names).")
 @click.option("--num-classes", type=click.IntRange(min=2), help="Default: the class file's length, else max label + 1.")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Run folder: last.pt, best.pt, metrics.jsonl, config.json.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder: last.pt, best.pt, metrics.jsonl, config.json. Required unless "
+                   "--config gives it.")
 @click.option("--preset", type=click.Choice(preset_names()),
               help="Reference settings of a dataset, where they differ from the defaults (the "
                    "defaults are UCF101's). Options given here override it.")
@@ -313,6 +319,17 @@ def fit(**options) -> None:
 
     preset = options.pop("preset")
     resume = options.pop("resume")
+    config_file = options.pop("config_file")
+    if config_file:
+        if preset:
+            raise click.UsageError("--config holds its run's settings, its preset's included: give "
+                                   "--preset or --config, not both")
+        recorded = load_config(config_file)
+        options = {k: (recorded.get(k) if v is None else v) for k, v in options.items()}
+    missing = [f"--{k.replace('_', '-')}" for k in ("modality", "store", "train_list", "out") if not options[k]]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (give {'it' if len(missing) == 1 else 'them'}, "
+                               "or --config with a run's config.json)")
     try:
         cfg = resolve(options, preset)
         if resume == "last":

@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from importlib import resources
 from typing import Optional
 
+from tsn_core.machine import usable_cores
 from tsn_core.modalities import MODALITIES
 
 # The paper's test protocol (``tsn-train test`` and ``predict``): evenly spaced snippets per video,
@@ -97,7 +98,7 @@ class FitConfig:
     clip_grad: Optional[float] = None         # 0 turns clipping off
     batch_size: int = 32
     accumulate: int = 4
-    workers: int = 4
+    workers: Optional[int] = None             # None: DEFAULT_WORKERS, at most the usable cores
     decode_on: str = "loader"                 # training JPEGs: "loader" workers (CPU) or the "device"
     seed: int = 0
     device: str = "auto"
@@ -110,13 +111,23 @@ class FitConfig:
         return asdict(self)
 
 
+DEFAULT_WORKERS = 4  # DataLoader processes per training process, where there are cores for them
+
+
+def default_workers() -> int:
+    """``DEFAULT_WORKERS``, but no more than the usable cores (a 2-core machine gets 2)."""
+    return min(DEFAULT_WORKERS, usable_cores())
+
+
 def defaults(modality: str) -> dict:
-    """Every setting with a default, for ``modality``: field defaults, then its reference."""
+    """Every setting with a default, for ``modality``: field defaults, then its reference, then
+    what depends on the machine (``default_workers``)."""
     spec = REFERENCE[modality]
     out = {f.name: f.default for f in fields(FitConfig) if f.default is not MISSING}
     for name in PER_MODALITY:
         value = getattr(spec, name)
         out[name] = list(value) if isinstance(value, tuple) else value
+    out["workers"] = default_workers()
     return out
 
 
@@ -129,6 +140,8 @@ def default_text(name: str) -> str:
             shown = ",".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
             by_value.setdefault(shown, []).append(modality)
         return "[default: " + "; ".join(f"{v} {', '.join(ms)}" for v, ms in by_value.items()) + "]"
+    if name == "workers":
+        return f"[default: {DEFAULT_WORKERS}, at most the usable cores ({default_workers()} here)]"
     value = next(f.default for f in fields(FitConfig) if f.name == name)
     if value is None:
         return ""
@@ -160,6 +173,25 @@ def load_preset(name: str, modality: str) -> dict:
     if unknown:
         raise ValueError(f"preset {path.name} has unknown settings: {', '.join(unknown)}")
     return settings
+
+
+def load_config(path: str) -> dict:
+    """The settings of a run's ``config.json`` (``FitConfig.to_dict``), checked: a JSON object of
+    FitConfig's fields; ValueError naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a run's config.json (not JSON: {exc})") from None
+    known = {f.name for f in fields(FitConfig)}
+    if not isinstance(data, dict) or "modality" not in data:
+        raise ValueError(f"{path}: not a run's config.json (no modality)")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: settings this version does not know: {', '.join(unknown)}")
+    return data
 
 
 def resolve(options: dict, preset: Optional[str] = None) -> FitConfig:

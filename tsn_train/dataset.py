@@ -2,6 +2,7 @@
 in memory), decoded and transformed."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Union
@@ -18,6 +19,12 @@ from tsn_prep.store import Store
 from tsn_core.lists import Record
 from .sampling import center_starts, sample_indices, train_starts
 from .videos import Videos
+
+# PyTorch warns when a DataLoader has more workers than the cores it counts; our defaults never do
+# (tsn_train.config.default_workers), and fit says it in its own words when --workers asks for
+# more (tsn_train.fit.advice).
+warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes",
+                        category=UserWarning)
 
 
 def decode(data: bytes, color: bool, where: str) -> np.ndarray:

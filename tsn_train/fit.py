@@ -10,6 +10,7 @@ Reading order: ``fit`` (setup, then one line per stage), ``load_data``, ``train_
 from __future__ import annotations
 
 import json
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .outputs import OutputError, writable_folder
 from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
 from tsn_core import interrupts
+from tsn_core.machine import usable_cores
 from tsn_core.lists import ListError, read_classes, read_list
 
 from .lists import num_classes_of, store_known, validated
@@ -43,7 +45,7 @@ from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
 
 @dataclass
 class FitResult:
-    model: TSN
+    model: Optional[TSN]  # None when there was nothing to train (a finished run resumed)
     history: list[dict]
 
 
@@ -304,6 +306,19 @@ def _check_output(cfg: FitConfig, resume: Optional[str], ckpt: Optional[Checkpoi
                          "choose another --out")
 
 
+def advice(cfg: FitConfig) -> list[str]:
+    """Settings that work against each other, each said in a line (the run goes on)."""
+    lines = []
+    if cfg.partial_bn and not cfg.pretrained:
+        lines.append("partial BN (on by default) freezes the statistics of every BatchNorm layer "
+                     "but the first, which assumes ImageNet weights: training from scratch, add "
+                     "--no-partial-bn (or give --pretrained)")
+    if cfg.workers > usable_cores():
+        lines.append(f"--workers {cfg.workers}: more DataLoader processes than the {usable_cores()} "
+                     "usable cores; they will take turns")
+    return lines
+
+
 def same_classes(resume, trained: list[str], class_file: Optional[str], classes: list[str]) -> None:
     """``--resume`` continues a run only with the class names it was trained on, in their order:
     a class that moved would silently take another's weights."""
@@ -348,10 +363,18 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     """Train ``cfg``; with ``resume`` (a checkpoint path) continue after its last full epoch."""
     dev = distributed.setup(cfg.device)
     out = Path(cfg.out)
-    check_run_folder(out, dev)
-    data = load_data(cfg, dev)
     ckpt = checkpoint.load(Path(resume)) if resume else None
     _check_output(cfg, resume, ckpt)
+    if ckpt and ckpt.epoch >= cfg.epochs:
+        if dev.main:
+            tqdm.write(f"nothing to do: {resume} has finished epoch {ckpt.epoch} of {cfg.epochs}; to "
+                       f"train on, give --epochs N (more than {ckpt.epoch}) with --resume")
+        return FitResult(None, list(ckpt.history))
+    for line in advice(cfg):
+        if dev.main:
+            tqdm.write(f"warning: {line}", file=sys.stderr)
+    check_run_folder(out, dev)
+    data = load_data(cfg, dev)
     if ckpt:
         same_classes(resume, ckpt.classes, cfg.classes, data.classes)
 
