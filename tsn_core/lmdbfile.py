@@ -137,12 +137,14 @@ class LMDBFile:
         if self.size == 0:
             raise self._damaged("data.mdb is empty (0 bytes): the shard was cut short or never written")
         first = os.pread(self.fd, HEADER + _META.size, 0)
-        metas, problems = [], []
+        metas: list[Meta] = []
+        problems: list[str] = []
         psize = None
         if len(first) == HEADER + _META.size:
             psize = _DB.unpack(first[HEADER + 24:HEADER + 72])[0]
         sizes = [psize] if psize in PAGE_SIZES else list(PAGE_SIZES)
         for size in sizes:
+            metas, problems = [], []
             for n in (0, 1):
                 raw = os.pread(self.fd, HEADER + _META.size, n * size)
                 meta, problem = self._meta(raw, n, size)
@@ -151,6 +153,15 @@ class LMDBFile:
                 break
         if not metas:
             raise self._damaged(f"not an LMDB file any more ({problems[0]}): overwritten or cut short")
+        # LMDB writes both meta pages when it makes the file and then each commit the other one, so a
+        # whole file has two valid meta pages of consecutive transactions. One that is not valid, or
+        # far from the other, may have held the last commit: reading the other would silently go back
+        # a transaction, so it is damage.
+        if problems:
+            raise self._damaged(f"{problems[0]}: the last committed transaction may be lost")
+        if abs(metas[0].txnid - metas[1].txnid) > 1:
+            raise self._damaged(f"the meta pages disagree (transactions {metas[0].txnid} and "
+                                f"{metas[1].txnid}): one of them was changed")
         return max(metas, key=lambda m: m.txnid)
 
     @staticmethod

@@ -24,6 +24,7 @@ from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, exp
 from tsn_core import interrupts
 from tsn_core.command import Group
 from tsn_core.meta import FORMAT_VERSION
+from tsn_core.progress import bar as progress_bar
 from tsn_core.text import shown
 from tsn_core.modalities import FLOW, STORED
 from .plan import RunPlan
@@ -34,6 +35,9 @@ from .tvl1_params import TVL1Params
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
 from .warp import WarpParams
+
+QUIET_HELP = ("No progress bar (there is none either when stderr is not a terminal: a log gets the "
+              "summary line alone).")
 
 # Option defaults are read from the records they fill, never typed twice.
 _EXTRACT, _TVL1, _WARP = ExtractParams(), TVL1Params(), WarpParams()
@@ -194,7 +198,7 @@ def extract_options(f):
                           "frames than its container declares) is a failure, not stored. Without "
                           "it, it is stored with the warning in its metadata, counted by info and "
                           "verify."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--quiet", is_flag=True, help=QUIET_HELP),
     ]
     for option in reversed(options):
         f = option(f)
@@ -389,7 +393,7 @@ Exit status:
                    count_help="How many tasks the verification is split into.")
 @click.option("--checksums-only", is_flag=True,
               help="Compare checksums and counts without decoding (disk speed; see above).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
     store = _open(out)
     shards = sorted(s for s in store.shard_paths if s % num_shards == shard_index)
@@ -400,7 +404,7 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
                                    f"{len(store.shard_paths)} or fewer")
         click.echo(f"task {shard_index} of {num_shards}: checking shard(s) {', '.join(map(str, shards))} "
                    f"of {store.num_shards}", err=True)
-    with tqdm(unit="img", disable=quiet, file=sys.stderr, desc="verify") as bar:
+    with progress_bar(unit="img", quiet=quiet, desc="verify") as bar:
         found = verify(store, bar.update, shards, workers, decode=not checksums_only)
     for p in found.problems:
         click.echo(f"problem: {p}", err=True)
@@ -512,7 +516,7 @@ _NAMING = Naming()
               help="A 'video_id label' list (tsn-train's format, e.g. trainlist.txt); repeatable. "
                    "--lists then also writes DIR/<stem>_rawframes_<modality>.txt per list with these videos, "
                    "in this order, with their labels (mmaction2 needs a label on every line).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, modalities, lists, labels, quiet):
     """Write the store OUT as TSN-style folders: DIR/<id>/img_00001.jpg, flow_x_00001.jpg, ...
 
@@ -539,7 +543,7 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
             raise click.BadParameter(str(exc), param_hint="--labels") from None
     interrupts.safe(f"every image file in {dir} is whole (each is written to a temporary name, then "
                     "renamed); run the same command again to write them all")
-    with tqdm(total=len(store.index), unit="entry", disable=quiet, file=sys.stderr, desc="export") as bar:
+    with progress_bar(total=len(store.index), unit="entry", quiet=quiet, desc="export") as bar:
         n = export_store(store, dir, naming, only, bar.update)
     click.echo(f"wrote {n} images to {dir}")
     if lists:
@@ -630,7 +634,7 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
 @click.option("--bound", type=float, default=_EXTRACT.bound, show_default=True,
               help="The bound the flow images were quantised with (recorded in the metadata).")
 @shard_options
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ignore_unmatched, bound,
                shard_index, num_shards, quiet):
     """Copy existing frame folders (dense_flow, denseflow, mmaction2) under DIR into the store OUT
@@ -648,7 +652,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     interrupts.safe(f"imported videos are safe in {out}; re-run the same command to do the rest")
-    with tqdm(unit="video", disable=quiet, file=sys.stderr, desc="import") as bar:
+    with progress_bar(unit="video", quiet=quiet, desc="import") as bar:
         def on_video(result):
             if result.error:
                 tqdm.write(f"error: {shown(result.folder)}: {shown(result.error)}", file=sys.stderr)

@@ -587,11 +587,18 @@ def solvers(params: ExtractParams, plan: RunPlan) -> tuple[tuple[Optional[int], 
     return (plan.gpus or (0,)) if on_gpu else (None,) * usable_cores(), make_pairwise
 
 
+Progress = Callable[[str, int], None]
+"""Told as work goes on inside videos: ``("frames", n)`` frames decoded, ``("pairs", n)`` frame
+pairs whose flow is solved (a warped flow's second pass not counted)."""
+
+
 def engine_results(jobs: list[Job], params: ExtractParams, plan: RunPlan = RunPlan(),
                    say: Callable[[str], None] = print,
-                   make_solver: Optional[SolverFactory] = None) -> Iterator[VideoResult]:
+                   make_solver: Optional[SolverFactory] = None,
+                   progress: Progress = lambda what, n: None) -> Iterator[VideoResult]:
     """A ``VideoResult`` for every job (its video's ``params`` modalities that ``job.modalities``
-    names), as each is finished, in completion order.
+    names), as each is finished, in completion order; ``progress`` hears of the frames and pairs
+    done meanwhile.
 
     ``make_solver`` replaces the solvers of ``solvers``: one per GPU of ``plan``, or one CPU one."""
     if not jobs:
@@ -599,24 +606,27 @@ def engine_results(jobs: list[Job], params: ExtractParams, plan: RunPlan = RunPl
     devices, make = solvers(params, plan)
     if make_solver is not None and devices:
         devices, make = plan.gpus or (None,), make_solver
-    engine = _Engine(jobs, params, plan, say, devices, make)
+    engine = _Engine(jobs, params, plan, say, devices, make, progress)
     try:
         yield from engine.run()
     finally:
         engine.close()
 
 
-def extract_one(item: VideoItem, params: ExtractParams, plan: RunPlan = RunPlan(workers=0)) -> VideoResult:
+def extract_one(item: VideoItem, params: ExtractParams, plan: RunPlan = RunPlan(workers=0),
+                progress: Progress = lambda what, n: None) -> VideoResult:
     """``params.modalities`` of one video, decoded in a thread of this process by default (no
-    process to start); its failure is the result's ``error``."""
+    process to start); its failure is the result's ``error``. ``progress`` as ``engine_results``."""
     return next(iter(list(engine_results([Job(item, params.modalities)], params, plan,
-                                         say=lambda line: None))))
+                                         say=lambda line: None, progress=progress))))
 
 
 class _Engine:
     def __init__(self, jobs: list[Job], params: ExtractParams, plan: RunPlan, say,
-                 devices: tuple[Optional[int], ...], make_solver: Optional[SolverFactory]):
+                 devices: tuple[Optional[int], ...], make_solver: Optional[SolverFactory],
+                 progress: Progress = lambda what, n: None):
         self.say = say
+        self.progress = progress
         self.params = params
         self.flow_backend = plan.flow_backend(params.algorithm)
         self.events: queue.Queue = queue.Queue()
@@ -805,6 +815,7 @@ class _Engine:
                 self.say(f"a batch of {len(pairs)} pairs of {size[1]}x{size[0]} frames failed on "
                          f"{device.name} ({type(failure).__name__}: {str(failure)[:200]}); solved them "
                          f"one at a time; batches of {device.sizes[size]} from now on")
+            self.progress("pairs", sum(not p.second for p in pairs))
             for pair, flow in zip(pairs, flows):
                 self._solved(pair, flow, finished)
         elif isinstance(event, Homography):
@@ -856,6 +867,8 @@ class _Engine:
                 return
             for m, images in msg.images.items():
                 video.frames[m] += images
+            decoded = len(msg.grey) if msg.grey is not None else max(map(len, msg.images.values()), default=0)
+            self.progress("frames", decoded)
             for i, grey in enumerate(() if msg.grey is None else msg.grey):
                 if video.prev is not None:
                     self._add_pair(video, _Pair(key, msg.start + i - 1, False, video.prev, grey))

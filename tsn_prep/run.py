@@ -11,6 +11,7 @@ from pathlib import Path
 import lmdb
 from tqdm import tqdm
 
+from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.text import shown
 
 from .diskspace import DiskFull
@@ -98,10 +99,11 @@ def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan
             raise SettingsConflict(_conflict_message(out, conflicts))
 
         wanted = {job.item.id: job.modalities for job in todo}
-        bar = tqdm(total=len(todo), unit="video", disable=not progress, file=sys.stderr,
-                   desc=f"shard {shard_index}/{num_shards}" if num_shards > 1 else "videos")
+        bar = progress_bar(total=len(todo), unit="video", quiet=not progress,
+                           desc=f"shard {shard_index}/{num_shards}" if num_shards > 1 else "videos")
+        inside = Rates(bar, "frames", "pairs")  # a long video moves the bar within seconds
         # In completion order: a slow video does not hold back the writes of the ones after it.
-        results = engine_results(todo, params, plan, say=_say)
+        results = engine_results(todo, params, plan, say=_say, progress=inside.add)
         for result in results:
             meta = next(iter(result.meta.values()), None)  # video-level fields are in every modality's
             warning = meta.warning if meta else None
@@ -118,12 +120,8 @@ def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan
                     summary.warnings.append((str(result.item.path), warning))
                     _say(f"warning: {shown(result.item.path)}: {shown(warning)} (stored; --strict makes "
                          "this a failure)")
+            bar.set_postfix_str(inside.text(), refresh=False)
             bar.update(1)
-            elapsed = time.perf_counter() - start
-            if summary.pairs:
-                bar.set_postfix_str(f"{summary.pairs / elapsed:.2f} pairs/s")
-            else:
-                bar.set_postfix_str(f"{summary.frames / elapsed:.1f} frames/s")
         bar.close()
     finally:
         if results is not None:

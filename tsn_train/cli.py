@@ -18,6 +18,7 @@ import click
 
 from tsn_core import interrupts
 from tsn_core.command import Group, one_line
+from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.modalities import MODALITIES
 from tsn_prep.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
@@ -556,19 +557,28 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, amp, as_
     classes = streams[0].checkpoint.classes
     failed = 0
     interrupts.safe("the videos printed above are done; run the command again with the others")
+    bar = progress_bar(total=len(videos), unit="video", desc="predict")
+    inside = Rates(bar, "frames", "pairs")  # decoding and flow of a long video move the bar
     for path in videos:
         try:
-            probs = predict_video(path, streams, segments, crops, decoders=decoders)
+            probs = predict_video(path, streams, segments, crops, decoders=decoders, progress=inside.add)
         except ValueError as exc:
-            click.echo(f"error: {exc}", err=True)
+            bar.write(f"error: {exc}", file=sys.stderr)
             failed += 1
+            bar.update(1)
             continue
+        finally:
+            bar.set_postfix_str(inside.text(), refresh=False)
         top_classes = ranked(probs, classes, top)
         if as_json:
-            click.echo(json.dumps({"video": str(path), "top": [{"class": c, "probability": p}
-                                                                for c, p in top_classes]}))
+            line = json.dumps({"video": str(path), "top": [{"class": c, "probability": p}
+                                                            for c, p in top_classes]})
         else:
-            click.echo(f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in top_classes))
+            line = f"{path}: " + ", ".join(f"{c} {p:.3f}" for c, p in top_classes)
+        bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+        bar.update(1)
+    bar.close()
     if failed:
         sys.exit(1)
 
@@ -627,7 +637,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     interrupts.safe(f"the class pictures listed above are complete in {out}; run the same command "
                     "again for all of them")
     summary, tiles = {}, []
-    for name in tqdm(wanted, desc="classes", unit="class"):
+    for name in progress_bar(iterable=wanted, total=len(wanted), desc="classes", unit="class"):
         c = classes.index(name)
         levels, noise = vis.draw(model, modality, prep.norm, c, settings, dev)
         p, p0 = vis.probabilities(model, np.stack([levels, noise]), modality, prep.norm, dev)[:, c]

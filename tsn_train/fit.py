@@ -35,6 +35,7 @@ from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_de
 from .device_decode import EncodedDataset, collate, decode_batch
 from tsn_core import interrupts
 from tsn_core.machine import usable_cores
+from tsn_core.progress import bar as progress_bar
 from tsn_core.lists import ListError, read_classes, read_list
 
 from .lists import num_classes_of, store_known, validated
@@ -176,8 +177,8 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     data_time = compute_time = 0.0
     since_log = [0.0, 0.0]  # data and compute seconds since the last step record
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not dev.main,
-               leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", quiet=not dev.main,
+                       leave=False)
     memory_format = torch.channels_last if channels_last(cfg, dev.device) else torch.contiguous_format
     batches = iter(loader)
     for i in range(steps):

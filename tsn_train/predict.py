@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tsn_core.lists import Record
-from tsn_prep.engine import extract_one
+from tsn_prep.engine import Progress, extract_one
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import RunPlan
 from tsn_prep.video import DECODERS, VideoItem
@@ -52,9 +52,11 @@ def load_streams(paths: list[Path], weights: Optional[list[float]], device: torc
 
 def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMENTS,
                   crops: int = TEST_CROPS, batch: int = TEST_BATCH,
-                  decoders: Sequence[str] = DECODERS) -> np.ndarray:
+                  decoders: Sequence[str] = DECODERS,
+                  progress: Progress = lambda what, n: None) -> np.ndarray:
     """Fused class probabilities of one video: each stream's score (crops, then snippets
-    averaged), softmax, weighted average. Raises ValueError if the video cannot be read."""
+    averaged), softmax, weighted average. Raises ValueError if the video cannot be read.
+    ``progress`` hears of the frames decoded and flow pairs solved (``tsn_prep.engine``)."""
     extracted: dict[tuple, dict] = {}
     fused = 0.0
     for s in streams:
@@ -63,7 +65,7 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
         key = params  # frozen: equal settings, one extraction
         if key not in extracted:  # an RGB and an RGB-difference stream share one decode
             result = extract_one(VideoItem(path.stem, path), params,
-                                 RunPlan(workers=0, decoders=tuple(decoders)))
+                                 RunPlan(workers=0, decoders=tuple(decoders)), progress)
             if result.error:
                 raise ValueError(f"{path}: {result.error}")
             extracted[key] = result.images[params.modalities[0]]

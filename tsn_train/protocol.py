@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from tsn_core.progress import bar as progress_bar
 
 from tsn_core import interrupts, modalities
 from tsn_prep.store import Store
@@ -132,8 +132,8 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
                         pin_memory=dev.type == "cuda", worker_init_fn=interrupts.loader_worker)
     amp_dtype = distributed.autocast_dtype(amp, dev)
     scores = np.zeros((len(videos), len(ckpt.classes)), np.float32)
-    for i, (x, _) in enumerate(tqdm(loader, desc="videos", unit="video", disable=not progress,
-                                    dynamic_ncols=True)):
+    for i, (x, _) in enumerate(progress_bar(iterable=loader, total=len(videos), desc="videos",
+                                            unit="video", quiet=not progress)):
         if mtwi:
             per = snippet_crop_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
             snippets = combine_crops(per.transpose(1, 0, 2), mtwi["combine"])
