@@ -170,7 +170,18 @@ def params_options(cls, dest: str, prefix: str = "", help_prefix: str = ""):
     return decorate
 
 
-def extract_options(f):
+WORKERS_HELP = ("Decoding processes (one video each at a time; they also encode the JPEGs of RGB "
+                "frames); 0 decodes in this process (for debugging).")
+FLOW_WORKERS_HELP = (" Flow is solved beside them on pairs of many videos: one solver per GPU, or "
+                     "with no GPU one per usable core.")
+
+
+def extract_options(flow: bool = False):
+    """The options extract-frames and extract-flow share (``flow``: extract-flow's wording)."""
+    return functools.partial(_extract_options, flow=flow)
+
+
+def _extract_options(f, flow: bool):
     options = [
         click.argument("videos", type=click.Path(exists=True, path_type=Path)),
         click.argument("out", type=click.Path(path_type=Path)),
@@ -183,10 +194,7 @@ def extract_options(f):
         click.option("--max-frames", type=click.IntRange(min=2), default=None,
                      help="Use only the first N frames of each video (quick trials)."),
         click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
-                     help="Decoding processes (one video each at a time; they also encode RGB "
-                          "frames); 0 decodes in this process (for debugging). Flow is solved "
-                          "beside them on pairs of many videos: one solver per GPU, or with no "
-                          "GPU one per usable core."),
+                     help=WORKERS_HELP + (FLOW_WORKERS_HELP if flow else "")),
         shard_options,
         decoders_option,
         click.option("--recompute", is_flag=True,
@@ -251,8 +259,8 @@ def main():
     """
 
 
-@main.command("extract-frames")
-@extract_options
+@main.command("extract-frames", short_help="Extract RGB frames of VIDEOS into the store OUT.")
+@extract_options()
 def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
                        shard_index, num_shards, decoders, recompute, strict, quiet):
     """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
@@ -262,8 +270,8 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
          recompute, strict, quiet)
 
 
-@main.command("extract-flow")
-@extract_options
+@main.command("extract-flow", short_help="Compute TV-L1 flow (and warped flow) of VIDEOS into OUT.")
+@extract_options(flow=True)
 @click.option("--modality", "modalities", type=click.Choice(FLOW), multiple=True,
               help="flow (TV-L1) and/or warped_flow (camera motion removed); repeat for both, "
                    "computed from one decode pass.  [default: flow]")
@@ -341,7 +349,7 @@ def _open(out: Path) -> Store:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command("info")
+@main.command("info", short_help="Show what the store OUT holds.")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--videos", "per_video", is_flag=True,
@@ -354,7 +362,7 @@ def info_cmd(out, as_json, per_video):
     click.echo(json.dumps(info, indent=2, sort_keys=True) if as_json else format_info(info))
 
 
-@main.command("verify", help=f"""Decode every image in the store OUT, compare it with the checksum
+@main.command("verify", short_help="Check every image and record of the store OUT.", help=f"""Decode every image in the store OUT, compare it with the checksum
 recorded when it was written, and check counts against the metadata.
 
 Damage ('problem: ...' lines on stderr, naming shard, video, channel and index), recorded
@@ -423,7 +431,7 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
     sys.exit(found.exit_code)
 
 
-@main.command("upgrade")
+@main.command("upgrade", short_help="Bring the store OUT to the current format.")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def upgrade_cmd(out):
     """Bring the store OUT to the current format: shards written before the compact index (format
@@ -436,7 +444,7 @@ def upgrade_cmd(out):
     click.echo(f"{out}: {len(store.shard_paths)} shard(s) of {store.num_shards} at format {FORMAT_VERSION}")
 
 
-@main.command("clear-failures")
+@main.command("clear-failures", short_help="Forget recorded extraction failures in OUT.")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("video_ids", nargs=-1)
 @click.option("--gone", is_flag=True,
@@ -494,7 +502,7 @@ def clear_failures_cmd(out, video_ids, gone, everything):
 _NAMING = Naming()
 
 
-@main.command("export")
+@main.command("export", short_help="Write the store OUT as TSN-style frame folders.")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--img-prefix", default=_NAMING.prefix("img"), show_default=True, help="RGB frame file prefix.")
@@ -570,7 +578,7 @@ def _frame_range(ctx, param, value):
         raise click.BadParameter(f"expected A:B (B excluded; either may be left out), got {value!r}") from None
 
 
-@main.command("show")
+@main.command("show", short_help="Draw a video of a store: frame | flow | warped flow.")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.argument("video_id")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -616,7 +624,7 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
                f"{', '.join(map(str, indices))}", err=True)
 
 
-@main.command("import-frames")
+@main.command("import-frames", short_help="Copy existing frame folders into the store OUT.")
 @click.argument("dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--img-prefix", help="RGB frame file prefix. Default: detected per folder among "

@@ -80,26 +80,33 @@ def video_counts(store: Store) -> dict[str, dict[str, int]]:
 
 
 def format_info(info: dict) -> str:
-    """The human-readable form of :func:`store_info`."""
-    lines = [f"store      {info['root']}",
-             f"shards     {len(info['shards'])} of {info['num_shards']}"
-             + (f" (missing: {info['shards_missing']})" if info["shards_missing"] else ""),
-             f"size       {info['bytes'] / 2**20:.1f} MiB on disk",
-             f"videos     {info['videos']}"]
+    """The human-readable form of :func:`store_info`: a column of labels as wide as the longest
+    (``warped_flow``), then the values."""
+    labels = ["store", "shards", "size", "videos", "failures", "warnings", *info["modalities"]]
+    w = max(map(len, labels)) + 1
+
+    def row(label: str, text: str) -> str:
+        return f"{label:<{w}}{text}"
+
+    lines = [row("store", info["root"]),
+             row("shards", f"{len(info['shards'])} of {info['num_shards']}"
+                 + (f" (missing: {info['shards_missing']})" if info["shards_missing"] else "")),
+             row("size", f"{info['bytes'] / 2**20:.1f} MiB on disk"),
+             row("videos", str(info["videos"]))]
     for mod, m in sorted(info["modalities"].items()):
         kind = "flows" if modalities.get(mod).is_flow else "frames"
-        lines.append(f"{mod:<10} {m['videos']} videos, {m['images_per_channel']} {kind}"
-                     f" ({m['images_per_channel'] / max(m['videos'], 1):.1f} per video)")
+        lines.append(row(mod, f"{m['videos']} videos, {m['images_per_channel']} {kind}"
+                              f" ({m['images_per_channel'] / max(m['videos'], 1):.1f} per video)"))
         for p in m["parameters"]:
             settings = {k: v for k, v in p.items() if k not in ("videos", "tsn_prep_version")}
-            lines.append(f"           {p['videos']} with {json.dumps(settings, sort_keys=True)}")
-    lines.append(f"failures   {len(info['failures'])}")
+            lines.append(row("", f"{p['videos']} with {json.dumps(settings, sort_keys=True)}"))
+    lines.append(row("failures", str(len(info["failures"]))))
     for f in info["failures"]:
         lines.append(f"  {shown(f['source'])} [{f['modality']}]: {shown(f['error'])}")
     if info["warnings"]:
-        lines.append(f"warnings   {len(info['warnings'])}")
-        for w in info["warnings"]:
-            lines.append(f"  {shown(w['video_id'])} [{w['modality']}]: {shown(w['warning'])}")
+        lines.append(row("warnings", str(len(info["warnings"]))))
+        for warn in info["warnings"]:
+            lines.append(f"  {shown(warn['video_id'])} [{warn['modality']}]: {shown(warn['warning'])}")
     if "per_video" in info:
         mods = sorted({m for counts in info["per_video"].values() for m in counts})
         width = max([len("video"), *map(len, info["per_video"])])

@@ -62,12 +62,12 @@ def main() -> None:
     """
 
 
-@main.group()
+@main.group(short_help="Write video lists from official splits and annotations.")
 def lists() -> None:
     """Write train/test video lists from official split or annotation files."""
 
 
-@lists.command("ucf101")
+@lists.command("ucf101", short_help="UCF101 split lists from ucfTrainTestlist/.")
 @click.argument("splits_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--split", type=click.IntRange(1, 3), default=1, show_default=True)
@@ -80,7 +80,7 @@ def lists_ucf101(splits_dir: Path, out_dir: Path, split: int) -> None:
     _write_lists("ucf101", split, out_dir, lambda: ucf101_lists(splits_dir, split))
 
 
-@lists.command("hmdb51")
+@lists.command("hmdb51", short_help="HMDB51 split lists from its split files.")
 @click.argument("splits_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--split", type=click.IntRange(1, 3), default=1, show_default=True)
@@ -129,7 +129,7 @@ def _found_videos(video_dirs) -> dict:
     return {"existing": ids, "where_videos": "the videos under " + " and ".join(map(str, video_dirs))}
 
 
-@lists.command("kinetics")
+@lists.command("kinetics", short_help="Kinetics-400/600/700 lists from its CSVs.")
 @click.argument("train_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("val_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -154,7 +154,7 @@ def lists_kinetics(train_csv: Path, val_csv: Path, out_dir: Path, test_csv, layo
         train_csv, val_csv, test_csv, layout, name=name, **_found_videos(video_dirs)))
 
 
-@lists.command("ssv2")
+@lists.command("ssv2", short_help="Something-Something v2 lists from its JSON.")
 @click.argument("labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def lists_ssv2(labels_dir: Path, out_dir: Path) -> None:
@@ -168,7 +168,7 @@ def lists_ssv2(labels_dir: Path, out_dir: Path) -> None:
     _write_dataset_lists(out_dir, lambda: ssv2_lists(labels_dir))
 
 
-@lists.command("activitynet")
+@lists.command("activitynet", short_help="ActivityNet v1.2/v1.3 lists from its JSON.")
 @click.argument("json_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", default="v_", show_default=True,
@@ -189,7 +189,7 @@ def lists_activitynet(json_file: Path, out_dir: Path, prefix: str, video_dirs, n
         json_file, prefix, name=name, **_found_videos(video_dirs)))
 
 
-@lists.command("thumos14")
+@lists.command("thumos14", short_help="THUMOS14 lists from its detection annotations.")
 @click.argument("class_index", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("annotations", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
@@ -234,7 +234,7 @@ def _write_dataset_lists(out_dir: Path, read) -> None:
         click.echo(f"  {key}: {path}")
 
 
-@main.command()
+@main.command(short_help="Train a TSN stream on a store.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="A run's config.json: train with its settings again (options given beside it "
                    "override them; --out usually, or --resume to continue that run).")
@@ -360,7 +360,7 @@ def _report_line(name: str, m: dict) -> str:
             f"mean class accuracy {m['mean_class_accuracy']:.2%}  ({m['videos']} videos)")
 
 
-@main.command()
+@main.command(short_help="Score a list of videos with the paper's test protocol.")
 @checkpoint_option("A fit checkpoint (best.pt or last.pt); modality, architecture and preprocessing "
                    "come from it.")
 @store_option()
@@ -419,7 +419,7 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     click.echo(f"scores: {out}")
 
 
-@main.command()
+@main.command(short_help="Fuse score files of several streams.")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @weights_option("Weight per score file, in their order, e.g. 1,1.5 (the paper's RGB : flow).")
@@ -461,7 +461,7 @@ def fuse(files, weights, use_softmax, out) -> None:
         click.echo(f"fused scores: {out}")
 
 
-@main.command()
+@main.command(short_help="mAP or accuracy of a score file.")
 @click.argument("scores_file", metavar="SCORES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--labels", "labels_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -530,7 +530,7 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
     click.echo(f"per-class AP: {out / 'per_class_ap.csv'}; PR curves: {out / 'pr_curve.png'}")
 
 
-@main.command()
+@main.command(short_help="Classify raw video files.")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @checkpoint_option("A fit checkpoint; repeat for several streams (e.g. RGB and flow).", multiple=True)
 @weights_option()
@@ -583,7 +583,7 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, amp, as_
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Draw what a stream has learned per class.")
 @checkpoint_option("A fit checkpoint of any modality (rgb, rgbdiff, flow, warped_flow).")
 @click.option("--class", "class_names", multiple=True,
               help="A class to draw, by name; repeat for several.  [default: every class]")
@@ -657,7 +657,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     click.echo(f"{len(wanted)} class picture(s) and overview.png in {out}")
 
 
-@main.command()
+@main.command(short_help="Export a stream as ONNX or TorchScript.")
 @checkpoint_option("A fit checkpoint of any modality and architecture.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True,
               help="onnx (needs the [export] extra: onnx, onnxscript, onnxruntime) or torchscript "
@@ -685,7 +685,7 @@ def export(checkpoint, fmt, out) -> None:
                f"{len(meta['classes'])} class scores")
 
 
-@main.command()
+@main.command(short_help="Recognise actions live in a video or camera.")
 @click.argument("source")
 @checkpoint_option("An rgb or rgbdiff fit checkpoint; repeat for the pair (e.g. rgb.pt, rgbdiff.pt).",
                    multiple=True)
