@@ -1,4 +1,4 @@
-"""Training settings: defaults from the modality spec checked against the SPEC's reference solver,
+"""Training settings: defaults from the modality spec checked against the reference solver (the paper and its code),
 presets that only say how they differ, overrides, help text from the same source, and a command
 line that answers --help without importing torch."""
 import pytest
@@ -11,7 +11,7 @@ from .conftest import run_python, train_cli
 
 BASE = {"store": "s", "train_list": "t", "out": "o"}
 
-# SPEC "Reference defaults" in the reference's own units (iterations of 128 videos):
+# the reference defaults (the paper and its code) in the reference's own units (iterations of 128 videos):
 # (lr, lr steps, stop, dropout, clip, scales).
 REFERENCE = {
     "rgb": (0.001, (1500, 3000), 3500, 0.8, 40.0, (1, .875, .75, .66)),

@@ -37,9 +37,9 @@ DECODE_CHOICES = ("loader", "device")
 
 @dataclass(frozen=True)
 class Reference:
-    """How a stream of one modality is trained by default: the reference settings (SPEC
-    "Reference defaults"; schedules in epochs of UCF101 split 1: 9537 videos, 74.5 iterations of
-    128 per epoch)."""
+    """How a stream of one modality is trained by default: the reference settings (the paper and
+    its Caffe code; schedules in epochs of UCF101 split 1: 9537 videos, 74.5 iterations of 128 per
+    epoch)."""
 
     scales: tuple[float, ...]      # multi-scale crop fractions of the short side
     dropout: float
