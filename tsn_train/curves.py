@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from tsn_core.drawing import line_height, put_text, triangle
+from tsn_core.drawing import line_height, put_text, text_box, triangle
 
 # BGR colours of the series; train solid, val the same colour thinner with dots.
 COLORS = {"train": (200, 90, 20), "val": (30, 120, 230)}
@@ -63,6 +63,23 @@ def points(values: Sequence[Optional[float]], x0: int, y0: int, width: int, heig
     return out
 
 
+def _values(canvas: np.ndarray, xs: list[int], values: list[float], right: int, y0: int,
+            colour: tuple[int, int, int]) -> None:
+    """Write each clipped value right of its mark at ``xs``: on the marks' line where it covers no
+    mark and no other value, else on the line below, else not at all."""
+    lh = line_height(0.35, outline=True) + 1
+    used: list[list[tuple[int, int]]] = [[(x - MARK // 2, x + MARK // 2) for x in xs], []]
+    for x, v in zip(xs, values):
+        text = f"{v:.3g}"
+        tx = min(x + MARK // 2 + 2, right - 30)
+        tw = text_box(text, 0.35, outline=True)[0]
+        for row, spans in enumerate(used):
+            if all(tx + tw < a or tx > b for a, b in spans):
+                put_text(canvas, text, (tx, y0 + 2 + row * lh), 0.35, colour, outline=(255, 255, 255))
+                spans.append((tx, tx + tw))
+                break
+
+
 def _panel(canvas: np.ndarray, x0: int, title: str, series: dict[str, list[Optional[float]]],
            lo: float, hi: float, epochs: int, fmt: str) -> None:
     w, h = PANEL
@@ -84,10 +101,10 @@ def _panel(canvas: np.ndarray, x0: int, title: str, series: dict[str, list[Optio
             cv2.circle(canvas, p, 2, COLORS[name], -1, cv2.LINE_AA)
         above = [v if v is not None and v > hi else None for v in values]
         marked = points(above, x0, y0, w, h, lo, hi, epochs)
-        for (x, _), v in zip(marked, [v for v in above if v is not None]):
+        for x, _ in marked:
             triangle(canvas, (x, y0 + MARK // 2 + 1), MARK, COLORS[name])
-            if len(marked) <= 3:  # a few spikes: their values too, beside the marks
-                put_text(canvas, f"{v:.3g}", (min(x + MARK // 2 + 2, x0 + w - 30), y0 + 2), 0.35, COLORS[name])
+        if len(marked) <= 3:  # a few spikes: their values too, beside their marks
+            _values(canvas, [x for x, _ in marked], [v for v in above if v is not None], x0 + w, y0, COLORS[name])
 
 
 def write_curves(records: Sequence[dict], path: Path) -> None:
