@@ -1,13 +1,14 @@
 """tsn-train test, fuse and predict: the batched protocol against a slow loop, score files,
 fusion checks, and prediction from raw video files."""
 import json
+import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CLIPS, VIDEOS, cli, decode, read_frames, train_cli
+from tests.conftest import CLIPS, TRAIN, VIDEOS, cli, cli_subprocess, decode, read_frames, train_cli
 from tsn_prep.store import Store
 from tsn_train import checkpoint
 from tsn_train.protocol import run_test
@@ -79,13 +80,16 @@ def test_batched_protocol_matches_a_slow_loop(train_store, trained, modality):
 
 
 def test_test_command_writes_scores_picture_and_per_class_csv(train_store, trained, tmp_path):
+    """The real command in its own process, where an OpenCV warning (C++, on stderr) would show."""
     out = tmp_path / "rgb.npz"
-    result = train_cli("test", "--checkpoint", trained / "rgb" / "last.pt", "--store", train_store,
-                       "--list", train_store.parent / "train.txt", "--segments", "5", "--crops", "1",
-                       "--workers", "0", "--out", out)
+    result = cli_subprocess("test", "--checkpoint", trained / "rgb" / "last.pt", "--store", train_store,
+                            "--list", train_store.parent / "train.txt", "--segments", "5", "--crops", "1",
+                            "--workers", "0", "--out", out, module=TRAIN,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0 and "WARN" not in result.stderr, result.stderr
     s = Scores.load(out)
     m = metrics(s)
-    assert f"top-1 {m['top1']:.2%}" in result.output and "(5 videos)" in result.output
+    assert f"top-1 {m['top1']:.2%}" in result.stdout and "(5 videos)" in result.stdout
     assert s.settings["segments"] == 5 and s.settings["crops"] == 1 and s.classes == list("01234")
     picture = cv2.imread(str(tmp_path / "rgb_confusion.png"))
     assert picture is not None and picture.shape[0] > 50

@@ -140,14 +140,17 @@ def test_evaluate_command_prints_map_and_writes_csv_and_curves(tmp_path):
 
     from tsn_train.scores import Scores
 
-    from .conftest import train_cli
+    from .conftest import TRAIN, cli_subprocess, train_cli
 
     raw = np.array([[5, 0, 0], [0, 4, 4], [2, 0, 3], [1, 3, 0]], np.float32)
     Scores(["v0", "v1", "v2", "v3"], np.zeros(4, np.int64), raw, ["a", "b", "c"], {}).save(tmp_path / "s.npz")
     (tmp_path / "gt.txt").write_text("v0 0\nv1 1,2\nv2 -\nv3 0\n")
     # class a: v0 + v2 - v3 + v1 -  -> AP (1 + 2/3) / 2 = 5/6; classes b and c: positive second -> 1/2
-    r = train_cli("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "gt.txt", "--metric", "thumos14")
-    assert r.output.splitlines()[0] == "thumos14 mAP 0.6111 over 3 classes (4 videos, 1 background)"
+    # the real command in its own process: no OpenCV warning (C++, on stderr) from the picture
+    r = cli_subprocess("evaluate", tmp_path / "s.npz", "--labels", tmp_path / "gt.txt", "--metric", "thumos14",
+                       module=TRAIN)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.splitlines()[0] == "thumos14 mAP 0.6111 over 3 classes (4 videos, 1 background)"
     rows = list(csv.DictReader(open(tmp_path / "s-thumos14" / "per_class_ap.csv")))
     assert [(x["class"], x["positives"], x["ap"]) for x in rows] == [
         ("a", "2", "0.833333"), ("b", "1", "0.500000"), ("c", "1", "0.500000")]

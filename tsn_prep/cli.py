@@ -595,7 +595,8 @@ def _frame_range(ctx, param, value):
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="GIF / MP4: animation frames per second.")
 @click.option("--labels/--no-labels", default=True, show_default=True,
-              help="Write each row's time step index into its top-left corner.")
+              help="Write each row's time step index into its top-left corner. (The column "
+                   "titles and the colour key sit outside the cells and are always drawn.)")
 def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels):
     """Draw the video VIDEO_ID of the store STORE: frame i | flow i | warped flow i per row.
 
@@ -603,13 +604,15 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
     video lacks are left out. Flow is drawn with the Middlebury colour wheel (hue: direction,
     saturation: speed) on a fixed scale: white is no motion, full colour is the stored bound
     (--bound at extraction, 20 px by default) or more, so videos compare. Each cell is the stored
-    size, so a PNG is (rows x height) by (columns x modalities x width).
+    size, so a PNG is (rows x height) by (columns x modalities x width), plus a title band naming
+    the columns above and, when flow is drawn, a key below (the colour wheel, the bound in px);
+    each picture of an animation has both too.
 
     \b
     Example:
       tsn-prep show out/ ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01 --out sheet.png --frames 0:16 --every 2
     """
-    from .show import ShowError, describe, pick_steps, rows, write
+    from .show import ShowError, describe, legend_of, pick_steps, rows, write
 
     opened = _open(store)
     try:
@@ -617,7 +620,7 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
         indices = pick_steps(video.steps, frame_range, every)
         drawn = rows(opened, video, indices, labels)
         with interrupts.deferred():  # the picture whole, or not begun
-            write(out_file, drawn, columns, fps)
+            write(out_file, drawn, columns, fps, legend_of(video))
     except (ShowError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_file}: {video_id}, {', '.join(video.modalities)}, time steps "

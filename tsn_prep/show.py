@@ -3,11 +3,13 @@
 One row per time step i: frame i | flow i | warped flow i (flow i is between frames i and i+1), the
 modalities the video lacks left out. Flow is drawn with the Middlebury colour wheel (hue =
 direction, saturation = speed) on a FIXED scale: full saturation at the stored bound
-(``parameters.bound``), so the same motion has the same colour in every video of a store.
+(``parameters.bound``), so the same motion has the same colour in every video of a store
+(``flowcolor``). A title band names the columns and, when flow is drawn, a key band explains the
+colours (``legend``); each picture of an animation has both too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +18,10 @@ import numpy as np
 
 from tsn_core import modalities
 from tsn_core.codec import decode_image
+from tsn_core.drawing import put_text
 
+from .flowcolor import flow_colors
+from .legend import column_title, key, title_bar
 from .quantize import dequantize
 from .store import Store
 
@@ -25,51 +30,6 @@ SHEETS = (".png", ".jpg", ".jpeg")  # one picture; JPEG for a page where a PNG w
 FORMATS = (*SHEETS, ".gif", ".mp4")
 SHEET_JPEG_QUALITY = 90
 DEFAULT_STEPS = 8
-
-
-def make_colorwheel() -> np.ndarray:
-    """The Middlebury flow colour wheel, (55, 3) uint8 RGB: 55 hues, red -> yellow (15), yellow ->
-    green (6), green -> cyan (4), cyan -> blue (11), blue -> magenta (13), magenta -> red (6).
-
-    From Baker et al., "A Database and Evaluation Methodology for Optical Flow" (ICCV 2007) and
-    its ``flowToColor.m``, as torchvision.utils.flow_to_image draws it (its private
-    ``_make_colorwheel``, re-implemented here in NumPy, value for value).
-    """
-    wheel = []
-    for n, start, ramp in ((15, (255, 0, 0), (0, 1, 0)), (6, (255, 255, 0), (-1, 0, 0)),
-                           (4, (0, 255, 0), (0, 0, 1)), (11, (0, 255, 255), (0, -1, 0)),
-                           (13, (0, 0, 255), (1, 0, 0)), (6, (255, 0, 255), (0, 0, -1))):
-        for i in range(n):
-            step = np.floor(255 * i / n)
-            wheel.append([s + r * step for s, r in zip(start, ramp)])
-    return np.array(wheel, dtype=np.uint8)
-
-
-_WHEEL = make_colorwheel().astype(np.float32) / 255.0
-
-
-def flow_colors(fx: np.ndarray, fy: np.ndarray, bound: float) -> np.ndarray:
-    """Flow (px, any equal shapes) -> uint8 RGB, shape + (3,), on a fixed scale.
-
-    The colour computation is torchvision.utils.flow_to_image's (the Middlebury wheel, see
-    :func:`make_colorwheel`; hue from ``atan2(-fy, -fx)``, interpolated between wheel entries,
-    then blended towards white), except for the radius: torchvision divides by the largest
-    magnitude in the field, here it is ``|v| / bound`` clipped to 1. Zero motion is white, motion
-    of ``bound`` px or more fully saturated (``+bound`` along x: the wheel's first colour, red).
-    """
-    if not bound > 0:
-        raise ValueError(f"bound must be positive, got {bound}")
-    fx = np.asarray(fx, dtype=np.float32)
-    fy = np.asarray(fy, dtype=np.float32)
-    radius = np.minimum(np.sqrt(fx * fx + fy * fy) / np.float32(bound), 1.0)
-    angle = np.arctan2(-fy, -fx) / np.float32(np.pi)
-    fk = (angle + 1) / 2 * (len(_WHEEL) - 1)
-    k0 = np.floor(fk).astype(np.int64)
-    k1 = np.where(k0 + 1 == len(_WHEEL), 0, k0 + 1)
-    f = (fk - k0)[..., None]
-    col = (1 - f) * _WHEEL[k0] + f * _WHEEL[k1]
-    col = 1 - radius[..., None] * (1 - col)
-    return np.floor(255 * col).astype(np.uint8)
 
 
 class ShowError(Exception):
@@ -84,6 +44,7 @@ class Video:
     modalities: list[str]
     counts: dict[str, int]
     bounds: dict[str, float]
+    algorithms: dict[str, Optional[str]] = field(default_factory=dict)  # flow: the recorded algorithm
 
     @property
     def steps(self) -> int:
@@ -98,9 +59,26 @@ def describe(store: Store, video_id: str) -> Video:
         hint = f" (it holds {len(ids)} videos, e.g. {ids[0]})" if ids else " (it holds no videos)"
         raise ShowError(f"{video_id}: no such video in {store.root}{hint}")
     counts = {m: store.entry(video_id, m).meta.count for m in present}
-    bounds = {m: float(store.entry(video_id, m).meta.parameters["bound"])  # recorded with all flow
-              for m in present if modalities.get(m).is_flow}
-    return Video(video_id, present, counts, bounds)
+    flows = [m for m in present if modalities.get(m).is_flow]
+    parameters = {m: store.entry(video_id, m).meta.parameters for m in flows}
+    bounds = {m: float(parameters[m]["bound"]) for m in flows}  # recorded with all flow
+    algorithms = {m: parameters[m].get("algorithm") for m in flows}  # imported flow records none
+    return Video(video_id, present, counts, bounds, algorithms)
+
+
+@dataclass
+class Legend:
+    """The words of a picture: a title per cell column and the flow columns' ``(title, bound)``
+    (none: no colour key)."""
+
+    titles: list[str]
+    bounds: list[tuple[str, float]]
+
+
+def legend_of(video: Video) -> Legend:
+    """The column titles and flow bounds of ``video``'s pictures."""
+    titles = [column_title(m, video.algorithms.get(m)) for m in video.modalities]
+    return Legend(titles, [(t, video.bounds[m]) for t, m in zip(titles, video.modalities) if m in video.bounds])
 
 
 def pick_steps(steps: int, frames: Optional[tuple[Optional[int], Optional[int]]], every: Optional[int]) -> list[int]:
@@ -147,11 +125,9 @@ def cells(store: Store, video: Video, index: int) -> list[np.ndarray]:
 
 
 def label(image: np.ndarray, text: str) -> None:
-    """Write ``text`` into the top-left corner, white on a black outline (in place)."""
-    scale = max(0.35, image.shape[0] / 240)
-    org = (3, 3 + int(round(12 * scale)))
-    for colour, thick in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+    """Write ``text`` into the top-left corner, white on a black outline (in place), the whole
+    text inside the image."""
+    put_text(image, text, (2, 2), max(0.35, image.shape[0] / 240), (255, 255, 255), outline=(0, 0, 0))
 
 
 def rows(store: Store, video: Video, indices: list[int], labels: bool = True) -> list[np.ndarray]:
@@ -165,38 +141,51 @@ def rows(store: Store, video: Video, indices: list[int], labels: bool = True) ->
     return out
 
 
-def sheet(rows_: list[np.ndarray], columns: int = 1) -> np.ndarray:
+def sheet(rows_: list[np.ndarray], columns: int = 1, words: Optional[Legend] = None) -> np.ndarray:
     """Rows stacked top to bottom, in ``columns`` groups side by side (filled column by column;
-    an unfilled place is black)."""
+    an unfilled place is black); with ``words``, under a title band over every group and above
+    the colour key (when flow is drawn)."""
     per = -(-len(rows_) // columns)
     blank = np.zeros_like(rows_[0])
     groups = [np.concatenate(rows_[c * per:(c + 1) * per] + [blank] * (per - len(rows_[c * per:(c + 1) * per])), axis=0)
               for c in range(columns)]
-    return np.concatenate(groups, axis=1)
+    body = np.concatenate(groups, axis=1)
+    if words is None:
+        return body
+    cell_h, cell_w = rows_[0].shape[0], rows_[0].shape[1] // len(words.titles)
+    parts = [np.concatenate([title_bar(words.titles, cell_w, cell_h)] * columns, axis=1), body]
+    if words.bounds:
+        parts.append(key(body.shape[1], words.bounds, cell_h))
+    return np.concatenate(parts, axis=0)
 
 
-def write(path: Path, rows_: list[np.ndarray], columns: int = 1, fps: float = 4.0) -> None:
-    """PNG or JPEG: the contact sheet; GIF / MP4: one animation frame per row."""
+def write(path: Path, rows_: list[np.ndarray], columns: int = 1, fps: float = 4.0,
+          words: Optional[Legend] = None) -> None:
+    """PNG or JPEG: the contact sheet; GIF / MP4: one animation frame per row (each with the
+    title band and the key of ``words``, when given)."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in FORMATS:
         raise ShowError(f"{path}: write {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if ext in SHEETS:
-        if not cv2.imwrite(str(path), cv2.cvtColor(sheet(rows_, columns), cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, SHEET_JPEG_QUALITY]):
+        # the JPEG quality only for JPEG: OpenCV warns on stderr about a key its PNG writer lacks
+        params = [cv2.IMWRITE_JPEG_QUALITY, SHEET_JPEG_QUALITY] if ext != ".png" else []
+        if not cv2.imwrite(str(path), cv2.cvtColor(sheet(rows_, columns, words), cv2.COLOR_RGB2BGR), params):
             raise ShowError(f"{path}: cannot write the picture")
-    elif ext == ".gif":
+        return
+    frames = [sheet([r], 1, words) for r in rows_]
+    if ext == ".gif":
         from PIL import Image  # a dependency (torchvision's too); only this format needs it
 
-        images = [Image.fromarray(r) for r in rows_]
+        images = [Image.fromarray(f) for f in frames]
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
                        loop=0, optimize=False, disposal=1)
     else:
-        h, w = rows_[0].shape[:2]
+        h, w = frames[0].shape[:2]
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         if not writer.isOpened():
             raise ShowError(f"{path}: OpenCV cannot write MP4 (mp4v) here; write .gif or .png")
-        for r in rows_:
-            writer.write(cv2.cvtColor(r, cv2.COLOR_RGB2BGR))
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         writer.release()

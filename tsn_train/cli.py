@@ -486,7 +486,8 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
     precision-recall picture. docs/untrimmed.md gives the exact rules.
     """
     from tsn_core.lists import Known, read_multilabel_list
-    from .metrics import activitynet_map, multilabel_accuracy, thumos14_map, write_ap_csv, write_pr_png
+    from .metrics import activitynet_map, multilabel_accuracy, thumos14_map, write_ap_csv
+    from .pr_picture import write_pr_png
     from .scores import Scores, softmax
 
     if metric != "accuracy":  # accuracy only prints
@@ -520,7 +521,7 @@ def evaluate(scores_file, labels_path, metric, out) -> None:
         out.mkdir(parents=True, exist_ok=True)
         with interrupts.deferred():  # both files, or neither begun
             write_ap_csv(result, scores.classes, labels, out / "per_class_ap.csv")
-            write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}")
+            write_pr_png(result, out / "pr_curve.png", f"{metric}: {scores_file.name}", scores.classes)
     except OSError as exc:  # e.g. a full disk
         raise cannot_write(exc.filename or out, exc) from None
     line = f"{metric} mAP {result.mean_ap:.4f} over {len(result.evaluated)} classes"

@@ -1,6 +1,10 @@
 """``curves.png``: loss and accuracy per epoch, train and val, for people without TensorBoard.
 
-Drawn with OpenCV (already a dependency), so no plotting library is needed.
+Drawn with OpenCV (already a dependency), so no plotting library is needed. One loss far above
+the others (a validation spike of 36 among losses near 1) would flatten every other point against
+the bottom, so such outliers are clipped: the loss axis ends just above the rest, each clipped
+point is drawn at the top edge as a triangle, and a note under the plot says how many and above
+what.
 """
 from __future__ import annotations
 
@@ -10,10 +14,37 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from tsn_core.drawing import line_height, put_text, text_box, triangle
+
 # BGR colours of the series; train solid, val the same colour thinner with dots.
 COLORS = {"train": (200, 90, 20), "val": (30, 120, 230)}
 PANEL = (360, 240)   # width, height of one plot area
 PAD = 44
+MARK = 9             # size of the triangle marking a clipped point, px
+NICE = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+
+
+def nice_ceil(x: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= ``x`` > 0
+    (an axis end a reader takes in at a glance)."""
+    power = 10.0 ** np.floor(np.log10(x))
+    return float(next(n for n in NICE if n * power >= x * (1 - 1e-9)) * power)
+
+
+def clip_limit(values: Sequence[float]) -> Optional[float]:
+    """Where the loss axis should end when a few ``values`` lie far above the rest: the nice
+    number just above every value inside Tukey's far-out fence (third quartile + 3 x the
+    interquartile range); None when no value is beyond it (the axis then shows them all)."""
+    v = np.asarray([x for x in values if not np.isnan(x)], np.float64)
+    finite = v[np.isfinite(v)]
+    if not len(finite):
+        return None
+    q1, q3 = np.percentile(finite, [25, 75])
+    fence = q3 + 3 * (q3 - q1)
+    inside = finite[finite <= fence]
+    if len(inside) == len(v) or not len(inside) or inside.max() <= 0:
+        return None
+    return nice_ceil(float(inside.max()))
 
 
 def points(values: Sequence[Optional[float]], x0: int, y0: int, width: int, height: int,
@@ -30,6 +61,23 @@ def points(values: Sequence[Optional[float]], x0: int, y0: int, width: int, heig
         y = y0 + height - 1 - round((min(max(v, lo), hi) - lo) / span * (height - 1))
         out.append((x, y))
     return out
+
+
+def _values(canvas: np.ndarray, xs: list[int], values: list[float], right: int, y0: int,
+            colour: tuple[int, int, int]) -> None:
+    """Write each clipped value right of its mark at ``xs``: on the marks' line where it covers no
+    mark and no other value, else on the line below, else not at all."""
+    lh = line_height(0.35, outline=True) + 1
+    used: list[list[tuple[int, int]]] = [[(x - MARK // 2, x + MARK // 2) for x in xs], []]
+    for x, v in zip(xs, values):
+        text = f"{v:.3g}"
+        tx = min(x + MARK // 2 + 2, right - 30)
+        tw = text_box(text, 0.35, outline=True)[0]
+        for row, spans in enumerate(used):
+            if all(tx + tw < a or tx > b for a, b in spans):
+                put_text(canvas, text, (tx, y0 + 2 + row * lh), 0.35, colour, outline=(255, 255, 255))
+                spans.append((tx, tx + tw))
+                break
 
 
 def _panel(canvas: np.ndarray, x0: int, title: str, series: dict[str, list[Optional[float]]],
@@ -51,6 +99,12 @@ def _panel(canvas: np.ndarray, x0: int, title: str, series: dict[str, list[Optio
                           cv2.LINE_AA)
         for p in pts:
             cv2.circle(canvas, p, 2, COLORS[name], -1, cv2.LINE_AA)
+        above = [v if v is not None and v > hi else None for v in values]
+        marked = points(above, x0, y0, w, h, lo, hi, epochs)
+        for x, _ in marked:
+            triangle(canvas, (x, y0 + MARK // 2 + 1), MARK, COLORS[name])
+        if len(marked) <= 3:  # a few spikes: their values too, beside their marks
+            _values(canvas, [x for x, _ in marked], [v for v in above if v is not None], x0 + w, y0, COLORS[name])
 
 
 def write_curves(records: Sequence[dict], path: Path) -> None:
@@ -60,10 +114,12 @@ def write_curves(records: Sequence[dict], path: Path) -> None:
     epochs = max(len(records), 1)
     losses = {k: [r.get(f"{k}_loss") for r in records] for k in ("train", "val")}
     accs = {k: [r.get(f"{k}_acc") for r in records] for k in ("train", "val")}
-    losses = {k: v for k, v in losses.items() if any(x is not None for x in v)}
-    accs = {k: v for k, v in accs.items() if any(x is not None for x in v)}
-    finite = [x for v in losses.values() for x in v if x is not None and np.isfinite(x)]
-    hi = max(finite) if finite else 1.0
+    losses, accs = ({k: [None if x is None or np.isnan(x) else x for x in v] for k, v in d.items()
+                     if any(x is not None for x in v)} for d in (losses, accs))
+    every = [x for v in losses.values() for x in v if x is not None]
+    limit = clip_limit(every)
+    finite = [x for x in every if np.isfinite(x)]
+    hi = limit if limit is not None else (max(finite) if finite else 1.0)
     w, h = PANEL
     canvas = np.full((h + 2 * PAD + 10, 2 * (w + PAD) + PAD, 3), 255, np.uint8)
     _panel(canvas, PAD, "loss", losses, 0.0, hi, epochs, "{:.2f}")
@@ -71,6 +127,12 @@ def write_curves(records: Sequence[dict], path: Path) -> None:
     for i, name in enumerate(("train", "val")):
         cv2.putText(canvas, name, (2 * PAD + w + 10 + 60 * i, canvas.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
                     0.45, COLORS[name], 1, cv2.LINE_AA)
+    clipped = sum(x > hi for x in every)
+    if clipped:
+        note = f"{clipped} loss{'es' if clipped > 1 else ''} above {hi:g} clipped, marked"
+        top = canvas.shape[0] - line_height(0.4) - 4
+        tw, th = put_text(canvas, note, (PAD - 4, top), 0.4, (0, 0, 0))
+        triangle(canvas, (PAD - 4 + tw + MARK // 2 + 2, top + th // 2), MARK, (0, 0, 0))
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     if not cv2.imwrite(str(tmp), canvas):

@@ -225,39 +225,3 @@ def write_ap_csv(result: APResult, classes: Sequence[str], labels: Sequence[Sequ
         for i, name in enumerate(classes):
             w.writerow([i, name, int(positives[i]), "" if np.isnan(result.ap[i]) else f"{result.ap[i]:.6f}"])
 
-
-def write_pr_png(result: APResult, path, title: str = "", size: int = 480) -> None:
-    """Precision against recall of every evaluated class (grey) and their mean over recall (black),
-    drawn with OpenCV (no plotting dependency)."""
-    import cv2
-
-    pad = 40
-    canvas = np.full((size + 2 * pad, size + 2 * pad, 3), 255, np.uint8)
-
-    def xy(r: float, p: float) -> tuple[int, int]:
-        return pad + int(round(r * size)), pad + size - int(round(p * size))
-
-    grid = np.linspace(0, 1, 101)
-    mean = np.zeros_like(grid)
-    evaluated = result.evaluated
-    for c in evaluated:
-        r, p = result.recall[c], result.precision[c]
-        pts = np.array([xy(0, p[0] if len(p) else 0)] + [xy(a, b) for a, b in zip(r, p)], np.int32)
-        cv2.polylines(canvas, [pts], False, (190, 190, 190), 1, cv2.LINE_AA)
-        # interpolated precision (the best at this recall or beyond) on a common recall grid
-        best = np.maximum.accumulate(p[::-1])[::-1] if len(p) else np.zeros(0)
-        mean += np.array([best[r >= g].max() if (r >= g).any() else 0.0 for g in grid])
-    if len(evaluated):
-        mean /= len(evaluated)
-        pts = np.array([xy(g, m) for g, m in zip(grid, mean)], np.int32)
-        cv2.polylines(canvas, [pts], False, (0, 0, 0), 2, cv2.LINE_AA)
-    cv2.rectangle(canvas, (pad, pad), (pad + size, pad + size), (0, 0, 0), 1)
-    for t in (0, 0.5, 1):
-        cv2.putText(canvas, f"{t:g}", (xy(t, 0)[0] - 6, pad + size + 18), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(canvas, f"{t:g}", (8, xy(0, t)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0),
-                    1, cv2.LINE_AA)
-    cv2.putText(canvas, f"{title}  mAP {result.mean_ap:.4f}  (recall across, precision up)", (pad, 24),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), canvas):
-        raise OSError(f"{path}: could not write the PR-curve picture")

@@ -1,4 +1,5 @@
-"""Score files (.npz), accuracy metrics, late fusion, and the confusion-matrix picture."""
+"""Score files (.npz), accuracy metrics, late fusion, and writing the confusion-matrix picture
+(``confusion_picture`` draws it)."""
 from __future__ import annotations
 
 import csv
@@ -125,30 +126,11 @@ def write_per_class_csv(s: Scores, path: Path) -> None:
 
 
 def write_confusion_png(s: Scores, path: Path) -> None:
-    """Row-normalised confusion matrix (true class down, predicted across), drawn with OpenCV."""
-    m = confusion(s.scores, s.labels, len(s.classes)).astype(np.float64)
-    rows = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    c = len(s.classes)
-    cell = max(4, min(48, 800 // c))
-    heat = cv2.applyColorMap(np.round(rows * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-    heat = cv2.resize(heat, (c * cell, c * cell), interpolation=cv2.INTER_NEAREST)
-    labelled = c <= 40
-    margin = 10 + (max(len(n) for n in s.classes) * 7 if labelled else 0)
-    canvas = np.full((margin + c * cell + 10, margin + c * cell + 10, 3), 255, np.uint8)
-    canvas[margin:margin + c * cell, margin:margin + c * cell] = heat
-    if labelled:
-        for i, name in enumerate(s.classes):
-            y = margin + i * cell + cell // 2 + 4
-            cv2.putText(canvas, name, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-        side = np.full((margin, c * cell, 3), 255, np.uint8)  # column labels, written then rotated
-        side = cv2.rotate(side, cv2.ROTATE_90_CLOCKWISE)
-        for i, name in enumerate(s.classes):
-            cv2.putText(side, name, (4, i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                        (0, 0, 0), 1, cv2.LINE_AA)
-        canvas[:margin, margin:margin + c * cell] = cv2.rotate(side, cv2.ROTATE_90_COUNTERCLOCKWISE)
-        cv2.putText(canvas, "true \\ predicted", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0),
-                    1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), canvas):
+    """The confusion matrix as a picture (``confusion_picture``: counts in the cells, a colour
+    bar of the row shares, class names on the axes)."""
+    from .confusion_picture import confusion_picture
+
+    if not cv2.imwrite(str(path), confusion_picture(confusion(s.scores, s.labels, len(s.classes)), s.classes)):
         raise ScoreError(f"{path}: could not write the confusion picture")
 
 

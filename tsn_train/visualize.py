@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from tsn_core import modalities
 from tsn_prep.quantize import dequantize
-from tsn_prep.show import flow_colors, label
+from tsn_prep.flowcolor import flow_colors
+from tsn_prep.show import label
 
 from .config import DrawSettings
 from .transforms import InputNorm, to_input
