@@ -340,4 +340,5 @@ def finish(section: str, figures: dict, args: argparse.Namespace) -> None:
     if args.write_docs:
         (BENCH_JSON / f"{section}.json").write_text(text)
         render.render_all()
-    print(render.section_text(figures))
+    for r in render.renders(figures):
+        print(render.section_text(figures, r["template"]))

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import jinja2
 
@@ -39,7 +40,8 @@ ENV.filters.update(
     f=lambda x, spec=".2f": "-" if x is None else format(x, spec),
     fl=lambda xs, spec=".2f": ", ".join(format(x, spec) for x in xs),
     fb=fmt_bytes,
-    plural=lambda n, word: f"{n} {word}{'' if n == 1 else 's'}")
+    plural=lambda n, word: f"{n} {word}{'' if n == 1 else 's'}",
+    minsec=lambda s: f"{int(s // 60)} min {round(s % 60):d} s" if s >= 60 else f"{round(s):d} s")
 
 
 def verdicts(rows: list[dict]) -> str:
@@ -69,8 +71,15 @@ ENV.globals.update(verdicts=verdicts, wins=wins)
 ENV.filters["dev1"] = lambda x: abs(x - 1)
 
 
-def section_text(figures: dict) -> str:
-    return ENV.get_template(f"{figures['template']}.md").render(**figures).rstrip("\n") + "\n"
+def section_text(figures: dict, template: Optional[str] = None) -> str:
+    return ENV.get_template(f"{template or figures['template']}.md").render(**figures).rstrip("\n") + "\n"
+
+
+def renders(figures: dict) -> list[dict]:
+    """Where a JSON's figures go: its ``renders`` (``template``, ``section``, ``page`` each: one
+    set of figures quoted on several pages), else its own ``template``, ``section`` and ``page``."""
+    return figures.get("renders") or [{"template": figures["template"], "section": figures["section"],
+                                       "page": figures.get("page", PAGE)}]
 
 
 def put_section(page: str, name: str, text: str) -> str:
@@ -89,11 +98,12 @@ def rendered_pages(json_dir: Path = BENCH_JSON, repo: Path = REPO) -> dict[Path,
     pages: dict[Path, str] = {}
     for path in sorted(json_dir.glob("*.json")):
         figures = json.loads(path.read_text(encoding="utf-8"))
-        page = repo / figures.get("page", PAGE)
-        if page not in pages:
-            pages[page] = page.read_text(encoding="utf-8") if page.exists() else ""
-        text = section_text(figures)
-        pages[page] = text if figures["section"] is None else put_section(pages[page], figures["section"], text)
+        for r in renders(figures):
+            page = repo / r["page"]
+            if page not in pages:
+                pages[page] = page.read_text(encoding="utf-8") if page.exists() else ""
+            text = section_text(figures, r["template"])
+            pages[page] = text if r["section"] is None else put_section(pages[page], r["section"], text)
     return pages
 
 

@@ -1,0 +1,170 @@
+"""README command 1, measured as a newcomer runs it: a fresh clone and a fresh virtualenv, then
+`pip install -e . && bash tools/demo.sh` timed as one command, every line it prints kept with the
+time it came; with --untrimmed, then `bash tools/untrimmed_demo.sh` in the same clone. The figures
+(docs/bench/demo.json, docs/bench/untrimmed_demo.json) are the one source of the demo's time and
+of what the pages quote it printing: the README's demo paragraph, docs/getting-started.md's
+transcript, docs/untrimmed.md's table and docs/results.md's measured rows
+(``python -m tools.bench.render``). tests/test_demo_docs.py fails when the demo's scripts change
+after their figures were taken.
+
+    python -m tools.bench.demo --untrimmed --write-docs
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from tools.bench.common import REPO, code_version, finish, log, machine_info, now, parse_args
+
+# What the demos are made of: when one of these changes, the recorded figures are stale.
+DEMO_INPUTS = ("tools/demo.sh", "tools/demo_settings.sh", "tools/make_demo_videos.py")
+UNTRIMMED_INPUTS = (*DEMO_INPUTS, "tools/untrimmed_demo.sh", "tools/make_untrimmed_demo.py")
+COMMAND_1 = "pip install -e . && bash tools/demo.sh"
+PACKAGES = ("torch", "torchvision", "opencv-contrib-python", "numpy", "av", "lmdb")
+
+
+def inputs_sha1(paths: tuple[str, ...], repo: Path = REPO) -> str:
+    """One SHA-1 over the demo's files, as they are in ``repo``."""
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(p.encode() + b"\0" + (repo / p).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def run_lines(command: str, cwd: Path, env: dict) -> tuple[int, float, list[tuple[float, str]]]:
+    """Run ``command`` in bash; its exit code, seconds, and every line it printed (stdout and
+    stderr as they interleave) with the seconds since the start at which it came."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+        log(f"  {lines[-1][0]:6.1f} s  {lines[-1][1]}")
+    return proc.wait(), time.perf_counter() - t0, lines
+
+
+_STEP = re.compile(r"^== (\d+)/(\d+) (.*)$")
+
+
+def steps(lines: list[tuple[float, str]], end: float) -> list[dict]:
+    """The script's steps (its ``== N/M title`` lines): title, seconds, and the lines they printed;
+    what came before the first step (the install) is step 0."""
+    out = [{"step": 0, "title": "install", "start": 0.0, "lines": []}]
+    for t, text in lines:
+        m = _STEP.match(text)
+        if m:
+            out.append({"step": int(m.group(1)), "title": m.group(3), "start": t, "lines": []})
+        elif text.strip():
+            out[-1]["lines"].append(text)
+    for step, nxt in zip(out, out[1:] + [{"start": end}]):
+        step["seconds"] = round(nxt["start"] - step["start"], 1)
+        step["shown"] = elided(step["lines"])
+        del step["start"]
+    return out
+
+
+def elided(lines: list[str]) -> list[str]:
+    """``lines`` with the epoch lines of each training run between its first and last as one
+    ``...`` line (what the docs quote)."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if line.startswith("epoch "):
+            run.append(line)
+            continue
+        if run:
+            out += run if len(run) <= 2 else [run[0], "...", run[-1]]
+            run = []
+        if line:
+            out.append(line)
+    return out
+
+
+def fresh_clone(work: Path) -> tuple[Path, dict]:
+    """A clone of this repository's HEAD and a new virtualenv beside it: (clone, environment with
+    the virtualenv activated)."""
+    clone = work / "tsn"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = dict(os.environ, VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    return clone, env
+
+
+def versions(env: dict) -> dict:
+    """The versions of the packages that decide the demo's numbers, in the fresh virtualenv."""
+    out = subprocess.run(["pip", "list", "--format=freeze"], env=env, capture_output=True, text=True).stdout
+    have = dict(line.split("==", 1) for line in out.splitlines() if "==" in line)
+    return {p: have.get(p, "-") for p in PACKAGES}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--untrimmed", action="store_true", help="also run tools/untrimmed_demo.sh after it")
+    p.add_argument("--keep", type=Path, help="work here (kept) instead of a temporary folder")
+    args = parse_args(p, argv)
+    started, t0 = now(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tsn-demo-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        clone, env = fresh_clone(work)
+        log(f"$ {COMMAND_1}   (in {clone}, a fresh clone, and a fresh virtualenv)")
+        code, seconds, lines = run_lines(COMMAND_1, clone, env)
+        if code:
+            log(f"command 1 exited {code}")
+            return 1
+        demo = steps(lines, seconds)
+        figures = {
+            "template": "demo", "renders": [
+                {"template": "demo_readme", "section": "demo", "page": "README.md"},
+                {"template": "demo_steps", "section": "demo_transcript", "page": "docs/getting-started.md"},
+                {"template": "results_measured", "section": "results_measured", "page": "docs/results.md"}],
+            "date": f"{started:%Y-%m-%d}", "command": COMMAND_1, "seconds": round(seconds, 1),
+            "install_seconds": demo[0]["seconds"], "steps": demo[1:], "versions": versions(env),
+            "machine": machine_info(torch_too=True), "code": code_version(),
+            "load_start": list(os.getloadavg()), "inputs_sha1": inputs_sha1(DEMO_INPUTS),
+            "final": demo[-1]["lines"][-4:-1] if demo[-1]["lines"][-1].startswith("fused scores") else demo[-1]["lines"][-3:]}
+        if args.untrimmed:
+            log("$ bash tools/untrimmed_demo.sh")
+            code, useconds, ulines = run_lines("bash tools/untrimmed_demo.sh", clone, env)
+            if code:
+                log(f"the untrimmed demo exited {code}")
+                return 1
+            figures["renders"].append({"template": "untrimmed_table", "section": "untrimmed_demo",
+                                       "page": "docs/untrimmed.md"})
+            figures["untrimmed"] = {
+                "command": "bash tools/untrimmed_demo.sh", "seconds": round(useconds, 1),
+                "steps": steps(ulines, useconds)[1:], "inputs_sha1": inputs_sha1(UNTRIMMED_INPUTS),
+                "map": parse_map(ulines)}
+    figures["minutes"] = (time.perf_counter() - t0) / 60
+    finish("demo", figures, args)
+    return 0
+
+
+def parse_map(lines: list[tuple[float, str]]) -> dict:
+    """``{protocol: {metric: mAP, ...}}`` from the untrimmed demo's evaluate lines
+    (``segments thumos14 mAP 0.5753 over 4 classes ...``)."""
+    out: dict = {}
+    for _, text in lines:
+        m = re.match(r"^(segments|mtwi)\s+(thumos14|activitynet) mAP ([0-9.]+) over (\d+) classes"
+                     r"(?:, hit@(\d+) ([0-9.]+))?", text)
+        if m:
+            row = out.setdefault(m.group(1), {})
+            row[m.group(2)] = float(m.group(3))
+            if m.group(5):
+                row[f"hit@{m.group(5)}"] = float(m.group(6))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
