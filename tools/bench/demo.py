@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,12 +31,15 @@ DEMO_INPUTS = ("tools/demo.sh", "tools/demo_settings.sh", "tools/make_demo_video
 UNTRIMMED_INPUTS = (*DEMO_INPUTS, "tools/untrimmed_demo.sh", "tools/make_untrimmed_demo.py")
 COMMAND_1 = "pip install -e . && bash tools/demo.sh"
 PACKAGES = ("torch", "torchvision", "opencv-contrib-python", "numpy", "av", "lmdb")
+VISUALIZE = "tsn-train visualize --checkpoint data/demo/runs/flow/best.pt --out vis/demo"
 PREDICT = ("tsn-train predict --checkpoint data/demo/runs/rgb/last.pt --checkpoint "
            "data/demo/runs/flow/last.pt --weights 1,1.5 --crops 3 data/demo/videos/move_up/move_up_07.mp4")
 # The pictures of the recorded run the docs show (from the clone, to docs/pictures/).
 PICTURES = {"data/demo/runs/flow/curves.png": "curves_demo_flow.png",
             "data/demo/scores/rgb_confusion.png": "confusion_demo_rgb.png",
-            "data/untrimmed/scores/flow_mtwi-thumos14/pr_curve.png": "pr_curve_untrimmed_mtwi.png"}
+            "data/untrimmed/scores/flow_mtwi-thumos14/pr_curve.png": "pr_curve_untrimmed_mtwi.png",
+            "vis/demo/overview.png": "../visualize_demo_flow.png",
+            "vis/demo/move_up.png": "../visualize_demo_move_up.jpg"}
 
 
 def inputs_sha1(paths: tuple[str, ...], repo: Path = REPO) -> str:
@@ -149,6 +153,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             "predict": {"command": PREDICT, "lines": [t for _, t in plines]}}
         figures["renders"].append({"template": "demo_predict", "section": "demo_predict",
                                    "page": "docs/getting-started.md"})
+        log(f"$ {VISUALIZE}")
+        code, vseconds, _ = run_lines(VISUALIZE, clone, env)
+        if code:
+            log(f"visualize exited {code}")
+            return 1
+        config = json.loads((clone / "data" / "demo" / "runs" / "flow" / "config.json").read_text())
+        figures["visualize"] = dict(drawn(clone / "vis" / "demo"), command=VISUALIZE,
+                                    seconds=round(vseconds, 1), input_size=config["input_size"])
+        figures["renders"].append({"template": "visualize_table", "section": "visualize_demo",
+                                   "page": "docs/visualize.md"})
         if args.untrimmed:
             log("$ bash tools/untrimmed_demo.sh")
             code, useconds, ulines = run_lines("bash tools/untrimmed_demo.sh", clone, env)
@@ -164,10 +178,39 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.write_docs:  # the pictures the docs show, from this run
             for source, name in PICTURES.items():
                 if (clone / source).exists():
-                    shutil.copyfile(clone / source, REPO / "docs" / "pictures" / name)
+                    copy_picture(clone / source, REPO / "docs" / "pictures" / name)
     figures["minutes"] = (time.perf_counter() - t0) / 60
     finish("demo", figures, args)
     return 0
+
+
+def copy_picture(source: Path, dest: Path) -> None:
+    """Copy a PNG the run drew to the docs: as it is, or as a JPEG (quality 90) where the docs
+    keep a JPEG (smaller, for photographs and colour-coded flow)."""
+    dest = dest.resolve()
+    if dest.suffix.lower() in (".jpg", ".jpeg"):
+        import cv2
+
+        cv2.imwrite(str(dest), cv2.imread(str(source)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    else:
+        shutil.copyfile(source, dest)
+
+
+def drawn(folder: Path) -> dict:
+    """What ``tsn-train visualize`` drew, per class: the picture's probability, the noise's, and
+    the picture's mean flow in px (x, y), dequantised as the store reads it."""
+    import numpy as np
+
+    from tsn_prep.quantize import dequantize
+
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = []
+    for name, c in summary["classes"].items():
+        levels = np.load(folder / c["file"].replace(".png", ".npz"))["levels"]
+        mean = dequantize(levels, summary["bound"]).reshape(-1, 2).mean(axis=0)
+        rows.append({"class": name, "probability": c["probability"], "noise": c["noise_probability"],
+                     "mean_flow": [float(mean[0]), float(mean[1])]})
+    return {"rows": rows, "settings": summary["settings"]}
 
 
 def parse_map(lines: list[tuple[float, str]]) -> dict:
