@@ -593,8 +593,9 @@ def predict(videos, checkpoints, weights, segments, crops, top, device, amp, as_
                    "levels), overview.png and summary.json.")
 @click.option("--steps", type=click.IntRange(min=1), default=DRAW.steps, show_default=True,
               help="Gradient-ascent steps per class, shared by the octaves.")
-@click.option("--size", type=click.IntRange(min=32), default=DRAW.size, show_default=True,
-              help="Side of the drawn input in px (112-224 runs in minutes on a CPU).")
+@click.option("--size", type=click.IntRange(min=32), default=None,
+              help="Side of the drawn input in px (112-224 runs in minutes on a CPU).  [default: "
+                   "the checkpoint's input size: what the network learned to see]")
 @click.option("--seed", type=int, default=DRAW.seed, show_default=True,
               help="Seed of the starting noise and the jitter: the same seed draws the same "
                    "pictures (bit for bit on one CPU thread; threaded convolutions may round "
@@ -633,7 +634,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     model = ckpt_mod.model_from_checkpoint(ckpt, dev).eval().requires_grad_(False)
     prep, modality = ckpt.preprocessing, ckpt.modality
     bound = float(ckpt.extraction.get("bound", ExtractParams().bound))
-    settings = dataclasses.replace(DRAW, steps=steps, size=size, seed=seed)
+    settings = dataclasses.replace(DRAW, steps=steps, size=size or prep.input_size, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     interrupts.safe(f"the class pictures listed above are complete in {out}; run the same command "
                     "again for all of them")

@@ -213,7 +213,7 @@ class DrawSettings:
     readable pictures at 112-224 px in about a minute per class on 2 CPU cores for ResNet-18."""
 
     steps: int = 240          # gradient steps in all, shared by the octaves
-    size: int = 112           # side of the network input (px)
+    size: int = 112           # side of the network input (px); the CLI draws at the checkpoint's
     octaves: int = 3
     octave_scale: float = 1.4
     step_size: float = 2.0    # levels per step, along the gradient normalised by its mean |g|

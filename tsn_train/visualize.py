@@ -125,11 +125,25 @@ def _grey(x: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
 
 
+DISPLAY = 112  # px: a cell drawn smaller (a network trained on small inputs) is shown enlarged
+
+
 def cells(levels: np.ndarray, modality: str, bound: float) -> list[list[np.ndarray]]:
     """The picture of one snippet as rows of BGR cells: rgb one image; rgbdiff its five
     difference frames (mid-grey is no change, stretched to the largest change); flow and warped
     flow a row of x maps in grey (the paper's rendering), a row of y maps, and a row of
-    Middlebury-coloured fields on the store's fixed scale (``bound`` px: fully saturated)."""
+    Middlebury-coloured fields on the store's fixed scale (``bound`` px: fully saturated). Cells
+    smaller than DISPLAY are enlarged by a whole factor, each pixel a block (the .npz keeps the
+    drawn size)."""
+    rows = _cells(levels, modality, bound)
+    factor = -(-DISPLAY // max(rows[0][0].shape[:2]))
+    if factor <= 1:
+        return rows
+    return [[cv2.resize(c, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) for c in row]
+            for row in rows]
+
+
+def _cells(levels: np.ndarray, modality: str, bound: float) -> list[list[np.ndarray]]:
     spec = modalities.get(modality)
     if spec.differences:
         diffs = levels[1:] - levels[:-1]

@@ -31,7 +31,7 @@ DEMO_INPUTS = ("tools/demo.sh", "tools/demo_settings.sh", "tools/make_demo_video
 UNTRIMMED_INPUTS = (*DEMO_INPUTS, "tools/untrimmed_demo.sh", "tools/make_untrimmed_demo.py")
 COMMAND_1 = "pip install -e . && bash tools/demo.sh"
 PACKAGES = ("torch", "torchvision", "opencv-contrib-python", "numpy", "av", "lmdb")
-VISUALIZE = "tsn-train visualize --checkpoint data/demo/runs/flow/best.pt --out vis/demo"
+VISUALIZE = "tsn-train visualize --checkpoint data/demo/runs/flow/last.pt --out vis/demo"
 PREDICT = ("tsn-train predict --checkpoint data/demo/runs/rgb/last.pt --checkpoint "
            "data/demo/runs/flow/last.pt --weights 1,1.5 --crops 3 data/demo/videos/move_up/move_up_07.mp4")
 # The pictures of the recorded run the docs show (from the clone, to docs/pictures/).
