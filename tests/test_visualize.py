@@ -14,12 +14,13 @@ from tsn_prep.quantize import dequantize
 from tsn_train import checkpoint
 from tsn_train.cli import main
 from tsn_train.config import DrawSettings
-from tsn_train.visualize import draw, probabilities
+from tsn_train.visualize import DISPLAY, draw, probabilities
 
 from .conftest import torch_threads
 from .helpers.synthetic_models import BOUND, CLASSES, trained_checkpoint
 
 SIZE, STEPS = 32, 40
+CELL = SIZE * -(-DISPLAY // SIZE)  # a picture's cells are shown at least DISPLAY px wide (whole factor)
 # training steps until a stream has learned its classes well enough for a picture to reach 95%:
 # RGB difference's brighter/darker snippets take longer (seed 0 is at 91% after 40 steps, 100%
 # after 60); an RGB stream of 40 steps classifies every snippet but on one machine drew "red" to
@@ -93,11 +94,11 @@ def test_flow_pictures_move_the_way_their_class_does(tmp_path, modality, flow_st
     assert mean["move_down"][1] > 0.5 and mean["move_up"][1] < -0.5  # image y grows downwards
     # pictures: x maps, y maps and colour fields, 5 pairs each, under a title bar; an overview
     grid = cv2.imread(str(out / "move_right.png"))
-    assert grid.shape == (22 + 3 * SIZE, 5 * SIZE, 3)
-    assert cv2.imread(str(out / "overview.png")).shape == (SIZE, 4 * SIZE, 3)
+    assert grid.shape == (22 + 3 * CELL, 5 * CELL, 3)
+    assert cv2.imread(str(out / "overview.png")).shape == (CELL, 4 * CELL, 3)
     # the colour row of "move_right" is red-ish (the Middlebury wheel's +x), "move_left" cyan-ish
-    right = grid[22 + 2 * SIZE:].reshape(-1, 3).mean(axis=0)  # BGR
-    left = cv2.imread(str(out / "move_left.png"))[22 + 2 * SIZE:].reshape(-1, 3).mean(axis=0)
+    right = grid[22 + 2 * CELL:].reshape(-1, 3).mean(axis=0)  # BGR
+    left = cv2.imread(str(out / "move_left.png"))[22 + 2 * CELL:].reshape(-1, 3).mean(axis=0)
     assert right[2] > right[0] and left[0] > left[2]
 
 
@@ -106,7 +107,7 @@ def test_rgb_pictures_are_their_colour(tmp_path):
     check_probabilities(ckpt, out, summary, CLASSES["rgb"])
     red, blue = (np.load(out / f"{n}.npz")["levels"][0].reshape(-1, 3).mean(axis=0) for n in ("red", "blue"))
     assert red[2] > red[0] and blue[0] > blue[2]  # BGR
-    assert cv2.imread(str(out / "red.png")).shape == (22 + SIZE, SIZE, 3)
+    assert cv2.imread(str(out / "red.png")).shape == (22 + CELL, CELL, 3)
 
 
 def test_rgbdiff_pictures_brighten_or_darken(tmp_path):
@@ -118,7 +119,7 @@ def test_rgbdiff_pictures_brighten_or_darken(tmp_path):
     assert levels.shape == (6, SIZE, SIZE, 3)
     assert probabilities(model, levels[None], "rgbdiff", c.preprocessing.norm)[0, 1] > 0.95
     assert np.diff(levels, axis=0).mean() < 0  # the frames get darker
-    assert cv2.imread(str(out / "darker.png")).shape == (22 + SIZE, 5 * SIZE, 3)  # 5 differences
+    assert cv2.imread(str(out / "darker.png")).shape == (22 + CELL, 5 * CELL, 3)  # 5 differences
 
 
 def test_same_seed_same_picture_and_clear_errors(tmp_path):
