@@ -148,7 +148,7 @@ def test_info_and_verify_find_damage(videos, tmp_path):
     assert info["videos"] == 3 and info["modalities"]["rgb"]["videos"] == 3
     assert info["modalities"]["rgb"]["parameters"][0]["size"] == [340, 256]
     assert info["failures"] == [] and info["bytes"] > 0
-    assert "rgb        3 videos, 12 frames" in cli("info", out).output
+    assert "rgb      3 videos, 12 frames" in cli("info", out).output
     assert cli("verify", out, "--quiet").exit_code == 0
 
     shard = next(out.iterdir())

@@ -371,13 +371,13 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
             tqdm.write(f"nothing to do: {resume} has finished epoch {ckpt.epoch} of {cfg.epochs}; to "
                        f"train on, give --epochs N (more than {ckpt.epoch}) with --resume")
         return FitResult(None, list(ckpt.history))
-    for line in advice(cfg):
-        if dev.main:
-            tqdm.write(f"warning: {line}", file=sys.stderr)
     check_run_folder(out, dev)
     data = load_data(cfg, dev)
     if ckpt:
         same_classes(resume, ckpt.classes, cfg.classes, data.classes)
+    for line in advice(cfg):  # after every check that can stop the run: an error stays one line
+        if dev.main:
+            tqdm.write(f"warning: {line}", file=sys.stderr)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, len(data.classes), None if ckpt else cfg.pretrained).to(dev.device)
