@@ -228,3 +228,24 @@ def test_a_file_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(ZooError) as err:
         read_zoo(path)
     assert str(path) in str(err.value)
+
+
+def test_an_imported_checkpoint_saves_loads_and_scores_as_its_source(tmp_path):
+    from tsn_train import checkpoint
+    from tsn_train.zoo import to_checkpoint
+    source = randomise(TSNPytorch("flow", 4), 4)
+    path = tmp_path / "flow.pth.tar"
+    torch.save({"state_dict": source.state_dict()}, path)
+    zoo = read_zoo(path)
+    with pytest.raises(ZooError, match="its classifier has 4 classes, but 3 class names were given"):
+        to_checkpoint(zoo, ["a", "b", "c"], path)
+    checkpoint.save(to_checkpoint(zoo, ["a", "b", "c", "d"], path), tmp_path / "imported.pt")
+    ckpt = checkpoint.load(tmp_path / "imported.pt")
+    assert (ckpt.arch, ckpt.modality, ckpt.classes, ckpt.epoch) == ("bn_inception", "flow", list("abcd"), 0)
+    assert ckpt.preprocessing.norm == zoo.norm and ckpt.config.partial_bn and ckpt.config.dropout == 0.7
+    model = checkpoint.model_from_checkpoint(ckpt)
+    frames = np.random.default_rng(5).integers(0, 256, size=(5, 96, 96, 2), dtype=np.uint8)
+    with torch.no_grad():
+        want = source(tsn_pytorch_input(frames, "flow"))
+        got, _ = model.snippet_scores(to_input(frames[None], "flow", ckpt.preprocessing.norm))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)

@@ -26,6 +26,9 @@ import torch
 
 from tsn_core import modalities
 
+from .checkpoint import Checkpoint, Preprocessing
+from .config import resolve
+from .models.tsn import build_tsn
 from .safe_load import RefusedFile, UnreadableFile, load_plain
 from .transforms import InputNorm
 
@@ -38,6 +41,16 @@ SUPPORTED = ("mmaction2 TSN (Recognizer2D, ResNet-50/101 backbone, TSNHead; RGB 
 
 class ZooError(ValueError):
     """A file that is not a checkpoint of a supported layout: one line, what was found."""
+
+
+# How each source trained (what fine-tuning an imported model continues with): mmaction2's TSN
+# configs (TSNHead dropout 0.4, BatchNorm trained) and tsn-pytorch's README commands (dropout 0.8
+# for RGB, 0.7 for flow: the reference values, which None keeps; partial BN).
+TRAINING = {"mmaction2": {"dropout": 0.4, "partial_bn": False},
+            "tsn-pytorch": {"dropout": None, "partial_bn": True}}
+# The frames both zoos' UCF101/HMDB51 models were trained on: dense_flow/denseflow's 340x256 and
+# flow bound 20, which predict repeats on raw videos (the import command can say otherwise).
+ZOO_EXTRACTION = {"size": [340, 256], "bound": 20.0}
 
 
 @dataclass(frozen=True)
@@ -192,3 +205,21 @@ def load_into(model: torch.nn.Module, zoo: ZooModel, path: Path) -> None:
                 f"({', '.join(unexpected[:2])})")
         raise ZooError(f"{path}: does not fit a {zoo.arch} TSN: {what}")
     model.load_state_dict(state)
+
+
+def to_checkpoint(zoo: ZooModel, classes: list[str], path: Path, input_size: int = 224,
+                  scale_size: int = 256, extraction: Optional[dict] = None) -> Checkpoint:
+    """A tsn-train checkpoint of ``zoo`` (epoch 0 of a run of its own settings), tested at
+    ``scale_size`` short side and ``input_size`` crops as both zoos test TSN."""
+    if len(classes) != zoo.num_classes:
+        raise ZooError(f"{path}: its classifier has {zoo.num_classes} classes, but {len(classes)} "
+                       "class names were given")
+    training = TRAINING[zoo.source]
+    cfg = resolve({"modality": zoo.modality, "store": "", "train_list": "", "out": "", "arch": zoo.arch,
+                   "num_classes": zoo.num_classes, "input_size": input_size, **training})
+    model = build_tsn(zoo.num_classes, zoo.modality, zoo.arch, cfg.segments, cfg.consensus,
+                      cfg.dropout, cfg.partial_bn, cfg.topk)
+    load_into(model, zoo, path)
+    return Checkpoint(model=model.state_dict(), config=cfg, classes=list(classes),
+                      preprocessing=Preprocessing(zoo.modality, input_size, scale_size, zoo.norm),
+                      extraction=dict(extraction or ZOO_EXTRACTION), epoch=0)
