@@ -132,3 +132,17 @@ def test_a_killed_job_resumes_to_the_same_files(train_store, streams, tmp_path):
         assert (cut / f"{clip}.npy").read_bytes() == (whole / f"{clip}.npy").read_bytes()
     assert json.loads((cut / "index.json").read_text()) == json.loads((whole / "index.json").read_text())
     assert not [p for p in cut.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_processes_of_one_job_split_its_videos_and_share_its_index(train_store, streams, tmp_path):
+    """--gpu 0,1 runs one process per device; here two CPU processes take that path."""
+    from tsn_train.features import extract_on_devices
+    one, two = tmp_path / "one", tmp_path / "two"
+    settings = FeatureSettings(interval=8)
+    extract_features(streams[1:], train_store, one, settings, workers=0, progress=False)
+    s = extract_on_devices(["cpu", "cpu"], checkpoints=streams[1:], store_root=train_store, out=two,
+                           settings=settings, workers=0, progress=False)
+    assert (s.written, s.skipped, s.empty) == (len(CLIPS), 0, 0)
+    for clip in CLIPS:
+        np.testing.assert_array_equal(np.load(two / f"{clip}.npy"), np.load(one / f"{clip}.npy"))
+    assert json.loads((two / "index.json").read_text()) == json.loads((one / "index.json").read_text())

@@ -218,9 +218,13 @@ def check_index(out: Path, wanted: dict) -> dict:
 def extract_features(checkpoints: list[Path], store_root: Path, out: Path,
                      settings: FeatureSettings = FeatureSettings(), list_path: Optional[Path] = None,
                      shard_index: int = 0, num_shards: int = 1, device: str = "auto", workers: int = 2,
-                     batch: int = 64, progress: bool = True) -> FeatureSummary:
+                     batch: int = 64, progress: bool = True, part: tuple[int, int] = (0, 1)) -> FeatureSummary:
     """Write the features of the listed videos (all of the first stream's, without a list) of
-    shard ``shard_index`` of ``num_shards`` that ``out`` lacks; see the module docstring."""
+    shard ``shard_index`` of ``num_shards`` that ``out`` lacks; see the module docstring.
+
+    ``part`` ``(p, P)``: this process does the shard's videos whose hash modulo
+    ``num_shards * P`` is ``shard_index + p * num_shards`` (one of P processes, e.g. one per GPU;
+    together they do exactly the shard's videos, since ``num_shards`` divides ``num_shards * P``)."""
     dev = distributed.resolve_device(device)
     streams = load_streams(checkpoints, settings)
     wanted = run_settings(settings, streams)
@@ -234,7 +238,8 @@ def extract_features(checkpoints: list[Path], store_root: Path, out: Path,
         ids = [r.video_id for r in read_multilabel_list(Path(list_path), store_known(store, streams[0].modality))]
     else:
         ids = sorted(store_known(store, streams[0].modality).ids)
-    ids = [v for v in ids if shard_of(v, num_shards) == shard_index]
+    p, parts = part
+    ids = [v for v in ids if shard_of(v, num_shards * parts) == shard_index + p * num_shards]
     counts = []
     for s in streams:
         source = modalities.get(s.modality).source
@@ -292,3 +297,22 @@ def extract_features(checkpoints: list[Path], store_root: Path, out: Path,
             (json.dumps({"settings": wanted, "videos": dict(sorted(index["videos"].items()))}, indent=1)
              + "\n").encode()))
     return FeatureSummary(written, skipped, empty, out)
+
+
+def _one_device(p: int, devices: list[str], kwargs: dict, results) -> None:
+    with interrupts.handled():
+        shown = kwargs.get("progress", True) and p == 0  # one bar: the first process's
+        s = extract_features(**{**kwargs, "progress": shown}, device=devices[p], part=(p, len(devices)))
+    results.put((s.written, s.skipped, s.empty))
+
+
+def extract_on_devices(devices: list[str], **kwargs) -> FeatureSummary:
+    """:func:`extract_features` in one process per device (``cuda:0``, ``cuda:1``, ...), each on
+    its part of the shard; they share the output folder and its index. One device: this process."""
+    if len(devices) <= 1:
+        return extract_features(**kwargs, device=devices[0] if devices else "auto")
+    results = torch.multiprocessing.get_context("spawn").SimpleQueue()
+    torch.multiprocessing.start_processes(_one_device, args=(devices, kwargs, results),
+                                          nprocs=len(devices), start_method="spawn")
+    counts = [results.get() for _ in devices]
+    return FeatureSummary(*(sum(c[i] for c in counts) for i in range(3)), Path(kwargs["out"]))
