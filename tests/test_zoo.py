@@ -8,7 +8,8 @@ from torch import nn
 from tsn_train.models.bn_inception import bn_inception
 from tsn_train.models.tsn import build_tsn
 from tsn_train.transforms import to_input
-from tsn_train.zoo import ZooError, load_into, read_zoo
+from tsn_train.imported import load_into
+from tsn_train.zoo import ZooError, read_zoo
 
 torch.set_num_threads(1)
 
@@ -232,7 +233,7 @@ def test_a_file_that_would_run_code_is_refused(tmp_path):
 
 def test_an_imported_checkpoint_saves_loads_and_scores_as_its_source(tmp_path):
     from tsn_train import checkpoint
-    from tsn_train.zoo import to_checkpoint
+    from tsn_train.imported import to_checkpoint
     source = randomise(TSNPytorch("flow", 4), 4)
     path = tmp_path / "flow.pth.tar"
     torch.save({"state_dict": source.state_dict()}, path)
@@ -249,3 +250,26 @@ def test_an_imported_checkpoint_saves_loads_and_scores_as_its_source(tmp_path):
         want = source(tsn_pytorch_input(frames, "flow"))
         got, _ = model.snippet_scores(to_input(frames[None], "flow", ckpt.preprocessing.norm))
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_fit_pretrained_takes_a_zoo_tsns_backbone(tmp_path):
+    from tsn_train.archs import PretrainedError
+    rgb = randomise(Recognizer2D((3, 4, 6, 3), 3, 7), 6)
+    flow = randomise(TSNPytorch("flow", 4), 7)
+    torch.save({"state_dict": rgb.state_dict()}, tmp_path / "mm_rgb.pth")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in flow.state_dict().items()}}, tmp_path / "tp_flow.pth")
+    model = build_tsn(3, "rgb", "resnet50", pretrained=tmp_path / "mm_rgb.pth")
+    torch.testing.assert_close(model.base.layer3[5].conv2.weight, rgb.backbone.layer3[5].conv2.conv.weight)
+    torch.testing.assert_close(model.base.bn1.running_var, rgb.backbone.conv1.bn.running_var)
+    assert model.fc.weight.shape == (3, 2048)  # a new classifier for the new classes
+    # an RGB backbone starts a flow stream by cross-modality initialisation, as ImageNet weights do
+    flow_from_rgb = build_tsn(3, "flow", "resnet50", pretrained=tmp_path / "mm_rgb.pth")
+    torch.testing.assert_close(flow_from_rgb.base.conv1.weight,
+                               rgb.backbone.conv1.conv.weight.mean(1, keepdim=True).expand(-1, 10, -1, -1))
+    # a flow backbone starts a flow stream with its own first convolution
+    model = build_tsn(3, "warped_flow", "bn_inception", pretrained=tmp_path / "tp_flow.pth")
+    torch.testing.assert_close(model.base.conv1_7x7_s2.weight, flow.base_model.conv1_7x7_s2.weight)
+    with pytest.raises(PretrainedError, match="its first convolution reads 10 channels; a rgb stream reads 3"):
+        build_tsn(3, "rgb", "bn_inception", pretrained=tmp_path / "tp_flow.pth")
+    with pytest.raises(PretrainedError, match="holds a resnet50 TSN of mmaction2, not a resnet101 backbone: give --arch resnet50"):
+        build_tsn(3, "rgb", "resnet101", pretrained=tmp_path / "mm_rgb.pth")

@@ -26,9 +26,6 @@ import torch
 
 from tsn_core import modalities
 
-from .checkpoint import Checkpoint, Preprocessing
-from .config import resolve
-from .models.tsn import build_tsn
 from .safe_load import RefusedFile, UnreadableFile, load_plain
 from .transforms import InputNorm
 
@@ -41,16 +38,6 @@ SUPPORTED = ("mmaction2 TSN (Recognizer2D, ResNet-50/101 backbone, TSNHead; RGB 
 
 class ZooError(ValueError):
     """A file that is not a checkpoint of a supported layout: one line, what was found."""
-
-
-# How each source trained (what fine-tuning an imported model continues with): mmaction2's TSN
-# configs (TSNHead dropout 0.4, BatchNorm trained) and tsn-pytorch's README commands (dropout 0.8
-# for RGB, 0.7 for flow: the reference values, which None keeps; partial BN).
-TRAINING = {"mmaction2": {"dropout": 0.4, "partial_bn": False},
-            "tsn-pytorch": {"dropout": None, "partial_bn": True}}
-# The frames both zoos' UCF101/HMDB51 models were trained on: dense_flow/denseflow's 340x256 and
-# flow bound 20, which predict repeats on raw videos (the import command can say otherwise).
-ZOO_EXTRACTION = {"size": [340, 256], "bound": 20.0}
 
 
 @dataclass(frozen=True)
@@ -178,48 +165,23 @@ def from_tsn_pytorch(path: Path, state: dict, rest: dict, modality: Optional[str
                     TSN_PYTORCH, None)
 
 
+def is_zoo(state: dict) -> bool:
+    """Keys of one of the layouts read here (not a plain backbone's)."""
+    return any(k.startswith(("backbone.", "base_model.")) for k in state)
+
+
 def read_zoo(path: Path, modality: Optional[str] = None) -> ZooModel:
     """The checkpoint at ``path`` in tsn-train's terms; ``modality`` picks among those with the
     same input channels (flow or warped_flow). A :class:`ZooError` line otherwise."""
     state, rest = read_state(path)
+    return from_state(path, state, rest, modality)
+
+
+def from_state(path: Path, state: dict, rest: dict, modality: Optional[str] = None) -> ZooModel:
+    """:func:`read_zoo` of a state dict already read from ``path``."""
     if any(k.startswith("backbone.") for k in state):
         return from_mmaction2(path, state, rest, modality)
     if any(k.startswith("base_model.") for k in state):
         return from_tsn_pytorch(path, state, rest, modality)
     raise ZooError(f"{path}: neither layout (first keys: {', '.join(list(state)[:3])}); "
                    f"supported: {SUPPORTED}")
-
-
-def load_into(model: torch.nn.Module, zoo: ZooModel, path: Path) -> None:
-    """Load ``zoo``'s weights into a TSN built for it, checking every tensor fits (BatchNorm's
-    ``num_batches_tracked``, absent from old files, keeps the model's)."""
-    own = model.state_dict()
-    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **zoo.model}
-    wrong = [f"{k} {tuple(v.shape)} (tsn-train {tuple(own[k].shape)})"
-             for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if wrong or missing or unexpected:
-        what = (f"{len(wrong)} tensors of another shape ({', '.join(wrong[:2])})" if wrong else
-                f"missing {len(missing)} ({', '.join(missing[:2])}), unexpected {len(unexpected)} "
-                f"({', '.join(unexpected[:2])})")
-        raise ZooError(f"{path}: does not fit a {zoo.arch} TSN: {what}")
-    model.load_state_dict(state)
-
-
-def to_checkpoint(zoo: ZooModel, classes: list[str], path: Path, input_size: int = 224,
-                  scale_size: int = 256, extraction: Optional[dict] = None) -> Checkpoint:
-    """A tsn-train checkpoint of ``zoo`` (epoch 0 of a run of its own settings), tested at
-    ``scale_size`` short side and ``input_size`` crops as both zoos test TSN."""
-    if len(classes) != zoo.num_classes:
-        raise ZooError(f"{path}: its classifier has {zoo.num_classes} classes, but {len(classes)} "
-                       "class names were given")
-    training = TRAINING[zoo.source]
-    cfg = resolve({"modality": zoo.modality, "store": "", "train_list": "", "out": "", "arch": zoo.arch,
-                   "num_classes": zoo.num_classes, "input_size": input_size, **training})
-    model = build_tsn(zoo.num_classes, zoo.modality, zoo.arch, cfg.segments, cfg.consensus,
-                      cfg.dropout, cfg.partial_bn, cfg.topk)
-    load_into(model, zoo, path)
-    return Checkpoint(model=model.state_dict(), config=cfg, classes=list(classes),
-                      preprocessing=Preprocessing(zoo.modality, input_size, scale_size, zoo.norm),
-                      extraction=dict(extraction or ZOO_EXTRACTION), epoch=0)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tsn_core import modalities
 
 from .. import archs
+from ..archs import PretrainedError
 from ..consensus import make_consensus
 from .pretrained import load_pretrained
 
@@ -99,12 +100,21 @@ def build_tsn(num_classes: int, modality: str, arch: str = "bn_inception", segme
     """A TSN with a randomly initialised backbone, or with the ImageNet weights in ``pretrained``.
 
     The weights go into the RGB backbone before TSN adapts its first conv: cross-modality
-    initialisation averages the *pretrained* RGB filters.
+    initialisation averages the *pretrained* RGB filters. A pretrained first conv of another
+    modality (a zoo's flow TSN) replaces the adapted one when it reads the same channels.
     """
-    base = archs.get(arch).build()
-    if pretrained is not None:
-        load_pretrained(base, Path(pretrained), archs.get(arch))
-    return TSN(base, arch, num_classes, modality, segments, consensus, dropout, partial_bn, topk)
+    spec = archs.get(arch)
+    base = spec.build()
+    first = load_pretrained(base, Path(pretrained), spec) if pretrained is not None else None
+    tsn = TSN(base, arch, num_classes, modality, segments, consensus, dropout, partial_bn, topk)
+    if first is not None:
+        conv = tsn.base.get_submodule(spec.first_conv)
+        if conv.weight.shape != first.shape:
+            raise PretrainedError(f"{pretrained}: its first convolution reads {first.shape[1]} channels; "
+                                  f"a {modality} stream reads {conv.weight.shape[1]}")
+        with torch.no_grad():
+            conv.weight.copy_(first)
+    return tsn
 
 
 def build_model(cfg, num_classes: int, pretrained: Optional[Path] = None) -> TSN:
