@@ -20,7 +20,7 @@ from tsn_core import interrupts
 from tsn_core.command import Group, one_line
 from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.modalities import MODALITIES
-from tsn_prep.diskspace import DiskFull, is_disk_full
+from tsn_core.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
 
 from .config import (CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, DrawSettings, load_config,
