@@ -31,8 +31,8 @@ from .cli_options import (FLOATS, INTS, amp_option, cannot_write, checkpoint_opt
                           one_line_errors, segments_option, store_option, top_option, weights_option)
 from .outputs import writable_file, writable_folder
 from .lists import hmdb51_lists, ucf101_lists, write_split
-from .dataset_lists import (KINETICS_LAYOUTS, activitynet_lists, kinetics_lists, ssv2_lists,
-                            thumos14_lists, thumos14_video_names, write_dataset_lists)
+from .dataset_lists import KINETICS_LAYOUTS, kinetics_lists, ssv2_lists, write_dataset_lists
+from .untrimmed_lists import activitynet_lists, thumos14_lists, thumos14_video_names
 
 DRAW = DrawSettings()
 CROP_POSITIONS = click.Choice([str(c) for c in CROP_POSITION_CHOICES])
