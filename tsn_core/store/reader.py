@@ -96,7 +96,7 @@ class Store:
                       for shard, path in self.shard_paths.items()}
             for table in tables.values():
                 self._full_ids.update(table.full_ids)
-            self._index = Index(self, tables)
+            self._index = Index(self, self.num_shards, tables)
         return self._index
 
     def read_meta(self, shard: int, video_id: str, modality: str) -> EntryMeta:

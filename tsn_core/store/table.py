@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional, Protocol
 
 import numpy as np
 
@@ -25,8 +25,10 @@ from .keys import KEY_HASH, entry_key, full_id, is_key_form, split_entry_key
 from .records import parse_record
 from .shards import shard_of
 
-if TYPE_CHECKING:
-    from .reader import Store
+class MetaReader(Protocol):
+    """Where an entry's full metadata is read from (a ``Store``)."""
+
+    def read_meta(self, shard: int, video_id: str, modality: str) -> EntryMeta: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Entry:
     num_frames: Optional[int]      # frames decoded (None: not recorded, e.g. an import)
     flags: int = field(repr=False)
     params_key: bytes = field(repr=False)
-    store: "Store" = field(repr=False, compare=False)
+    table: "Table" = field(repr=False, compare=False)
+    reader: MetaReader = field(repr=False, compare=False)
 
     @property
     def has_checksums(self) -> bool:
@@ -55,11 +58,11 @@ class Entry:
     @property
     def parameters(self) -> dict:
         """The recorded parameters, from the shard's table of distinct sets (no metadata read)."""
-        return json.loads(self.store.index.tables[self.shard].params[self.params_key])
+        return json.loads(self.table.params[self.params_key])
 
     @cached_property
     def meta(self) -> EntryMeta:
-        return self.store.read_meta(self.shard, self.video_id, self.modality)
+        return self.reader.read_meta(self.shard, self.video_id, self.modality)
 
 
 _STRIDE = 16
@@ -193,8 +196,9 @@ class Index(Mapping):
     tables. A lookup is a binary search in the video's shard; iteration goes shard by shard in
     key order."""
 
-    def __init__(self, store: "Store", tables: dict[int, Table]):
-        self.store = store
+    def __init__(self, reader: MetaReader, num_shards: int, tables: dict[int, Table]):
+        self.reader = reader
+        self.num_shards = num_shards
         self.tables = tables
 
     def entry_at(self, shard: int, row: int, video_id: Optional[str] = None,
@@ -207,7 +211,7 @@ class Index(Mapping):
         r = table.records[row]
         frames = int(r["frames"])
         return Entry(video_id, modality, shard, int(r["count"]), None if frames < 0 else frames,
-                     int(r["flags"]), int(r["params"]).to_bytes(8, "little"), self.store)
+                     int(r["flags"]), int(r["params"]).to_bytes(8, "little"), table, self.reader)
 
     def warned(self) -> list[Entry]:
         """The entries stored with a warning, shard by shard in key order."""
@@ -217,7 +221,7 @@ class Index(Mapping):
     def _find(self, key) -> Optional[tuple[int, int]]:
         try:
             video_id, modality = key
-            shard = shard_of(video_id, self.store.num_shards)
+            shard = shard_of(video_id, self.num_shards)
         except (TypeError, ValueError, AttributeError):
             return None
         table = self.tables.get(shard)
