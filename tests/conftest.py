@@ -248,7 +248,7 @@ def open_pipe_writer(fifo: Path, proc: subprocess.Popen) -> int:
 
 def committed_ids(out: Path) -> list[str]:
     """Sorted ids of the videos with a complete entry in the store ``out`` (none yet: [])."""
-    from tsn_prep.store import Store
+    from tsn_core.store import Store
     try:
         return sorted(vid for vid, _ in Store(out).index)
     except Exception:  # not created yet

@@ -8,7 +8,7 @@ import pytest
 
 from tsn_prep.extract import ExtractParams, encode_flow
 from tsn_prep.flow import ALGORITHMS, BackendUnavailable, make_flow_fn
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.video import VideoReader
 
 from .conftest import DATA, VIDEOS, cli, link_videos

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .conftest import VIDEOS, cli, cli_subprocess
 
@@ -76,7 +76,7 @@ def test_each_bad_file_is_named_recorded_and_the_rest_finishes(bad_dir, tmp_path
     assert "1 extracted, 2 already complete, 7 failed" in r.stderr
     s = Store(out)
     assert s.videos("rgb") == ["garbage", "good", "good2"]
-    assert "garbage" not in {f["video_id"] for f in s.failures()}
+    assert "garbage" not in {f.video_id for f in s.failures()}
 
 
 def test_flow_of_a_one_frame_video_fails_cleanly(bad_dir, tmp_path):

@@ -8,7 +8,9 @@ import torch
 
 import tsn_prep.run
 from tsn_core.codec import encode_jpeg
-from tsn_prep.store import Store, image_key, shard_of
+from tsn_core.store import Store
+from tsn_core.store.keys import image_key
+from tsn_core.store.shards import shard_of
 from tsn_prep.video import VideoReader
 
 from .conftest import VIDEOS, cli, decode, link_videos, read_frames

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.conftest import CLIPS, decode
-from tsn_prep.store import Store
+from tsn_core.store import Store
 import pickle
 
 from tsn_train.config import REFERENCE

@@ -14,7 +14,9 @@ from torch.utils.data import DataLoader
 from tsn_core.lists import ListError, Record
 from tsn_core import modalities
 from tsn_core.meta import EntryMeta
-from tsn_prep.store import ShardWriter, Store, shard_of
+from tsn_core.store import Store
+from tsn_core.store.shards import shard_of
+from tsn_prep.writer import ShardWriter
 from tsn_train.config import REFERENCE
 from tsn_train.dataset import ShardSampler, StoreImages, VideoDataset
 from tsn_train.lists import validate, validated

@@ -4,8 +4,8 @@ import importlib.util
 import cv2
 import numpy as np
 
-from tsn_prep.quantize import dequantize
-from tsn_prep.store import Store
+from tsn_core.quantize import dequantize
+from tsn_core.store import Store
 
 from .conftest import REPO, cli
 

@@ -9,7 +9,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from tsn_core.modalities import MODALITIES
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_train.config import REFERENCE
 from tsn_train.dataset import StoreImages, VideoDataset
 from tsn_train.device_decode import EncodedDataset, collate, decode_batch

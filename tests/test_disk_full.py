@@ -8,7 +8,7 @@ import torch
 
 from tsn_train import checkpoint
 
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .conftest import VIDEOS, cli, cli_subprocess, link_videos, train_cli
 

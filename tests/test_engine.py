@@ -24,7 +24,7 @@ from tsn_prep.flow import make_flow_fn
 from tsn_prep.plan import RunPlan
 from tsn_prep.verify import verify_store
 from tsn_prep.run import run_extraction
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.tvl1_params import TVL1Params
 from tsn_prep.video import VideoItem, VideoReader
 from tsn_prep.warp import WarpedFlow, WarpParams
@@ -198,12 +198,12 @@ def test_a_broken_file_among_good_ones_fails_alone(tmp_path, capsys):
     assert f"error: {videos / 'a' / 'broken.mp4'}: " in r.output
     s = Store(out)
     assert s.videos("flow") == ["a/arm", "a/car"]
-    failures = {f["video_id"]: f["error"] for f in s.failures()}
+    failures = {f.video_id: f.error for f in s.failures()}
     assert failures["b/empty"] == "empty file (0 bytes)"
     # the same failures, worded the same, decoding in this process
     run_extraction(videos, tmp_path / "ref", PARAMS, dataclasses.replace(PLAN, batch_pairs=8, workers=0),
                    progress=False)
-    assert {f["video_id"]: f["error"] for f in Store(tmp_path / "ref").failures()} == failures
+    assert {f.video_id: f.error for f in Store(tmp_path / "ref").failures()} == failures
     assert snapshot(out)[0] == snapshot(tmp_path / "ref")[0]
 
 
@@ -502,7 +502,7 @@ def test_a_decoding_worker_that_dies_fails_its_video_only(tmp_path):
     assert "3 extracted, 0 already complete, 1 failed, of 4 videos" in err
     s = Store(out)
     assert s.videos("flow") == ["0_arm", "1_car", "3_pool"]
-    assert [f["error"] for f in s.failures()] == ["unexpected WorkerDied: the decoding process died (exit code -9)"]
+    assert [f.error for f in s.failures()] == ["unexpected WorkerDied: the decoding process died (exit code -9)"]
 
 
 class DiesOnReceipt:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import CLIPS, TRAIN, VIDEOS, cli, cli_subprocess, decode, read_frames, train_cli
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_train import checkpoint
 from tsn_train.protocol import run_test
 from tsn_core.lists import Record, read_list

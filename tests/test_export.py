@@ -16,7 +16,7 @@ from tsn_train.protocol import dataset_for_test
 from tsn_core.lists import Record
 from tsn_train.lists import validate
 from tsn_train.transforms import to_input
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]

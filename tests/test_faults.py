@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from tools import faults as tool
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .conftest import cli, link_videos
 

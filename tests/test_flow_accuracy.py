@@ -12,7 +12,7 @@ from tsn_prep.flow import OpenCVTVL1, PairSolver
 from tsn_prep.plan import RunPlan
 from tsn_prep.video import VideoItem, VideoReader
 from tsn_prep.tvl1_params import TVL1Params
-from tsn_prep.quantize import dequantize
+from tsn_core.quantize import dequantize
 
 from .conftest import DATA, decode
 

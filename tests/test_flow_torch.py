@@ -267,8 +267,8 @@ def test_registered_backend_and_lazy_import():
 
 
 def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path, monkeypatch):
-    from tsn_prep.quantize import dequantize
-    from tsn_prep.store import Store
+    from tsn_core.quantize import dequantize
+    from tsn_core.store import Store
 
     from .conftest import cli, decode, link_videos
 

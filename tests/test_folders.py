@@ -4,7 +4,8 @@ import shutil
 import pytest
 
 from tsn_core import modalities
-from tsn_prep.store import Store, shard_name, shard_of
+from tsn_core.store import Store
+from tsn_core.store.shards import shard_name, shard_of
 
 from .conftest import DATA, cli, link_videos
 
@@ -238,7 +239,7 @@ def test_import_never_drops_images_silently(tmp_path):
         "found rgb img_ from 0: 1 folder", f"imported 1 videos, {len(BROKEN)} failed -> {out}"]
     s = Store(out)
     assert sorted({v for v, _ in s.index}) == ["fine"]
-    assert sorted(f["video_id"] for f in s.failures()) == sorted(name for name, _, _ in BROKEN)
+    assert sorted(f.video_id for f in s.failures()) == sorted(name for name, _, _ in BROKEN)
 
     # leaving unknown files out is a choice the user makes, and the summary counts them
     r = cli("import-frames", tree / "unknown", tmp_path / "out2", "--ignore-unmatched", "--quiet")
@@ -274,7 +275,7 @@ def test_import_reports_broken_folders_and_keeps_going(tmp_path):
     ]
     s = Store(tmp_path / "out")
     assert s.videos("rgb") == ["ok"]
-    assert {f["video_id"] for f in s.failures()} == {"gap", "bad"}
+    assert {f.video_id for f in s.failures()} == {"gap", "bad"}
 
 
 def test_export_lists_give_each_modality_its_own_count(extracted, tmp_path):

@@ -18,7 +18,7 @@ from tools.bench import gpu_check
 from tools.bench.common import epe, median
 from tools.bench.gpu_check_flow import FUSED_BYTES, PEAK_BYTES_PER_S
 from tools.bench.gpu_check_train import fit_figures
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .conftest import (CLIPS, REPO, VIDEOS, GUARD, cli, killed_after, link_videos, train_cli,
                        wait_until)

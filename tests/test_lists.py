@@ -3,7 +3,7 @@ import pytest
 
 from tests.conftest import CLIPS, train_cli
 from tsn_core.meta import EntryMeta
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_core.lists import ListError, Record, read_list
 from tsn_train.lists import hmdb51_lists, ucf101_lists, validate
 
@@ -95,7 +95,7 @@ import unicodedata  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tsn_prep.store import ShardWriter  # noqa: E402
+from tsn_prep.writer import ShardWriter# noqa: E402
 from tsn_core.lists import (Known, ListLine, MultiRecord, Reading, parse_list,  # noqa: E402
                             parse_multilabel_list, read_multilabel_list)
 from tsn_train.lists import store_known  # noqa: E402

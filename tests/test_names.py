@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tsn_core.text import shown
-from tsn_prep.store import ShardWriter, Store
+from tsn_core.store import Store
+from tsn_prep.writer import ShardWriter
 
 from .conftest import DATA, VIDEOS, cli, cli_subprocess, train_cli
 
@@ -116,8 +117,8 @@ def test_import_frames_records_a_folder_whose_image_does_not_decode(tmp_path):
     assert "imported 1 videos, 3 failed" in r.stderr
     s = Store(tmp_path / "out")
     assert s.videos("rgb") == ["ok"]
-    assert {f["video_id"] for f in s.failures()} == {"empty_jpeg", "truncated", LATIN1}
-    assert all(os.path.isabs(f["source"]) for f in s.failures())
+    assert {f.video_id for f in s.failures()} == {"empty_jpeg", "truncated", LATIN1}
+    assert all(os.path.isabs(f.source) for f in s.failures())
 
 
 def test_a_class_file_is_read_like_a_list(train_store, tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tsn_prep.extract import encode_flow
-from tsn_prep.quantize import dequantize, quantize, quantize_tensor
+from tsn_core.quantize import dequantize, quantize, quantize_tensor
 
 from .conftest import VIDEOS, decode, read_frames
 

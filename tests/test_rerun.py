@@ -8,8 +8,10 @@ import subprocess
 import av
 import pytest
 
-import tsn_prep.store
-from tsn_prep.store import MAX_KEY_ID_BYTES, ShardWriter, Store
+import tsn_core.store.keys
+from tsn_core.store import Store
+from tsn_core.store.keys import MAX_KEY_ID_BYTES
+from tsn_prep.writer import ShardWriter
 
 from .conftest import VIDEOS, cli, decode, start_cli
 
@@ -115,7 +117,7 @@ def test_an_id_too_long_for_an_lmdb_key_is_stored_under_a_short_form(tmp_path):
 def test_a_video_the_store_refuses_fails_alone(tmp_path, monkeypatch):
     # Keys of a 503-byte id: LMDB takes its failure record (507 bytes) but refuses its image keys
     # (514 > 511 bytes) when ids are not shortened: the real MDB_BAD_VALSIZE of such a video.
-    monkeypatch.setattr(tsn_prep.store, "MAX_KEY_ID_BYTES", 1000)
+    monkeypatch.setattr(tsn_core.store.keys, "MAX_KEY_ID_BYTES", 1000)
     videos = tmp_path / "v"
     name = "n" * 250 + "/" + "o" * 100 + "/" + "m" * 151  # 503 bytes
     small_videos(videos / name.rsplit("/", 1)[0], **{name.rsplit("/", 1)[1] + ".mp4": "carphone.mp4"})
@@ -127,7 +129,7 @@ def test_a_video_the_store_refuses_fails_alone(tmp_path, monkeypatch):
     assert "2 extracted, 0 already complete, 1 failed, of 3 videos" in r.stderr
     store = Store(tmp_path / "out")
     assert store.videos("rgb") == ["a", "z"]
-    assert [f["video_id"] for f in store.failures()] == [name]
+    assert [f.video_id for f in store.failures()] == [name]
 
 
 def test_failures_of_deleted_videos_can_be_forgotten(tmp_path):
@@ -142,7 +144,7 @@ def test_failures_of_deleted_videos_can_be_forgotten(tmp_path):
     assert f"(the source is gone: `tsn-prep clear-failures {out} --gone` forgets such records)" in v.stderr
     r = cli("clear-failures", out, "--gone")
     assert r.stdout == f"1 failure record(s) forgotten, 1 left in {out}\n"
-    assert [f["video_id"] for f in Store(out).failures()] == ["junk2"]
+    assert [f.video_id for f in Store(out).failures()] == ["junk2"]
     r = cli("clear-failures", out, "junk2", "nothing/here", expect=1)
     assert "no failure is recorded for nothing/here" in r.stderr
     assert Store(out).failures() == []

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.verify import verify_store
 
 from .conftest import (VIDEOS, cli, committed_ids, killed_after, link_videos, make_pipe, open_pipe_writer,

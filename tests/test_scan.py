@@ -6,7 +6,7 @@ import subprocess
 import unicodedata
 from contextlib import contextmanager
 
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .conftest import VIDEOS, cli, cli_subprocess, unprivileged
 
@@ -119,7 +119,7 @@ def test_import_frames_follows_linked_folders_and_fails_on_unlistable_ones(tmp_p
     assert "imported 1 videos, 1 failed" in r.stderr
     store = Store(out)
     assert store.videos("rgb") == store.videos("flow") == ["linked"]
-    assert [(f["video_id"], f["kind"]) for f in store.failures()] == [("locked", "folder")]
+    assert [(f.video_id, f.kind) for f in store.failures()] == [("locked", "folder")]
     shutil.copytree(DATA / "tsn_frames", tree / "locked" / "v2", dirs_exist_ok=True)
     assert run().returncode == 0  # listable now: its video comes in, the record goes
     assert Store(out).videos("rgb") == ["linked", "locked/v2"] and Store(out).failures() == []

@@ -13,10 +13,10 @@ from torchvision.utils import flow_to_image
 
 from tsn_core.drawing import FONT
 from tsn_prep.legend import column_title, key, key_lines, title_bar, wheel
-from tsn_prep.quantize import dequantize
-from tsn_prep.flowcolor import flow_colors, make_colorwheel
-from tsn_prep.show import label
-from tsn_prep.store import Store
+from tsn_core.quantize import dequantize
+from tsn_core.flowcolor import flow_colors, make_colorwheel
+from tsn_core.drawing import label
+from tsn_core.store import Store
 
 from .conftest import cli, cli_subprocess, count_frames, decode, link_videos
 

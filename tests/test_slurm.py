@@ -334,6 +334,6 @@ def test_a_requeued_array_task_ends_on_sigterm_with_one_line_and_resumes(slurm, 
 
 
 def _images(store: Path) -> list:
-    from tsn_prep.store import Store
+    from tsn_core.store import Store
 
     return [(v, c, i, d) for _, v, c, i, d in Store(store).iter_images()]

@@ -25,7 +25,7 @@ from tsn_prep.run import run_extraction
 from tsn_prep.solver_process import SolverDied
 from tsn_prep import solver_ring
 from tsn_prep.solver_ring import RingSolver
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.verify import verify_store
 
 from .conftest import (GUARD, REPO, VIDEOS, committed_ids, killed_after, link_videos, make_pipe,
@@ -199,7 +199,7 @@ def test_a_solver_child_killed_mid_run_fails_only_its_batch(tmp_path, monkeypatc
     again = run_extraction(videos, tmp_path / "ones", PARAMS, one, progress=False)  # marker there: no kill
     assert (again.done, again.failed) == (1, [])
     assert snapshot(tmp_path / "ones")[0] == snapshot(tmp_path / "ref")[0]
-    assert failure["error"] == died
+    assert failure.error == died
     assert Store(tmp_path / "ones").failures() == []  # the re-run stored it, and forgot the failure
 
 

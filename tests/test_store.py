@@ -10,7 +10,10 @@ import pytest
 
 from tsn_prep.folders import export_store
 from tsn_core.meta import EntryMeta
-from tsn_prep.store import ShardWriter, Store, StoreError, shard_of
+from tsn_core.errors import StoreError
+from tsn_core.store import Store
+from tsn_core.store.shards import shard_of
+from tsn_prep.writer import ShardWriter
 
 
 def frames(n, size=100, tag=b"f"):

@@ -10,7 +10,9 @@ import pytest
 
 from tsn_core.meta import EntryMeta
 from tsn_prep.report import store_info
-from tsn_prep.store import Store, ShardWriter, shard_name
+from tsn_core.store import Store
+from tsn_core.store.shards import shard_name
+from tsn_prep.writer import ShardWriter
 
 from .conftest import cli
 
@@ -39,7 +41,7 @@ def video_id(i: int) -> str:
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("index") / "store"
     writers = [ShardWriter(root, k, SHARDS) for k in range(SHARDS)]
-    from tsn_prep.store import shard_of
+    from tsn_core.store.shards import shard_of
     for i in range(VIDEOS):
         vid = video_id(i)
         w = writers[shard_of(vid, SHARDS)]
@@ -161,7 +163,8 @@ def test_a_format_1_store_reads_the_same_and_the_next_writer_upgrades_it(store, 
 def test_verify_finds_an_index_that_disagrees_with_the_metadata(store, tmp_path):
     damaged = shutil.copytree(store, tmp_path / "damaged")
     vid = video_id(1)
-    from tsn_prep.store import entry_key, shard_of
+    from tsn_core.store.keys import entry_key
+    from tsn_core.store.shards import shard_of
     Store(damaged).close()
     env = lmdb.open(str(damaged / shard_name(shard_of(vid, SHARDS), SHARDS)), max_dbs=8)
     with env.begin(write=True) as txn:  # the index record's count (its first 4 bytes) 4 -> 3

@@ -9,8 +9,9 @@ import lmdb
 import pytest
 
 from tsn_prep.verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK
-from tsn_prep.store import (CHECK_ENV, ChecksumError, Store, checksums_key, entry_key, image_key,
-                            shard_name, shard_of)
+from tsn_core.store import CHECK_ENV, ChecksumError, Store
+from tsn_core.store.keys import checksums_key, entry_key, image_key
+from tsn_core.store.shards import shard_name, shard_of
 
 from .conftest import cli, decode, link_videos
 

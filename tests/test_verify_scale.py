@@ -6,7 +6,9 @@ import zlib
 
 import pytest
 
-from tsn_prep.store import Store, checksums_key, image_key, shard_name, shard_of
+from tsn_core.store import Store
+from tsn_core.store.keys import checksums_key, image_key
+from tsn_core.store.shards import shard_name, shard_of
 
 from .conftest import cli, link_videos
 from .test_verify import flip_a_bit, images_db

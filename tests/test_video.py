@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tsn_core.codec import encode_jpeg
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.video import VideoError, VideoReader, parse_decoders
 
 from .conftest import VIDEOS, cli, cli_subprocess, link_videos, read_frames

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tsn_prep.quantize import dequantize
+from tsn_core.quantize import dequantize
 from tsn_train import checkpoint
 from tsn_train.cli import main
 from tsn_train.config import DrawSettings

@@ -88,3 +88,9 @@ def triangle(canvas: np.ndarray, centre: tuple[int, int], size: int, colour: tup
     half = max(2, size // 2)
     pts = np.array([(x - half, y + half), (x + half, y + half), (x, y - half)], np.int32)
     cv2.fillPoly(canvas, [pts], colour, cv2.LINE_AA)
+
+
+def label(image: np.ndarray, text: str) -> None:
+    """Write ``text`` into the top-left corner, white on a black outline (in place), the whole
+    text inside the image."""
+    put_text(image, text, (2, 2), max(0.35, image.shape[0] / 240), (255, 255, 255), outline=(0, 0, 0))

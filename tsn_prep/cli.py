@@ -15,7 +15,7 @@ import lmdb
 from tqdm import tqdm
 
 from . import __version__
-from .diskspace import DiskFull
+from tsn_core.diskspace import DiskFull
 from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
 from .extract import ExtractParams
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
@@ -30,7 +30,9 @@ from tsn_core.modalities import FLOW, STORED
 from .plan import RunPlan
 from .report import format_info, store_info
 from .run import RunSummary, SettingsConflict, run_extraction
-from .store import ShardWriter, Store, StoreError
+from tsn_core.errors import StoreError
+from tsn_core.store import Failure, Store
+from .writer import ShardWriter
 from .tvl1_params import TVL1Params
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
@@ -419,9 +421,9 @@ def verify_cmd(out, workers, shard_index, num_shards, checksums_only, quiet):
     for shard in found.damaged_shards:
         click.echo(f"repair: shard {shard}: {repair_hint(store, shard)}", err=True)
     for f in found.failures:
-        gone = "" if source_gone(f["source"]) is not True else (
+        gone = "" if source_gone(f.source) is not True else (
             f" (the source is gone: `tsn-prep clear-failures {out} --gone` forgets such records)")
-        click.echo(f"failed extraction: {shown(f['source'])} [{f['modality']}]: {shown(f['error'])}{gone}",
+        click.echo(f"failed extraction: {shown(f.source)} [{f.modality}]: {shown(f.error)}{gone}",
                    err=True)
     for w in found.warnings:
         click.echo(f"warning: {shown(w['video_id'])} [{w['modality']}]: {shown(w['warning'])}", err=True)
@@ -468,29 +470,29 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     wanted = set(video_ids)
     recorded = store.failures()
     chosen = [f for f in recorded
-              if everything or f["video_id"] in wanted or (gone and source_gone(f["source"]) is True)]
+              if everything or f.video_id in wanted or (gone and source_gone(f.source) is True)]
     # written before sources were recorded absolute: relative to a directory nobody recorded
-    undecided = [f for f in recorded if gone and f not in chosen and source_gone(f["source"]) is None]
-    unknown = wanted - {f["video_id"] for f in recorded}
-    by_shard: dict[int, list[dict]] = {}
+    undecided = [f for f in recorded if gone and f not in chosen and source_gone(f.source) is None]
+    unknown = wanted - {f.video_id for f in recorded}
+    by_shard: dict[int, list[Failure]] = {}
     for f in chosen:
-        by_shard.setdefault(f["shard"], []).append(f)
+        by_shard.setdefault(f.shard, []).append(f)
     try:
         for shard, failures in sorted(by_shard.items()):
             writer = ShardWriter(out, shard, store.num_shards)
             try:
                 for f in failures:
-                    writer.clear_failure(f["video_id"], f["modality"])
+                    writer.clear_failure(f.video_id, f.modality)
             finally:
                 writer.close()
     except (StoreError, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     for f in chosen:
-        click.echo(f"forgot: {shown(f['video_id'])} [{f['modality']}]: {shown(f['error'])}", err=True)
+        click.echo(f"forgot: {shown(f.video_id)} [{f.modality}]: {shown(f.error)}", err=True)
     click.echo(f"{len(chosen)} failure record(s) forgotten, {len(recorded) - len(chosen)} left in {out}")
     if undecided:
         click.echo(f"error: {len(undecided)} failure record(s) name their source relative to the "
-                   f"folder their extraction ran in (e.g. {shown(undecided[0]['source'])}), which "
+                   f"folder their extraction ran in (e.g. {shown(undecided[0].source)}), which "
                    "tsn-prep did not record before it recorded absolute paths: --gone cannot tell "
                    "whether they still exist; forget them by id, or with --all", err=True)
     if unknown:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .flow import algorithm_parameters
-from .quantize import quantize
+from tsn_core.quantize import quantize
 from tsn_core import modalities
 from tsn_core.codec import encode_jpeg
 from tsn_core.meta import EntryMeta

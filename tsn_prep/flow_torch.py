@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from . import flow_tiles, flow_triton
 from .plan import usable_cores
-from .quantize import quantize_tensor
+from tsn_core.quantize import quantize_tensor
 from .tvl1_params import TVL1Params
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)

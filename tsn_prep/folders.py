@@ -11,9 +11,11 @@ from tsn_core import modalities
 from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
 
-from .diskspace import DiskFull
+from tsn_core.diskspace import DiskFull
 from .extract import ExtractParams, error_message
-from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
+from tsn_core.store import FOLDER_FAILURE, Store
+from tsn_core.store.shards import shard_of
+from .writer import ShardWriter
 from .tree import Tree, walk
 from .video import check_id
 

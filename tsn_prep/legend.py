@@ -14,7 +14,7 @@ import numpy as np
 from tsn_core import modalities
 from tsn_core.drawing import fit_scale, line_height, put_text, text_box, wrap
 
-from .flowcolor import flow_colors
+from tsn_core.flowcolor import flow_colors
 
 BACKGROUND = (0, 0, 0)      # RGB; black like the sheet's blank places, so bands and sheet are one
 INK = (255, 255, 255)

@@ -7,9 +7,8 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from tsn_core import modalities
+from tsn_core.store import Store
 from tsn_core.text import shown
-
-from .store import FLAG_WARNING, Store
 
 
 def store_info(store: Store, per_video: bool = False) -> dict:
@@ -46,29 +45,12 @@ def store_info(store: Store, per_video: bool = False) -> dict:
         ],
         "shards_missing": sorted(set(range(store.num_shards)) - set(store.shard_paths)),
         "bytes": store.disk_bytes(),
-        "videos": sum(_videos(t) for t in tables.values()),
+        "videos": sum(t.video_count() for t in tables.values()),
         "modalities": dict(sorted(per_modality.items())),
-        "failures": store.failures(),
+        "failures": [f.to_dict() for f in store.failures()],
         "warnings": stored_warnings(store),
         **({"per_video": video_counts(store)} if per_video else {}),
     }
-
-
-_SUFFIX = np.array([len(m) + 1 for m in modalities.STORED], np.int64)  # "|<modality>"
-
-
-def _videos(table) -> int:
-    """Distinct videos of a shard's table: a video's entries are adjacent in key order (its key
-    id then '|'), so a row starts a new video where its key id differs from the row before."""
-    ends = np.asarray(table._offsets[1:]) - _SUFFIX[table.records["modality"]]
-    starts = np.asarray(table._offsets[:-1])
-    keys, n, prev = table.keys, 0, None
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        kid = keys[start:end]
-        if kid != prev:
-            n += 1
-            prev = kid
-    return n
 
 
 def video_counts(store: Store) -> dict[str, dict[str, int]]:
@@ -119,8 +101,5 @@ def format_info(info: dict) -> str:
 
 def stored_warnings(store: Store) -> list[dict]:
     """``{"video_id", "modality", "warning"}`` of every entry stored with a warning, in id order."""
-    index = store.index
-    warned = [index._entry(shard, int(row)) for shard, table in index.tables.items()
-              for row in np.flatnonzero(table.records["flags"] & FLAG_WARNING)]
     return [{"video_id": e.video_id, "modality": e.modality, "warning": e.meta.warning}
-            for e in sorted(warned, key=lambda e: (e.video_id, e.modality))]
+            for e in sorted(store.index.warned(), key=lambda e: (e.video_id, e.modality))]

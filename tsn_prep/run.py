@@ -14,11 +14,13 @@ from tqdm import tqdm
 from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.text import shown
 
-from .diskspace import DiskFull
+from tsn_core.diskspace import DiskFull
 from .engine import Job, engine_results
 from .extract import ExtractParams, VideoResult, parameter_differences
 from .plan import RunPlan
-from .store import FOLDER_FAILURE, ShardWriter, shard_of
+from tsn_core.store import FOLDER_FAILURE
+from tsn_core.store.shards import shard_of
+from .writer import ShardWriter
 from .video import VideoItem, list_videos
 
 

@@ -18,12 +18,12 @@ import numpy as np
 
 from tsn_core import modalities
 from tsn_core.codec import decode_image
-from tsn_core.drawing import put_text
+from tsn_core.drawing import label
 
-from .flowcolor import flow_colors
+from tsn_core.flowcolor import flow_colors
 from .legend import column_title, key, title_bar
-from .quantize import dequantize
-from .store import Store
+from tsn_core.quantize import dequantize
+from tsn_core.store import Store
 
 SHOWN = modalities.STORED  # the column order
 SHEETS = (".png", ".jpg", ".jpeg")  # one picture; JPEG for a page where a PNG would be MBs
@@ -122,12 +122,6 @@ def cells(store: Store, video: Video, index: int) -> list[np.ndarray]:
         size = size or cell.shape
         out.append(cell)
     return [np.zeros(size, np.uint8) if c is None else c for c in out]
-
-
-def label(image: np.ndarray, text: str) -> None:
-    """Write ``text`` into the top-left corner, white on a black outline (in place), the whole
-    text inside the image."""
-    put_text(image, text, (2, 2), max(0.35, image.shape[0] / 240), (255, 255, 255), outline=(0, 0, 0))
 
 
 def rows(store: Store, video: Video, indices: list[int], labels: bool = True) -> list[np.ndarray]:

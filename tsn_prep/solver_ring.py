@@ -119,7 +119,7 @@ def _solve_into(solver, prev: np.ndarray, cur: np.ndarray, bound: Optional[float
     if torch_solver is not None and isinstance(solver, torch_solver.TorchTVL1):
         import torch
 
-        from .quantize import quantize_tensor
+        from tsn_core.quantize import quantize_tensor
 
         # TorchTVL1.batch, step for step, with the copy to the host going into the slot
         i0 = torch.from_numpy(prev).to(solver.device).to(torch.float32)

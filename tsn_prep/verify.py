@@ -8,7 +8,6 @@ problems, and their order, are the same with one process or many.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,15 @@ from tsn_core import modalities
 from tsn_core.codec import decode_image
 from tsn_core.errors import Damaged
 from tsn_core.meta import EntryMeta
+from tsn_core.store import Failure, Store
+from tsn_core.store.checksums import CHECKSUM, checksum_problem, has_checksums
+from tsn_core.store.index_record import check_parameters, compact_entry
+from tsn_core.store.keys import checksums_key, entry_key, full_id, is_key_form, split_entry_key, split_image_key
+from tsn_core.store.records import parse_record
+from tsn_core.store.shards import shard_of
 from tsn_core.text import shown
+
 from .pool import HelperDied, Pool, how_it_ended
-from .store import (_KEY_HASH, _json, check_parameters, CHECKSUM, Store, _full_id, checksum_problem, checksums_key, compact_entry,
-                    entry_key, has_checksums, shard_of, split_entry_key)
 
 # `tsn-prep verify`'s exit status. 2 is left to click: a usage error, e.g. OUT does not exist.
 EXIT_OK = 0  # every image intact, counts right, no recorded failures
@@ -39,7 +43,7 @@ class Verification:
 
     entries: int
     problems: list[str]
-    failures: list[dict]
+    failures: list[Failure]
     unchecked: int
     warnings: list[dict] = field(default_factory=list)  # entries stored with a warning
     decoded: bool = True  # images were decoded (not --checksums-only)
@@ -174,7 +178,7 @@ def _task(task) -> _Found:
         store = _STORES[task.root] = Store(Path(task.root), check=False)
     try:
         if isinstance(task, _Structure):
-            store.shard(task.shard).file.check()
+            store.check_shard(task.shard)
             check_parameters(store.shard_paths[task.shard], dict(store.scan(task.shard, "params")))
             return _Found()
         return _check(store, task)
@@ -208,19 +212,18 @@ def _check(store: Store, r: _Range) -> _Found:
         for key, value in store.scan(r.shard, "meta", r.lo, r.hi):
             kvid, mod = split_entry_key(key)
             store.check_record(r.shard, key, value, f"the meta entry of {shown(kvid)} {mod}")
-            record = _json(path, key, value)
+            record = parse_record(path, key, value)
             try:
                 meta = EntryMeta.from_dict(record)
             except (ValueError, TypeError, AttributeError):
                 raise Damaged(str(path), f"the meta entry of {shown(kvid)} {mod} is not a meta record") from None
-            full[kvid] = _full_id(kvid, record)
+            full[kvid] = full_id(kvid, record)
             entries[(kvid, mod)] = meta
 
         seen: Counter = Counter()
         sums: dict[tuple[str, str], Optional[bytes]] = {}  # the channel being read: one lookup each
         for key, data in store.scan(r.shard, "images", r.lo, r.hi):
-            kvid, channel, idx = key.decode("utf-8").rsplit("|", 2)
-            idx = int(idx)
+            kvid, channel, idx = split_image_key(key)
             found.images += 1
             modality = modalities.CHANNEL_MODALITY.get(channel)
             vid = full.get(kvid, kvid)
@@ -289,7 +292,7 @@ def _entry_elsewhere(store: Store, shard: int, kvid: str, modality: Optional[str
                      ) -> tuple[Optional[EntryMeta], int]:
     """The entry of an image with none in its own range: in the shard its id hashes to, if that
     is another one (the image is then in the wrong shard); else (None, shard)."""
-    if modality is None or _KEY_HASH in kvid:
+    if modality is None or is_key_form(kvid):
         return None, shard
     home = shard_of(kvid, store.num_shards)
     if home == shard:

@@ -11,12 +11,9 @@ import cv2
 import numpy as np
 
 from tsn_core.text import shown
+from tsn_core.video_files import VIDEO_EXTENSIONS
 
 from .tree import walk
-
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .avi .mkv .webm .mov .m4v .mpg .mpeg .flv .wmv .3gp .ogv .ts .mts .m2ts".split()
-)
 
 
 class VideoError(Exception):

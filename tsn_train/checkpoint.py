@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from tsn_prep.diskspace import DiskFull, is_disk_full
+from tsn_core.diskspace import DiskFull, is_disk_full
 
 from .config import FitConfig
 from .models.tsn import TSN, build_model
@@ -92,7 +92,7 @@ def save(ckpt: Checkpoint, path: Path) -> None:
     """Write ``ckpt`` to ``path`` atomically: serialise in memory, write a temporary file in the
     same folder, fsync, rename over ``path`` (a crash mid-write never leaves a half file).
 
-    A full file system raises :class:`~tsn_prep.diskspace.DiskFull` naming ``path`` and the space
+    A full file system raises :class:`~tsn_core.diskspace.DiskFull` naming ``path`` and the space
     the checkpoint needs; the temporary file is removed and any earlier ``path`` is left as it was.
     """
     path = Path(path)

@@ -20,7 +20,7 @@ from tsn_core import interrupts
 from tsn_core.command import Group, one_line
 from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.modalities import MODALITIES
-from tsn_prep.diskspace import DiskFull, is_disk_full
+from tsn_core.diskspace import DiskFull, is_disk_full
 from tsn_prep.cli import decoders_option
 
 from .config import (CROP_POSITION_CHOICES, DECODE_CHOICES, TEST_BATCH, DrawSettings, load_config,
@@ -31,8 +31,8 @@ from .cli_options import (FLOATS, INTS, amp_option, cannot_write, checkpoint_opt
                           one_line_errors, segments_option, store_option, top_option, weights_option)
 from .outputs import writable_file, writable_folder
 from .lists import hmdb51_lists, ucf101_lists, write_split
-from .dataset_lists import (KINETICS_LAYOUTS, activitynet_lists, kinetics_lists, ssv2_lists,
-                            thumos14_lists, thumos14_video_names, write_dataset_lists)
+from .dataset_lists import KINETICS_LAYOUTS, kinetics_lists, ssv2_lists, write_dataset_lists
+from .untrimmed_lists import activitynet_lists, thumos14_lists, thumos14_video_names
 
 DRAW = DrawSettings()
 CROP_POSITIONS = click.Choice([str(c) for c in CROP_POSITION_CHOICES])

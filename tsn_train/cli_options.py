@@ -17,8 +17,8 @@ from click.core import ParameterSource
 
 from tsn_core.command import one_line
 from tsn_core.lists import ListError
-from tsn_prep.diskspace import DiskFull
-from tsn_prep.store import StoreError
+from tsn_core.diskspace import DiskFull
+from tsn_core.errors import StoreError
 
 from .archs import PretrainedError
 from .config import CROP_CHOICES, TEST_CROPS, TEST_SEGMENTS, default_text

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Sampler
 
 from tsn_core import modalities
 from tsn_core.codec import decode_image
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from tsn_core.lists import Record
 from .sampling import center_starts, sample_indices, train_starts

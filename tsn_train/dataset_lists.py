@@ -1,6 +1,8 @@
 """Lists from the official annotation files of Kinetics-400/600/700, Something-Something v2,
 ActivityNet v1.2/v1.3 and THUMOS14 (``tsn-train lists kinetics|ssv2|activitynet|thumos14``;
-docs/training.md "Lists of other datasets", docs/untrimmed.md "Lists of ActivityNet and THUMOS14").
+docs/training.md "Lists of other datasets", docs/untrimmed.md "Lists of ActivityNet and THUMOS14"):
+here the lists' records, the steps every converter shares, Kinetics and Something-Something v2;
+the untrimmed datasets' converters are ``tsn_train.untrimmed_lists``.
 
 Pure functions: each reads the annotation files (and, where given, the ids of the videos that
 are there) and returns a ``DatasetLists``, which ``write_dataset_lists`` writes:
@@ -17,8 +19,7 @@ import io
 import json
 import math
 import re
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Optional
@@ -88,7 +89,7 @@ def write_dataset_lists(out_dir: Path, lists: DatasetLists) -> dict[str, Path]:
 # --- shared steps ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Entry:
+class Annotated:
     """An annotated video: its id, labels (sorted, none for background), the label of the
     single-label list, and where it was read (``line 12``) for messages."""
     video_id: str
@@ -97,13 +98,13 @@ class _Entry:
     where: str
 
 
-def _split(name: str, source: str | Path, entries: list[_Entry], existing: Optional[Collection[str]],
-           notes: list[str], untrimmed: bool = False, where_videos: str = "the videos given") -> Split:
+def make_split(name: str, source: str | Path, entries: list[Annotated], existing: Optional[Collection[str]],
+               notes: list[str], untrimmed: bool = False, where_videos: str = "the videos given") -> Split:
     """A split of ``entries`` in their order: a video listed again is left out (a note says how
     many, the first of them, and whether labels differ); with ``existing``, videos not in it are
     left out as missing (none there at all is an error: the naming is likely wrong)."""
-    seen: dict[str, _Entry] = {}
-    again: list[tuple[_Entry, _Entry]] = []
+    seen: dict[str, Annotated] = {}
+    again: list[tuple[Annotated, Annotated]] = []
     for e in entries:
         if e.video_id in seen:
             again.append((e, seen[e.video_id]))
@@ -112,7 +113,7 @@ def _split(name: str, source: str | Path, entries: list[_Entry], existing: Optio
     if again:
         e, first = again[0]
         other = sum(a.labels != b.labels for a, b in again)
-        notes.append(f"warning: {source}: {_videos(len(again))} listed twice (the first: "
+        notes.append(f"warning: {source}: {videos_text(len(again))} listed twice (the first: "
                      f"{e.video_id!r}, {e.where}, as on {first.where}); kept the first listing"
                      + (f" ({other:,} of them with other labels)" if other else ""))
     kept = list(seen.values())
@@ -131,12 +132,12 @@ def _split(name: str, source: str | Path, entries: list[_Entry], existing: Optio
                  missing, existing is not None)
 
 
-def _videos(n: int, verb: str = "is") -> str:
+def videos_text(n: int, verb: str = "is") -> str:
     """``1 video is``, ``2,345 videos are`` (``verb`` "is", or "" for none)."""
     return f"{n:,} video{'s' if n != 1 else ''}" + (f" {'is' if n == 1 else 'are'}" if verb else "")
 
 
-def _in_several_splits(splits: list[Split]) -> list[str]:
+def in_several_splits(splits: list[Split]) -> list[str]:
     """Warnings for the videos two splits both list (compared by file name, so that a clip in
     two class folders counts too); they stay in both."""
     notes = []
@@ -145,24 +146,24 @@ def _in_several_splits(splits: list[Split]) -> list[str]:
         for b in splits[i + 1:]:
             both = [r.video_id for r in b.records if PurePath(r.video_id).name in names]
             if both:
-                notes.append(f"warning: {_videos(len(both))} in both {a.name} and {b.name} "
+                notes.append(f"warning: {videos_text(len(both))} in both {a.name} and {b.name} "
                              f"(the first: {both[0]!r}); kept in both")
     return notes
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def text_lines(path: Path) -> list[tuple[int, str]]:
     """``(line number, stripped text)`` of a text file's non-blank lines."""
     return [(n, line.strip()) for n, line in enumerate(read_text(path).split("\n"), 1) if line.strip()]
 
 
-def _load_json(path: Path):
+def load_json(path: Path):
     try:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ListError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
 
 
-def _number(path: Path, n: int, what: str, text: str) -> float:
+def seconds(path: Path, n: int, what: str, text: str) -> float:
     """A non-negative number of seconds, or ListError ``PATH:N: WHAT 'x' is not ...``."""
     try:
         value = float(text)
@@ -224,7 +225,7 @@ def _kinetics_rows(path: Path) -> tuple[list[tuple[int, Optional[str], str]], bo
         label = row[col["label"]].strip() if "label" in col else None
         if not youtube_id or label == "":
             raise ListError(f"{path}:{n}: empty {'youtube_id' if not youtube_id else 'label'}")
-        start, end = (_number(path, n, c, row[col[c]].strip()) for c in ("time_start", "time_end"))
+        start, end = (seconds(path, n, c, row[col[c]].strip()) for c in ("time_start", "time_end"))
         rows.append((n, label, kinetics_clip(youtube_id, start, end)))
     return rows, "label" in col
 
@@ -259,9 +260,9 @@ def kinetics_lists(train_csv: Path, val_csv: Path, test_csv: Optional[Path] = No
             if label not in index:
                 raise ListError(f"{path}:{n}: label {label!r} is not a class of {train_csv}")
             vid = clip if folder is None else f"{folder(label)}/{clip}"
-            entries.append(_Entry(vid, (index[label],), index[label], f"line {n}"))
-        splits.append(_split(split, path, entries, existing, notes, where_videos=where_videos))
-    notes += _in_several_splits(splits)
+            entries.append(Annotated(vid, (index[label],), index[label], f"line {n}"))
+        splits.append(make_split(split, path, entries, existing, notes, where_videos=where_videos))
+    notes += in_several_splits(splits)
     return DatasetLists(name or f"kinetics{len(classes)}", classes, splits, notes)
 
 
@@ -277,7 +278,7 @@ def ssv2_template(template: str) -> str:
 
 
 def _ssv2_classes(path: Path) -> list[str]:
-    labels = _load_json(path)
+    labels = load_json(path)
     if not isinstance(labels, dict) or not labels:
         raise ListError(f"{path}: expected a JSON object mapping template names to indices "
                         "({\"Approaching something with your camera\": \"0\", ...})")
@@ -308,7 +309,7 @@ def ssv2_lists(folder: Path) -> DatasetLists:
     splits, notes = [], []
     for split, fname in SSV2_SPLITS.items():
         path = folder / fname
-        items = _load_json(path)
+        items = load_json(path)
         if not isinstance(items, list):
             raise ListError(f"{path}: expected a JSON list of videos ([{{\"id\": ..., \"template\": ...}}])")
         entries = []
@@ -323,207 +324,8 @@ def ssv2_lists(folder: Path) -> DatasetLists:
                 raise ListError(f"{path}: video {k} (id {vid!r}): template {template!r} (without "
                                 f"brackets {ssv2_template(template)!r}) is not in {labels_path}")
             label = index[ssv2_template(template)]
-            entries.append(_Entry(str(vid).strip(), (label,), label, f"video {k}"))
-        splits.append(_split(split, path, entries, None, notes))
+            entries.append(Annotated(str(vid).strip(), (label,), label, f"video {k}"))
+        splits.append(make_split(split, path, entries, None, notes))
     if (folder / "test.json").is_file():
         notes.append(f"{folder / 'test.json'}: the test set has no labels: no test list written")
-    return DatasetLists("ssv2", classes, splits, notes + _in_several_splits(splits))
-
-
-# --- ActivityNet ----------------------------------------------------------------------------------
-
-ACTIVITYNET_SUBSETS = {"training": "train", "validation": "val"}
-
-
-def _activitynet_annotations(where: str, video) -> list[tuple[float, str]]:
-    """``[(segment start, label)]`` of one database entry, in file order."""
-    anns = video.get("annotations", [])
-    if not isinstance(anns, list):
-        raise ListError(f"{where}: 'annotations' is not a list")
-    out = []
-    for k, a in enumerate(anns, 1):
-        label = a.get("label") if isinstance(a, dict) else None
-        if not isinstance(label, str) or not label.strip():
-            raise ListError(f"{where}: annotation {k} has no 'label'")
-        seg = a.get("segment")
-        if not (isinstance(seg, list) and len(seg) == 2
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in seg)):
-            raise ListError(f"{where}: annotation {k}: 'segment' is not [start, end] in seconds")
-        out.append((float(seg[0]), label))
-    return out
-
-
-def _untrimmed_entry(video_id: str, actions: list[tuple[float, int]], where: str) -> _Entry:
-    """An untrimmed video from its ``(start, label)`` actions: its labels, each once, sorted; the
-    single-label list's label is the first action's (earliest start; ties: the first given),
-    0 for a background video."""
-    labels = tuple(sorted({label for _, label in actions}))
-    first = min(range(len(actions)), key=lambda i: (actions[i][0], i)) if actions else None
-    return _Entry(video_id, labels, actions[first][1] if actions else 0, where)
-
-
-def activitynet_lists(path: Path, prefix: str = "v_", existing: Optional[Collection[str]] = None,
-                      name: Optional[str] = None, where_videos: str = "the videos given") -> DatasetLists:
-    """Train and val lists of ActivityNet (v1.2 or v1.3 JSON: ``{"version": ..., "database":
-    {youtube id: {"subset": ..., "annotations": [{"segment": [s, e], "label": ...}]}}}``), the
-    official training / validation subsets; testing has no annotations and is left out (a note
-    counts it). Classes are the distinct annotation labels of the whole database, sorted. Ids
-    are ``prefix + youtube id`` (the ActivityNet crawler writes ``v_<id>.mp4``). ``name``
-    defaults to ``activitynet`` and the version's digits (``activitynet13``)."""
-    data = _load_json(path)
-    database = data.get("database") if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        raise ListError(f"{path}: no 'database' object (expected ActivityNet's JSON: version, "
-                        "taxonomy, database)")
-    videos: dict[str, list[tuple[str, list[tuple[float, str]]]]] = {s: [] for s in ACTIVITYNET_SUBSETS}
-    others: Counter = Counter()
-    labels: set[str] = set()
-    for youtube_id, video in database.items():
-        where = f"{path}: database[{youtube_id!r}]"
-        if not isinstance(video, dict) or not isinstance(video.get("subset"), str):
-            raise ListError(f"{where}: no 'subset'")
-        actions = _activitynet_annotations(where, video)
-        labels.update(label for _, label in actions)
-        if video["subset"] in videos:
-            videos[video["subset"]].append((youtube_id, actions))
-        else:
-            others[video["subset"]] += 1
-    if not labels:
-        raise ListError(f"{path}: no annotations")
-    classes = sorted(labels)
-    index = {c: i for i, c in enumerate(classes)}
-    notes = [f"{subset}: {_videos(count, '')} not listed (only the training and validation subsets are)"
-             for subset, count in others.items()]
-    splits = []
-    for subset, split in ACTIVITYNET_SUBSETS.items():
-        entries = [_untrimmed_entry(prefix + yid, [(s, index[label]) for s, label in actions],
-                                    f"database[{yid!r}]")
-                   for yid, actions in videos[subset]]
-        if entries:
-            splits.append(_split(split, f"{path} ({subset})", entries, existing, notes,
-                                 untrimmed=True, where_videos=where_videos))
-    if not splits:
-        raise ListError(f"{path}: no training or validation videos")
-    version = re.findall(r"[0-9]+", str(data.get("version", "")))
-    return DatasetLists(name or "activitynet" + "".join(version), classes, splits, notes)
-
-
-# --- THUMOS14 -------------------------------------------------------------------------------------
-
-THUMOS14_SPLITS = {"val": ("_val.txt", "video_validation_"), "test": ("_test.txt", "video_test_")}
-THUMOS14_VIDEO = re.compile(r"video_(validation|test)_[0-9]+")
-THUMOS14_NOT_CLASSES = {"Ambiguous"}   # Ambiguous_val.txt: parts hard to call action or not
-
-
-def thumos14_classes(path: Path) -> list[tuple[int, str]]:
-    """``[(THUMOS index, name)]`` of a class index file (``Class Index_Detection.txt``: ``7
-    BaseballPitch`` per line), in file order."""
-    out: list[tuple[int, str]] = []
-    for n, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise ListError(f"{path}:{n}: expected 'index ClassName' (e.g. '7 BaseballPitch'), got {line!r}")
-        for i, (index, name) in enumerate(out):
-            if int(parts[0]) == index or parts[1] == name:
-                raise ListError(f"{path}:{n}: {line!r} repeats the index or name of class {i} "
-                                f"({index} {name})")
-        out.append((int(parts[0]), parts[1]))
-    if not out:
-        raise ListError(f"{path}: no classes")
-    return out
-
-
-def thumos14_video_names(path: Path) -> set[str]:
-    """The THUMOS14 video names a text file lists, one a line (``video_test_0000004``, a file
-    name or path; an extension is dropped); ``#`` lines are comments."""
-    names = set()
-    for n, line in _lines(path):
-        if line.startswith("#"):
-            continue
-        stem = PurePath(line.replace("\\", "/")).name.split(".")[0]
-        if not THUMOS14_VIDEO.fullmatch(stem):
-            raise ListError(f"{path}:{n}: expected a THUMOS14 video name like video_test_0000004, got {line!r}")
-        names.add(stem)
-    return names
-
-
-def _thumos14_files(annotations: Iterable[Path]) -> list[tuple[str, str, Path]]:
-    """``[(split, class name, path)]`` of the annotation files given (folders: their
-    ``*_val.txt`` and ``*_test.txt``)."""
-    out = []
-    for given in map(Path, annotations):
-        paths = sorted(p for p in given.iterdir() if p.is_file()) if given.is_dir() else [given]
-        found = []
-        for p in paths:
-            for split, (suffix, _) in THUMOS14_SPLITS.items():
-                if p.name.endswith(suffix) and len(p.name) > len(suffix):
-                    found.append((split, p.name[:-len(suffix)], p))
-        if not found:
-            what = "holds no *_val.txt or *_test.txt files" if given.is_dir() else (
-                "is not a <ClassName>_val.txt or <ClassName>_test.txt file" if given.is_file() else
-                "does not exist")
-            raise ListError(f"{given}: {what}")
-        out += found
-    return out
-
-
-def thumos14_lists(class_index: Path, annotations: Iterable[Path],
-                   videos: Optional[Iterable[str]] = None) -> DatasetLists:
-    """Val and test lists of THUMOS14's 20 detection classes: ``class_index`` (``7 BaseballPitch``
-    lines) and the per-class annotation files (``<ClassName>_val.txt`` / ``_test.txt``, lines
-    ``video_validation_0000051 67.5 75.9``), or folders of them; ``Ambiguous_*.txt`` is not a
-    class and is skipped. Labels are 0..19 in the index file's order (not THUMOS's 1-based
-    UCF101 numbers). ``videos``: names of all the videos (any split); a split with some gets its
-    unannotated videos as background (``-``) and leaves out annotated ones not among them;
-    without, only its annotated videos are listed (a note says so)."""
-    entries_index = thumos14_classes(class_index)
-    classes = [name for _, name in entries_index]
-    index = {name: i for i, name in enumerate(classes)}
-    actions: dict[str, dict[str, list[tuple[float, int]]]] = {}
-    covered: dict[str, set[str]] = {}
-    notes: list[str] = []
-    for split, cls, path in _thumos14_files(annotations):
-        if cls in THUMOS14_NOT_CLASSES:
-            notes.append(f"{path}: ignored (not a class: the parts of videos hard to call action or not)")
-            continue
-        if cls not in index:
-            raise ListError(f"{path}: class {cls!r} (from the file name) is not in {class_index}")
-        prefix = THUMOS14_SPLITS[split][1]
-        split_actions = actions.setdefault(split, {})
-        covered.setdefault(split, set()).add(cls)
-        for n, line in _lines(path):
-            parts = line.split()
-            if len(parts) != 3 or not re.fullmatch(prefix + "[0-9]+", parts[0]):
-                raise ListError(f"{path}:{n}: expected '{prefix}0000051 67.5 75.9' (video start end), "
-                                f"got {line!r}")
-            start = _number(path, n, "start", parts[1])
-            _number(path, n, "end", parts[2])
-            split_actions.setdefault(parts[0], []).append((start, index[cls]))
-    names = set(videos or ())
-    other = {v for v in names if not THUMOS14_VIDEO.fullmatch(v)}
-    if other:
-        notes.append(f"{_videos(len(other))} not THUMOS14 video names (e.g. "
-                     f"{sorted(other)[0]!r}): ignored")
-    splits = []
-    for split in THUMOS14_SPLITS:
-        if split not in actions:
-            continue
-        lacking = [c for c in classes if c not in covered[split]]
-        if lacking:
-            notes.append(f"warning: {split}: no annotation file for {len(lacking)} class{'es' if len(lacking) > 1 else ''} "
-                         f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''})")
-        prefix = THUMOS14_SPLITS[split][1]
-        universe = {v for v in names if v.startswith(prefix)} or None
-        if universe is None:
-            notes.append(f"{split}: only the annotated videos are listed, no background videos "
-                         "(give the split's videos to list the others as background)")
-        ids = sorted(set(actions[split]) | (universe or set()))
-        entries = [_untrimmed_entry(v, actions[split].get(v, []), v) for v in ids]
-        splits.append(_split(split, f"the {split} annotations", entries, universe, notes, untrimmed=True,
-                             where_videos=f"the {split} videos given"))
-    if not splits:
-        raise ListError("no annotation files of a class")
-    (i0, n0), (i1, n1) = entries_index[0], entries_index[-1]
-    notes.insert(0, f"classes 0..{len(classes) - 1} are {class_index}'s in its order ({i0} {n0} -> 0, "
-                    f"..., {i1} {n1} -> {len(classes) - 1})")
-    return DatasetLists("thumos14", classes, splits, notes)
+    return DatasetLists("ssv2", classes, splits, notes + in_several_splits(splits))

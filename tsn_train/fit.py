@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tsn_core import modalities
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from . import archs, checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing

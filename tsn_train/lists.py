@@ -13,7 +13,7 @@ import numpy as np
 
 from tsn_core import modalities
 from tsn_core.lists import Known, ListError, Record, preview, write_classes, write_list
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from .videos import Videos
 
@@ -80,7 +80,7 @@ def _missing_hint(store: Store, source: str, missing: list[str]) -> str:
     """What the store has instead, and how many of the ``missing`` ids failed extraction."""
     have = sorted({m for _, m in store.index})
     hint = (f"; the store has {', '.join(have)}" if have else "; the store is empty")
-    failed = {f["video_id"] for f in store.failures() if f["modality"] == source}
+    failed = {f.video_id for f in store.failures() if f.modality == source}
     failed_missing = [v for v in set(missing) if v in failed]
     if failed_missing:
         hint += f"; {len(failed_missing)} of them failed extraction (see tsn-prep info)"

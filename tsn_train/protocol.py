@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tsn_core.progress import bar as progress_bar
 
 from tsn_core import interrupts, modalities
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 from . import checkpoint, distributed
 from .checkpoint import Preprocessing

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from tsn_core import modalities
-from tsn_prep.quantize import dequantize
-from tsn_prep.flowcolor import flow_colors
-from tsn_prep.show import label
+from tsn_core.quantize import dequantize
+from tsn_core.flowcolor import flow_colors
+from tsn_core.drawing import label
 
 from .config import DrawSettings
 from .transforms import InputNorm, to_input

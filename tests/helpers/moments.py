@@ -55,7 +55,7 @@ def hold() -> None:
 
 
 def install() -> None:
-    from tsn_prep import engine, flow, run, store
+    from tsn_prep import engine, flow, run, writer
 
     extraction = run.run_extraction
 
@@ -89,7 +89,7 @@ def install() -> None:
 
     flow.PairSolver.batch = solver_batch
 
-    write = store.ShardWriter._write
+    write = writer.ShardWriter._write
 
     class HoldAfter(list):
         """The puts; iterating them to the end (inside the transaction) marks ``write``."""
@@ -104,7 +104,7 @@ def install() -> None:
             puts = HoldAfter(puts)
         return write(self, puts, deletes)
 
-    store.ShardWriter._write = _write
+    writer.ShardWriter._write = _write
 
     from tsn_prep import verify
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsn_prep.quantize import quantize
+from tsn_core.quantize import quantize
 from tsn_train import checkpoint
 from tsn_train.archs import get as get_arch
 from tsn_train.config import FitConfig

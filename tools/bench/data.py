@@ -16,7 +16,7 @@ from tsn_core import modalities
 from tsn_core.lists import Record
 from tsn_prep import __version__ as prep_version
 from tsn_prep.folders import Naming
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "tsn-bench-train"
 COPIES = 40       # distinct copies of every clip in the full data

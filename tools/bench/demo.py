@@ -201,7 +201,7 @@ def drawn(folder: Path) -> dict:
     the picture's mean flow in px (x, y), dequantised as the store reads it."""
     import numpy as np
 
-    from tsn_prep.quantize import dequantize
+    from tsn_core.quantize import dequantize
 
     summary = json.loads((folder / "summary.json").read_text())
     rows = []

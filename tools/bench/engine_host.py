@@ -95,7 +95,7 @@ class CannedSolver:
             self.flows = f
         if bound is not None:
             if bound not in self.levels:
-                from tsn_prep.quantize import quantize
+                from tsn_core.quantize import quantize
                 q = quantize(f, bound)
                 # planar: (H, W, 2) views of (2, H, W) memory, as a RingSolver's child gets them
                 # from the GPU (copied into its slot by DMA, not by a CPU transposition)
@@ -397,7 +397,7 @@ def compare(args, videos: Path, flows: np.ndarray) -> dict:
     """Thread against process, interleaved, for each (solver rate, encode threads) of
     ``args.configs``; and the encoders."""
     from tsn_prep.extract import ExtractParams
-    from tsn_prep.quantize import quantize
+    from tsn_core.quantize import quantize
 
     quality = ExtractParams().jpeg_quality
     images = [np.ascontiguousarray(q[..., c]) for q in quantize(flows, ExtractParams().bound) for c in (0, 1)]

@@ -647,7 +647,7 @@ def e2e_figures(store: Path, r: ChildResult, sampler: Sampler, ended: float, cli
         figs["tail"] = r.tail[-8:]
     stored = []
     try:
-        from tsn_prep.store import Store
+        from tsn_core.store import Store
         s = Store(store)
         stored = sorted((e.meta.stored_at, e.count) for (v, m), e in s.index.items() if m == "flow")
         s.close()

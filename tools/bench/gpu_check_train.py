@@ -33,7 +33,8 @@ def build_store(spec: dict) -> None:
     ``--max-steps`` steps reads every video once, without an epoch boundary in the middle."""
     from tsn_core import modalities
     from tsn_core.meta import EntryMeta
-    from tsn_prep.store import ShardWriter, Store
+    from tsn_core.store import Store
+    from tsn_prep.writer import ShardWriter
 
     emit = Results(spec["results"], "trainstore")
     t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def fit_figures(metrics: Path, batch_size: int, modality: str, warmup_batches: i
 
 def _records(store: Path, modality: str, n: Optional[int]):
     from tsn_core.lists import Record
-    from tsn_prep.store import Store
+    from tsn_core.store import Store
     s = Store(store)
     ids = s.videos(modality)
     s.close()

@@ -47,7 +47,7 @@ def make_ours(spec: dict, modality: str, decode_only: bool = False):
     """Our training dataset as ``tsn-train fit`` builds it with ``--decode-on loader``;
     ``decode_only``: the same sampling and decoding with no augmentation."""
     from tools.bench.train import make_dataset
-    from tsn_prep.store import Store
+    from tsn_core.store import Store
     from tsn_train.dataset import StoreImages
     from tsn_train.lists import Record, validate
 
@@ -105,7 +105,7 @@ class Side:
     def release(self) -> dict:
         """Close every handle on the data, so that dropping the page cache empties it."""
         if self.name == OURS:
-            from tsn_prep.store import Store
+            from tsn_core.store import Store
             Store(Path(self.spec["store"])).close()
             for ds in (*self.datasets.values(), *self.decode_only.values()):
                 ds.source._store = None
@@ -377,7 +377,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clips, store, folders = bd.build(args.videos, args.cache, s.copies, s.flow_frames)
     records = bd.pass_records(store, clips, s.pass_copies)
     lists_dir = store.parent / f"mmaction2-lists-{s.pass_copies}"
-    from tsn_prep.store import Store
+    from tsn_core.store import Store
     st = Store(store)
     write_rawframe_lists(st, lists_dir, ("rgb", "flow"), {"pass": [(r.video_id, r.label) for r in records]})
     frames = ", ".join(f"{c.stem} {st.entry(f'c00/{c.stem}', 'rgb').meta.count} "

@@ -29,7 +29,7 @@ from tsn_core import modalities
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import usable_cores
 from tsn_prep.flow import make_flow_fn
-from tsn_prep.quantize import quantize
+from tsn_core.quantize import quantize
 from tsn_train import archs
 from tsn_train.checkpoint import Checkpoint, Preprocessing
 from tsn_train.config import FitConfig

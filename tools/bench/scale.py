@@ -34,7 +34,7 @@ def rss():  # private resident memory: the store's mapped file pages are shared 
     with open("/proc/self/statm") as f:
         fields = f.read().split()
     return (int(fields[1]) - int(fields[2])) * 4096
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_prep.report import store_info
 from tsn_core.lists import Record
 from tsn_train.lists import validate
@@ -167,7 +167,8 @@ def build(root: Path, videos: int, shards: int) -> float:
     """N videos' rgb (4 frames) and flow (3 pairs) entries through ShardWriter; seconds taken."""
     from tsn_core.meta import EntryMeta
     from tsn_prep.extract import ExtractParams
-    from tsn_prep.store import ShardWriter, shard_of
+    from tsn_core.store.shards import shard_of
+    from tsn_prep.writer import ShardWriter
 
     jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
     grey = cv2.imencode(".jpg", np.full((8, 8), 128, np.uint8))[1].tobytes()

@@ -23,7 +23,7 @@ from typing import Optional
 from tools.bench.common import (REPO, can_drop_caches, code_version, disk_reads, drop_caches,
                                 finish, log, median, now, parse_args, read_ahead_kb, stamp)
 from tools.bench.data import COPIES, DEFAULT_CACHE
-from tsn_prep.store import Store
+from tsn_core.store import Store
 
 DEFAULT_STORE = DEFAULT_CACHE / f"copies-{COPIES}" / "store"  # the training benchmarks' data
 

@@ -37,7 +37,7 @@ from tools.bench.common import (VIDEOS, RetryPolicy, add_output_options, disk_re
                                 finish, log, machine_info, median, now, resident_bytes, rotated, rss_bytes, stamp,
                                 timed, warm)
 from tsn_core import modalities
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_train.archs import ARCHS as ARCH_SPECS
 from tsn_train.config import REFERENCE, FitConfig
 from tsn_train.dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
@@ -86,7 +86,7 @@ def make_dataset(source, records, counts, modality: str) -> VideoDataset:
 def lmdb_readahead(on: bool):
     """Meanwhile, shards open with the kernel's default read-ahead (tsn_prep opens them with
     ``POSIX_FADV_RANDOM``: read-ahead off)."""
-    from tsn_prep import readahead
+    from tsn_core import readahead
 
     original = readahead.RANDOM
     if on:
