@@ -14,7 +14,7 @@ import torch
 from tests.conftest import CLIPS, decode
 from tests.test_feature_rows import independent_rescale
 from tsn_core import modalities
-from tsn_prep.store import Store
+from tsn_core.store import Store
 from tsn_train import checkpoint
 from tsn_train.checkpoint import Preprocessing
 from tsn_train.config import resolve

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from tsn_core import interrupts, modalities
 from tsn_core.lists import Record, read_multilabel_list
 from tsn_core.progress import bar as progress_bar
-from tsn_prep.store import Store, shard_of
+from tsn_core.store import Store
+from tsn_core.store.shards import shard_of
 
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
