@@ -163,6 +163,17 @@ def grey_pairs(clip: Path, size: tuple[int, int], max_frames: Optional[int]) -> 
     return list(zip(greys, greys[1:]))
 
 
+def cycled_pairs(videos: Path, size: tuple[int, int], n: int, max_frames: int, first: list = ()) -> tuple:
+    """(prev, nxt) of ``n`` grey pairs: ``first``, then pair k of every clip in turn, k = 0, 1, ...
+    (a clip's pairs cycled), each clip decoded to ``max_frames`` frames."""
+    per_clip = [grey_pairs(c, size, max_frames) for c in find_clips(videos)]
+    pairs, k = list(first), 0
+    while len(pairs) < n:
+        pairs += [c[k % len(c)] for c in per_clip][:n - len(pairs)]
+        k += 1
+    return np.stack([a for a, _ in pairs[:n]]), np.stack([b for _, b in pairs[:n]])
+
+
 def epe(flow: np.ndarray, other: np.ndarray) -> float:
     """Mean end-point error (px) between two (..., 2) flows."""
     return float(np.linalg.norm(np.asarray(flow, np.float64) - other, axis=-1).mean())
@@ -298,15 +309,24 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
 
 
-def stamp(module: str, argv: list[str], started: dt.datetime, t0: float) -> dict:
-    """When and how a run was made: the figures every section opens with."""
-    return {"date": f"{started:%Y-%m-%d}", "time": f"{started:%H:%M} UTC",
-            "script": f"python -m {module}", "args": list(argv),
-            "minutes": (time.perf_counter() - t0) / 60}
-
-
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class Clock:
+    """A benchmark run's start (UTC time and ``perf_counter``) and its command line: the figures
+    every section opens with, from ``stamp``."""
+
+    def __init__(self, argv: Optional[list[str]]):
+        self.argv = list(sys.argv[1:] if argv is None else argv)
+        self.started, self.t0 = now(), time.perf_counter()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.t0) / 60
+
+    def stamp(self, module: str) -> dict:
+        return {"date": f"{self.started:%Y-%m-%d}", "time": f"{self.started:%H:%M} UTC",
+                "script": f"python -m {module}", "args": self.argv, "minutes": self.minutes()}
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

@@ -41,8 +41,8 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (add_output_options, busy_seconds, code_version, display_path, find_clips,
-                                finish, log, machine_info, median, now, rotated, stamp)
+from tools.bench.common import (Clock, add_output_options, busy_seconds, code_version, display_path, find_clips,
+                                finish, log, machine_info, median, rotated)
 
 
 def synthetic_flows(h: int, w: int, n: int = 8) -> np.ndarray:
@@ -471,7 +471,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     size = ExtractParams().size
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     videos = args.videos
     if args.copies > 1:
         videos = copies_of(args.videos, args.copies, Path(tempfile.mkdtemp(prefix="engine-host-videos-")) / "v")
@@ -483,7 +483,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log("OpenCV TV-L1 flows of the first pair of each clip ...")
         flows, flows_from = real_flows(find_clips(args.videos), size), "OpenCV TV-L1, first pair of each clip"
     common = {"section": "engine_host", "template": "engine_host",
-              **stamp("tools.bench.engine_host", sys.argv[1:] if argv is None else argv, started, t0),
+              **clock.stamp("tools.bench.engine_host"),
               "solver_rate": args.solver_rate, "solver_steps": args.solver_steps, "workers": args.workers,
               "batch": args.batch or engine.AUTO_MAX_BATCH, "quantize_on": args.quantize_on,
               "flows_from": flows_from, "copies": args.copies, "quick": args.quick,
@@ -500,7 +500,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 cfg["predict"] = {m: predict(cfg["rows"][m], args.predict_cores, imencode_ms) for m in cfg["rows"]}
             figures = {**common, "compare": True, **result, "repeats": args.repeats, "imencode_ms": imencode_ms,
                        "machine": machine_info(), "code": code_version(),
-                       "minutes": (time.perf_counter() - t0) / 60}
+                       "minutes": clock.minutes()}
     finally:
         if videos != args.videos:
             shutil.rmtree(videos.parent, ignore_errors=True)

@@ -25,8 +25,8 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (GROVE, REPO, VIDEOS, Busy, epe, find_clips, finish, grey_pairs,
-                                grove3, log, median, now, parse_args, rotated, stamp)
+from tools.bench.common import (GROVE, REPO, VIDEOS, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log,
+                                median, parse_args, rotated)
 
 SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
 VARIANTS = {  # name -> TorchTVL1 options
@@ -56,12 +56,7 @@ def has_opencv_tvl1() -> bool:
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` grey pairs as the pipeline decodes them, round robin over the clips (cycled)."""
     from tsn_prep.extract import ExtractParams
-    per_clip = [grey_pairs(c, ExtractParams().size, n + 1) for c in find_clips(videos)]
-    pairs, k = [], 0
-    while len(pairs) < n:
-        pairs += [c[k % len(c)] for c in per_clip][:n - len(pairs)]
-        k += 1
-    return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+    return cycled_pairs(videos, ExtractParams().size, n, n + 1)
 
 
 def child(spec: dict) -> dict:
@@ -155,7 +150,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here (the GPU measurements need one)")
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     keys = [(v, int(b)) for v in args.variants.split(",") for b in args.batches.split(",")]
     for v, _ in keys:
         solver_options(v)
@@ -209,7 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         grove3_opencv = epe(cv2.optflow.DualTVL1OpticalFlow_create().calc(*grey, None), gt)
     section = "bench_flow" + ("_cuda" if cuda else "") + (f"_busy{args.busy}" if args.busy else "") + \
         (f"_threads{args.threads}" if args.threads else "")
-    finish(section, {"section": section, "template": "flow", **stamp("tools.bench.flow", sys.argv[1:] if argv is None else argv, started, t0),
+    finish(section, {"section": section, "template": "flow", **clock.stamp("tools.bench.flow"),
                      "cuda": cuda, "device_name": torch.cuda.get_device_name(torch.device(args.device)) if cuda else platform.processor() or "CPU",
                      "torch": torch.__version__, "cv2": cv2.__version__, "usable_cores": len(os.sched_getaffinity(0)),
                      "pairs": args.pairs, "clips": [c.name for c in find_clips(args.videos)], "calls": args.calls,

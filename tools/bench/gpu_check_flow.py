@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tools.bench.common import epe, find_clips, grey_pairs, log, median
+from tools.bench.common import cycled_pairs, epe, log, median
 
 PEAK_BYTES_PER_S = 4.8e12   # H200 HBM3e, the vendor's datasheet (the issue's figure)
 FUSED_BYTES = 64.0          # bytes per pixel and inner iteration of a fused fp32 iteration (issue 27)
@@ -77,17 +77,10 @@ def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(prev, nxt, OpenCV flows of the first ones, how many have one): the carried reference
     pairs first, then pairs of the clips in turn, as the pipeline decodes them."""
     refs = np.load(spec["refs"])
-    prev, nxt = list(refs["prev"]), list(refs["nxt"])
-    n, size = spec["pairs"], tuple(spec["size"])
-    per_clip = [grey_pairs(c, size, n // 5 + 2) for c in find_clips(Path(spec["videos"]))]
-    k = 0
-    while len(prev) < n:
-        for c in per_clip:
-            if len(prev) < n:
-                prev.append(c[k % len(c)][0])
-                nxt.append(c[k % len(c)][1])
-        k += 1
-    return np.stack(prev[:n]), np.stack(nxt[:n]), refs["flow"], len(refs["flow"])
+    n = spec["pairs"]
+    prev, nxt = cycled_pairs(Path(spec["videos"]), tuple(spec["size"]), n, n // 5 + 2,
+                             list(zip(refs["prev"], refs["nxt"])))
+    return prev, nxt, refs["flow"], len(refs["flow"])
 
 
 class Results:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Optional
 
-from tools.bench.common import add_output_options, finish, now, stamp
+from tools.bench.common import Clock, add_output_options, finish
 
 TARGET = ("cuda", 90, 32)
 # (EH, EW, K, num_warps) of the block kernel; the first is flow_tiles' default
@@ -69,7 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from tsn_prep import flow_tiles
 
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     rows = []
     for eh, ew, k, warps in BLOCKS:
         for median in (False, True):
@@ -92,8 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     defaults = {"block": f"{flow_tiles.BLOCK[0]}x{flow_tiles.BLOCK[1]}", "k": flow_tiles.ITERATIONS,
                 "num_warps": flow_tiles.NUM_WARPS, "elementwise_warps": flow_tiles.ELEMENTWISE_WARPS}
     finish("kernel_resources", {"section": "kernel_resources", "template": "kernel_resources",
-                                **stamp("tools.bench.kernel_resources", sys.argv[1:] if argv is None else argv,
-                                        started, t0),
+                                **clock.stamp("tools.bench.kernel_resources"),
                                 "triton": triton.__version__, "target": "sm_%d" % TARGET[1],
                                 "defaults": defaults, "rows": rows}, args)
     return 0

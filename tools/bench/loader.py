@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.bench.common import (REPO, VIDEOS, RetryPolicy, Timing, add_output_options, busy_seconds, can_drop_caches,
-                                code_version, disk_reads, display_path, drop_caches, finish, log, machine_info,
-                                median, now, own_cpu, proc_io, rotated, stamp, warm)
+from tools.bench.common import (REPO, VIDEOS, Clock, RetryPolicy, Timing, add_output_options, busy_seconds,
+                                can_drop_caches, code_version, disk_reads, display_path, drop_caches, finish, log,
+                                machine_info, median, own_cpu, proc_io, rotated, warm)
 
 OURS, MM, DECODE = "ours", "mmaction2", "ours, decoding only"
 BATCH, LOADER_WORKERS, NUM_CLASSES = 8, 2, 101
@@ -390,7 +390,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "segments": SEGMENTS, "input_size": size, "crop_positions": CROP_POSITIONS,
             "mm": {m: {"ann_file": str(lists_dir / f"pass_rawframes_{m}.txt"), "clip_len": modalities.get(m).snippet_length,
                        "scales": list(REFERENCE[m].scales)} for m in MM_MODALITIES}}
-    policy, started, t0, load = RetryPolicy.of(args), now(), time.perf_counter(), os.getloadavg()
+    policy, clock, load = RetryPolicy.of(args), Clock(argv), os.getloadavg()
     procs: dict = {}
     try:
         procs[OURS] = SideProcess(OURS, sys.executable, spec)
@@ -420,7 +420,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mm = infos.get(MM)
     finish("bench_loader", {
         "section": "bench_loader", "template": "loader",
-        **stamp("tools.bench.loader", raw, started, t0), "build_minutes": build_minutes, "skipped": skipped,
+        **clock.stamp("tools.bench.loader"), "build_minutes": build_minutes, "skipped": skipped,
         "cold_skip": cold_skip, "segments": SEGMENTS, "input_size": size, "crop_positions": CROP_POSITIONS,
         "batch": BATCH, "workers": LOADER_WORKERS, "env": str(env),
         "env_commands": [" ".join("python" if x == sys.executable else x.replace(str(env), "$ENV") if x.startswith(str(env))

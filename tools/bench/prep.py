@@ -32,8 +32,8 @@ import multiprocessing
 import cv2
 import numpy as np
 
-from tools.bench.common import (VIDEOS, RetryPolicy, Timing, add_output_options, display_path, find_clips,
-                                finish, grey_pairs, log, machine_info, median, now, rotated, stamp, timed)
+from tools.bench.common import (VIDEOS, Clock, RetryPolicy, Timing, add_output_options, display_path, find_clips,
+                                finish, grey_pairs, log, machine_info, median, rotated, timed)
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import RunPlan
 from tsn_prep.run import RunSummary, run_extraction
@@ -234,7 +234,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clips = find_clips(args.videos)
     flow_clips = [c for c in clips if c.name in s.flow_clips] if s.flow_clips else clips
     policy = RetryPolicy.of(args)
-    started, t0, load = now(), time.perf_counter(), os.getloadavg()
+    clock, load = Clock(argv), os.getloadavg()
     machine = machine_info()
     cap = cv2.VideoCapture(str(clips[0]))
     machine["FFmpeg decoder threads (CAP_PROP_N_THREADS)"] = int(cap.get(cv2.CAP_PROP_N_THREADS))
@@ -249,7 +249,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         clip_info.append([c.name, "{}x{}".format(*reader.info.source_size), frames, reader.info.declared_frames])
     kept = [o for r in flow["runs"].values() for o in r["other"]]
     kept += [o for k in ("main", "once", "ffmpeg_default", "ffmpeg1") for o in rgb[k].pop("others")]
-    finish("bench_prep", {"section": "bench_prep", "template": "prep", **stamp("tools.bench.prep", sys.argv[1:] if argv is None else argv, started, t0),
+    finish("bench_prep", {"section": "bench_prep", "template": "prep", **clock.stamp("tools.bench.prep"),
                           "machine": machine, "load_start": list(load), "policy": policy.figures(kept),
                           "videos": display_path(args.videos), "clip_info": clip_info, "flow": flow, "rgb": rgb}, args)
     return 0

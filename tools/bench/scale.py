@@ -25,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tools.bench.common import REPO, code_version, finish, log, machine_info, median, now, rotated, stamp
+from tools.bench.common import REPO, Clock, code_version, finish, log, machine_info, median, rotated
 
 PROBE = r"""
 import json, resource, sys, time
@@ -281,7 +281,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     list_videos = min(args.list_videos, args.videos)
     loader_repeats = args.loader_repeats or args.repeats
     with_before = args.videos <= args.before_max_videos
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale-", dir=args.dir))
     try:
         root = tmp / "store"
@@ -360,7 +360,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "test_first_video_runs": [r["first_video_s"] for r in test_runs],
             "test_peak_bytes": median(r["peak_bytes"] for r in test_runs)}
     finish(args.section, {"section": args.section, "template": "scale",
-                          **stamp("tools.bench.scale", sys.argv[1:] if argv is None else argv, started, t0),
+                          **clock.stamp("tools.bench.scale"),
                           "machine": machine_info(), "cores": len(os.sched_getaffinity(0)), "videos": args.videos,
                           "entries": entries, "shards": args.shards, "repeats": args.repeats, "build_s": build_s,
                           "store_mb": store_bytes / 1e6, "images": args.videos * 10,

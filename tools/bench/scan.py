@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.bench.common import (REPO, can_drop_caches, code_version, disk_reads, drop_caches,
-                                finish, log, median, now, parse_args, read_ahead_kb, stamp)
+from tools.bench.common import (REPO, Clock, can_drop_caches, code_version, disk_reads, drop_caches, finish, log,
+                                median, parse_args, read_ahead_kb)
 from tools.bench.data import COPIES, DEFAULT_CACHE
 from tsn_prep.store import Store
 
@@ -55,7 +55,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     commands = {"verify": ["verify", str(args.store), "--quiet"], "export": ["export", str(args.store), str(scratch), "--quiet"]}
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     runs: dict = {(c, s): [] for c in commands for s in sides}
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     for rep in range(repeats):
         for c, command in commands.items():
             for s in list(sides)[::1 if rep % 2 == 0 else -1]:
@@ -64,7 +64,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     shutil.rmtree(scratch.parent, ignore_errors=True)
     med = {key: {k: median(r[k] for r in rs) for k in ("wall", "requests", "mb")} for key, rs in runs.items()}
     finish("bench_scan", {
-        "section": "bench_scan", "template": "scan", **stamp("tools.bench.scan", sys.argv[1:] if argv is None else argv, started, t0),
+        "section": "bench_scan", "template": "scan", **clock.stamp("tools.bench.scan"),
         "cores": len(os.sched_getaffinity(0)), "read_ahead": read_ahead_kb(args.store),
         "store_mb": sum(f.stat().st_size for f in args.store.rglob("*.mdb")) / 1e6, "store": str(args.store),
         "videos": len(list(Store(args.store).videos("rgb"))),

@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tools.bench import data as bd
-from tools.bench.common import (VIDEOS, RetryPolicy, add_output_options, disk_reads, display_path, evict,
-                                finish, log, machine_info, median, now, resident_bytes, rotated, rss_bytes, stamp,
-                                timed, warm)
+from tools.bench.common import (VIDEOS, Clock, RetryPolicy, add_output_options, disk_reads, display_path, evict,
+                                finish, log, machine_info, median, resident_bytes, rotated, rss_bytes, timed, warm)
 from tsn_core import modalities
 from tsn_prep.store import Store
 from tsn_train.archs import ARCHS as ARCH_SPECS
@@ -292,7 +291,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     t_build = time.perf_counter()
     clips, store, folders = bd.build(args.videos, args.cache, s.copies, s.flow_frames)
     build_minutes = (time.perf_counter() - t_build) / 60
-    policy, started, t0, load = RetryPolicy.of(args), now(), time.perf_counter(), os.getloadavg()
+    policy, clock, load = RetryPolicy.of(args), Clock(argv), os.getloadavg()
     machine = machine_info(torch_too=True)
     machine["fincore"] = shutil.which("fincore") or "not found"
     records = bd.pass_records(store, clips, s.pass_copies)
@@ -321,7 +320,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         train, kept2 = bench_train(s, policy)
     ref = {m: REFERENCE[m] for m in MODALITIES}
     figures = {"section": "bench_train", "template": "train", "method": 2,
-               **stamp("tools.bench.train", sys.argv[1:] if argv is None else argv, started, t0),
+               **clock.stamp("tools.bench.train"),
                "build_minutes": build_minutes, "machine": machine, "load_start": list(load),
                "policy": policy.figures(kept + kept2), "videos": display_path(args.videos), "segments": SEGMENTS,
                "batch": BATCH, "input_size": input_size("bn_inception"), "crop_positions": CROP_POSITIONS,
