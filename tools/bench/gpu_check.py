@@ -330,9 +330,10 @@ class Check:
             e["TSN_TORCH_COMPILE"] = "0"
         return e
 
-    def child(self, module: str, spec: dict, timeout: float, name: str, results: Path,
+    def child(self, module: str, spec: dict, timeout: float, name: str,
               on_results: Callable[[list[dict]], None]) -> ChildResult:
-        """A python child ``module`` with ``spec``; its results file merged as it grows."""
+        """A python child ``module`` with ``spec``; its results file (WORK/NAME.jsonl) merged as it grows."""
+        results = self.work / f"{name}.jsonl"
         results.unlink(missing_ok=True)
         spec = {**spec, "results": str(results)}
         seen = [0]
@@ -352,27 +353,23 @@ class Check:
         return run_child([self.py, "-m", module, *args], timeout, self.env(), poll, echo="  ")
 
     # -- parts -----------------------------------------------------------------------------
-    def part_env(self, timeout: float) -> dict:
-        results = self.work / "env.jsonl"
+    def part_env(self, timeout: float) -> ChildResult:
         spec = {"device": self.device, "dir": str(self.dir), "work": str(self.work)}
 
         def merge(lines):
             if lines:
                 self.figures["env"] = lines[-1]
                 self.figures["device"] = lines[-1].get("device")
-        r = self.child("tools.bench.gpu_check", spec, timeout, "env", results, merge)
-        return {"child": r}
+        return self.child("tools.bench.gpu_check", spec, timeout, "env", merge)
 
-    def part_sleep(self, timeout: float) -> dict:
+    def part_sleep(self, timeout: float) -> ChildResult:
         """Self-test: a child that records one figure and then outlives its budget."""
-        results = self.work / "sleep.jsonl"
 
         def merge(lines):
             self.figures["sleep"] = lines
-        r = self.child("tools.bench.gpu_check", {}, timeout, "sleep", results, merge)
-        return {"child": r}
+        return self.child("tools.bench.gpu_check", {}, timeout, "sleep", merge)
 
-    def part_flow(self, timeout: float) -> dict:
+    def part_flow(self, timeout: float) -> ChildResult:
         from tools.bench import gpu_check_flow as gf
         s = self.s
         refs = self.dir / ("refs-tiny.npz" if self.tiny else "refs.npz")
@@ -385,19 +382,16 @@ class Check:
                 "min_seconds": s.min_seconds, "reserve_s": s.variant_reserve_s,
                 "flows_dir": str(self.out / "flows"), "budget_s": max(1.0, timeout - 3),
                 "variants": self.args.variants.split(",") if self.args.variants else None}
-        results = self.work / "flow.jsonl"
-        r = self.child("tools.bench.gpu_check_flow", spec, timeout, "flow", results,
+        r = self.child("tools.bench.gpu_check_flow", spec, timeout, "flow",
                        lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
         failed = [f"{x['variant']}{' ' + x['step'] if 'step' in x else ''}: {x['error']}"
-                  for x in read_jsonl(results) if x["kind"] == "failed"]
-        if failed and r.status == "ok":
-            r = dataclasses.replace(r, status="failed", tail=failed)
-        return {"child": r}
+                  for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
+        return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
 
     def _cli(self, tool: str, *args: str) -> list[str]:
         return [self.py, "-m", f"{tool}.cli", *map(str, args)]
 
-    def part_e2e(self, timeout: float) -> dict:
+    def part_e2e(self, timeout: float) -> ChildResult:
         s = self.s
         many = self.work / "many"
         shutil.rmtree(many, ignore_errors=True)
@@ -424,9 +418,9 @@ class Check:
         self.figures["end_to_end"] = figs
         self.figures["end_to_end_pairs_per_s"] = figs["pairs_per_s"]
         self.figures["gpu_busy_fraction"] = figs["gpu_busy_fraction"]
-        return {"child": r}
+        return r
 
-    def part_frames(self, timeout: float) -> dict:
+    def part_frames(self, timeout: float) -> ChildResult:
         s = self.s
         real = self.work / "real"
         shutil.rmtree(real, ignore_errors=True)
@@ -449,8 +443,8 @@ class Check:
                 runs[name]["tail"] = r.tail[-5:]
         self.figures["frames"] = runs
         bad = [k for k, v in runs.items() if v["status"] != "ok"]
-        return {"child": ChildResult("stopped" if any(runs[k]["status"] == "stopped" for k in bad)
-                                     else ("failed" if bad else "ok"), 0, None, [])}
+        return ChildResult("stopped" if any(runs[k]["status"] == "stopped" for k in bad)
+                           else ("failed" if bad else "ok"), 0, None, [])
 
     def train_store_path(self) -> Path:
         """On /dev/shm where it has room (no fsync per video), else in the work folder."""
@@ -463,7 +457,7 @@ class Check:
     def videos_to_train(self) -> int:
         return self.s.fit_steps * self.s.fit_batch * self.s.fit_accumulate
 
-    def part_trainstore(self, timeout: float) -> dict:
+    def part_trainstore(self, timeout: float) -> ChildResult:
         store = self.train_store_path()
         shutil.rmtree(store, ignore_errors=True)
         (self.work / "train_store_path").write_text(str(store))
@@ -472,10 +466,9 @@ class Check:
 
         def merge(lines):
             self.figures["train_store"] = lines[-1] if lines else None
-        r = self.child("tools.bench.gpu_check_train", spec, timeout, "store", self.work / "store.jsonl", merge)
-        return {"child": r}
+        return self.child("tools.bench.gpu_check_train", spec, timeout, "store", merge)
 
-    def part_fit(self, timeout: float) -> dict:
+    def part_fit(self, timeout: float) -> ChildResult:
         from tools.bench.gpu_check_train import fit_figures
         s = self.s
         store = Path((self.work / "train_store_path").read_text())
@@ -514,9 +507,9 @@ class Check:
             statuses.append(r.status)
             self.write()
         worst = "stopped" if "stopped" in statuses else ("failed" if "failed" in statuses else "ok")
-        return {"child": ChildResult(worst, 0, None, [])}
+        return ChildResult(worst, 0, None, [])
 
-    def part_test(self, timeout: float) -> dict:
+    def part_test(self, timeout: float) -> ChildResult:
         s = self.s
         ckpts = {}
         for m in STREAMS:
@@ -539,8 +532,7 @@ class Check:
                     self.figures["test_videos_per_s"][line["modality"]] = line["videos_per_s"]
                 if line["kind"] == "predict":
                     self.figures["predict_equals_test"] = line["equal_within_1e_5"]
-        r = self.child("tools.bench.gpu_check_train", spec, timeout, "test", self.work / "test.jsonl", merge)
-        return {"child": r}
+        return self.child("tools.bench.gpu_check_train", spec, timeout, "test", merge)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, parts: list[str], planned: dict[str, float]) -> dict:
@@ -561,8 +553,7 @@ class Check:
             log(f"[gpu_check] {name}: up to {timeout:.0f} s ({budget.left():.0f} s left in all)")
             t0 = time.monotonic()
             try:
-                result = getattr(self, f"part_{name}")(timeout)
-                child = result["child"]
+                child: ChildResult = getattr(self, f"part_{name}")(timeout)
                 record["status"] = child.status
                 if child.status == "stopped":
                     record["error"] = f"stopped: exceeded its budget of {timeout:.0f} s; figures up to then kept"
