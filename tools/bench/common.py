@@ -329,18 +329,15 @@ class Clock:
                 "script": f"python -m {module}", "args": self.argv, "minutes": self.minutes()}
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", type=Path, help="write the figures here (JSON)")
-    p.add_argument("--write-docs", action="store_true",
-                   help="write the figures into docs/bench/ and re-render the docs from them")
-
-
 def parse_args(p: argparse.ArgumentParser, argv: Optional[list[str]], **quick) -> argparse.Namespace:
-    """Parse with the output options, and ``--quick`` setting ``quick``'s values (a short run)."""
+    """Parse with the output options (``--json``, ``--write-docs``: what ``finish`` reads), and
+    ``--quick`` setting ``quick``'s values (a short run)."""
     if quick:
         p.add_argument("--quick", action="store_true",
                        help="a short run: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in quick.items()))
-    add_output_options(p)
+    p.add_argument("--json", type=Path, help="write the figures here (JSON)")
+    p.add_argument("--write-docs", action="store_true",
+                   help="write the figures into docs/bench/ and re-render the docs from them")
     args = p.parse_args(argv)
     if quick and args.quick:
         vars(args).update(quick)

@@ -41,8 +41,8 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (Clock, add_output_options, busy_seconds, code_version, display_path, find_clips,
-                                finish, log, machine_info, median, rotated)
+from tools.bench.common import (Clock, busy_seconds, code_version, display_path, find_clips, finish, log,
+                                machine_info, median, parse_args, rotated)
 
 
 def synthetic_flows(h: int, w: int, n: int = 8) -> np.ndarray:
@@ -462,8 +462,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="--compare: RATE:THREADS,... modelled solver pairs/s and encode threads (0: the "
                         "engine's default) of each comparison (default: 1500:0,1500:16,300:16)")
     p.add_argument("--predict-cores", type=int, default=16, help="extrapolate the per-pair costs to this many cores")
-    add_output_options(p)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
 
     import tsn_prep.engine as engine
     from tsn_prep.extract import ExtractParams

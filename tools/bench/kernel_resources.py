@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Optional
 
-from tools.bench.common import Clock, add_output_options, finish
+from tools.bench.common import Clock, finish, parse_args
 
 TARGET = ("cuda", 90, 32)
 # (EH, EW, K, num_warps) of the block kernel; the first is flow_tiles' default
@@ -63,8 +63,7 @@ def resources(fn, signature: dict, constexprs: dict, options: dict) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_output_options(p)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     import triton
 
     from tsn_prep import flow_tiles

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.bench.common import (REPO, VIDEOS, Clock, RetryPolicy, Timing, add_output_options, busy_seconds,
-                                can_drop_caches, code_version, disk_reads, display_path, drop_caches, finish, log,
-                                machine_info, median, own_cpu, proc_io, rotated, warm)
+from tools.bench.common import (REPO, VIDEOS, Clock, RetryPolicy, Timing, busy_seconds, can_drop_caches, code_version,
+                                disk_reads, display_path, drop_caches, finish, log, machine_info, median, own_cpu,
+                                parse_args, proc_io, rotated, warm)
 
 OURS, MM, DECODE = "ours", "mmaction2", "ours, decoding only"
 BATCH, LOADER_WORKERS, NUM_CLASSES = 8, 2, 101
@@ -357,8 +357,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--bench-env", type=Path, default=DEFAULT_BENCH_ENV, help="the virtual environment holding mmaction2")
     p.add_argument("--setup-env", action="store_true", help="create --bench-env first (about 5.5 GB, most of it torch)")
     RetryPolicy.add_options(p)
-    add_output_options(p)
-    args = p.parse_args(raw)
+    args = parse_args(p, raw)
     s = QUICK if args.quick else FULL  # the data tools.bench.train builds, shared
     s = dataclasses.replace(s, loader_repeats=args.passes or s.loader_repeats)
     env, skipped = args.bench_env.absolute(), []

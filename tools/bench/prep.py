@@ -32,8 +32,8 @@ import multiprocessing
 import cv2
 import numpy as np
 
-from tools.bench.common import (VIDEOS, Clock, RetryPolicy, Timing, add_output_options, display_path, find_clips,
-                                finish, grey_pairs, log, machine_info, median, rotated, timed)
+from tools.bench.common import (VIDEOS, Clock, RetryPolicy, Timing, display_path, find_clips, finish, grey_pairs, log,
+                                machine_info, median, parse_args, rotated, timed)
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import RunPlan
 from tsn_prep.run import RunSummary, run_extraction
@@ -224,8 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--max-frames", type=int, help="frames per clip for the flow runs (>= 2)")
     p.add_argument("--repeats", type=int, help="repeats of every measurement (>= 1)")
     RetryPolicy.add_options(p)
-    add_output_options(p)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     s = QUICK if args.quick else FULL
     if args.max_frames:
         s = dataclasses.replace(s, max_frames=max(2, args.max_frames))

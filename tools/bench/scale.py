@@ -25,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tools.bench.common import REPO, Clock, code_version, finish, log, machine_info, median, rotated
+from tools.bench.common import REPO, Clock, code_version, finish, log, machine_info, median, parse_args, rotated
 
 PROBE = r"""
 import json, resource, sys, time
@@ -273,9 +273,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--dir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
                    help="where the store is written (default /dev/shm: the writer's fsyncs cost nothing there)")
     p.add_argument("--quick", action="store_true", help="5000 videos, 2 repeats")
-    from tools.bench.common import add_output_options
-    add_output_options(p)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     if args.quick:
         args.videos, args.repeats = 5000, 2
     list_videos = min(args.list_videos, args.videos)

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tools.bench import data as bd
-from tools.bench.common import (VIDEOS, Clock, RetryPolicy, add_output_options, disk_reads, display_path, evict,
-                                finish, log, machine_info, median, resident_bytes, rotated, rss_bytes, timed, warm)
+from tools.bench.common import (VIDEOS, Clock, RetryPolicy, disk_reads, display_path, evict, finish, log,
+                                machine_info, median, parse_args, resident_bytes, rotated, rss_bytes, timed, warm)
 from tsn_core import modalities
 from tsn_prep.store import Store
 from tsn_train.archs import ARCHS as ARCH_SPECS
@@ -278,9 +278,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeats", type=int, help="repeats of every loader pass and training process")
     p.add_argument("--no-train", action="store_true", help="loader only (skips the training steps)")
     RetryPolicy.add_options(p)
-    add_output_options(p)
     p.add_argument("--train-child", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     single_threaded_decoding()  # as fit does before starting loader workers
     if args.train_child:
         print(json.dumps(train_child(*json.loads(args.train_child))))
