@@ -3,7 +3,7 @@
 Each one measures, writes its figures as JSON (``--json PATH``; ``--write-docs`` writes
 ``docs/bench/<section>.json`` and re-renders the docs) and prints its docs section;
 ``python -m tools.bench.render`` turns ``docs/bench/*.json`` into the marked sections of the docs
-(the prose templates are in ``tools/bench/templates``). Shared helpers: ``tools.bench.common``.
+(the prose templates are in ``docs/bench/templates``). Shared helpers: ``tools.bench.common``.
 
     prep          extraction: flow pipeline vs bare TV-L1, warped flow, RGB workers
     train         training input (store vs JPEG folders, warm / cold) and step times
