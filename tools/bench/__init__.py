@@ -11,10 +11,6 @@ Each one measures, writes its figures as JSON (``--json PATH``; ``--write-docs``
     flow          the PyTorch TV-L1 against OpenCV's (CPU or CUDA)
     algorithms    accuracy and speed of the flow algorithms (docs/flow-algorithms.md)
     realtime      RGB + RGB difference against RGB + flow; stream on a 25 fps source
-    scan          cold whole-store verify / export of two checkouts
-    engine_host   the flow engine's host side with a canned solver
-    scale         the store's index at 100,000 and 1,000,000 videos, two checkouts
-    kernel_resources  registers and spills of the tile kernels for sm_90 (no GPU needed)
     demo          the README's command 1 timed in a fresh clone (docs/bench/demo.json)
     gpu_check     everything a lent GPU measures (tools/gpu_check.sh; gpu_check_*.py its parts)
 """

@@ -246,14 +246,6 @@ def disk_reads(path: Path) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
-def read_ahead_kb(path: Path) -> str:
-    dev = os.stat(path).st_dev
-    base = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
-    for cand in (base / "queue/read_ahead_kb", base / "../queue/read_ahead_kb"):
-        if cand.exists():
-            return cand.read_text().strip() + " KiB"
-    return "unknown"
-
 
 def proc_io() -> dict[str, int]:
     """This process's /proc/self/io: ``read_bytes`` fetched from storage for it (mmap faults
