@@ -189,6 +189,12 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
     return ChildResult(status, time.monotonic() - t0, proc.returncode, tail)
 
 
+def worst(statuses) -> str:
+    """A part's status from its runs': stopped if one was, else failed if one did, else ok."""
+    statuses = list(statuses)
+    return next((s for s in ("stopped", "failed") if s in statuses), "ok")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
@@ -330,9 +336,8 @@ class Check:
             e["TSN_TORCH_COMPILE"] = "0"
         return e
 
-    def child(self, module: str, spec: dict, timeout: float, name: str,
-              on_results: Callable[[list[dict]], None]) -> ChildResult:
-        """A python child ``module`` with ``spec``; its results file (WORK/NAME.jsonl) merged as it grows."""
+    def child(self, name: str, spec: dict, timeout: float, on_results: Callable[[list[dict]], None]) -> ChildResult:
+        """The child ``name`` (``CHILDREN``) with ``spec``; its results file (WORK/NAME.jsonl) merged as it grows."""
         results = self.work / f"{name}.jsonl"
         results.unlink(missing_ok=True)
         spec = {**spec, "results": str(results)}
@@ -344,13 +349,11 @@ class Check:
                 seen[0] = len(lines)
                 on_results(lines)
                 self.write()
-        if module == "tools.bench.gpu_check":
-            args = ["--child", json.dumps({**spec, "child": name})]
-        elif module.endswith("_train"):
-            args = [name, json.dumps(spec)]
-        else:
-            args = [json.dumps(spec)]
-        return run_child([self.py, "-m", module, *args], timeout, self.env(), poll, echo="  ")
+        cmd = [self.py, "-m", "tools.bench.gpu_check", "--child", json.dumps({**spec, "child": name})]
+        return run_child(cmd, timeout, self.env(), poll, echo="  ")
+
+    def run_cli(self, cmd: list[str], timeout: float) -> ChildResult:
+        return run_child(cmd, timeout, self.env(), echo="  ")
 
     # -- parts -----------------------------------------------------------------------------
     def part_env(self, timeout: float) -> ChildResult:
@@ -360,14 +363,14 @@ class Check:
             if lines:
                 self.figures["env"] = lines[-1]
                 self.figures["device"] = lines[-1].get("device")
-        return self.child("tools.bench.gpu_check", spec, timeout, "env", merge)
+        return self.child("env", spec, timeout, merge)
 
     def part_sleep(self, timeout: float) -> ChildResult:
         """Self-test: a child that records one figure and then outlives its budget."""
 
         def merge(lines):
             self.figures["sleep"] = lines
-        return self.child("tools.bench.gpu_check", {}, timeout, "sleep", merge)
+        return self.child("sleep", {}, timeout, merge)
 
     def part_flow(self, timeout: float) -> ChildResult:
         from tools.bench import gpu_check_flow as gf
@@ -382,8 +385,7 @@ class Check:
                 "min_seconds": s.min_seconds, "reserve_s": s.variant_reserve_s,
                 "flows_dir": str(self.out / "flows"), "budget_s": max(1.0, timeout - 3),
                 "variants": self.args.variants.split(",") if self.args.variants else None}
-        r = self.child("tools.bench.gpu_check_flow", spec, timeout, "flow",
-                       lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
+        r = self.child("flow", spec, timeout, lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
         failed = [f"{x['variant']}{' ' + x['step'] if 'step' in x else ''}: {x['error']}"
                   for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
         return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
@@ -408,7 +410,7 @@ class Check:
         cmd += ["--size", "x".join(map(str, s.size))] if self.tiny else []
         cmd += [str(a) for k, v in s.tvl1 for a in (f"--{k}", v)]
         with Sampler(self.read_util) as sampler:
-            r = run_child(cmd, timeout, self.env(), echo="  ")
+            r = self.run_cli(cmd, timeout)
             ended = time.time()
         figs = e2e_figures(store, r, sampler, ended, len(clips) * s.copies)
         figs.update(clips=len(clips) * s.copies, copies=s.copies, frames_per_clip=s.e2e_frames,
@@ -437,14 +439,12 @@ class Check:
                                     "--max-frames", s.e2e_frames, "--quiet", *workers, *size)),
                 ("real_clips_whole", self._cli("tsn_prep", "extract-frames", real, self.work / "real_store",
                                                "--quiet", *workers, *size)))):
-            r = run_child(cmd, budget.timeout(i), self.env(), echo="  ")
+            r = self.run_cli(cmd, budget.timeout(i))
             runs[name] = {"status": r.status, "seconds": r.seconds, **(_summary_line(r.tail) or {})}
             if r.status != "ok":
                 runs[name]["tail"] = r.tail[-5:]
         self.figures["frames"] = runs
-        bad = [k for k, v in runs.items() if v["status"] != "ok"]
-        return ChildResult("stopped" if any(runs[k]["status"] == "stopped" for k in bad)
-                           else ("failed" if bad else "ok"), 0, None, [])
+        return ChildResult(worst(v["status"] for v in runs.values()), 0, None, [])
 
     def train_store_path(self) -> Path:
         """On /dev/shm where it has room (no fsync per video), else in the work folder."""
@@ -466,7 +466,7 @@ class Check:
 
         def merge(lines):
             self.figures["train_store"] = lines[-1] if lines else None
-        return self.child("tools.bench.gpu_check_train", spec, timeout, "store", merge)
+        return self.child("store", spec, timeout, merge)
 
     def part_fit(self, timeout: float) -> ChildResult:
         from tools.bench.gpu_check_train import fit_figures
@@ -493,7 +493,7 @@ class Check:
                 statuses.append("stopped")
                 continue
             with Sampler(self.read_util) as sampler:
-                r = run_child(cmd, t, self.env(), echo="  ")
+                r = self.run_cli(cmd, t)
             metrics = out / "metrics.jsonl"
             figs = fit_figures(metrics, s.fit_batch, m, s.fit_warmup_batches) if metrics.exists() else {}
             figs.update(status=r.status, seconds=r.seconds, budget_s=t, gpu_busy_fraction=sampler.fraction(),
@@ -506,8 +506,7 @@ class Check:
             self.figures["fit_data_fraction"][m][d] = figs.get("data_fraction")
             statuses.append(r.status)
             self.write()
-        worst = "stopped" if "stopped" in statuses else ("failed" if "failed" in statuses else "ok")
-        return ChildResult(worst, 0, None, [])
+        return ChildResult(worst(statuses), 0, None, [])
 
     def part_test(self, timeout: float) -> ChildResult:
         s = self.s
@@ -532,7 +531,7 @@ class Check:
                     self.figures["test_videos_per_s"][line["modality"]] = line["videos_per_s"]
                 if line["kind"] == "predict":
                     self.figures["predict_equals_test"] = line["equal_within_1e_5"]
-        return self.child("tools.bench.gpu_check_train", spec, timeout, "test", merge)
+        return self.child("test", spec, timeout, merge)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, parts: list[str], planned: dict[str, float]) -> dict:
@@ -665,7 +664,7 @@ def e2e_figures(store: Path, r: ChildResult, sampler: Sampler, ended: float, cli
 
 # --------------------------------------------------------------------------- children
 
-def env_child(spec: dict) -> None:
+def env_child(spec: dict, emit) -> None:
     """The machine and versions; on CUDA the device-to-device copy bandwidth (bytes read plus
     written, 1 GiB of random floats, median of 10 copies timed with CUDA events)."""
     import platform
@@ -673,7 +672,6 @@ def env_child(spec: dict) -> None:
     import cv2
     import torch
 
-    from tools.bench.gpu_check_flow import Results
     info: dict = {"python": platform.python_version(), "platform": platform.platform(),
                   "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "cv2": cv2.__version__,
                   "cv2_optflow": hasattr(cv2, "optflow"), "numpy": np.__version__,
@@ -709,13 +707,26 @@ def env_child(spec: dict) -> None:
         info["copy_tb_per_s"] = 2 * x.numel() * 4 / float(np.median(times[2:])) / 1e12
     else:
         info["device"] = device_name(spec["device"])
-    Results(spec["results"], "env")("env", **info)
+    emit("env", **info)
 
 
-def sleep_child(spec: dict) -> None:
-    from tools.bench.gpu_check_flow import Results
-    Results(spec["results"], "sleep")("partial", value=1.0)
+def sleep_child(spec: dict, emit) -> None:
+    emit("partial", value=1.0)
     time.sleep(600)
+
+
+# the children a part starts (``--child SPEC``): name -> (module, function(spec, emit))
+CHILDREN = {"env": (__name__, "env_child"), "sleep": (__name__, "sleep_child"),
+            "flow": ("tools.bench.gpu_check_flow", "run"), "store": ("tools.bench.gpu_check_train", "build_store"),
+            "test": ("tools.bench.gpu_check_train", "test_and_predict")}
+
+
+def run_named_child(spec: dict) -> None:
+    import importlib
+
+    from tools.bench.gpu_check_flow import Results
+    module, function = CHILDREN[spec["child"]]
+    getattr(importlib.import_module(module), function)(spec, Results(spec["results"], spec["child"]))
 
 
 # --------------------------------------------------------------------------- command line
@@ -759,8 +770,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        spec = json.loads(args.child)
-        {"env": env_child, "sleep": sleep_child}[spec["child"]](spec)
+        run_named_child(json.loads(args.child))
         return 0
     if args.prepare:
         from tools.bench.gpu_check_prepare import prepare

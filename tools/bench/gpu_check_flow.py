@@ -7,12 +7,11 @@ carried in refs.npz), throughput at each batch size over the same pairs (pairs/s
 iterations, the memory-bandwidth model), Grove3's end-point error; then one profiled call.
 
 Each result is a JSON line appended to the results file the moment it is known, so a child
-stopped at its budget leaves every figure it had. ``python -m tools.bench.gpu_check_flow SPEC``.
+stopped at its budget leaves every figure it had. The check starts it (``CHILDREN["flow"]``).
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -232,9 +231,8 @@ def profile(name, solver, prev, nxt, batch: int, dev, emit, top: int = 12) -> di
                 top=rows)
 
 
-def run(spec: dict) -> None:
+def run(spec: dict, emit: Results) -> None:
     import torch
-    emit = Results(spec["results"])
     dev = torch.device(spec["device"])
     cuda = dev.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
@@ -294,7 +292,3 @@ def run(spec: dict) -> None:
         except Exception as exc:  # noqa: BLE001
             emit("failed", variant=name, step="profile", error=f"{type(exc).__name__}: {str(exc)[:400]}")
     emit("done", seconds=time.perf_counter() - t0)
-
-
-if __name__ == "__main__":
-    run(json.loads(sys.argv[1]))
