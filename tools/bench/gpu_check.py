@@ -128,13 +128,17 @@ PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar's update: not echoed
 ACTIVE: set[int] = set()           # process groups of running children
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _end_children(signum, frame) -> None:
     """SIGTERM / SIGHUP of the check: its children's groups go first."""
     for pid in list(ACTIVE):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(pid)
     raise SystemExit(128 + signum)
 
 
@@ -164,10 +168,7 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
     while proc.poll() is None:
         if time.monotonic() - t0 > timeout:
             stopped = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc.pid)
             proc.wait()
             break
         if poll:
@@ -177,10 +178,7 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
         except subprocess.TimeoutExpired:
             pass
     if not stopped:  # grandchildren left behind (loader workers of a crashed run) go too
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc.pid)
     ACTIVE.discard(proc.pid)
     thread.join(timeout=5)
     if poll:
@@ -390,18 +388,23 @@ class Check:
                   for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
         return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
 
+    def fresh(self, name: str, files: dict[str, Path]) -> Path:
+        """WORK/NAME emptied, then ``files`` (relative path -> source) copied into it."""
+        folder = self.work / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for rel, src in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, folder / rel)
+        return folder
+
     def _cli(self, tool: str, *args: str) -> list[str]:
         return [self.py, "-m", f"{tool}.cli", *map(str, args)]
 
     def part_e2e(self, timeout: float) -> ChildResult:
         s = self.s
-        many = self.work / "many"
-        shutil.rmtree(many, ignore_errors=True)
         clips = find_clips(self.dir / "videos")
-        for k in range(s.copies):
-            (many / f"c{k:02d}").mkdir(parents=True)
-            for c in clips:
-                shutil.copyfile(c, many / f"c{k:02d}" / c.name)
+        many = self.fresh("many", {f"c{k:02d}/{c.name}": c for k in range(s.copies) for c in clips})
         store = self.work / "store"
         shutil.rmtree(store, ignore_errors=True)
         cmd = self._cli("tsn_prep", "extract-flow", many, store, "--max-frames", s.e2e_frames,
@@ -424,12 +427,8 @@ class Check:
 
     def part_frames(self, timeout: float) -> ChildResult:
         s = self.s
-        real = self.work / "real"
-        shutil.rmtree(real, ignore_errors=True)
-        real.mkdir(parents=True)
-        for c in find_clips(self.dir / "videos"):
-            if s.predict_clips is None or c.name in s.predict_clips:
-                shutil.copyfile(c, real / c.name)
+        real = self.fresh("real", {c.name: c for c in find_clips(self.dir / "videos")
+                                   if s.predict_clips is None or c.name in s.predict_clips})
         size = ["--size", "x".join(map(str, s.size))] if self.tiny else []
         workers = ["--workers", str(max(1, len(os.sched_getaffinity(0))))]
         budget = Budget(time.monotonic() + timeout, [timeout * 0.7, timeout * 0.3])
@@ -510,12 +509,10 @@ class Check:
 
     def part_test(self, timeout: float) -> ChildResult:
         s = self.s
-        ckpts = {}
-        for m in STREAMS:
-            for d in DECODES:
-                p = self.work / "runs" / f"{m}-{d}" / "last.pt"
-                if p.exists() and m not in ckpts:
-                    ckpts[m] = str(p)
+        ckpts: dict = {}
+        for m, d in ((m, d) for m in STREAMS for d in DECODES):
+            if (self.work / "runs" / f"{m}-{d}" / "last.pt").exists():
+                ckpts.setdefault(m, str(self.work / "runs" / f"{m}-{d}" / "last.pt"))
         if not ckpts:
             raise FileNotFoundError("no fit checkpoint: the fit part did not finish a run")
         real = self.work / "real"
