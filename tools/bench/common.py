@@ -117,14 +117,6 @@ class RetryPolicy:
                 "disturbed_worst": max(self.disturbed, default=0.0), "busiest": max(kept, default=0.0)}
 
     @classmethod
-    def add_options(cls, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--max-other-load", type=float, default=0.3,
-                       help="run a measurement again when other processes kept more cores than this "
-                            "busy meanwhile (default: 0.3)")
-        p.add_argument("--retries", type=int, default=2,
-                       help="at most this many re-runs of a disturbed measurement (default: 2)")
-
-    @classmethod
     def of(cls, args: argparse.Namespace) -> "RetryPolicy":
         return cls(args.max_other_load, args.retries)
 
@@ -319,6 +311,21 @@ class Clock:
     def stamp(self, module: str) -> dict:
         return {"date": f"{self.started:%Y-%m-%d}", "time": f"{self.started:%H:%M} UTC",
                 "script": f"python -m {module}", "args": self.argv, "minutes": self.minutes()}
+
+
+def parser(doc: str, videos: bool = False, retry: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by its docstring's first paragraph, with the options
+    several declare: ``--videos`` (the clips), and with ``retry`` ``RetryPolicy``'s."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if videos:
+        p.add_argument("--videos", type=Path, default=VIDEOS, help=f"directory of the clips (default: {VIDEOS})")
+    if retry:
+        p.add_argument("--max-other-load", type=float, default=0.3,
+                       help="run a measurement again when other processes kept more cores than this "
+                            "busy meanwhile (default: 0.3)")
+        p.add_argument("--retries", type=int, default=2,
+                       help="at most this many re-runs of a disturbed measurement (default: 2)")
+    return p
 
 
 def parse_args(p: argparse.ArgumentParser, argv: Optional[list[str]], **quick) -> argparse.Namespace:

@@ -25,26 +25,21 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (GROVE, REPO, VIDEOS, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log,
-                                median, parse_args, rotated)
+from tools.bench.common import (GROVE, REPO, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log, median,
+                                parse_args, parser, rotated)
 
 SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
-VARIANTS = {  # name -> TorchTVL1 options
+VARIANTS = {  # name -> TorchTVL1 options: those docs/performance.md reports
     "eager": {"compile": False, "kernel": "torch"},
     "compiled": {"compile": True, "dynamic": True, "kernel": "torch"},
-    "compiled-static": {"compile": True, "dynamic": False, "kernel": "torch"},
-    "compiled-all": {"compile": True, "dynamic": True, "kernel": "torch", "compile_parts": ("step", "median", "warp")},
     "triton": {"compile": True, "dynamic": True, "kernel": "triton"},  # CUDA only
-    "triton-nograph": {"compile": True, "dynamic": True, "kernel": "triton", "graphs": False},
     "triton-fast": {"compile": True, "dynamic": True, "kernel": "triton", "exact": False},
 }
 
 
 def solver_options(variant: str) -> dict:
-    if variant.startswith("compiled:"):  # e.g. compiled:reduce-overhead
-        return dict(VARIANTS["compiled"], compile_mode=variant.split(":", 1)[1])
     if variant not in VARIANTS:
-        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)}, compiled:MODE")
+        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)}")
     return VARIANTS[variant]
 
 
@@ -122,9 +117,9 @@ def compare_flows(folder: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, videos=True)
     p.add_argument("--device", default="cpu", help="torch device for our TV-L1 (default: cpu)")
-    p.add_argument("--variants", default="eager,compiled", help=", ".join(VARIANTS) + ", compiled:MODE")
+    p.add_argument("--variants", default="eager,compiled", help=", ".join(VARIANTS))
     p.add_argument("--batches", default="1", help="batch sizes (pairs per call), comma separated")
     p.add_argument("--pairs", type=int, default=8, help="pairs per measurement")
     p.add_argument("--calls", type=int, default=1, help="timed passes over the pairs per process")
@@ -132,7 +127,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--sync-every", type=int, help="TorchTVL1 sync_every (default: its own)")
     p.add_argument("--busy", type=int, default=0, help="keep this many other cores busy meanwhile")
-    p.add_argument("--videos", type=Path, default=VIDEOS)
     p.add_argument("--grove", type=Path, default=GROVE, help="Middlebury Grove3 folder ('' to skip)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--save-flows", type=Path, help="keep inputs and flows of each variant here (npz)")
@@ -178,7 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 spec = {"device": args.device, "variant": variant, "batch": b, "pairs": args.pairs, "calls": args.calls,
                         "threads": args.threads, "sync_every": args.sync_every, "videos": str(args.videos),
                         "grove": str(grove) if grove and first else None,
-                        "flows": str(tmp / f"{variant.replace(':', '_')}_b{b}.npz") if first else None}
+                        "flows": str(tmp / f"{variant}_b{b}.npz") if first else None}
                 res = run_child(spec, args.timeout)
                 if "error" not in res and cv_s:
                     res["ratio"] = res["pairs_per_s"] * cv_s / args.pairs

@@ -14,7 +14,6 @@ rotates) and medians are reported.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib
@@ -32,8 +31,8 @@ import multiprocessing
 import cv2
 import numpy as np
 
-from tools.bench.common import (VIDEOS, Clock, RetryPolicy, Timing, display_path, find_clips, finish, grey_pairs, log,
-                                machine_info, median, parse_args, rotated, timed)
+from tools.bench.common import (Clock, RetryPolicy, Timing, display_path, find_clips, finish, grey_pairs, log,
+                                machine_info, median, parse_args, parser, rotated, timed)
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import RunPlan
 from tsn_prep.run import RunSummary, run_extraction
@@ -218,12 +217,10 @@ def bench_rgb(clips: list[Path], s: Settings, scratch: Path, policy: RetryPolicy
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=Path, default=VIDEOS, help=f"directory of the clips (default: {VIDEOS})")
+    p = parser(__doc__, videos=True, retry=True)
     p.add_argument("--quick", action="store_true", help="a minute or two instead of about ten")
     p.add_argument("--max-frames", type=int, help="frames per clip for the flow runs (>= 2)")
     p.add_argument("--repeats", type=int, help="repeats of every measurement (>= 1)")
-    RetryPolicy.add_options(p)
     args = parse_args(p, argv)
     s = QUICK if args.quick else FULL
     if args.max_frames:

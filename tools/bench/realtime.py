@@ -11,7 +11,6 @@ frame rate, ResNet-18 rgb + rgbdiff at 224x224, K=3, a 2 s window. Weights are r
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from tools.bench.common import VIDEOS, Clock, finish, log, median, parse_args
+from tools.bench.common import VIDEOS, Clock, finish, log, median, parse_args, parser
 from tsn_core import modalities
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import usable_cores
@@ -132,7 +131,7 @@ def part2(args, device: torch.device) -> tuple[list[dict], float]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--frames", type=int, default=16, help="frames per pass of part 1")
     p.add_argument("--batch", type=int, default=8)

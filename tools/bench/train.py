@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tools.bench import data as bd
-from tools.bench.common import (VIDEOS, Clock, RetryPolicy, disk_reads, display_path, evict, finish, log,
-                                machine_info, median, parse_args, resident_bytes, rotated, rss_bytes, timed, warm)
+from tools.bench.common import (Clock, RetryPolicy, disk_reads, display_path, evict, finish, log, machine_info, median,
+                                parse_args, parser, resident_bytes, rotated, rss_bytes, timed, warm)
 from tsn_core import modalities
 from tsn_prep.store import Store
 from tsn_train.archs import ARCHS as ARCH_SPECS
@@ -271,13 +271,11 @@ def findings(loader: dict, train: dict, kb: dict) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=Path, default=VIDEOS)
+    p = parser(__doc__, videos=True, retry=True)
     p.add_argument("--cache", type=Path, default=bd.DEFAULT_CACHE, help=f"where the data is kept (default: {bd.DEFAULT_CACHE})")
     p.add_argument("--quick", action="store_true", help="smaller data (8 copies, 12 flow frames), one repeat")
     p.add_argument("--repeats", type=int, help="repeats of every loader pass and training process")
     p.add_argument("--no-train", action="store_true", help="loader only (skips the training steps)")
-    RetryPolicy.add_options(p)
     p.add_argument("--train-child", help=argparse.SUPPRESS)
     args = parse_args(p, argv)
     single_threaded_decoding()  # as fit does before starting loader workers
