@@ -365,10 +365,7 @@ class Check:
 
     def part_sleep(self, timeout: float) -> ChildResult:
         """Self-test: a child that records one figure and then outlives its budget."""
-
-        def merge(lines):
-            self.figures["sleep"] = lines
-        return self.child("sleep", {}, timeout, merge)
+        return self.child("sleep", {}, timeout, lambda lines: self.figures.update(sleep=lines))
 
     def part_flow(self, timeout: float) -> ChildResult:
         from tools.bench import gpu_check_flow as gf
@@ -462,10 +459,8 @@ class Check:
         (self.work / "train_store_path").write_text(str(store))
         spec = {"source": str(self.work / "store"), "store": str(store), "list": str(self.work / "train.txt"),
                 "videos": self.videos_to_train(), "frames": self.s.train_frames}
-
-        def merge(lines):
-            self.figures["train_store"] = lines[-1] if lines else None
-        return self.child("store", spec, timeout, merge)
+        return self.child("store", spec, timeout,
+                          lambda lines: self.figures.update(train_store=lines[-1] if lines else None))
 
     def part_fit(self, timeout: float) -> ChildResult:
         from tools.bench.gpu_check_train import fit_figures

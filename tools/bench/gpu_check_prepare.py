@@ -65,15 +65,9 @@ def requirements(setup_cfg: Path = REPO / "setup.cfg") -> list[str]:
 def to_carry(names: list[str]) -> tuple[list[str], list[str]]:
     """(distributions to carry, notes): the carried ones, plus any requirement the table above
     does not know (a new dependency: carried, to be safe, with a note saying so)."""
-    carry, notes = [], []
-    for name in names:
-        verdict = ON_GPU_MACHINE.get(name)
-        if verdict is None:
-            notes.append(f"{name}: not in ON_GPU_MACHINE (tools/bench/gpu_check_prepare.py); carried")
-            carry.append(name)
-        elif verdict == "carried":
-            carry.append(name)
-    return carry, notes
+    return ([n for n in names if ON_GPU_MACHINE.get(n, "carried") == "carried"],
+            [f"{n}: not in ON_GPU_MACHINE (tools/bench/gpu_check_prepare.py); carried"
+             for n in names if n not in ON_GPU_MACHINE])
 
 
 def download_wheels(names: list[str], folder: Path) -> list[dict]:
