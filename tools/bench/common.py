@@ -343,18 +343,25 @@ def parse_args(p: argparse.ArgumentParser, argv: Optional[list[str]], **quick) -
     return args
 
 
+def write_json(path: Path, figures: dict) -> None:
+    """``figures`` as indented JSON at ``path``, whole or not at all (a temporary file renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
 def finish(section: str, figures: dict, args: argparse.Namespace) -> None:
     """Write the figures (``--json``; ``--write-docs``: docs/bench/SECTION.json, then render the
     docs) and print the section they render to."""
     from tools.bench import render
 
     figures = json.loads(json.dumps(figures))  # what a reader of the JSON gets
-    text = json.dumps(figures, indent=1) + "\n"
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+        write_json(args.json, figures)
     if args.write_docs:
-        (BENCH_JSON / f"{section}.json").write_text(text)
+        write_json(BENCH_JSON / f"{section}.json", figures)
         render.render_all()
     for r in render.renders(figures):
         print(render.section_text(figures, r["template"]))

@@ -41,7 +41,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tools.bench.common import REPO, code_version, find_clips, log, now
+from tools.bench.common import REPO, code_version, find_clips, log, now, write_json
 from tools.bench.gpu_check_prepare import TINY_TVL1
 
 DIR = REPO / ".gpu_check"
@@ -322,10 +322,7 @@ class Check:
     # -- output ----------------------------------------------------------------------------
     def write(self) -> None:
         self.figures["seconds"] = time.monotonic() - self.t0
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.figures, indent=1, default=str) + "\n")
-        tmp.replace(self.json_path)
+        write_json(self.json_path, self.figures)
 
     def env(self) -> dict:
         """Environment for the children: no progress bars; on the CPU no compiling."""
