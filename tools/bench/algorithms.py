@@ -9,7 +9,6 @@ docs/flow-algorithms.md (a whole page rendered from docs/bench/flow_algorithms.j
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -19,7 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tools.bench.common import VIDEOS, epe, finish, grey_pairs, grove3, median, parse_args
+from tools.bench.common import VIDEOS, epe, finish, grey_pairs, grove3, median, parse_args, parser
 from tsn_prep.extract import ExtractParams
 from tsn_prep.flow import ALGORITHMS, make_flow_fn
 
@@ -27,7 +26,7 @@ CLIPS = ("armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--pairs", type=int, default=4, help="pairs per clip for the timing")
     args = parse_args(p, argv, repeats=1, pairs=1)

@@ -117,14 +117,6 @@ class RetryPolicy:
                 "disturbed_worst": max(self.disturbed, default=0.0), "busiest": max(kept, default=0.0)}
 
     @classmethod
-    def add_options(cls, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--max-other-load", type=float, default=0.3,
-                       help="run a measurement again when other processes kept more cores than this "
-                            "busy meanwhile (default: 0.3)")
-        p.add_argument("--retries", type=int, default=2,
-                       help="at most this many re-runs of a disturbed measurement (default: 2)")
-
-    @classmethod
     def of(cls, args: argparse.Namespace) -> "RetryPolicy":
         return cls(args.max_other_load, args.retries)
 
@@ -161,6 +153,17 @@ def grey_pairs(clip: Path, size: tuple[int, int], max_frames: Optional[int]) -> 
 
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in VideoReader(clip, size, None, max_frames).frames()]
     return list(zip(greys, greys[1:]))
+
+
+def cycled_pairs(videos: Path, size: tuple[int, int], n: int, max_frames: int, first: list = ()) -> tuple:
+    """(prev, nxt) of ``n`` grey pairs: ``first``, then pair k of every clip in turn, k = 0, 1, ...
+    (a clip's pairs cycled), each clip decoded to ``max_frames`` frames."""
+    per_clip = [grey_pairs(c, size, max_frames) for c in find_clips(videos)]
+    pairs, k = list(first), 0
+    while len(pairs) < n:
+        pairs += [c[k % len(c)] for c in per_clip][:n - len(pairs)]
+        k += 1
+    return np.stack([a for a, _ in pairs[:n]]), np.stack([b for _, b in pairs[:n]])
 
 
 def epe(flow: np.ndarray, other: np.ndarray) -> float:
@@ -235,14 +238,6 @@ def disk_reads(path: Path) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
-def read_ahead_kb(path: Path) -> str:
-    dev = os.stat(path).st_dev
-    base = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
-    for cand in (base / "queue/read_ahead_kb", base / "../queue/read_ahead_kb"):
-        if cand.exists():
-            return cand.read_text().strip() + " KiB"
-    return "unknown"
-
 
 def proc_io() -> dict[str, int]:
     """This process's /proc/self/io: ``read_bytes`` fetched from storage for it (mmap faults
@@ -298,33 +293,63 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
 
 
-def stamp(module: str, argv: list[str], started: dt.datetime, t0: float) -> dict:
-    """When and how a run was made: the figures every section opens with."""
-    return {"date": f"{started:%Y-%m-%d}", "time": f"{started:%H:%M} UTC",
-            "script": f"python -m {module}", "args": list(argv),
-            "minutes": (time.perf_counter() - t0) / 60}
-
-
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", type=Path, help="write the figures here (JSON)")
-    p.add_argument("--write-docs", action="store_true",
-                   help="write the figures into docs/bench/ and re-render the docs from them")
+class Clock:
+    """A benchmark run's start (UTC time and ``perf_counter``) and its command line: the figures
+    every section opens with, from ``stamp``."""
+
+    def __init__(self, argv: Optional[list[str]]):
+        self.argv = list(sys.argv[1:] if argv is None else argv)
+        self.started, self.t0 = now(), time.perf_counter()
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.t0) / 60
+
+    def stamp(self, module: str) -> dict:
+        return {"date": f"{self.started:%Y-%m-%d}", "time": f"{self.started:%H:%M} UTC",
+                "script": f"python -m {module}", "args": self.argv, "minutes": self.minutes()}
+
+
+def parser(doc: str, videos: bool = False, retry: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by its docstring's first paragraph, with the options
+    several declare: ``--videos`` (the clips), and with ``retry`` ``RetryPolicy``'s."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if videos:
+        p.add_argument("--videos", type=Path, default=VIDEOS, help=f"directory of the clips (default: {VIDEOS})")
+    if retry:
+        p.add_argument("--max-other-load", type=float, default=0.3,
+                       help="run a measurement again when other processes kept more cores than this "
+                            "busy meanwhile (default: 0.3)")
+        p.add_argument("--retries", type=int, default=2,
+                       help="at most this many re-runs of a disturbed measurement (default: 2)")
+    return p
 
 
 def parse_args(p: argparse.ArgumentParser, argv: Optional[list[str]], **quick) -> argparse.Namespace:
-    """Parse with the output options, and ``--quick`` setting ``quick``'s values (a short run)."""
+    """Parse with the output options (``--json``, ``--write-docs``: what ``finish`` reads), and
+    ``--quick`` setting ``quick``'s values (a short run)."""
     if quick:
         p.add_argument("--quick", action="store_true",
                        help="a short run: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in quick.items()))
-    add_output_options(p)
+    p.add_argument("--json", type=Path, help="write the figures here (JSON)")
+    p.add_argument("--write-docs", action="store_true",
+                   help="write the figures into docs/bench/ and re-render the docs from them")
     args = p.parse_args(argv)
     if quick and args.quick:
         vars(args).update(quick)
     return args
+
+
+def write_json(path: Path, figures: dict) -> None:
+    """``figures`` as indented JSON at ``path``, whole or not at all (a temporary file renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    tmp.replace(path)
 
 
 def finish(section: str, figures: dict, args: argparse.Namespace) -> None:
@@ -333,12 +358,10 @@ def finish(section: str, figures: dict, args: argparse.Namespace) -> None:
     from tools.bench import render
 
     figures = json.loads(json.dumps(figures))  # what a reader of the JSON gets
-    text = json.dumps(figures, indent=1) + "\n"
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
+        write_json(args.json, figures)
     if args.write_docs:
-        (BENCH_JSON / f"{section}.json").write_text(text)
+        write_json(BENCH_JSON / f"{section}.json", figures)
         render.render_all()
     for r in render.renders(figures):
         print(render.section_text(figures, r["template"]))

@@ -11,7 +11,6 @@ after their figures were taken.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.bench.common import REPO, code_version, finish, log, machine_info, now, parse_args
+from tools.bench.common import REPO, code_version, finish, log, machine_info, now, parse_args, parser
 
 # What the demos are made of: when one of these changes, the recorded figures are stale.
 DEMO_INPUTS = ("tools/demo.sh", "tools/demo_settings.sh", "tools/make_demo_videos.py")
@@ -120,7 +119,7 @@ def versions(env: dict) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("--untrimmed", action="store_true", help="also run tools/untrimmed_demo.sh after it")
     p.add_argument("--keep", type=Path, help="work here (kept) instead of a temporary folder")
     args = parse_args(p, argv)

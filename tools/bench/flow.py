@@ -25,26 +25,21 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (GROVE, REPO, VIDEOS, Busy, epe, find_clips, finish, grey_pairs,
-                                grove3, log, median, now, parse_args, rotated, stamp)
+from tools.bench.common import (GROVE, REPO, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log, median,
+                                parse_args, parser, rotated)
 
 SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
-VARIANTS = {  # name -> TorchTVL1 options
+VARIANTS = {  # name -> TorchTVL1 options: those docs/performance.md reports
     "eager": {"compile": False, "kernel": "torch"},
     "compiled": {"compile": True, "dynamic": True, "kernel": "torch"},
-    "compiled-static": {"compile": True, "dynamic": False, "kernel": "torch"},
-    "compiled-all": {"compile": True, "dynamic": True, "kernel": "torch", "compile_parts": ("step", "median", "warp")},
     "triton": {"compile": True, "dynamic": True, "kernel": "triton"},  # CUDA only
-    "triton-nograph": {"compile": True, "dynamic": True, "kernel": "triton", "graphs": False},
     "triton-fast": {"compile": True, "dynamic": True, "kernel": "triton", "exact": False},
 }
 
 
 def solver_options(variant: str) -> dict:
-    if variant.startswith("compiled:"):  # e.g. compiled:reduce-overhead
-        return dict(VARIANTS["compiled"], compile_mode=variant.split(":", 1)[1])
     if variant not in VARIANTS:
-        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)}, compiled:MODE")
+        raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)}")
     return VARIANTS[variant]
 
 
@@ -56,12 +51,7 @@ def has_opencv_tvl1() -> bool:
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` grey pairs as the pipeline decodes them, round robin over the clips (cycled)."""
     from tsn_prep.extract import ExtractParams
-    per_clip = [grey_pairs(c, ExtractParams().size, n + 1) for c in find_clips(videos)]
-    pairs, k = [], 0
-    while len(pairs) < n:
-        pairs += [c[k % len(c)] for c in per_clip][:n - len(pairs)]
-        k += 1
-    return np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+    return cycled_pairs(videos, ExtractParams().size, n, n + 1)
 
 
 def child(spec: dict) -> dict:
@@ -127,9 +117,9 @@ def compare_flows(folder: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, videos=True)
     p.add_argument("--device", default="cpu", help="torch device for our TV-L1 (default: cpu)")
-    p.add_argument("--variants", default="eager,compiled", help=", ".join(VARIANTS) + ", compiled:MODE")
+    p.add_argument("--variants", default="eager,compiled", help=", ".join(VARIANTS))
     p.add_argument("--batches", default="1", help="batch sizes (pairs per call), comma separated")
     p.add_argument("--pairs", type=int, default=8, help="pairs per measurement")
     p.add_argument("--calls", type=int, default=1, help="timed passes over the pairs per process")
@@ -137,7 +127,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--sync-every", type=int, help="TorchTVL1 sync_every (default: its own)")
     p.add_argument("--busy", type=int, default=0, help="keep this many other cores busy meanwhile")
-    p.add_argument("--videos", type=Path, default=VIDEOS)
     p.add_argument("--grove", type=Path, default=GROVE, help="Middlebury Grove3 folder ('' to skip)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--save-flows", type=Path, help="keep inputs and flows of each variant here (npz)")
@@ -155,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here (the GPU measurements need one)")
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     keys = [(v, int(b)) for v in args.variants.split(",") for b in args.batches.split(",")]
     for v, _ in keys:
         solver_options(v)
@@ -183,7 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 spec = {"device": args.device, "variant": variant, "batch": b, "pairs": args.pairs, "calls": args.calls,
                         "threads": args.threads, "sync_every": args.sync_every, "videos": str(args.videos),
                         "grove": str(grove) if grove and first else None,
-                        "flows": str(tmp / f"{variant.replace(':', '_')}_b{b}.npz") if first else None}
+                        "flows": str(tmp / f"{variant}_b{b}.npz") if first else None}
                 res = run_child(spec, args.timeout)
                 if "error" not in res and cv_s:
                     res["ratio"] = res["pairs_per_s"] * cv_s / args.pairs
@@ -209,7 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         grove3_opencv = epe(cv2.optflow.DualTVL1OpticalFlow_create().calc(*grey, None), gt)
     section = "bench_flow" + ("_cuda" if cuda else "") + (f"_busy{args.busy}" if args.busy else "") + \
         (f"_threads{args.threads}" if args.threads else "")
-    finish(section, {"section": section, "template": "flow", **stamp("tools.bench.flow", sys.argv[1:] if argv is None else argv, started, t0),
+    finish(section, {"section": section, "template": "flow", **clock.stamp("tools.bench.flow"),
                      "cuda": cuda, "device_name": torch.cuda.get_device_name(torch.device(args.device)) if cuda else platform.processor() or "CPU",
                      "torch": torch.__version__, "cv2": cv2.__version__, "usable_cores": len(os.sched_getaffinity(0)),
                      "pairs": args.pairs, "clips": [c.name for c in find_clips(args.videos)], "calls": args.calls,

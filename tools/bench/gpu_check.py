@@ -41,7 +41,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tools.bench.common import REPO, code_version, find_clips, log, now
+from tools.bench.common import REPO, code_version, find_clips, log, now, write_json
 from tools.bench.gpu_check_prepare import TINY_TVL1
 
 DIR = REPO / ".gpu_check"
@@ -128,13 +128,17 @@ PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar's update: not echoed
 ACTIVE: set[int] = set()           # process groups of running children
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _end_children(signum, frame) -> None:
     """SIGTERM / SIGHUP of the check: its children's groups go first."""
     for pid in list(ACTIVE):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(pid)
     raise SystemExit(128 + signum)
 
 
@@ -164,10 +168,7 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
     while proc.poll() is None:
         if time.monotonic() - t0 > timeout:
             stopped = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc.pid)
             proc.wait()
             break
         if poll:
@@ -177,16 +178,19 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
         except subprocess.TimeoutExpired:
             pass
     if not stopped:  # grandchildren left behind (loader workers of a crashed run) go too
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc.pid)
     ACTIVE.discard(proc.pid)
     thread.join(timeout=5)
     if poll:
         poll()
     status = "stopped" if stopped else ("ok" if proc.returncode == 0 else "failed")
     return ChildResult(status, time.monotonic() - t0, proc.returncode, tail)
+
+
+def worst(statuses) -> str:
+    """A part's status from its runs': stopped if one was, else failed if one did, else ok."""
+    statuses = list(statuses)
+    return next((s for s in ("stopped", "failed") if s in statuses), "ok")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -318,10 +322,7 @@ class Check:
     # -- output ----------------------------------------------------------------------------
     def write(self) -> None:
         self.figures["seconds"] = time.monotonic() - self.t0
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.figures, indent=1, default=str) + "\n")
-        tmp.replace(self.json_path)
+        write_json(self.json_path, self.figures)
 
     def env(self) -> dict:
         """Environment for the children: no progress bars; on the CPU no compiling."""
@@ -330,9 +331,9 @@ class Check:
             e["TSN_TORCH_COMPILE"] = "0"
         return e
 
-    def child(self, module: str, spec: dict, timeout: float, name: str, results: Path,
-              on_results: Callable[[list[dict]], None]) -> ChildResult:
-        """A python child ``module`` with ``spec``; its results file merged as it grows."""
+    def child(self, name: str, spec: dict, timeout: float, on_results: Callable[[list[dict]], None]) -> ChildResult:
+        """The child ``name`` (``CHILDREN``) with ``spec``; its results file (WORK/NAME.jsonl) merged as it grows."""
+        results = self.work / f"{name}.jsonl"
         results.unlink(missing_ok=True)
         spec = {**spec, "results": str(results)}
         seen = [0]
@@ -343,36 +344,27 @@ class Check:
                 seen[0] = len(lines)
                 on_results(lines)
                 self.write()
-        if module == "tools.bench.gpu_check":
-            args = ["--child", json.dumps({**spec, "child": name})]
-        elif module.endswith("_train"):
-            args = [name, json.dumps(spec)]
-        else:
-            args = [json.dumps(spec)]
-        return run_child([self.py, "-m", module, *args], timeout, self.env(), poll, echo="  ")
+        cmd = [self.py, "-m", "tools.bench.gpu_check", "--child", json.dumps({**spec, "child": name})]
+        return run_child(cmd, timeout, self.env(), poll, echo="  ")
+
+    def run_cli(self, cmd: list[str], timeout: float) -> ChildResult:
+        return run_child(cmd, timeout, self.env(), echo="  ")
 
     # -- parts -----------------------------------------------------------------------------
-    def part_env(self, timeout: float) -> dict:
-        results = self.work / "env.jsonl"
+    def part_env(self, timeout: float) -> ChildResult:
         spec = {"device": self.device, "dir": str(self.dir), "work": str(self.work)}
 
         def merge(lines):
             if lines:
                 self.figures["env"] = lines[-1]
                 self.figures["device"] = lines[-1].get("device")
-        r = self.child("tools.bench.gpu_check", spec, timeout, "env", results, merge)
-        return {"child": r}
+        return self.child("env", spec, timeout, merge)
 
-    def part_sleep(self, timeout: float) -> dict:
+    def part_sleep(self, timeout: float) -> ChildResult:
         """Self-test: a child that records one figure and then outlives its budget."""
-        results = self.work / "sleep.jsonl"
+        return self.child("sleep", {}, timeout, lambda lines: self.figures.update(sleep=lines))
 
-        def merge(lines):
-            self.figures["sleep"] = lines
-        r = self.child("tools.bench.gpu_check", {}, timeout, "sleep", results, merge)
-        return {"child": r}
-
-    def part_flow(self, timeout: float) -> dict:
+    def part_flow(self, timeout: float) -> ChildResult:
         from tools.bench import gpu_check_flow as gf
         s = self.s
         refs = self.dir / ("refs-tiny.npz" if self.tiny else "refs.npz")
@@ -385,27 +377,28 @@ class Check:
                 "min_seconds": s.min_seconds, "reserve_s": s.variant_reserve_s,
                 "flows_dir": str(self.out / "flows"), "budget_s": max(1.0, timeout - 3),
                 "variants": self.args.variants.split(",") if self.args.variants else None}
-        results = self.work / "flow.jsonl"
-        r = self.child("tools.bench.gpu_check_flow", spec, timeout, "flow", results,
-                       lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
+        r = self.child("flow", spec, timeout, lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
         failed = [f"{x['variant']}{' ' + x['step'] if 'step' in x else ''}: {x['error']}"
-                  for x in read_jsonl(results) if x["kind"] == "failed"]
-        if failed and r.status == "ok":
-            r = dataclasses.replace(r, status="failed", tail=failed)
-        return {"child": r}
+                  for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
+        return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
+
+    def fresh(self, name: str, files: dict[str, Path]) -> Path:
+        """WORK/NAME emptied, then ``files`` (relative path -> source) copied into it."""
+        folder = self.work / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for rel, src in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, folder / rel)
+        return folder
 
     def _cli(self, tool: str, *args: str) -> list[str]:
         return [self.py, "-m", f"{tool}.cli", *map(str, args)]
 
-    def part_e2e(self, timeout: float) -> dict:
+    def part_e2e(self, timeout: float) -> ChildResult:
         s = self.s
-        many = self.work / "many"
-        shutil.rmtree(many, ignore_errors=True)
         clips = find_clips(self.dir / "videos")
-        for k in range(s.copies):
-            (many / f"c{k:02d}").mkdir(parents=True)
-            for c in clips:
-                shutil.copyfile(c, many / f"c{k:02d}" / c.name)
+        many = self.fresh("many", {f"c{k:02d}/{c.name}": c for k in range(s.copies) for c in clips})
         store = self.work / "store"
         shutil.rmtree(store, ignore_errors=True)
         cmd = self._cli("tsn_prep", "extract-flow", many, store, "--max-frames", s.e2e_frames,
@@ -414,7 +407,7 @@ class Check:
         cmd += ["--size", "x".join(map(str, s.size))] if self.tiny else []
         cmd += [str(a) for k, v in s.tvl1 for a in (f"--{k}", v)]
         with Sampler(self.read_util) as sampler:
-            r = run_child(cmd, timeout, self.env(), echo="  ")
+            r = self.run_cli(cmd, timeout)
             ended = time.time()
         figs = e2e_figures(store, r, sampler, ended, len(clips) * s.copies)
         figs.update(clips=len(clips) * s.copies, copies=s.copies, frames_per_clip=s.e2e_frames,
@@ -424,16 +417,12 @@ class Check:
         self.figures["end_to_end"] = figs
         self.figures["end_to_end_pairs_per_s"] = figs["pairs_per_s"]
         self.figures["gpu_busy_fraction"] = figs["gpu_busy_fraction"]
-        return {"child": r}
+        return r
 
-    def part_frames(self, timeout: float) -> dict:
+    def part_frames(self, timeout: float) -> ChildResult:
         s = self.s
-        real = self.work / "real"
-        shutil.rmtree(real, ignore_errors=True)
-        real.mkdir(parents=True)
-        for c in find_clips(self.dir / "videos"):
-            if s.predict_clips is None or c.name in s.predict_clips:
-                shutil.copyfile(c, real / c.name)
+        real = self.fresh("real", {c.name: c for c in find_clips(self.dir / "videos")
+                                   if s.predict_clips is None or c.name in s.predict_clips})
         size = ["--size", "x".join(map(str, s.size))] if self.tiny else []
         workers = ["--workers", str(max(1, len(os.sched_getaffinity(0))))]
         budget = Budget(time.monotonic() + timeout, [timeout * 0.7, timeout * 0.3])
@@ -443,14 +432,12 @@ class Check:
                                     "--max-frames", s.e2e_frames, "--quiet", *workers, *size)),
                 ("real_clips_whole", self._cli("tsn_prep", "extract-frames", real, self.work / "real_store",
                                                "--quiet", *workers, *size)))):
-            r = run_child(cmd, budget.timeout(i), self.env(), echo="  ")
+            r = self.run_cli(cmd, budget.timeout(i))
             runs[name] = {"status": r.status, "seconds": r.seconds, **(_summary_line(r.tail) or {})}
             if r.status != "ok":
                 runs[name]["tail"] = r.tail[-5:]
         self.figures["frames"] = runs
-        bad = [k for k, v in runs.items() if v["status"] != "ok"]
-        return {"child": ChildResult("stopped" if any(runs[k]["status"] == "stopped" for k in bad)
-                                     else ("failed" if bad else "ok"), 0, None, [])}
+        return ChildResult(worst(v["status"] for v in runs.values()), 0, None, [])
 
     def train_store_path(self) -> Path:
         """On /dev/shm where it has room (no fsync per video), else in the work folder."""
@@ -463,19 +450,16 @@ class Check:
     def videos_to_train(self) -> int:
         return self.s.fit_steps * self.s.fit_batch * self.s.fit_accumulate
 
-    def part_trainstore(self, timeout: float) -> dict:
+    def part_trainstore(self, timeout: float) -> ChildResult:
         store = self.train_store_path()
         shutil.rmtree(store, ignore_errors=True)
         (self.work / "train_store_path").write_text(str(store))
         spec = {"source": str(self.work / "store"), "store": str(store), "list": str(self.work / "train.txt"),
                 "videos": self.videos_to_train(), "frames": self.s.train_frames}
+        return self.child("store", spec, timeout,
+                          lambda lines: self.figures.update(train_store=lines[-1] if lines else None))
 
-        def merge(lines):
-            self.figures["train_store"] = lines[-1] if lines else None
-        r = self.child("tools.bench.gpu_check_train", spec, timeout, "store", self.work / "store.jsonl", merge)
-        return {"child": r}
-
-    def part_fit(self, timeout: float) -> dict:
+    def part_fit(self, timeout: float) -> ChildResult:
         from tools.bench.gpu_check_train import fit_figures
         s = self.s
         store = Path((self.work / "train_store_path").read_text())
@@ -500,7 +484,7 @@ class Check:
                 statuses.append("stopped")
                 continue
             with Sampler(self.read_util) as sampler:
-                r = run_child(cmd, t, self.env(), echo="  ")
+                r = self.run_cli(cmd, t)
             metrics = out / "metrics.jsonl"
             figs = fit_figures(metrics, s.fit_batch, m, s.fit_warmup_batches) if metrics.exists() else {}
             figs.update(status=r.status, seconds=r.seconds, budget_s=t, gpu_busy_fraction=sampler.fraction(),
@@ -513,17 +497,14 @@ class Check:
             self.figures["fit_data_fraction"][m][d] = figs.get("data_fraction")
             statuses.append(r.status)
             self.write()
-        worst = "stopped" if "stopped" in statuses else ("failed" if "failed" in statuses else "ok")
-        return {"child": ChildResult(worst, 0, None, [])}
+        return ChildResult(worst(statuses), 0, None, [])
 
-    def part_test(self, timeout: float) -> dict:
+    def part_test(self, timeout: float) -> ChildResult:
         s = self.s
-        ckpts = {}
-        for m in STREAMS:
-            for d in DECODES:
-                p = self.work / "runs" / f"{m}-{d}" / "last.pt"
-                if p.exists() and m not in ckpts:
-                    ckpts[m] = str(p)
+        ckpts: dict = {}
+        for m, d in ((m, d) for m in STREAMS for d in DECODES):
+            if (self.work / "runs" / f"{m}-{d}" / "last.pt").exists():
+                ckpts.setdefault(m, str(self.work / "runs" / f"{m}-{d}" / "last.pt"))
         if not ckpts:
             raise FileNotFoundError("no fit checkpoint: the fit part did not finish a run")
         real = self.work / "real"
@@ -539,8 +520,7 @@ class Check:
                     self.figures["test_videos_per_s"][line["modality"]] = line["videos_per_s"]
                 if line["kind"] == "predict":
                     self.figures["predict_equals_test"] = line["equal_within_1e_5"]
-        r = self.child("tools.bench.gpu_check_train", spec, timeout, "test", self.work / "test.jsonl", merge)
-        return {"child": r}
+        return self.child("test", spec, timeout, merge)
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, parts: list[str], planned: dict[str, float]) -> dict:
@@ -561,8 +541,7 @@ class Check:
             log(f"[gpu_check] {name}: up to {timeout:.0f} s ({budget.left():.0f} s left in all)")
             t0 = time.monotonic()
             try:
-                result = getattr(self, f"part_{name}")(timeout)
-                child = result["child"]
+                child: ChildResult = getattr(self, f"part_{name}")(timeout)
                 record["status"] = child.status
                 if child.status == "stopped":
                     record["error"] = f"stopped: exceeded its budget of {timeout:.0f} s; figures up to then kept"
@@ -674,7 +653,7 @@ def e2e_figures(store: Path, r: ChildResult, sampler: Sampler, ended: float, cli
 
 # --------------------------------------------------------------------------- children
 
-def env_child(spec: dict) -> None:
+def env_child(spec: dict, emit) -> None:
     """The machine and versions; on CUDA the device-to-device copy bandwidth (bytes read plus
     written, 1 GiB of random floats, median of 10 copies timed with CUDA events)."""
     import platform
@@ -682,7 +661,6 @@ def env_child(spec: dict) -> None:
     import cv2
     import torch
 
-    from tools.bench.gpu_check_flow import Results
     info: dict = {"python": platform.python_version(), "platform": platform.platform(),
                   "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "cv2": cv2.__version__,
                   "cv2_optflow": hasattr(cv2, "optflow"), "numpy": np.__version__,
@@ -718,13 +696,26 @@ def env_child(spec: dict) -> None:
         info["copy_tb_per_s"] = 2 * x.numel() * 4 / float(np.median(times[2:])) / 1e12
     else:
         info["device"] = device_name(spec["device"])
-    Results(spec["results"], "env")("env", **info)
+    emit("env", **info)
 
 
-def sleep_child(spec: dict) -> None:
-    from tools.bench.gpu_check_flow import Results
-    Results(spec["results"], "sleep")("partial", value=1.0)
+def sleep_child(spec: dict, emit) -> None:
+    emit("partial", value=1.0)
     time.sleep(600)
+
+
+# the children a part starts (``--child SPEC``): name -> (module, function(spec, emit))
+CHILDREN = {"env": (__name__, "env_child"), "sleep": (__name__, "sleep_child"),
+            "flow": ("tools.bench.gpu_check_flow", "run"), "store": ("tools.bench.gpu_check_train", "build_store"),
+            "test": ("tools.bench.gpu_check_train", "test_and_predict")}
+
+
+def run_named_child(spec: dict) -> None:
+    import importlib
+
+    from tools.bench.gpu_check_flow import Results
+    module, function = CHILDREN[spec["child"]]
+    getattr(importlib.import_module(module), function)(spec, Results(spec["results"], spec["child"]))
 
 
 # --------------------------------------------------------------------------- command line
@@ -768,8 +759,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        spec = json.loads(args.child)
-        {"env": env_child, "sleep": sleep_child}[spec["child"]](spec)
+        run_named_child(json.loads(args.child))
         return 0
     if args.prepare:
         from tools.bench.gpu_check_prepare import prepare

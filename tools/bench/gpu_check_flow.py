@@ -7,12 +7,11 @@ carried in refs.npz), throughput at each batch size over the same pairs (pairs/s
 iterations, the memory-bandwidth model), Grove3's end-point error; then one profiled call.
 
 Each result is a JSON line appended to the results file the moment it is known, so a child
-stopped at its budget leaves every figure it had. ``python -m tools.bench.gpu_check_flow SPEC``.
+stopped at its budget leaves every figure it had. The check starts it (``CHILDREN["flow"]``).
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tools.bench.common import epe, find_clips, grey_pairs, log, median
+from tools.bench.common import cycled_pairs, epe, log, median
 
 PEAK_BYTES_PER_S = 4.8e12   # H200 HBM3e, the vendor's datasheet (the issue's figure)
 FUSED_BYTES = 64.0          # bytes per pixel and inner iteration of a fused fp32 iteration (issue 27)
@@ -77,17 +76,10 @@ def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(prev, nxt, OpenCV flows of the first ones, how many have one): the carried reference
     pairs first, then pairs of the clips in turn, as the pipeline decodes them."""
     refs = np.load(spec["refs"])
-    prev, nxt = list(refs["prev"]), list(refs["nxt"])
-    n, size = spec["pairs"], tuple(spec["size"])
-    per_clip = [grey_pairs(c, size, n // 5 + 2) for c in find_clips(Path(spec["videos"]))]
-    k = 0
-    while len(prev) < n:
-        for c in per_clip:
-            if len(prev) < n:
-                prev.append(c[k % len(c)][0])
-                nxt.append(c[k % len(c)][1])
-        k += 1
-    return np.stack(prev[:n]), np.stack(nxt[:n]), refs["flow"], len(refs["flow"])
+    n = spec["pairs"]
+    prev, nxt = cycled_pairs(Path(spec["videos"]), tuple(spec["size"]), n, n // 5 + 2,
+                             list(zip(refs["prev"], refs["nxt"])))
+    return prev, nxt, refs["flow"], len(refs["flow"])
 
 
 class Results:
@@ -239,9 +231,8 @@ def profile(name, solver, prev, nxt, batch: int, dev, emit, top: int = 12) -> di
                 top=rows)
 
 
-def run(spec: dict) -> None:
+def run(spec: dict, emit: Results) -> None:
     import torch
-    emit = Results(spec["results"])
     dev = torch.device(spec["device"])
     cuda = dev.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
@@ -301,7 +292,3 @@ def run(spec: dict) -> None:
         except Exception as exc:  # noqa: BLE001
             emit("failed", variant=name, step="profile", error=f"{type(exc).__name__}: {str(exc)[:400]}")
     emit("done", seconds=time.perf_counter() - t0)
-
-
-if __name__ == "__main__":
-    run(json.loads(sys.argv[1]))

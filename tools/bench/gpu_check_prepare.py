@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.bench.common import GROVE, REPO, VIDEOS, code_version, epe, find_clips, grey_pairs, log, now
+from tools.bench.common import GROVE, REPO, VIDEOS, code_version, epe, find_clips, grey_pairs, log, now, write_json
 
 SIZE, TINY_SIZE = (340, 256), (64, 48)
 GROVE_TINY_SCALE = 1 / 8     # Grove3 640x480 -> 80x60 in --tiny
@@ -65,15 +65,9 @@ def requirements(setup_cfg: Path = REPO / "setup.cfg") -> list[str]:
 def to_carry(names: list[str]) -> tuple[list[str], list[str]]:
     """(distributions to carry, notes): the carried ones, plus any requirement the table above
     does not know (a new dependency: carried, to be safe, with a note saying so)."""
-    carry, notes = [], []
-    for name in names:
-        verdict = ON_GPU_MACHINE.get(name)
-        if verdict is None:
-            notes.append(f"{name}: not in ON_GPU_MACHINE (tools/bench/gpu_check_prepare.py); carried")
-            carry.append(name)
-        elif verdict == "carried":
-            carry.append(name)
-    return carry, notes
+    return ([n for n in names if ON_GPU_MACHINE.get(n, "carried") == "carried"],
+            [f"{n}: not in ON_GPU_MACHINE (tools/bench/gpu_check_prepare.py); carried"
+             for n in names if n not in ON_GPU_MACHINE])
 
 
 def download_wheels(names: list[str], folder: Path) -> list[dict]:
@@ -184,7 +178,7 @@ def prepare(folder: Path, tiny_only: bool = False, wheels: bool = True) -> dict:
     record["bytes"] = {"carried": folder_bytes(folder), "tree": tree_bytes()}
     record["bytes"]["total"] = record["bytes"]["carried"] + record["bytes"]["tree"]
     record["bytes"]["limit"] = CARRY_LIMIT
-    (folder / "prepare.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_json(folder / "prepare.json", record)
     mib = {k: v / 2**20 for k, v in record["bytes"].items()}
     log(f"[prepare] {folder}: {mib['carried']:.1f} MiB carried + {mib['tree']:.1f} MiB working tree = "
         f"{mib['total']:.1f} MiB of the {mib['limit']:.0f} MiB that may travel")

@@ -1,8 +1,8 @@
 """The training parts of the GPU check (tools/bench/gpu_check.py): the training store, what fit's
 metrics.jsonl says about a run, and the test / predict child.
 
-    python -m tools.bench.gpu_check_train store SPEC   # N distinct videos copied from a store
-    python -m tools.bench.gpu_check_train test SPEC    # test throughput; predict against test
+    store   N distinct videos copied from a store (``build_store``)
+    test    test throughput; predict against test (``test_and_predict``)
 
 ``fit`` itself runs as ``tsn-train fit`` (``python -m tsn_train.cli fit``), started by the
 check; ``fit_figures`` reads its step records.
@@ -10,7 +10,6 @@ check; ``fit_figures`` reads its step records.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -26,7 +25,7 @@ def train_ids(n: int) -> list[str]:
     return [f"t{i:05d}" for i in range(n)]
 
 
-def build_store(spec: dict) -> None:
+def build_store(spec: dict, emit: Results) -> None:
     """``spec["videos"]`` distinct videos ``tNNNNN`` in a new store, video i a copy of source
     video i mod S (its first ``frames`` frames and ``frames - 1`` flows, the source's metadata),
     and the list ``tNNNNN label`` with the source clip's index as label. So one fit epoch of
@@ -36,7 +35,6 @@ def build_store(spec: dict) -> None:
     from tsn_core.store import Store
     from tsn_prep.writer import ShardWriter
 
-    emit = Results(spec["results"], "trainstore")
     t0 = time.perf_counter()
     src = Store(Path(spec["source"]))
     sources = sorted(v for v in src.videos("rgb") if (v, "flow") in src.index)
@@ -121,7 +119,7 @@ def _records(store: Path, modality: str, n: Optional[int]):
     return [Record(v, 0) for v in ids]
 
 
-def test_and_predict(spec: dict) -> None:
+def test_and_predict(spec: dict, emit: Results) -> None:
     """``test`` throughput (the 25 x 10 protocol) per stream, and predict against test on the
     raw clips (every class probability compared)."""
     import torch
@@ -131,7 +129,6 @@ def test_and_predict(spec: dict) -> None:
     from tsn_train.protocol import run_test
     from tsn_train.scores import softmax
 
-    emit = Results(spec["results"], "test")
     for modality, ckpt in spec["checkpoints"].items():
         records = _records(Path(spec["store"]), modality, spec["test_videos"])
         t0 = time.perf_counter()
@@ -161,7 +158,3 @@ def test_and_predict(spec: dict) -> None:
     emit("predict", modality="rgb", videos=len(clips), amp=spec["amp"], max_abs_probability_difference=max(diffs),
          per_video=diffs, same_top1=all(same_top), equal_within_1e_5=max(diffs) <= 1e-5,
          device=str(dev), bf16=torch.bfloat16 == distributed.autocast_dtype(spec["amp"], dev))
-
-
-if __name__ == "__main__":
-    {"store": build_store, "test": test_and_predict}[sys.argv[1]](json.loads(sys.argv[2]))

@@ -12,7 +12,6 @@ cold passes are. Interleaved repeats, the same order and seed for both sides, me
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import json
@@ -26,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tools.bench.common import (REPO, VIDEOS, RetryPolicy, Timing, add_output_options, busy_seconds, can_drop_caches,
-                                code_version, disk_reads, display_path, drop_caches, finish, log, machine_info,
-                                median, now, own_cpu, proc_io, rotated, stamp, warm)
+from tools.bench.common import (REPO, Clock, RetryPolicy, Timing, busy_seconds, can_drop_caches, code_version,
+                                disk_reads, display_path, drop_caches, finish, log, machine_info, median, own_cpu,
+                                parse_args, parser, proc_io, rotated, warm)
 
 OURS, MM, DECODE = "ours", "mmaction2", "ours, decoding only"
 BATCH, LOADER_WORKERS, NUM_CLASSES = 8, 2, 101
@@ -348,17 +347,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     from tsn_train.config import REFERENCE
 
     SEGMENTS_ = SEGMENTS
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, videos=True, retry=True)
     p.add_argument("--passes", type=int, help="interleaved repeats of every pass (default 5; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="a smoke run: smaller data, one repeat")
     p.add_argument("--no-cold", action="store_true", help="skip the cold page-cache passes")
-    p.add_argument("--videos", type=Path, default=VIDEOS)
     p.add_argument("--cache", type=Path, default=bd.DEFAULT_CACHE, help="the data, shared with tools.bench.train")
     p.add_argument("--bench-env", type=Path, default=DEFAULT_BENCH_ENV, help="the virtual environment holding mmaction2")
     p.add_argument("--setup-env", action="store_true", help="create --bench-env first (about 5.5 GB, most of it torch)")
-    RetryPolicy.add_options(p)
-    add_output_options(p)
-    args = p.parse_args(raw)
+    args = parse_args(p, raw)
     s = QUICK if args.quick else FULL  # the data tools.bench.train builds, shared
     s = dataclasses.replace(s, loader_repeats=args.passes or s.loader_repeats)
     env, skipped = args.bench_env.absolute(), []
@@ -390,7 +386,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "segments": SEGMENTS, "input_size": size, "crop_positions": CROP_POSITIONS,
             "mm": {m: {"ann_file": str(lists_dir / f"pass_rawframes_{m}.txt"), "clip_len": modalities.get(m).snippet_length,
                        "scales": list(REFERENCE[m].scales)} for m in MM_MODALITIES}}
-    policy, started, t0, load = RetryPolicy.of(args), now(), time.perf_counter(), os.getloadavg()
+    policy, clock, load = RetryPolicy.of(args), Clock(argv), os.getloadavg()
     procs: dict = {}
     try:
         procs[OURS] = SideProcess(OURS, sys.executable, spec)
@@ -420,7 +416,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mm = infos.get(MM)
     finish("bench_loader", {
         "section": "bench_loader", "template": "loader",
-        **stamp("tools.bench.loader", raw, started, t0), "build_minutes": build_minutes, "skipped": skipped,
+        **clock.stamp("tools.bench.loader"), "build_minutes": build_minutes, "skipped": skipped,
         "cold_skip": cold_skip, "segments": SEGMENTS, "input_size": size, "crop_positions": CROP_POSITIONS,
         "batch": BATCH, "workers": LOADER_WORKERS, "env": str(env),
         "env_commands": [" ".join("python" if x == sys.executable else x.replace(str(env), "$ENV") if x.startswith(str(env))

@@ -14,7 +14,6 @@ rotates) and medians are reported.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib
@@ -32,8 +31,8 @@ import multiprocessing
 import cv2
 import numpy as np
 
-from tools.bench.common import (VIDEOS, RetryPolicy, Timing, add_output_options, display_path, find_clips,
-                                finish, grey_pairs, log, machine_info, median, now, rotated, stamp, timed)
+from tools.bench.common import (Clock, RetryPolicy, Timing, display_path, find_clips, finish, grey_pairs, log,
+                                machine_info, median, parse_args, parser, rotated, timed)
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import RunPlan
 from tsn_prep.run import RunSummary, run_extraction
@@ -218,14 +217,11 @@ def bench_rgb(clips: list[Path], s: Settings, scratch: Path, policy: RetryPolicy
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=Path, default=VIDEOS, help=f"directory of the clips (default: {VIDEOS})")
+    p = parser(__doc__, videos=True, retry=True)
     p.add_argument("--quick", action="store_true", help="a minute or two instead of about ten")
     p.add_argument("--max-frames", type=int, help="frames per clip for the flow runs (>= 2)")
     p.add_argument("--repeats", type=int, help="repeats of every measurement (>= 1)")
-    RetryPolicy.add_options(p)
-    add_output_options(p)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     s = QUICK if args.quick else FULL
     if args.max_frames:
         s = dataclasses.replace(s, max_frames=max(2, args.max_frames))
@@ -234,7 +230,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clips = find_clips(args.videos)
     flow_clips = [c for c in clips if c.name in s.flow_clips] if s.flow_clips else clips
     policy = RetryPolicy.of(args)
-    started, t0, load = now(), time.perf_counter(), os.getloadavg()
+    clock, load = Clock(argv), os.getloadavg()
     machine = machine_info()
     cap = cv2.VideoCapture(str(clips[0]))
     machine["FFmpeg decoder threads (CAP_PROP_N_THREADS)"] = int(cap.get(cv2.CAP_PROP_N_THREADS))
@@ -249,7 +245,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         clip_info.append([c.name, "{}x{}".format(*reader.info.source_size), frames, reader.info.declared_frames])
     kept = [o for r in flow["runs"].values() for o in r["other"]]
     kept += [o for k in ("main", "once", "ffmpeg_default", "ffmpeg1") for o in rgb[k].pop("others")]
-    finish("bench_prep", {"section": "bench_prep", "template": "prep", **stamp("tools.bench.prep", sys.argv[1:] if argv is None else argv, started, t0),
+    finish("bench_prep", {"section": "bench_prep", "template": "prep", **clock.stamp("tools.bench.prep"),
                           "machine": machine, "load_start": list(load), "policy": policy.figures(kept),
                           "videos": display_path(args.videos), "clip_info": clip_info, "flow": flow, "rgb": rgb}, args)
     return 0

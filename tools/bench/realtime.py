@@ -11,7 +11,6 @@ frame rate, ResNet-18 rgb + rgbdiff at 224x224, K=3, a 2 s window. Weights are r
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from tools.bench.common import VIDEOS, finish, log, median, now, parse_args, stamp
+from tools.bench.common import VIDEOS, Clock, finish, log, median, parse_args, parser
 from tsn_core import modalities
 from tsn_prep.extract import ExtractParams
 from tsn_prep.plan import usable_cores
@@ -132,7 +131,7 @@ def part2(args, device: torch.device) -> tuple[list[dict], float]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--frames", type=int, default=16, help="frames per pass of part 1")
     p.add_argument("--batch", type=int, default=8)
@@ -146,7 +145,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here (the GPU figures need one)")
-    started, t0 = now(), time.perf_counter()
+    clock = Clock(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
@@ -156,7 +155,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows2, fps = part2(args, device) if args.stream_seconds > 0 else ([], 25.0)
     cuda = device.type == "cuda"
     finish("bench_realtime", {
-        "section": "bench_realtime", "template": "realtime", **stamp("tools.bench.realtime", sys.argv[1:] if argv is None else argv, started, t0),
+        "section": "bench_realtime", "template": "realtime", **clock.stamp("tools.bench.realtime"),
         "cuda": cuda, "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "CPU",
         "cores": usable_cores(), "batch": args.batch, "clip": CLIP.name, "stored": "{}x{}".format(*STORED),
         "frames": args.frames, "repeats": args.repeats, "torch_threads": threads, "cv2_threads": cv_threads,

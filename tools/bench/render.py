@@ -1,6 +1,6 @@
 """Turns the benchmarks' figures (docs/bench/*.json) into their sections of the docs.
 
-Each JSON names its ``template`` (tools/bench/templates/NAME.md), its ``section`` (the part of
+Each JSON names its ``template`` (docs/bench/templates/NAME.md), its ``section`` (the part of
 the page between ``<!-- section:start -->`` and ``<!-- section:end -->``) and its ``page``
 (default docs/performance.md; a JSON with ``"section": null`` is the whole page). The templates
 hold the prose; the JSON every number. Everything else on the page is left as it is.
@@ -33,7 +33,7 @@ def fmt_bytes(n) -> str:
     raise AssertionError("unreachable")
 
 
-ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(BENCH_JSON / "templates"),
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                          keep_trailing_newline=True, autoescape=False)
 ENV.filters.update(

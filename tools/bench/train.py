@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tools.bench import data as bd
-from tools.bench.common import (VIDEOS, RetryPolicy, add_output_options, disk_reads, display_path, evict,
-                                finish, log, machine_info, median, now, resident_bytes, rotated, rss_bytes, stamp,
-                                timed, warm)
+from tools.bench.common import (Clock, RetryPolicy, disk_reads, display_path, evict, finish, log, machine_info, median,
+                                parse_args, parser, resident_bytes, rotated, rss_bytes, timed, warm)
 from tsn_core import modalities
 from tsn_core.store import Store
 from tsn_train.archs import ARCHS as ARCH_SPECS
@@ -272,16 +271,13 @@ def findings(loader: dict, train: dict, kb: dict) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=Path, default=VIDEOS)
+    p = parser(__doc__, videos=True, retry=True)
     p.add_argument("--cache", type=Path, default=bd.DEFAULT_CACHE, help=f"where the data is kept (default: {bd.DEFAULT_CACHE})")
     p.add_argument("--quick", action="store_true", help="smaller data (8 copies, 12 flow frames), one repeat")
     p.add_argument("--repeats", type=int, help="repeats of every loader pass and training process")
     p.add_argument("--no-train", action="store_true", help="loader only (skips the training steps)")
-    RetryPolicy.add_options(p)
-    add_output_options(p)
     p.add_argument("--train-child", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     single_threaded_decoding()  # as fit does before starting loader workers
     if args.train_child:
         print(json.dumps(train_child(*json.loads(args.train_child))))
@@ -292,7 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     t_build = time.perf_counter()
     clips, store, folders = bd.build(args.videos, args.cache, s.copies, s.flow_frames)
     build_minutes = (time.perf_counter() - t_build) / 60
-    policy, started, t0, load = RetryPolicy.of(args), now(), time.perf_counter(), os.getloadavg()
+    policy, clock, load = RetryPolicy.of(args), Clock(argv), os.getloadavg()
     machine = machine_info(torch_too=True)
     machine["fincore"] = shutil.which("fincore") or "not found"
     records = bd.pass_records(store, clips, s.pass_copies)
@@ -321,7 +317,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         train, kept2 = bench_train(s, policy)
     ref = {m: REFERENCE[m] for m in MODALITIES}
     figures = {"section": "bench_train", "template": "train", "method": 2,
-               **stamp("tools.bench.train", sys.argv[1:] if argv is None else argv, started, t0),
+               **clock.stamp("tools.bench.train"),
                "build_minutes": build_minutes, "machine": machine, "load_start": list(load),
                "policy": policy.figures(kept + kept2), "videos": display_path(args.videos), "segments": SEGMENTS,
                "batch": BATCH, "input_size": input_size("bn_inception"), "crop_positions": CROP_POSITIONS,
