@@ -12,7 +12,8 @@ from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
 
 from .diskspace import DiskFull
-from .extract import ExtractParams, error_message
+from .extraction.params import ExtractParams
+from .extraction.results import error_message
 from .store import FOLDER_FAILURE, ShardWriter, Store, shard_of
 from .tree import Tree, walk
 from .video import check_id

@@ -11,7 +11,7 @@ solver that answers with real TV-L1 flows, so the GPU is taken out of the pictur
 replay and stopping test of the real solver does): then the run's pairs/s against R, and how busy
 the modelled solver was, show whether the pipeline keeps a solver of that speed fed.
 ``--solver-in``: the solver in a thread of the run's process (the engine's way before
-``tsn_prep.solver_ring``) or in a process of its own fed through shared-memory slots.
+``tsn_prep.extraction.solver_ring``) or in a process of its own fed through shared-memory slots.
 
 ``--compare``: both, interleaved (``--repeats`` rounds, the order rotated), for each of
 ``--encode-threads-list``; medians, and each run's host cost per pair in core-milliseconds split
@@ -61,14 +61,16 @@ class CannedSolver:
     ``batch`` (more than ``busy`` by the waits for the GIL after each sleep: on a GPU, idle time
     inside a batch); ``idle``: seconds between the end of a batch and the start of the next;
     ``first``/``last``: when solving started and ended (``time.perf_counter``, comparable across
-    processes on Linux)."""
+    processes on Linux). With ``report`` (a path), ``close`` writes these counters there, with
+    its process's CPU seconds when it was made and at the end (``cpu_ready``, ``cpu_s``): how a
+    ring's child reports them (the ring carries no benchmark counters)."""
 
     name = "torch"
     batches = True
     compiled = False
 
     def __init__(self, flows: np.ndarray, rate: float = 0.0, steps: int = 1, quantizes: bool = True,
-                 planar: bool = False):
+                 planar: bool = False, report: Optional[str] = None):
         self.flows, self.rate, self.steps, self.planar = flows, rate, steps, planar
         self.quantizes = quantizes  # as the torch solver: on the device, before the copy to the host
         self.levels: dict = {}      # bound -> the canned flows quantised
@@ -77,6 +79,8 @@ class CannedSolver:
         self.idle = 0.0
         self.first: Optional[float] = None
         self.last: Optional[float] = None
+        self.report = report
+        self.cpu_ready = time.process_time()
 
     def batch(self, prev, cur, bound=None) -> list:
         start = time.perf_counter()
@@ -106,8 +110,15 @@ class CannedSolver:
         self.elapsed += self.last - start
         return [f[i % len(f)] for i in range(n)]  # views: the real solver's output is not copied either
 
+    def stats(self) -> dict:
+        """The counters (see the class's docstring)."""
+        return {"busy": self.busy, "elapsed": self.elapsed, "idle": self.idle, "first": self.first,
+                "last": self.last, "cpu_ready": self.cpu_ready, "cpu_s": time.process_time()}
+
     def close(self, wait: bool = True) -> None:
-        """Nothing to end."""
+        """With ``report``: the counters into that file (a ring's child closes its solver last)."""
+        if self.report:
+            Path(self.report).write_text(json.dumps(self.stats()))
 
 
 # -- flows and encoders ----------------------------------------------------------------------
@@ -116,7 +127,7 @@ def real_flows(clips: list[Path], size: tuple[int, int]) -> np.ndarray:
     """OpenCV TV-L1 (default settings) of the first pair of each clip, at ``size`` (w, h)."""
     import cv2
 
-    from tsn_prep.flow import OpenCVTVL1
+    from tsn_prep.extraction.backends import OpenCVTVL1
     from tsn_prep.video import VideoReader
 
     tvl1 = OpenCVTVL1()
@@ -191,11 +202,11 @@ CPU_DIR_ENV = "TSN_BENCH_CPU_DIR"
 
 def timed_decode_worker(*args) -> None:
     """The engine's decoding worker, then its process's CPU seconds into $TSN_BENCH_CPU_DIR."""
-    import tsn_prep.engine as engine  # in the worker's process: the real one
+    from tsn_prep.extraction import decoding  # in the worker's process: the real one
 
     start = time.process_time()  # after the process's start-up and imports
     try:
-        engine._decode_worker(*args)
+        decoding.decode_worker(*args)
     finally:
         folder = os.environ.get(CPU_DIR_ENV)
         if folder:
@@ -264,25 +275,28 @@ def _cpu(who) -> float:
 def one_run(videos: Path, out: Path, flows: np.ndarray, args, solver_in: str, encode_threads: Optional[int],
             rate: float) -> dict:
     """One extraction with the modelled solver of ``rate`` pairs/s; its figures."""
-    import tsn_prep.engine as engine
-    import tsn_prep.run as run_module
-    from tsn_prep.extract import ExtractParams
-    from tsn_prep.plan import RunPlan
-    from tsn_prep.solver_ring import RingSolver
+    import tsn_prep.extraction.run as run_module
+    from tsn_prep.extraction import batch_size, devices, scheduler, workers
+    from tsn_prep.extraction.params import ExtractParams
+    from tsn_prep.extraction.plan import RunPlan
+    from tsn_prep.extraction.solver_ring import RingSolver
 
     made: list = []
     counts = {"batches": 0, "encode_tasks": 0, "flows_encoded": 0, "encode_cpu": 0.0, "store_cpu": 0.0}
     lock = threading.Lock()
     quantizes = args.quantize_on == "device"
 
+    stats_file = Path(tempfile.mkdtemp(prefix="engine-host-solver-")) / "solver.json"
+
     def make(gpu):
         if solver_in == "process":
-            made.append(RingSolver(partial(CannedSolver, flows, rate, args.solver_steps, quantizes, planar=True)))
+            made.append(RingSolver(partial(CannedSolver, flows, rate, args.solver_steps, quantizes, planar=True,
+                                           report=str(stats_file))))
         else:
             made.append(CannedSolver(flows, rate, args.solver_steps, quantizes))
         return made[-1]
 
-    real_encode_many, real_send = engine._encode_many, engine._Device.send
+    real_encode_many, real_send = scheduler.encode_many, devices.Device.send
     real_put = run_module.ShardWriter.put_video
 
     def encode_many(jobs):
@@ -306,18 +320,19 @@ def one_run(videos: Path, out: Path, flows: np.ndarray, args, solver_in: str, en
         finally:
             counts["store_cpu"] += time.thread_time() - t0
 
-    saved = {"solvers": engine.solvers, "usable_cores": engine.usable_cores, "_decode_worker": engine._decode_worker}
+    saved = {"solvers": scheduler.solvers, "usable_cores": scheduler.usable_cores,
+             "decode_worker": workers.decode_worker}
     cpu_dir = Path(tempfile.mkdtemp(prefix="engine-host-cpu-"))
     os.environ[CPU_DIR_ENV] = str(cpu_dir)
-    engine.solvers = lambda params, plan: ((None,), make)  # the modelled GPU: one solver
-    engine._encode_many, engine._Device.send, run_module.ShardWriter.put_video = encode_many, send, put_video
+    scheduler.solvers = lambda params, plan: ((None,), make)  # the modelled GPU: one solver
+    scheduler.encode_many, devices.Device.send, run_module.ShardWriter.put_video = encode_many, send, put_video
     if args.workers:  # worker processes: each times itself
-        engine._decode_worker = timed_decode_worker
+        workers.decode_worker = timed_decode_worker
     if encode_threads:
-        engine.usable_cores = lambda: encode_threads
+        scheduler.usable_cores = lambda: encode_threads
     shutil.rmtree(out, ignore_errors=True)
     params = ExtractParams(modalities=("flow",), max_frames=8 if args.quick else None)
-    plan = RunPlan(workers=args.workers, backend="torch", batch_pairs=args.batch or engine.AUTO_MAX_BATCH)
+    plan = RunPlan(workers=args.workers, backend="torch", batch_pairs=args.batch or batch_size.AUTO_MAX_BATCH)
     try:
         me0, kids0, machine0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), busy_seconds()
         with ThreadCPU() as threads:
@@ -326,9 +341,9 @@ def one_run(videos: Path, out: Path, flows: np.ndarray, args, solver_in: str, en
             wall = time.perf_counter() - t0
         me1, kids1, machine1 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), busy_seconds()
     finally:
-        engine.solvers, engine.usable_cores, engine._decode_worker = (saved["solvers"], saved["usable_cores"],
-                                                                      saved["_decode_worker"])
-        engine._encode_many, engine._Device.send = real_encode_many, real_send
+        scheduler.solvers, scheduler.usable_cores, workers.decode_worker = (
+            saved["solvers"], saved["usable_cores"], saved["decode_worker"])
+        scheduler.encode_many, devices.Device.send = real_encode_many, real_send
         run_module.ShardWriter.put_video = real_put
         del os.environ[CPU_DIR_ENV]
     reports = [json.loads(p.read_text()) for p in cpu_dir.glob("decode-*.json")]
@@ -338,7 +353,8 @@ def one_run(videos: Path, out: Path, flows: np.ndarray, args, solver_in: str, en
     parent, children = me1 - me0, kids1 - kids0
     solver = made[0]
     if solver_in == "process":
-        st = solver.stats
+        st = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        shutil.rmtree(stats_file.parent, ignore_errors=True)
         busy, idle, elapsed = st.get("busy") or 0.0, st.get("idle"), st.get("elapsed")
         child_cpu, child_startup = st.get("cpu_s", 0.0) - st.get("cpu_ready", 0.0), st.get("cpu_ready", 0.0)
         first, last = st.get("first"), st.get("last")
@@ -355,7 +371,7 @@ def one_run(videos: Path, out: Path, flows: np.ndarray, args, solver_in: str, en
             "encode_tasks": counts["encode_tasks"] / batches}
     wake["total"] = sum(wake.values())
     rest = parent - counts["encode_cpu"] - counts["store_cpu"]
-    return {"solver_in": solver_in, "encode_threads": encode_threads or engine.usable_cores(), "solver_rate": rate,
+    return {"solver_in": solver_in, "encode_threads": encode_threads or scheduler.usable_cores(), "solver_rate": rate,
             "pairs": pairs, "videos": summary.done, "failed": len(summary.failed), "wall": wall,
             "rate": pairs / wall, "steady_rate": pairs / (last - first) if first and last and last > first else None,
             "solver_busy": busy / wall, "solver_idle_s": idle, "batches": counts["batches"],
@@ -396,7 +412,7 @@ def _median_row(runs: list[dict]) -> dict:
 def compare(args, videos: Path, flows: np.ndarray) -> dict:
     """Thread against process, interleaved, for each (solver rate, encode threads) of
     ``args.configs``; and the encoders."""
-    from tsn_prep.extract import ExtractParams
+    from tsn_prep.extraction.params import ExtractParams
     from tsn_prep.quantize import quantize
 
     quality = ExtractParams().jpeg_quality
@@ -465,8 +481,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_output_options(p)
     args = p.parse_args(argv)
 
-    import tsn_prep.engine as engine
-    from tsn_prep.extract import ExtractParams
+    from tsn_prep.extraction.batch_size import AUTO_MAX_BATCH
+    from tsn_prep.extraction.params import ExtractParams
 
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -485,7 +501,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     common = {"section": "engine_host", "template": "engine_host",
               **stamp("tools.bench.engine_host", sys.argv[1:] if argv is None else argv, started, t0),
               "solver_rate": args.solver_rate, "solver_steps": args.solver_steps, "workers": args.workers,
-              "batch": args.batch or engine.AUTO_MAX_BATCH, "quantize_on": args.quantize_on,
+              "batch": args.batch or AUTO_MAX_BATCH, "quantize_on": args.quantize_on,
               "flows_from": flows_from, "copies": args.copies, "quick": args.quick,
               "videos_dir": display_path(args.videos)}
     try:

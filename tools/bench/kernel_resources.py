@@ -1,4 +1,4 @@
-"""What the compiler says about the TV-L1 tile kernels (tsn_prep/flow_tiles.py) for a GPU this
+"""What the compiler says about the TV-L1 tile kernels (tsn_prep/extraction/tvl1_tiles.py) for a GPU this
 machine does not have: each kernel compiled ahead of time for sm_90 (H100/H200) with Triton's
 bundled ptxas, and its registers per thread, spill stack and shared memory read back from the
 cubin with cuobjdump. No GPU is needed and nothing is timed; the figures choose launch shapes
@@ -67,13 +67,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     import triton
 
-    from tsn_prep import flow_tiles
+    from tsn_prep.extraction import tvl1_tiles_jit as flow_tiles
 
     started, t0 = now(), time.perf_counter()
     rows = []
     for eh, ew, k, warps in BLOCKS:
         for median in (False, True):
-            r = resources(flow_tiles._block_kernel, BLOCK_SIG,
+            r = resources(flow_tiles.block_kernel, BLOCK_SIG,
                           {"K": k, "EH": eh, "EW": ew, "MEDIAN": median, "EXACT": True},
                           {"num_warps": warps, "enable_fp_fusion": False})
             core = (eh - 2 * k) * (ew - 2 * k)
@@ -82,8 +82,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                          # HBM bytes per pixel and iteration if only the tile's reads and writes
                          # reach memory: 9 planes read over the block, 6 written over the core
                          "bytes_per_pixel_iteration": (9 * eh * ew / core + 6) * 4 / k, **r})
-    for name, fn, sig in (("median", flow_tiles._median_kernel, MEDIAN_SIG),
-                          ("warp", flow_tiles._warp_kernel, WARP_SIG)):
+    for name, fn, sig in (("median", flow_tiles.median_kernel, MEDIAN_SIG),
+                          ("warp", flow_tiles.warp_kernel, WARP_SIG)):
         for tr, tw, warps in ELEMENTWISE:
             r = resources(fn, sig, {"TR": tr, "TW": tw}, {"num_warps": warps, "enable_fp_fusion": False})
             rows.append({"kernel": name, "shape": f"{tr}x{tw}", "k": None, "median": None,

@@ -26,9 +26,9 @@ import torch
 
 from tools.bench.common import VIDEOS, finish, log, median, now, parse_args, stamp
 from tsn_core import modalities
-from tsn_prep.extract import ExtractParams
-from tsn_prep.plan import usable_cores
-from tsn_prep.flow import make_flow_fn
+from tsn_core.machine import usable_cores
+from tsn_prep.extraction.backends import make_flow_fn
+from tsn_prep.extraction.params import ExtractParams
 from tsn_prep.quantize import quantize
 from tsn_train import archs
 from tsn_train.checkpoint import Checkpoint, Preprocessing

@@ -166,7 +166,7 @@ def video_id(i: int) -> str:
 def build(root: Path, videos: int, shards: int) -> float:
     """N videos' rgb (4 frames) and flow (3 pairs) entries through ShardWriter; seconds taken."""
     from tsn_core.meta import EntryMeta
-    from tsn_prep.extract import ExtractParams
+    from tsn_prep.extraction.params import ExtractParams
     from tsn_prep.store import ShardWriter, shard_of
 
     jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
