@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.extract import ExtractParams, encode_flow
-from tsn_prep.flow import ALGORITHMS, BackendUnavailable, make_flow_fn
+from tsn_prep.extraction.backends import ALGORITHMS, BackendUnavailable, make_flow_fn
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.results import encode_flow
 from tsn_core.store import Store
 from tsn_prep.video import VideoReader
 

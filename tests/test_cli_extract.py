@@ -6,7 +6,7 @@ import lmdb
 import pytest
 import torch
 
-import tsn_prep.run
+import tsn_prep.extraction.run
 from tsn_core.codec import encode_jpeg
 from tsn_core.store import Store
 from tsn_core.store.keys import image_key
@@ -95,13 +95,13 @@ def test_rerun_skips_complete_videos_and_adds_missing_modalities(videos, flow_st
                                                                  monkeypatch):
     out = shutil.copytree(flow_store, tmp_path / "out")
     computed = []
-    real = tsn_prep.run.engine_results
+    real = tsn_prep.extraction.run.engine_results
 
     def spy(jobs, params, plan, **kwargs):
         computed.extend(job.modalities for job in jobs)
         return real(jobs, params, plan, **kwargs)
 
-    monkeypatch.setattr(tsn_prep.run, "engine_results", spy)
+    monkeypatch.setattr(tsn_prep.extraction.run, "engine_results", spy)
     r = cli("extract-flow", videos, out, *FLOW_ARGS)
     assert computed == [] and "0 extracted, 3 already complete" in r.output
     r = cli("extract-flow", videos, out, "--modality", "flow", "--modality", "warped_flow", *FLOW_ARGS)

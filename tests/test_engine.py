@@ -1,4 +1,4 @@
-"""The batching flow engine (tsn_prep/engine.py): same store as the per-video path, byte for byte.
+"""The batching flow engine (tsn_prep/extraction/scheduler.py): same store as the per-video path, byte for byte.
 
 Real clips, real LMDB stores, the torch TV-L1 on the CPU with tiny settings (2 scales, 1 warping,
 a loose epsilon, frames with a 48 px short side): the engine's results do not depend on those, and
@@ -18,16 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-import tsn_prep.engine as engine
-from tsn_prep.extract import ExtractParams, encode_flow
-from tsn_prep.flow import make_flow_fn
-from tsn_prep.plan import RunPlan
+from tsn_prep.extraction import batch_size, devices, scheduler, solver, solver_choice
+from tsn_prep.extraction.backends import make_flow_fn
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.plan import RunPlan
+from tsn_prep.extraction.results import encode_flow
 from tsn_prep.verify import verify_store
-from tsn_prep.run import run_extraction
+from tsn_prep.extraction.run import run_extraction
 from tsn_core.store import Store
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction.tvl1_params import TVL1Params
 from tsn_prep.video import VideoItem, VideoReader
-from tsn_prep.warp import WarpedFlow, WarpParams
+from tsn_prep.extraction.warp import WarpedFlow, WarpParams
 
 from tsn_core import modalities
 
@@ -49,7 +50,7 @@ def eager_two_threads(monkeypatch):
     this process keep one CPU solver in the engine's thread (starting solver processes costs
     seconds); the tests run as commands, and two tests below, have the solver processes."""
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
-    monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
+    monkeypatch.setattr(solver_choice, "cpu_solvers", lambda: 1)
     with torch_threads(2):
         yield
 
@@ -89,7 +90,7 @@ class Spy:
     def __init__(self, monkeypatch):
         self.batches = []
         self.bounds = []  # the quantisation bound each batch was sent with (None: float flows back)
-        real = engine._Device.send
+        real = devices.Device.send
 
         def send(device, pairs, *rest):
             self.batches.append(([(p.key, p.index, p.second) for p in pairs], pairs[0].prev.shape,
@@ -97,7 +98,7 @@ class Spy:
             self.bounds.append(rest[1] if len(rest) > 1 else None)
             return real(device, pairs, *rest)
 
-        monkeypatch.setattr(engine._Device, "send", send)
+        monkeypatch.setattr(devices.Device, "send", send)
 
 
 def test_mixed_sizes_batched_across_videos_equal_one_pair_at_a_time(tmp_path, monkeypatch):
@@ -164,15 +165,15 @@ def test_opencv_solvers_run_side_by_side_and_give_direct_calls_bytes(tmp_path, m
     """OpenCV's TV-L1 is a PairSolver: one per usable core, in threads of the parent (OpenCV
     releases the GIL), one pair at a time whatever --batch-pairs says; the store holds what one
     direct call per pair gives, warped flow included."""
-    monkeypatch.setattr(engine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(solver_choice, "usable_cores", lambda: 2)
     threads = []
-    real = engine.PairSolver.batch
+    real = solver.PairSolver.batch
 
     def batch(self, prev, cur, bound=None):
         threads.append((threading.current_thread().name, len(prev)))
         return real(self, prev, cur, bound)
 
-    monkeypatch.setattr(engine.PairSolver, "batch", batch)
+    monkeypatch.setattr(solver.PairSolver, "batch", batch)
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if not k.startswith("c/")})
     params = dataclasses.replace(PARAMS, modalities=("flow", "warped_flow"), max_frames=4,
                                  warp=WarpParams(detector="none", min_pairs=8, min_inliers=80))
@@ -213,7 +214,7 @@ def test_batch_auto_on_the_cpu_equals_batch_one(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "batch pairs auto: 64x48 frames on cpu: 8" in err
     assert "batch pairs auto: 59x48 frames on cpu: 8" in err
-    assert engine.cpu_batch((256, 340)) == 1 and engine.cpu_batch((128, 170)) == 3
+    assert batch_size.cpu_batch((256, 340)) == 1 and batch_size.cpu_batch((128, 170)) == 3
     one = run_extraction(videos, tmp_path / "one", PARAMS, dataclasses.replace(PLAN, batch_pairs=1),
                          progress=False)
     assert "batch pairs auto" not in capsys.readouterr().err
@@ -247,9 +248,9 @@ def test_compiled_solvers_get_one_shape_per_frame_size(tmp_path):
 
     videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4"})
     cfg = dataclasses.replace(PARAMS, size=(40, 30), short_side=None, max_frames=7)
-    todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
+    todo = [scheduler.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
     solver = FakeSolver()
-    results = list(engine.engine_results(todo, cfg, dataclasses.replace(PLAN, batch_pairs=4),
+    results = list(scheduler.engine_results(todo, cfg, dataclasses.replace(PLAN, batch_pairs=4),
                                          say=lambda line: None, make_solver=lambda gpu: solver))
     assert sorted(r.item.id for r in results) == ["arm", "car"] and not any(r.error for r in results)
     assert set(solver.shapes) == {(4, 30, 40)}  # 12 pairs: 3 batches of 4, whichever videos
@@ -283,10 +284,10 @@ def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
     videos = link_videos(tmp_path / "videos", {"arm.mp4": "armwrestling_kinetics.mp4", "car.mp4": "carphone.mp4",
                                                "eye.avi": "eyemakeup_ucf101like.avi"})
     cfg = dataclasses.replace(PARAMS, short_side=30, max_frames=7)  # car: 37x30, others 40x30
-    todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
+    todo = [scheduler.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
     lines = []
     solver = Failing()
-    results = {r.item.id: r for r in engine.engine_results(
+    results = {r.item.id: r for r in scheduler.engine_results(
         todo, cfg, dataclasses.replace(PLAN, batch_pairs=4, workers=2), say=lines.append,
         make_solver=lambda gpu: solver)}
     assert results["car"].error == "unexpected ValueError: no 37 px wide frames"
@@ -297,7 +298,7 @@ def test_a_failing_batch_is_solved_pair_by_pair_and_the_batch_halved(tmp_path):
     tried = [n for n, h, w in solver.attempts if w == 40 and n > 1]
     # the batches of 4 in flight when the first failed (at most DEPTH), then at most 2 a batch
     fours = next((i for i, n in enumerate(tried) if n != 4), len(tried))
-    assert 1 <= fours <= engine.DEPTH and set(tried[fours:]) <= {2}, tried
+    assert 1 <= fours <= devices.DEPTH and set(tried[fours:]) <= {2}, tried
     assert sum("of 40x30 frames failed" in line for line in lines) == 1, lines  # halved once, to 2
     fine = run_extraction(videos, tmp_path / "ref", cfg, dataclasses.replace(PLAN, batch_pairs=1),
                           progress=False)
@@ -345,10 +346,10 @@ def test_batch_auto_on_cuda_probes_the_memory_per_pair(tmp_path, monkeypatch):
 
     def run(plan):
         solvers.clear()
-        todo = [engine.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
+        todo = [scheduler.Job(VideoItem(p.stem, p), cfg.modalities) for p in sorted(videos.iterdir())]
         make = lambda gpu: solvers.setdefault(gpu, FakeCuda())  # noqa: E731
         return sorted((r.item.id, r.error, r.images["flow"]["flow_x"]) for r in
-                      engine.engine_results(todo, cfg, plan, say=lines.append, make_solver=make))
+                      scheduler.engine_results(todo, cfg, plan, say=lines.append, make_solver=make))
 
     auto = run(dataclasses.replace(PLAN, gpus=(0,)))
     assert lines == ["batch pairs auto: 40x30 frames on cuda:0: 72 (0.0 MiB per pair, 0.0 GiB free)"]
@@ -448,7 +449,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
         decoder = _decoder_of(pipe, proc)
         _wait_for(out, ["0_arm", "1_car"], proc)
         helpers = _descendants(proc.pid)
-        assert decoder in helpers and len(helpers) >= 1 + min(2, engine.usable_cores())
+        assert decoder in helpers and len(helpers) >= 1 + min(2, solver_choice.usable_cores())
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         wait_until(lambda: not helpers & {int(p) for p in os.listdir("/proc") if p.isdigit()},
@@ -528,8 +529,9 @@ def test_solver_processes_give_the_in_thread_solvers_flows_and_survive_a_death()
     a pipe; eager in the child too, as TSN_TORCH_COMPILE is inherited); a failing batch raises
     the child's exception; a child killed mid-run (as the OOM killer would) fails its batch with
     SolverDied, and the next batch gets a new process with the same results."""
-    from tsn_prep.flow import make_flow_fn
-    from tsn_prep.solver_process import SolverDied, SolverProcess
+    from tsn_prep.extraction.backends import make_flow_fn
+    from tsn_prep.extraction.solver import SolverDied
+    from tsn_prep.extraction.solver_process import SolverProcess
 
     from .conftest import read_frames
 
@@ -557,33 +559,33 @@ def test_solver_processes_give_the_in_thread_solvers_flows_and_survive_a_death()
 def test_the_cpu_solvers_are_one_per_usable_core(tmp_path, monkeypatch):
     """With 2 usable cores the engine solves in 2 one-thread processes (1 core: one solver in its
     own thread), both kept busy, and the store is one solver's, byte for byte."""
-    monkeypatch.setattr(engine, "usable_cores", lambda: 2)
-    monkeypatch.setattr(engine, "cpu_solvers", lambda: engine.usable_cores())
+    monkeypatch.setattr(solver_choice, "usable_cores", lambda: 2)
+    monkeypatch.setattr(solver_choice, "cpu_solvers", lambda: solver_choice.usable_cores())
     made = []
-    real = engine.SolverProcess
+    real = solver_choice.SolverProcess
 
     class Counting(real):
         def batch(self, prev, cur, bound=None):
             made.append((id(self), bound))
             return super().batch(prev, cur, bound)
 
-    monkeypatch.setattr(engine, "SolverProcess", Counting)
+    monkeypatch.setattr(solver_choice, "SolverProcess", Counting)
     videos = link_videos(tmp_path / "videos", {k: v for k, v in CLIPS.items() if k.startswith("a/")})
     plan = dataclasses.replace(PLAN, batch_pairs=1)
     run_extraction(videos, tmp_path / "out", PARAMS, plan, progress=False)
     # 2 videos of 6 frames: 10 batches of 1 pair, over both, each quantised in its process
     assert len(made) == 10 and {b for _, b in made} == {PARAMS.bound} and len(set(made)) == 2
-    monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
+    monkeypatch.setattr(solver_choice, "cpu_solvers", lambda: 1)
     run_extraction(videos, tmp_path / "ref", PARAMS, plan, progress=False)
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref")
-    devices, make = engine.solvers(PARAMS, plan)
+    devices, make = scheduler.solvers(PARAMS, plan)
     assert devices == (None,) and make(None).threads == 1  # one core: in the engine's thread
 
 
 def test_cpu_solvers_use_at_most_half_the_available_memory(monkeypatch):
     monkeypatch.undo()  # the real cpu_solvers, not the fixture's
-    monkeypatch.setattr(engine, "usable_cores", lambda: 16)
-    per = engine.SOLVER_PROCESS_BYTES
+    monkeypatch.setattr(solver_choice, "usable_cores", lambda: 16)
+    per = solver_choice.SOLVER_PROCESS_BYTES
     for available, solvers in [(None, 16), (100 * per, 16), (10 * per, 5), (3 * per, 1), (0, 1)]:
-        monkeypatch.setattr(engine, "_available_memory", lambda a=available: a)
-        assert engine.cpu_solvers() == solvers
+        monkeypatch.setattr(solver_choice, "available_memory", lambda a=available: a)
+        assert solver_choice.cpu_solvers() == solvers

@@ -6,12 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.engine import Job, engine_results
-from tsn_prep.extract import ExtractParams
-from tsn_prep.flow import OpenCVTVL1, PairSolver
-from tsn_prep.plan import RunPlan
+from tsn_prep.extraction.backends import OpenCVTVL1
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.plan import RunPlan
+from tsn_prep.extraction.scheduler import Job, engine_results
+from tsn_prep.extraction.solver import PairSolver
 from tsn_prep.video import VideoItem, VideoReader
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction.tvl1_params import TVL1Params
 from tsn_core.quantize import dequantize
 
 from .conftest import DATA, decode

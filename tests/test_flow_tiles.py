@@ -1,4 +1,4 @@
-"""The tile kernels (tsn_prep/flow_tiles.py: K iterations per launch, the median and the warp in
+"""The tile kernels (tsn_prep/extraction/tvl1_tiles.py: K iterations per launch, the median and the warp in
 Triton) against the torch iteration, in Triton's CPU interpreter (in a child process, since
 ``TRITON_INTERPRET`` is read when the kernels are defined); skipped where Triton is not
 installed. They have never run on a GPU: tools/gpu_check.py measures them when one is lent.
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from tsn_prep import flow_tiles, flow_triton
-from tsn_prep.flow_torch import _MED25_LIVE, TorchTVL1
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction import tvl1_tiles as flow_tiles, tvl1_tiles_jit, tvl1_triton as flow_triton
+from tsn_prep.extraction.tvl1_ops import _MED25_LIVE
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 
 from .test_flow_triton import small_pairs
 
@@ -34,9 +35,10 @@ PAIRS = [0, 2]  # of small_pairs()
 CHILD = """
 import json, sys, numpy as np, torch
 torch.set_num_threads(1)
-from tsn_prep import flow_tiles, flow_triton
-from tsn_prep.flow_torch import TorchTVL1, _centered_gradient, _warp_constants_gather
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction import tvl1_tiles as flow_tiles, tvl1_triton as flow_triton
+from tsn_prep.extraction.tvl1_ops import centered_gradient, warp_constants_gather
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 # a 32 x 64 block leaves a 26 x 58 core at K = 3: 2 x 2 tiles per 64 x 48 pair, tile borders in
 # both directions, cores and halos past the image's edge
 flow_tiles.BLOCK = (32, 64)
@@ -50,7 +52,7 @@ i1 = torch.tensor(d["nxt"], dtype=torch.float32)
 b, h, w = i0.shape
 g = torch.Generator().manual_seed(0)
 u = torch.randn(2, b, h, w, generator=g) * 4
-gx, gy = _centered_gradient(i1)
+gx, gy = centered_gradient(i1)
 stack = torch.stack([i1, gx, gy], 1).contiguous()
 state = torch.zeros(6, b, h, w)
 state[:2] = u
@@ -58,9 +60,9 @@ consts = torch.zeros(3, b, h, w)
 tr, tw = flow_triton.TILE
 ncb = -(-w // tw)
 ni = -(-h // tr) * ncb
-flow_tiles._warp_kernel[(b * ni,)](stack, i0, state, consts, b, h, w, ni, ncb, TR=tr, TW=tw,
+flow_tiles.warp_kernel[(b * ni,)](stack, i0, state, consts, b, h, w, ni, ncb, TR=tr, TW=tw,
                                    enable_fp_fusion=False)
-ref = _warp_constants_gather(stack, i0, u[0], u[1], 0.045)
+ref = warp_constants_gather(stack, i0, u[0], u[1], 0.045)
 out["warp"] = np.stack([consts[k].numpy() for k in range(3)])
 out["warp_ref"] = np.stack([ref[k].numpy() for k in range(3)])
 solver = TorchTVL1(params, "cpu", compile=False, kernel="tiles", tile_iterations=3)
@@ -114,7 +116,7 @@ def test_the_written_out_median_network_is_flow_torchs():
     same outputs left out (the network's text is the only copy Triton can compile)."""
     if not HAVE_TRITON:
         pytest.skip("Triton is not installed")
-    src = inspect.getsource(flow_tiles._median5.fn)
+    src = inspect.getsource(tvl1_tiles_jit._median5.fn)
     body = src[src.index("# -- network begin"):src.index("# -- network end")]
     got = []
     for line in body.splitlines()[1:]:

@@ -1,4 +1,4 @@
-"""The PyTorch TV-L1 (tsn_prep.flow_torch) against OpenCV, ground truth and a literal reference loop.
+"""The PyTorch TV-L1 (tsn_prep.extraction.tvl1_torch) against OpenCV, ground truth and a literal reference loop.
 
 Kept fast on a 2-core machine: crops of the real clips (96x72, 64x48) and of Grove3, one torch
 thread (other test processes share the cores; PyTorch's threads collapse when oversubscribed),
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import tsn_prep.flow_torch as ft
-from tsn_prep.plan import usable_cores
-from tsn_prep.flow import BACKENDS
-from tsn_prep.flow_torch import TorchTVL1
-from tsn_prep.tvl1_params import TVL1Params
+import tsn_prep.extraction.tvl1_ops as ft
+from tsn_core.machine import usable_cores
+from tsn_prep.extraction import tvl1_compile
+from tsn_prep.extraction.backends import BACKENDS
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 
 from .conftest import VIDEOS, run_python, torch_threads
 from .test_flow_accuracy import epe, grove3_opencv
@@ -90,8 +91,8 @@ HAVE_CXX = bool(shutil.which("g++") or shutil.which("c++"))
 # kernel, with g++), and this module's tests run one torch thread, which leaves a core for it.
 COMPILED_CHILD = """
 import sys, numpy as np
-from tsn_prep.flow_torch import TorchTVL1
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 d = np.load(sys.argv[1])
 solver = TorchTVL1(TVL1Params(), "cpu", compile=True, threads=1)
 with np.errstate(all="ignore"):
@@ -124,12 +125,12 @@ def reference_flow(params, prev, nxt):
     no batch. Returns the flow (H, W, 2) and the inner iterations per level and warping."""
     i0 = torch.as_tensor(prev, dtype=torch.float32)[None]
     i1 = torch.as_tensor(nxt, dtype=torch.float32)[None]
-    sizes = ft._pyramid_sizes(*i0.shape[1:], params.scales, params.scale_step)
+    sizes = ft.pyramid_sizes(*i0.shape[1:], params.scales, params.scale_step)
     down = 1.0 / params.scale_step
     i0s, i1s = [i0], [i1]
     for size in sizes[1:]:
-        i0s.append(ft._resize(i0s[-1], size, down, down))
-        i1s.append(ft._resize(i1s[-1], size, down, down))
+        i0s.append(ft.resize(i0s[-1], size, down, down))
+        i1s.append(ft.resize(i1s[-1], size, down, down))
     u1 = torch.zeros((1, *sizes[-1]))
     u2 = torch.zeros_like(u1)
     l_t = float(np.float32(params.lambda_ * params.theta))
@@ -142,11 +143,11 @@ def reference_flow(params, prev, nxt):
         a, b = i0s[s], i1s[s]
         h, w = a.shape[1:]
         scaled_eps = params.epsilon ** 2 * h * w
-        i1x, i1y = ft._centered_gradient(b)
+        i1x, i1y = ft.centered_gradient(b)
         i1_stack = torch.stack([b, i1x, i1y], dim=1)
         p = [torch.zeros_like(a) for _ in range(4)]
         for warping in range(params.warps):
-            const = ft._warp_constants(i1_stack, a, u1, u2, l_t)
+            const = ft.warp_constants(i1_stack, a, u1, u2, l_t)
             error = math.inf
             n_outer = 0
             while error > scaled_eps and n_outer < params.outer_iterations:
@@ -156,7 +157,7 @@ def reference_flow(params, prev, nxt):
                 while error > scaled_eps and n_inner < params.inner_iterations:
                     n_inner += 1
                     iters[s, warping] += 1
-                    out = ft._step(u1, u2, *p, *const, one, count, l_t, taut, theta, scaled_eps)
+                    out = ft.step(u1, u2, *p, *const, one, count, l_t, taut, theta, scaled_eps)
                     d1, d2 = out[0] - u1, out[1] - u2
                     error = float((d1 * d1 + d2 * d2).sum(dtype=torch.float64))
                     u1, u2, p = out[0], out[1], list(out[2:6])
@@ -164,8 +165,8 @@ def reference_flow(params, prev, nxt):
             (hs, ws), (hf, wf) = sizes[s], sizes[s - 1]
             factor = torch.tensor(1.0 / params.scale_step, dtype=torch.float32)
             sy, sx = 1.0 / (hf / hs), 1.0 / (wf / ws)
-            u1 = ft._resize(u1, (hf, wf), sy, sx) * factor
-            u2 = ft._resize(u2, (hf, wf), sy, sx) * factor
+            u1 = ft.resize(u1, (hf, wf), sy, sx) * factor
+            u2 = ft.resize(u2, (hf, wf), sy, sx) * factor
     return torch.stack([u1[0], u2[0]], dim=-1).numpy(), iters
 
 
@@ -209,9 +210,9 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, crops
     def broken(*args):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(ft, "_COMPILED", {})
-    monkeypatch.setattr(ft, "_WARNED", set())
-    monkeypatch.setattr(ft, "_compiled", lambda fn, *a: broken)
+    monkeypatch.setattr(tvl1_compile, "_COMPILED", {})
+    monkeypatch.setattr(tvl1_compile, "_WARNED", set())
+    monkeypatch.setattr(tvl1_compile, "_compiled", lambda fn, *a: broken)
     solver = TorchTVL1(TVL1Params(), "cpu", compile=True, threads=THREADS)
     with pytest.warns(RuntimeWarning, match="running it eagerly") as record:
         got = solver.batch(crops[0][:1], crops[1][:1])
@@ -262,7 +263,7 @@ def test_grove3_end_point_error_within_1_percent_of_opencvs(eager):
 def test_registered_backend_and_lazy_import():
     fn = BACKENDS["torch"](TVL1Params(), None)
     assert isinstance(fn, TorchTVL1) and fn.device == torch.device("cpu") and fn.name == "torch"
-    code = "import sys, tsn_prep.flow; print('torch' in sys.modules)"
+    code = "import sys, tsn_prep.extraction.backends; print('torch' in sys.modules)"
     assert run_python(code).strip() == "False"
 
 
@@ -275,7 +276,7 @@ def test_cli_torch_backend_matches_opencv_and_batching_changes_no_byte(tmp_path,
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")  # compiling takes longer than these few pairs
     # one solver in the engine's thread: starting solver processes (tests/test_engine.py) costs
     # more than these 4 pairs
-    monkeypatch.setattr("tsn_prep.engine.cpu_solvers", lambda: 1)
+    monkeypatch.setattr("tsn_prep.extraction.solver_choice.cpu_solvers", lambda: 1)
     videos = link_videos(tmp_path / "videos", {"carphone.mp4": "carphone.mp4"})
     runs = {"opencv": ["--backend", "opencv"], "torch1": ["--backend", "torch", "--batch-pairs", "1"],
             "torch3": ["--backend", "torch", "--batch-pairs", "3"]}  # 4 pairs: batches of 3 and 1
@@ -310,9 +311,9 @@ def test_grid_sample_remap_matches_the_written_out_cubic_remap():
 
 def test_tsn_torch_compile_overrides_the_default(monkeypatch):
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
-    assert not ft.compile_default(torch.device("cpu")) and not TorchTVL1().compiled
+    assert not tvl1_compile.compile_default(torch.device("cpu")) and not TorchTVL1().compiled
     monkeypatch.setenv("TSN_TORCH_COMPILE", "1")
-    assert ft.compile_default(torch.device("cpu"))
+    assert tvl1_compile.compile_default(torch.device("cpu"))
     monkeypatch.delenv("TSN_TORCH_COMPILE")
     assert TorchTVL1(compile=False).compile_parts == ()
 

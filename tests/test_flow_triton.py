@@ -1,4 +1,4 @@
-"""The hand-written Triton iteration (tsn_prep/flow_triton.py) against the torch iteration.
+"""The hand-written Triton iteration (tsn_prep/extraction/tvl1_triton.py) against the torch iteration.
 
 On a machine without a GPU the kernels run in Triton's CPU interpreter, in a child process
 (``TRITON_INTERPRET`` is read when the kernels are defined); skipped where Triton is not
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from tsn_prep import flow_triton
-from tsn_prep.flow_torch import TorchTVL1
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction import tvl1_triton as flow_triton
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 
 from .conftest import VIDEOS
 from .test_flow_torch import CLIPS, SIZE, SMALL, grey_frames
@@ -42,9 +42,9 @@ def small_pairs():
 
 CHILD = """
 import json, sys, numpy as np
-from tsn_prep import flow_triton
-from tsn_prep.flow_torch import TorchTVL1
-from tsn_prep.tvl1_params import TVL1Params
+from tsn_prep.extraction import tvl1_triton as flow_triton
+from tsn_prep.extraction.tvl1_torch import TorchTVL1
+from tsn_prep.extraction.tvl1_params import TVL1Params
 # 2 x 2 tiles per 64x48 pair (the last row of tiles half outside): fewer interpreted tiles than
 # the default, still tile borders in both directions and masked-off pixels
 flow_triton.TILE = (32, 32)
@@ -105,9 +105,9 @@ def test_triton_on_cuda_matches_the_torch_iteration_with_and_without_graphs():
     a = graphs.batch(prev, nxt)
     a_iters = graphs.last_iterations
     a2 = graphs.batch(prev, nxt)  # replays the graphs captured by the first call
-    assert all(lv.capture_error is None for lv in graphs._levels.values())
-    assert all(lv.graph is not None for lv in graphs._levels.values())
-    print("graph parts:", sorted({lv.graph_part for lv in graphs._levels.values()}))
+    assert all(lv.capture_error is None for lv in graphs.levels.values())
+    assert all(lv.graph is not None for lv in graphs.levels.values())
+    print("graph parts:", sorted({lv.graph_part for lv in graphs.levels.values()}))
     launched = TorchTVL1(TVL1Params(), dev, kernel="triton", graphs=False)
     b = launched.batch(prev, nxt)
     assert np.array_equal(a, a2) and np.array_equal(a, b)

@@ -7,8 +7,8 @@ import pty
 import subprocess
 import sys
 
-from tsn_prep.engine import extract_one
-from tsn_prep.extract import ExtractParams
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.scheduler import extract_one
 from tsn_prep.video import VideoItem
 
 from .conftest import VIDEOS, cli_argv, link_videos

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from tsn_prep.extract import encode_flow
+from tsn_prep.extraction.results import encode_flow
 from tsn_core.quantize import dequantize, quantize, quantize_tensor
 
 from .conftest import VIDEOS, decode, read_frames

@@ -1,4 +1,4 @@
-"""The solver in a process of its own, fed through shared-memory slots (tsn_prep/solver_ring.py).
+"""The solver in a process of its own, fed through shared-memory slots (tsn_prep/extraction/solver_ring.py).
 
 Real processes and real stores: the torch TV-L1 on the CPU with tiny settings (as in
 test_engine.py), or ``ContentSolver``, whose flows are a function of each pair's frames, so a flow
@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tsn_prep.engine as engine
-from tsn_prep.flow import make_flow_fn
-from tsn_prep.run import run_extraction
-from tsn_prep.solver_process import SolverDied
-from tsn_prep import solver_ring
-from tsn_prep.solver_ring import RingSolver
+from tsn_prep.extraction import scheduler, solver_choice, solver_ring
+from tsn_prep.extraction.backends import make_flow_fn
+from tsn_prep.extraction.run import run_extraction
+from tsn_prep.extraction.solver import SolverDied
+from tsn_prep.extraction.solver_ring import RingSolver
 from tsn_core.store import Store
 from tsn_prep.verify import verify_store
 
@@ -38,7 +37,7 @@ from .test_engine import CLIPS, PARAMS, PLAN, TINY  # the engine tests' clips an
 def eager_two_threads(monkeypatch):
     """Eager torch (compiling costs a minute per shape on the CPU), inherited by every child."""
     monkeypatch.setenv("TSN_TORCH_COMPILE", "0")
-    monkeypatch.setattr(engine, "cpu_solvers", lambda: 1)
+    monkeypatch.setattr(solver_choice, "cpu_solvers", lambda: 1)
     with torch_threads(2):
         yield
 
@@ -75,7 +74,7 @@ def snapshot(out):
 
 def use(monkeypatch, make) -> None:
     """The engine's one solver (on the CPU) made by ``make(gpu)``."""
-    monkeypatch.setattr(engine, "solvers", lambda params, plan: ((None,), make))
+    monkeypatch.setattr(scheduler, "solvers", lambda params, plan: ((None,), make))
 
 
 class Recording:
@@ -147,7 +146,7 @@ def test_the_engine_routes_every_flow_of_the_ring_to_its_video_and_frame(tmp_pat
     passes, through one ring), in batches of 3 that span videos, two decoding workers: the store
     equals a run without the ring, one pair at a time, byte for byte."""
     videos = link_videos(tmp_path / "videos", CLIPS)
-    from tsn_prep.warp import WarpParams
+    from tsn_prep.extraction.warp import WarpParams
 
     params = dataclasses.replace(PARAMS, modalities=("flow", "warped_flow"),
                                  warp=WarpParams(detector="none", min_pairs=8, min_inliers=80))
@@ -207,13 +206,13 @@ RUN = """
 import sys
 from functools import partial
 from pathlib import Path
-import tsn_prep.engine as engine
-from tsn_prep.run import run_extraction
-from tsn_prep import solver_ring
-from tsn_prep.solver_ring import RingSolver
+from tsn_prep.extraction import scheduler
+from tsn_prep.extraction.run import run_extraction
+from tsn_prep.extraction import solver_ring
+from tsn_prep.extraction.solver_ring import RingSolver
 from tests.test_solver_ring import PARAMS, PLAN, ContentSolver
 
-engine.solvers = lambda params, plan: ((None,), lambda gpu: RingSolver(partial(ContentSolver)))
+scheduler.solvers = lambda params, plan: ((None,), lambda gpu: RingSolver(partial(ContentSolver)))
 run_extraction(Path(sys.argv[1]), Path(sys.argv[2]), PARAMS, PLAN.__class__(backend="torch", workers=1,
                batch_pairs=3), progress=False)
 """

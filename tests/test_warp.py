@@ -1,4 +1,4 @@
-"""Tests for tsn_prep.warp (camera-motion-compensated "warped" flow) on a real Kinetics frame."""
+"""Tests for tsn_prep.extraction.warp (camera-motion-compensated "warped" flow) on a real Kinetics frame."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tsn_prep.warp import (
+from tsn_prep.extraction.warp import (
     WarpedFlow,
     WarpParams,
     estimate_homography,

@@ -1,8 +1,10 @@
 """What this process may use of the machine: its cores (what SLURM's --cpus-per-task and taskset
-allow, not every core the machine has)."""
+allow, not every core the machine has) and the memory available to new processes. A leaf: every
+layer that sizes threads, processes or batches reads the machine here."""
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 
 def usable_cores() -> int:
@@ -11,3 +13,15 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

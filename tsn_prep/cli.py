@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from . import __version__
 from tsn_core.diskspace import DiskFull
-from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
-from .extract import ExtractParams
-from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
+from .extraction.backends import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
+from .extraction.batch_size import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
+from .extraction.params import ExtractParams
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
 from tsn_core import interrupts
@@ -27,16 +27,16 @@ from tsn_core.meta import FORMAT_VERSION
 from tsn_core.progress import bar as progress_bar
 from tsn_core.text import shown
 from tsn_core.modalities import FLOW, STORED
-from .plan import RunPlan
+from .extraction.plan import RunPlan
 from .report import format_info, store_info
-from .run import RunSummary, SettingsConflict, run_extraction
+from .extraction.run import RunSummary, SettingsConflict, run_extraction
 from tsn_core.errors import StoreError
 from tsn_core.store import Failure, Store
 from .writer import ShardWriter
-from .tvl1_params import TVL1Params
+from .extraction.tvl1_params import TVL1Params
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
-from .warp import WarpParams
+from .extraction.warp import WarpParams
 
 QUIET_HELP = ("No progress bar (there is none either when stderr is not a terminal: a log gets the "
               "summary line alone).")

@@ -12,9 +12,11 @@ from tsn_core.codec import decode_image
 from tsn_core.meta import EntryMeta
 
 from tsn_core.diskspace import DiskFull
-from .extract import ExtractParams, error_message
 from tsn_core.store import FOLDER_FAILURE, Store
 from tsn_core.store.shards import shard_of
+
+from .extraction.params import ExtractParams
+from .extraction.results import error_message
 from .writer import ShardWriter
 from .tree import Tree, walk
 from .video import check_id

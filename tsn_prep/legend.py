@@ -20,7 +20,7 @@ BACKGROUND = (0, 0, 0)      # RGB; black like the sheet's blank places, so bands
 INK = (255, 255, 255)
 RIM = (128, 128, 128)
 PAD = 4
-# Names of the recorded flow algorithms (tsn_prep.flow.ALGORITHMS) as a title says them.
+# Names of the recorded flow algorithms (tsn_prep.extraction.backends.ALGORITHMS) as a title says them.
 ALGORITHM_NAMES = {"tvl1": "TV-L1", "farneback": "Farneback", "dis": "DIS"}
 
 

@@ -615,7 +615,7 @@ def visualize(checkpoint, class_names, out, steps, size, seed, device) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    from tsn_prep.extract import ExtractParams
+    from tsn_prep.extraction.params import ExtractParams
 
     from . import checkpoint as ckpt_mod
     from . import distributed
@@ -727,7 +727,7 @@ def stream(source, checkpoints, weights, window, every, segments, top, out, real
 
     import torch
 
-    from tsn_prep.plan import usable_cores
+    from tsn_core.machine import usable_cores
 
     from . import distributed
     from .predict import load_streams

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from tsn_core.lists import Record
-from tsn_prep.engine import Progress, extract_one
-from tsn_prep.extract import ExtractParams
-from tsn_prep.plan import RunPlan
+from tsn_prep.extraction.scheduler import Progress, extract_one
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.plan import RunPlan
 from tsn_prep.video import DECODERS, VideoItem
 
 from . import checkpoint, distributed
@@ -56,7 +56,7 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
                   progress: Progress = lambda what, n: None) -> np.ndarray:
     """Fused class probabilities of one video: each stream's score (crops, then snippets
     averaged), softmax, weighted average. Raises ValueError if the video cannot be read.
-    ``progress`` hears of the frames decoded and flow pairs solved (``tsn_prep.engine``)."""
+    ``progress`` hears of the frames decoded and flow pairs solved (``tsn_prep.extraction.scheduler``)."""
     extracted: dict[tuple, dict] = {}
     fused = 0.0
     for s in streams:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tsn_core import modalities
-from tsn_prep.extract import ExtractParams
+from tsn_prep.extraction.params import ExtractParams
 from tsn_prep.video import DECODERS, VideoError, VideoReader, target_size
 
 from .export import Deployable

@@ -55,7 +55,8 @@ def hold() -> None:
 
 
 def install() -> None:
-    from tsn_prep import engine, flow, run, writer
+    from tsn_prep import writer
+    from tsn_prep.extraction import events, run, scheduler, solver
 
     extraction = run.run_extraction
 
@@ -66,16 +67,16 @@ def install() -> None:
 
     run.run_extraction = run_extraction
 
-    message = engine._Engine._message
+    message = scheduler.Scheduler._message
 
     def _message(self, msg, finished):
         message(self, msg, finished)
-        if isinstance(msg, engine.Frames) and msg.key in self.videos and mark("frames"):
+        if isinstance(msg, events.Frames) and msg.key in self.videos and mark("frames"):
             hold()
 
-    engine._Engine._message = _message
+    scheduler.Scheduler._message = _message
 
-    batch = flow.PairSolver.batch
+    batch = solver.PairSolver.batch
 
     def solver_batch(self, prev, cur, bound=None):
         if mark("solve"):
@@ -87,7 +88,7 @@ def install() -> None:
                 self.fn(prev[0], cur[0])
         return batch(self, prev, cur, bound)
 
-    flow.PairSolver.batch = solver_batch
+    solver.PairSolver.batch = solver_batch
 
     write = writer.ShardWriter._write
 

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from tools.bench.common import VIDEOS, epe, finish, grey_pairs, grove3, median, parse_args, parser
-from tsn_prep.extract import ExtractParams
-from tsn_prep.flow import ALGORITHMS, make_flow_fn
+from tsn_prep.extraction.backends import ALGORITHMS, make_flow_fn
+from tsn_prep.extraction.params import ExtractParams
 
 CLIPS = ("armwrestling_kinetics.mp4", "poolcleaning.mp4", "eyemakeup_ucf101like.avi", "carphone.mp4")
 

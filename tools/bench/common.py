@@ -265,7 +265,7 @@ def machine_info(torch_too: bool = False) -> dict:
     """The machine table of the docs: CPU, cores, GPU, Python, OpenCV (and torch)."""
     import cv2
 
-    from tsn_prep.flow import cuda_device_count
+    from tsn_prep.extraction.backends import cuda_device_count
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "?")

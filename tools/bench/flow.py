@@ -1,4 +1,4 @@
-"""The PyTorch TV-L1 (tsn_prep/flow_torch.py) against OpenCV's CPU TV-L1.
+"""The PyTorch TV-L1 (tsn_prep/extraction/tvl1_torch.py) against OpenCV's CPU TV-L1.
 
 Pairs/s at 340x256 of the real clips per solver variant and batch size on one torch device,
 against OpenCV in the same run (interleaved repeats, medians, ratios per repeat); compile seconds
@@ -50,7 +50,7 @@ def has_opencv_tvl1() -> bool:
 
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` grey pairs as the pipeline decodes them, round robin over the clips (cycled)."""
-    from tsn_prep.extract import ExtractParams
+    from tsn_prep.extraction.params import ExtractParams
     return cycled_pairs(videos, ExtractParams().size, n, n + 1)
 
 
@@ -58,7 +58,7 @@ def child(spec: dict) -> dict:
     """One (variant, batch) in a fresh process."""
     import torch
 
-    from tsn_prep.flow_torch import TorchTVL1
+    from tsn_prep.extraction.tvl1_torch import TorchTVL1
     dev = torch.device(spec["device"])
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     prev, nxt = frame_pairs(Path(spec["videos"]), max(spec["pairs"], spec["batch"]))

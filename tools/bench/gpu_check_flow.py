@@ -30,7 +30,7 @@ def tiles_bytes(k: int, block: Optional[tuple[int, int]] = None) -> float:
     """flow_tiles' own model: K iterations per launch on a block E = EH x EW, of which the core
     (EH - 2K) x (EW - 2K) is written: (9 E / core + 6) * 4 / K bytes per pixel-iteration."""
     if block is None:
-        from tsn_prep import flow_tiles
+        from tsn_prep.extraction import tvl1_tiles as flow_tiles
         block = flow_tiles.BLOCK
     eh, ew = block
     return (9 * eh * ew / ((eh - 2 * k) * (ew - 2 * k)) + 6) * 4 / k
@@ -54,8 +54,8 @@ def variants_for(device: str) -> tuple:
 def pixel_iterations(iters: np.ndarray, h: int, w: int, params=None) -> np.ndarray:
     """Pixel-iterations per pair: sum over pyramid levels of the level's pixels times the pair's
     inner iterations there (``last_iterations``: (B, levels, warps), level 0 the finest)."""
-    from tsn_prep.flow_torch import _pyramid_sizes
-    from tsn_prep.tvl1_params import TVL1Params
+    from tsn_prep.extraction.tvl1_ops import pyramid_sizes as _pyramid_sizes
+    from tsn_prep.extraction.tvl1_params import TVL1Params
     p = params or TVL1Params()
     sizes = _pyramid_sizes(h, w, p.scales, p.scale_step)[:iters.shape[1]]
     pixels = np.array([a * b for a, b in sizes], np.float64)
@@ -101,7 +101,7 @@ class Results:
 def make_solver(opts: dict, device, params):
     """A TorchTVL1 with ``opts``, or the reason this code cannot make one (an option or kernel
     the installed TorchTVL1 does not have, a kernel this device cannot run)."""
-    from tsn_prep.flow_torch import TorchTVL1
+    from tsn_prep.extraction.tvl1_torch import TorchTVL1
     try:
         return TorchTVL1(params, device=device, **opts), None
     except (TypeError, ValueError, ImportError, AttributeError) as exc:
@@ -243,7 +243,7 @@ def run(spec: dict, emit: Results) -> None:
         return e
     deadline = time.monotonic() + spec["budget_s"]
     t0 = time.perf_counter()
-    from tsn_prep.tvl1_params import TVL1Params
+    from tsn_prep.extraction.tvl1_params import TVL1Params
     params = TVL1Params.from_dict(json.loads(str(np.load(spec["refs"])["tvl1"])))  # as OpenCV's refs
     prev, nxt, refs, nref = load_pairs(spec)
     emit("pairs", pairs=len(prev), reference_pairs=nref, size=list(prev.shape[:0:-1]),

@@ -123,8 +123,8 @@ def make_refs(folder: Path, tiny: bool) -> dict:
     """refs.npz (or refs-tiny.npz): the pairs, OpenCV's TV-L1 flow of each, and Grove3's EPE."""
     import cv2
 
-    from tsn_prep.flow import OpenCVTVL1
-    from tsn_prep.tvl1_params import TVL1Params
+    from tsn_prep.extraction.backends import OpenCVTVL1
+    from tsn_prep.extraction.tvl1_params import TVL1Params
 
     size, scale = (TINY_SIZE, GROVE_TINY_SCALE) if tiny else (SIZE, 1.0)
     params = TVL1Params(**(TINY_TVL1 if tiny else {}))

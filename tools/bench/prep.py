@@ -33,9 +33,9 @@ import numpy as np
 
 from tools.bench.common import (Clock, RetryPolicy, Timing, display_path, find_clips, finish, grey_pairs, log,
                                 machine_info, median, parse_args, parser, rotated, timed)
-from tsn_prep.extract import ExtractParams
-from tsn_prep.plan import RunPlan
-from tsn_prep.run import RunSummary, run_extraction
+from tsn_prep.extraction.params import ExtractParams
+from tsn_prep.extraction.plan import RunPlan
+from tsn_prep.extraction.run import RunSummary, run_extraction
 from tsn_prep.video import VideoReader
 
 SIZE = ExtractParams().size  # the pipeline's default frame size (340x256)
@@ -180,7 +180,7 @@ def encode_loop(n: int) -> float:
 
 
 def _import_engine() -> None:
-    importlib.import_module("tsn_prep.engine")  # what a decoding worker imports before its first video
+    importlib.import_module("tsn_prep.extraction.decoding")  # what a decoding worker imports before its first video
 
 
 def startup(workers: int = 2) -> float:

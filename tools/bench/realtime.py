@@ -25,9 +25,9 @@ import torch
 
 from tools.bench.common import VIDEOS, Clock, finish, log, median, parse_args, parser
 from tsn_core import modalities
-from tsn_prep.extract import ExtractParams
-from tsn_prep.plan import usable_cores
-from tsn_prep.flow import make_flow_fn
+from tsn_core.machine import usable_cores
+from tsn_prep.extraction.backends import make_flow_fn
+from tsn_prep.extraction.params import ExtractParams
 from tsn_core.quantize import quantize
 from tsn_train import archs
 from tsn_train.checkpoint import Checkpoint, Preprocessing

@@ -22,22 +22,16 @@ from typing import Optional
 
 import numpy as np
 
-from .child import become_child
+from ..child import become_child
+from .backends import torch_tvl1
+from .solver import SolverDied
 from .tvl1_params import TVL1Params
 
 
-class SolverDied(RuntimeError):
-    """The solver process ended while it had a batch (e.g. the kernel's OOM killer)."""
-
-
 def one_thread_solver(params: TVL1Params):
-    """The torch TV-L1 on the CPU with one thread, as ``make_flow_fn`` builds it: what runs in a
-    solver process, or in the engine's own thread where there is one core."""
-    from .flow import make_flow_fn
-
-    solver = make_flow_fn(params, None, "torch", "tvl1")
-    solver.threads = 1
-    return solver
+    """The torch TV-L1 on the CPU with one thread: what runs in a solver process, or in the
+    engine's own thread where there is one core."""
+    return torch_tvl1(params, None, threads=1)
 
 
 def _serve(conn, params: TVL1Params, parent: int) -> None:

@@ -1,50 +1,14 @@
-"""TV-L1's inner loop as tiles that run several iterations per launch (``kernel="tiles"`` of
-``TorchTVL1``), with the median filter and the bicubic warp in Triton too.
-
-Why: the iteration is memory-bound. ``flow_triton`` streams every pair's state (u, p: 6 floats
-per pixel) and constants (3) through memory twice per iteration (a u kernel and a p kernel, about
-88 bytes per pixel). Here one launch runs up to K iterations on a tile of E = EH x EW pixels:
-the state and constants are read once over E, each iteration is computed over all of E (the u
-step reads p to the left and above, the p step reads u to the right and below, so each iteration
-spoils one more pixel at E's edge), and only the core T = (EH - 2K) x (EW - 2K), still exact after
-K iterations, is written. That is about (9 * EH * EW / (TH * TW) + 6) * 4 / K bytes per pixel and
-iteration: 20 at E = 32 x 64, K = 4. Neighbours inside a tile go through a per-program scratch
-block (each program writes and re-reads its own, so it stays in the cache).
-
-OpenCV stops a pair at the first iteration whose squared u update sums to at most
-epsilon^2 * H * W, after that iteration's p update. A launch of K iterations cannot stop in the
-middle, so each launch writes its result to the other half of a double buffer (the pair's half is
-``par``), keeping the block's input as a checkpoint, and records each tile's error sum for every
-iteration. A check kernel then finds the first iteration that met the test; if that was before
-the block's last, a replay launch recomputes the pair from the checkpoint for exactly that many
-iterations. So every pair runs OpenCV's iteration count, and a stopped pair is never touched
-again. Outer iterations start with the 5 x 5 median of u (``cv::medianBlur``, replicated border):
-a kernel of its own (25 clamped loads and a selection network on registers; inside the block
-kernel it spilled registers, compiled for sm_90) writes it where the outer iteration's first
-block reads u. The warp (``cv::remap`` INTER_CUBIC, zero border, as the written-out
-``flow_torch._remap_cubic_gather``) is one fused-gather kernel per warping.
-
-With ``exact`` the arithmetic is the torch iteration's (no fused multiply-adds, IEEE division and
-square root), so the flows equal ``TorchTVL1(kernel="torch", remap="gather")`` to float rounding
-with the same iteration counts, which the tests check in Triton's CPU interpreter. The error sums
-are float64 over fixed tiles: the same for any batch size. On CUDA the launches of
-``outer_per_replay`` outer iterations are captured as one CUDA graph, so the host wakes a few
-times per warping, not once per launch.
-
-Status: written and tested in Triton's interpreter only; it has never run on a GPU (see
-docs/performance.md). ``kernel="auto"`` therefore still picks ``flow_triton`` on CUDA.
-"""
+"""The Triton kernels of the "tiles" TV-L1 kernel (``tvl1_tiles`` drives them): the block
+kernel (K iterations per launch on a tile, with a checkpoint and a replay), the 5 x 5 median, the
+bicubic warp, the per-pair stopping check. ``tvl1_tiles``' docstring says why and how."""
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
-
-from . import flow_triton
-from .flow_triton import interpreting, run_until_stopped, triton
+from .tvl1_triton import triton
 
 if triton is not None:
     import triton.language as tl
+
+    from .tvl1_triton import exact_div, tile_indices
 
 # Launch shapes, chosen from what the compiler says for sm_90 (python -m tools.bench.kernel_resources,
 # docs/performance.md): 32 x 64 at 16 warps is 4 pixels per thread in 93 registers, no spills
@@ -55,7 +19,7 @@ PROGRAMS_PER_SM = 1         # the block kernel's fixed grid, per multiprocessor
 NUM_WARPS = 16              # the block kernel's
 ELEMENTWISE_WARPS = 8       # the median's and warp's (4 warps: 140 and 197 registers)
 INTERPRETER_PROGRAMS = 4
-_PLANES = 6                 # u1 u2 p11 p12 p21 p22
+PLANES = 6                 # u1 u2 p11 p12 p21 p22
 
 
 def check_shape(block: tuple[int, int], k: int) -> None:
@@ -69,16 +33,15 @@ def check_shape(block: tuple[int, int], k: int) -> None:
             raise ValueError(f"block sides must be powers of two, got {eh}x{ew}")
 
 
-if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTERPRET=1
-    _div = flow_triton._div
 
+if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTERPRET=1
     @triton.jit
     def _median5(src, y, x, H, W):
         """5 x 5 median at (y, x) of the (H, W) plane at ``src``, replicated border: Devillard's
-        selection network (``flow_torch._MED25``), the comparisons whose result nobody reads
+        selection network (``tvl1_ops._MED25``), the comparisons whose result nobody reads
         left out; written out, since Triton keeps no list of tensors (and a call per
         compare-exchange costs the interpreter a millisecond). tests/test_flow_tiles.py checks
-        this text against ``flow_torch._MED25_LIVE``."""
+        this text against ``tvl1_ops._MED25_LIVE``."""
         r0 = tl.minimum(tl.maximum(y - 2, 0), H - 1) * W
         r1 = tl.minimum(tl.maximum(y - 1, 0), H - 1) * W
         r2 = tl.minimum(tl.maximum(y, 0), H - 1) * W
@@ -200,7 +163,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
     @triton.jit
     def _cubic(t):
         """Keys cubic weights (a = -0.75) of the taps at -1, 0, 1, 2, in
-        ``flow_torch._cubic_weights``' order of operations."""
+        ``tvl1_ops``' cubic weights' order of operations."""
         x0 = t + 1.0
         c0 = ((-0.75 * x0 - -3.75) * x0 + -6.0) * x0 - -3.0
         c1 = ((1.25 * t) - 2.25) * t * t + 1.0
@@ -236,13 +199,13 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         return out
 
     @triton.jit
-    def _warp_kernel(i1s, i0, S, C, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
+    def warp_kernel(i1s, i0, S, C, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
         """Per pixel of the (B, H, W) flow in ``S``'s first half: I1 and its gradient (``i1s``,
         (B, 3, H, W)) remapped by the flow, then the constants of the thresholding step,
-        written to ``C`` (3, B, H, W): i1wx, i1wy, rho_c (``flow_torch._warp_constants``)."""
+        written to ``C`` (3, B, H, W): i1wx, i1wy, rho_c (``tvl1_ops.warp_constants``)."""
         w = tl.program_id(0)
         b = w // NI
-        y, x, m = flow_triton._tile(w - b * NI, H, W, NCB, TR, TW)
+        y, x, m = tile_indices(w - b * NI, H, W, NCB, TR, TW)
         plane = (H * W).to(tl.int64)
         o = b.to(tl.int64) * plane + y * W + x
         n = plane * B
@@ -266,7 +229,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         tl.store(C + 2 * n + o, rc, mask=m)
 
     @triton.jit
-    def _block_kernel(S, C, M, par, todo, nblock, partial, scratch, B, H, W, NT, NCB, G,
+    def block_kernel(S, C, M, par, todo, nblock, partial, scratch, B, H, W, NT, NCB, G,
                       l_t, taut, theta, flt_eps, K: tl.constexpr, EH: tl.constexpr,
                       EW: tl.constexpr, MEDIAN: tl.constexpr, EXACT: tl.constexpr):
         """Up to K iterations (``todo[b] * nblock`` of them) of every (pair, tile) item, from
@@ -313,7 +276,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 grad = gx * gx + gy * gy
                 lg = l_t * grad
                 one = tl.full(grad.shape, 1.0, tl.float32)
-                ig = tl.where(grad > flt_eps, _div(one, grad, EXACT), 0.0)
+                ig = tl.where(grad > flt_eps, exact_div(one, grad, EXACT), 0.0)
                 core = inimg & core_rc
                 # p(-1) = 0 at the image's left and top; beyond the block's edge: unknown
                 left = (c >= 1) & (x > 0)
@@ -348,7 +311,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                     u1y = tl.where(down, tl.load(sc + 4 * EHW + EW, mask=down, other=0.0) - n1, 0.0)
                     u2x = tl.where(right, tl.load(sc + 5 * EHW + 1, mask=right, other=0.0) - n2, 0.0)
                     u2y = tl.where(down, tl.load(sc + 5 * EHW + EW, mask=down, other=0.0) - n2, 0.0)
-                    # written out, not flow_triton's _div/_sqrt: a call costs the interpreter 1 ms
+                    # written out, not tvl1_triton's exact_div/exact_sqrt: a call costs the interpreter 1 ms
                     if EXACT:
                         ng1 = 1.0 + taut * tl.sqrt_rn(u1x * u1x + u1y * u1y)
                         ng2 = 1.0 + taut * tl.sqrt_rn(u2x * u2x + u2y * u2y)
@@ -373,7 +336,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 tl.store(dst + 5 * plane + o, q22, mask=core)
 
     @triton.jit
-    def _median_kernel(S, M, par, active, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
+    def median_kernel(S, M, par, active, B, H, W, NI, NCB, TR: tl.constexpr, TW: tl.constexpr):
         """The 5 x 5 median of u1 and u2 of the active pairs, from their half of ``S`` into
         ``M`` (2, B, H, W), where the outer iteration's first block (and its replay) reads it.
         A kernel of its own, once per outer iteration: inside the block kernel its 25 values per
@@ -381,7 +344,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         w = tl.program_id(0)
         b = w // NI
         if tl.load(active + b) != 0:
-            y, x, m = flow_triton._tile(w - b * NI, H, W, NCB, TR, TW)
+            y, x, m = tile_indices(w - b * NI, H, W, NCB, TR, TW)
             plane = (H * W).to(tl.int64)
             n = plane * B
             pair = b.to(tl.int64) * plane
@@ -391,7 +354,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
             tl.store(M + n + o, _median5(src + n, y, x, H, W), mask=m)
 
     @triton.jit
-    def _check_kernel(partial, par, active, count, replay, nblock, NT, scaled_eps,
+    def check_kernel(partial, par, active, count, replay, nblock, NT, scaled_eps,
                       K: tl.constexpr, NB: tl.constexpr):
         """After a block of ``nblock`` iterations: the first that met OpenCV's test stops the
         pair there (replayed from the checkpoint unless it was the block's last)."""
@@ -413,7 +376,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
             tl.store(active + b, tl.where(stop == 0, 1, 0).to(tl.int32))
 
     @triton.jit
-    def _flip_kernel(par, replay, B, BLOCK: tl.constexpr):
+    def flip_kernel(par, replay, B, BLOCK: tl.constexpr):
         """After a replay: the replayed pairs' state is in their other half."""
         i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         m = i < B
@@ -421,157 +384,3 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         half = tl.load(par + i, mask=m, other=0)
         tl.store(par + i, tl.where(rp > 0, 1 - half, half), mask=m)
         tl.store(replay + i, tl.zeros_like(rp), mask=m)
-
-
-def outer_per_replay(outer_iterations: int, wanted: Optional[int] = None) -> int:
-    """Outer iterations per CUDA graph replay: a divisor of ``outer_iterations`` (every replay
-    the same graph); by default the one nearest half of them (two host wake-ups per warping)."""
-    n = outer_iterations
-    target = wanted if wanted else max(1, n // 2)
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(d - target), d))
-
-
-class TilesLevel:
-    """One pyramid level of B pairs of H x W with the tile kernels: buffers, launches, and on
-    CUDA the CUDA graph of ``outer_per_replay`` outer iterations (captured the second time
-    they run; a failed capture falls back to launching, with the same results). ``consts``:
-    (lambda*theta, tau/theta, theta, stopping threshold) as ``TorchTVL1._one_scale`` has them."""
-
-    def __init__(self, b: int, h: int, w: int, device: torch.device, params,
-                 consts: tuple[float, float, float, float], graphs: bool, exact: bool = True,
-                 k: int = ITERATIONS, block: tuple[int, int] = BLOCK,
-                 outer_per_graph: Optional[int] = None):
-        if triton is None:
-            raise RuntimeError("Triton is not installed")
-        if params.median_filtering not in (1, 5):
-            raise ValueError(f"kernel='tiles' has the 5x5 median only (median_filtering 1 or 5), "
-                             f"got {params.median_filtering}")
-        check_shape(block, k)
-        self.b, self.h, self.w, self.p, self.k, self.block = b, h, w, params, k, block
-        f32 = dict(device=device, dtype=torch.float32)
-        i32 = dict(device=device, dtype=torch.int32)
-        self.S = torch.zeros((2, _PLANES, b, h, w), **f32)
-        self.C = torch.zeros((3, b, h, w), **f32)
-        self.M = torch.zeros((2, b, h, w), **f32)  # the median of u, per outer iteration
-        self.par = torch.zeros(b, **i32)
-        self.active = torch.zeros(b, **i32)
-        self.replay = torch.zeros(b, **i32)
-        self.count = torch.zeros(b, **i32)
-        eh, ew = block
-        th, tw = eh - 2 * k, ew - 2 * k
-        self.ncb = triton.cdiv(w, tw)
-        self.nt = triton.cdiv(h, th) * self.ncb  # tiles per pair
-        self.partial = torch.zeros((b, k, self.nt), dtype=torch.float64, device=device)
-        # the element-wise kernels (warp, median) work on flow_triton's tiles
-        self.ncb_w = triton.cdiv(w, flow_triton.TILE[1])
-        self.ni = triton.cdiv(h, flow_triton.TILE[0]) * self.ncb_w
-        self.cuda = device.type == "cuda"
-        self._warps = dict(num_warps=ELEMENTWISE_WARPS) if self.cuda else {}
-        if self.cuda:
-            sms = torch.cuda.get_device_properties(device).multi_processor_count
-            self.programs = min(b * self.nt, sms * PROGRAMS_PER_SM)
-        else:
-            self.programs = min(b * self.nt, INTERPRETER_PROGRAMS)
-        self.scratch = torch.zeros((self.programs, _PLANES, eh, ew), **f32)
-        inner = params.inner_iterations
-        self.blocks = [k] * (inner // k) + ([inner % k] if inner % k else [])
-        self.chunk = outer_per_replay(params.outer_iterations, outer_per_graph)
-        self.exact = exact
-        self.graphs = graphs and self.cuda
-        self.graph: Optional[torch.cuda.CUDAGraph] = None
-        self.capture_error: Optional[str] = None
-        self.flags = torch.zeros(2, dtype=torch.bool, pin_memory=self.cuda)
-        self.runs = 0
-        self.launches = 0  # kernel launches queued by the host (a graph replay counts 1)
-        self.l_t, self.taut, self.theta, self.scaled_eps = consts
-
-    def _launch(self, todo: torch.Tensor, nblock: int, median: bool) -> None:
-        eh, ew = self.block
-        flow_triton_kw = dict(enable_fp_fusion=not self.exact)
-        if self.cuda:
-            flow_triton_kw["num_warps"] = NUM_WARPS
-        _block_kernel[(self.programs,)](
-            self.S, self.C, self.M, self.par, todo, nblock, self.partial, self.scratch, self.b, self.h,
-            self.w, self.nt, self.ncb, self.programs, self.l_t, self.taut, self.theta,
-            flow_triton._FLT_EPSILON, K=self.k, EH=eh, EW=ew, MEDIAN=median, EXACT=self.exact,
-            **flow_triton_kw)
-
-    def _outer(self) -> None:
-        """One outer iteration of the active pairs: per block, the launch, the check and the
-        replay of the pairs that stopped inside it."""
-        nb = max(16, min(1024, triton.next_power_of_2(self.nt)))
-        if self.p.median_filtering == 5:
-            tr, tw = flow_triton.TILE
-            _median_kernel[(self.b * self.ni,)](self.S, self.M, self.par, self.active, self.b,
-                                                self.h, self.w, self.ni, self.ncb_w, TR=tr, TW=tw,
-                                                **self._warps)
-        for i, n in enumerate(self.blocks):
-            median = i == 0 and self.p.median_filtering == 5
-            self._launch(self.active, n, median)
-            _check_kernel[(self.b,)](self.partial, self.par, self.active, self.count,
-                                     self.replay, n, self.nt, self.scaled_eps, K=self.k, NB=nb)
-            self._launch(self.replay, 1, median)
-            _flip_kernel[(triton.cdiv(self.b, 256),)](self.par, self.replay, self.b, BLOCK=256)
-
-    def _chunk(self) -> None:
-        for _ in range(self.chunk):
-            self._outer()
-
-    def _run_chunk(self) -> None:
-        self.runs += 1
-        if self.graphs and self.graph is None and self.runs >= 2 and self.capture_error is None:
-            try:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self._chunk()
-                self.graph = graph
-            except Exception as exc:  # noqa: BLE001  (launching gives the same result)
-                self.capture_error = f"{type(exc).__name__}: {exc}"[:300]
-        if self.graph is None:
-            self._chunk()
-            self.launches += (4 * len(self.blocks) + 1) * self.chunk
-        else:
-            self.graph.replay()
-            self.launches += 1
-
-    def _gather(self) -> None:
-        """Every pair's state into the first half (where the warp and the caller read it)."""
-        second = (self.par != 0).view(1, -1, 1, 1)
-        self.S[0].copy_(torch.where(second, self.S[1], self.S[0]))
-        self.par.zero_()
-
-    def run(self, i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """procOneScale on this level (``TritonLevel.run`` without the warp and median
-        callables: both are kernels here). Returns u1, u2 and the iteration counts (B, warps)."""
-        p, s = self.p, self.S
-        s[0, 0].copy_(u1)
-        s[0, 1].copy_(u2)
-        s[0, 2:].zero_()  # p zeroed once per level, as OpenCV
-        self.par.zero_()
-        i1s = i1_stack.contiguous()
-        i0 = i0.contiguous()
-        tr, tw = flow_triton.TILE
-        ncb, ni = self.ncb_w, self.ni
-        counts = []
-        replays = p.outer_iterations // self.chunk
-        for _ in range(p.warps):
-            _warp_kernel[(self.b * ni,)](i1s, i0, s[0], self.C, self.b, self.h, self.w, ni, ncb,
-                                          TR=tr, TW=tw, enable_fp_fusion=not self.exact,
-                                          **self._warps)
-            self.active.fill_(1)
-            self.count.zero_()
-            self.replay.zero_()
-            run_until_stopped(replays, self._run_chunk, self.active, self.flags, self.cuda)
-            self._gather()
-            counts.append(self.count.clone())
-        return s[0, 0].clone(), s[0, 1].clone(), torch.stack(counts, dim=1)
-
-
-def available(device: torch.device) -> bool:
-    """Whether the tile kernels can run on ``device`` (as ``flow_triton.available``)."""
-    return flow_triton.available(device)
-
-
-__all__ = ["TilesLevel", "available", "check_shape", "outer_per_replay", "interpreting"]

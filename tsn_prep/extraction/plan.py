@@ -1,6 +1,6 @@
 """How an extraction runs: processes, devices, batches. None of it changes a stored byte.
 
-``ExtractParams`` (``tsn_prep.extract``) says what is stored and is recorded with every entry;
+``ExtractParams`` (``params``) says what is stored and is recorded with every entry;
 a ``RunPlan`` says how the machine is used to get there and is recorded nowhere, so the same store
 can be finished by a job with another plan (other GPUs, more workers, another batch size).
 """
@@ -10,10 +10,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from tsn_core.machine import usable_cores  # noqa: F401 - where the engine and tools read it
+from tsn_core.machine import usable_cores
 
-from .flow import resolve_backend
-from .video import DECODERS
+from ..video import DECODERS
 
 GPU_SOLVERS = ("process", "thread")
 
@@ -28,13 +27,13 @@ def default_threads(workers: int) -> int:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """How ``tsn_prep.engine`` runs an extraction."""
+    """How the scheduler (``scheduler``) runs an extraction."""
 
     # Decoding processes, one video each at a time; 0 decodes in a thread of this process
     # (one video on the command line: no process to start).
     workers: int = 1
     gpus: tuple[int, ...] = ()     # CUDA devices flow is solved on; () the CPU
-    backend: str = "auto"          # TV-L1 implementation (tsn_prep.flow.resolve_backend)
+    backend: str = "auto"          # TV-L1 implementation asked for (backends.resolve_backend)
     # Frame pairs per call of a solver that batches (the torch TV-L1), across videos; 0: auto
     # (on a GPU from its free memory, on the CPU from the frame size). Solvers that do not batch
     # (OpenCV's) take one pair at a time whatever this says.
@@ -42,7 +41,7 @@ class RunPlan:
     threads: Optional[int] = None  # decoder threads per worker; None: ``default_threads(workers)``
     decoders: tuple[str, ...] = DECODERS  # tried in order; the one used is each video's "decoder"
     # Where the torch TV-L1 of a GPU runs: "process", a child process fed through shared-memory
-    # slots (``tsn_prep.solver_ring``), or "thread", a thread of the run's process; "auto": the
+    # slots (``solver_ring``), or "thread", a thread of the run's process; "auto": the
     # environment's TSN_GPU_SOLVER, else "process" (docs/performance.md: the run's encoding
     # threads then no longer hold up the solver).
     gpu_solver: str = "auto"
@@ -64,8 +63,3 @@ class RunPlan:
             raise ValueError(f"the GPU solver runs in a {' or a '.join(GPU_SOLVERS)} (RunPlan.gpu_solver, "
                              f"TSN_GPU_SOLVER), not {mode!r}")
         return mode
-
-    def flow_backend(self, algorithm: str) -> str:
-        """The implementation flow of ``algorithm`` runs on: TV-L1's backend resolved for the
-        first device (the CLI checks every device can run it), OpenCV for the others."""
-        return resolve_backend(self.backend, self.devices[0]) if algorithm == "tvl1" else "opencv"

@@ -1,5 +1,6 @@
-"""Hand-written Triton kernels for TorchTVL1's inner loop on CUDA, and the driver that runs one
-pyramid level with them (``TritonLevel``), one outer iteration per CUDA graph replay.
+"""The "triton" kernel (``TritonKernel``): hand-written Triton kernels for TorchTVL1's inner loop
+on CUDA, and the driver that runs one pyramid level with them (``TritonLevel``), one outer
+iteration per CUDA graph replay.
 
 Why: the torch iteration (compiled or eager) runs every pair of a batch until the slowest one has
 stopped -- a stopped pair is frozen with ``torch.where``, its pixels still read and written --,
@@ -38,6 +39,9 @@ from typing import Callable, Optional
 
 import torch
 
+from .tvl1_kernels import Iteration, LevelCache, LevelConstants, register_kernel
+from .tvl1_params import TVL1Params
+
 try:  # pragma: no cover - depends on the install
     import triton
     import triton.language as tl
@@ -64,19 +68,19 @@ def available(device: torch.device) -> bool:
 
 if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTERPRET=1
     @triton.jit
-    def _div(a, b, EXACT: tl.constexpr):
+    def exact_div(a, b, EXACT: tl.constexpr):
         if EXACT:
             return tl.div_rn(a, b)
         return a / b
 
     @triton.jit
-    def _sqrt(x, EXACT: tl.constexpr):
+    def exact_sqrt(x, EXACT: tl.constexpr):
         if EXACT:
             return tl.sqrt_rn(x)
         return tl.sqrt(x)
 
     @triton.jit
-    def _tile(it, H, W, NCB, TR: tl.constexpr, TW: tl.constexpr):
+    def tile_indices(it, H, W, NCB, TR: tl.constexpr, TW: tl.constexpr):
         """Row and column indices of tile ``it`` of a pair (TR x TW pixels), and its mask."""
         rb = it // NCB
         cb = it - rb * NCB
@@ -106,7 +110,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         for k in range(0, tl.cdiv(B * NI, G)):
             b, it, live = _item(k, G, B, NI, active)
             if live:
-                y, x, m = _tile(it, H, W, NCB, TR, TW)
+                y, x, m = tile_indices(it, H, W, NCB, TR, TW)
                 o = b.to(tl.int64) * H * W + y * W + x
                 a1 = tl.load(u1 + o, mask=m, other=0.0)
                 a2 = tl.load(u2 + o, mask=m, other=0.0)
@@ -116,7 +120,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 grad = gx * gx + gy * gy
                 lg = l_t * grad
                 one = tl.full(grad.shape, 1.0, tl.float32)
-                ig = tl.where(grad > flt_eps, _div(one, grad, EXACT), 0.0)
+                ig = tl.where(grad > flt_eps, exact_div(one, grad, EXACT), 0.0)
                 rho = rc + (gx * a1 + gy * a2)
                 fi = tl.where(rho < -lg, l_t,
                               tl.where(rho > lg, -l_t, tl.where(ig > 0, -rho * ig, 0.0)))
@@ -139,7 +143,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         for k in range(0, tl.cdiv(B * NI, G)):
             b, it, live = _item(k, G, B, NI, active)
             if live:
-                y, x, m = _tile(it, H, W, NCB, TR, TW)
+                y, x, m = tile_indices(it, H, W, NCB, TR, TW)
                 o = b.to(tl.int64) * H * W + y * W + x
                 right = m & (x < W - 1)
                 down = m & (y < H - 1)
@@ -149,16 +153,16 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
                 u1y = tl.where(down, tl.load(u1 + o + W, mask=down, other=0.0) - a1, 0.0)
                 u2x = tl.where(right, tl.load(u2 + o + 1, mask=right, other=0.0) - a2, 0.0)
                 u2y = tl.where(down, tl.load(u2 + o + W, mask=down, other=0.0) - a2, 0.0)
-                ng1 = 1.0 + taut * _sqrt(u1x * u1x + u1y * u1y, EXACT)
-                ng2 = 1.0 + taut * _sqrt(u2x * u2x + u2y * u2y, EXACT)
+                ng1 = 1.0 + taut * exact_sqrt(u1x * u1x + u1y * u1y, EXACT)
+                ng2 = 1.0 + taut * exact_sqrt(u2x * u2x + u2y * u2y, EXACT)
                 q = tl.load(p11 + o, mask=m, other=0.0)
-                tl.store(p11 + o, _div(q + taut * u1x, ng1, EXACT), mask=m)
+                tl.store(p11 + o, exact_div(q + taut * u1x, ng1, EXACT), mask=m)
                 q = tl.load(p12 + o, mask=m, other=0.0)
-                tl.store(p12 + o, _div(q + taut * u1y, ng1, EXACT), mask=m)
+                tl.store(p12 + o, exact_div(q + taut * u1y, ng1, EXACT), mask=m)
                 q = tl.load(p21 + o, mask=m, other=0.0)
-                tl.store(p21 + o, _div(q + taut * u2x, ng2, EXACT), mask=m)
+                tl.store(p21 + o, exact_div(q + taut * u2x, ng2, EXACT), mask=m)
                 q = tl.load(p22 + o, mask=m, other=0.0)
-                tl.store(p22 + o, _div(q + taut * u2y, ng2, EXACT), mask=m)
+                tl.store(p22 + o, exact_div(q + taut * u2y, ng2, EXACT), mask=m)
 
     @triton.jit
     def _test_kernel(partial, active, count, NI, scaled_eps, NB: tl.constexpr):
@@ -170,7 +174,7 @@ if triton is not None:  # pragma: no cover - runs on a GPU, or under TRITON_INTE
         tl.store(active + b, tl.where((act != 0) & (err > scaled_eps), 1, 0).to(tl.int32))
 
 
-_FLT_EPSILON = float(torch.finfo(torch.float32).eps)
+FLT_EPSILON = float(torch.finfo(torch.float32).eps)
 
 
 def run_until_stopped(n: int, run_once: Callable[[], None], active: torch.Tensor,
@@ -204,12 +208,11 @@ class TritonLevel:
     """Static buffers for one (batch, height, width) and the launches of one outer iteration;
     on CUDA (``graphs``) those are captured as a CUDA graph the second time they run (the first
     run compiles the kernels) and replayed from then on. A failed capture falls back to launching
-    the kernels, with the same results. ``consts``: the iteration's float32 constants
-    (lambda*theta, tau/theta, theta) and the level's stopping threshold, as the torch iteration
-    uses them (``TorchTVL1._one_scale``)."""
+    the kernels, with the same results. ``consts``: the level's constants, as the torch
+    iteration uses them."""
 
     def __init__(self, b: int, h: int, w: int, device: torch.device, params,
-                 consts: tuple[float, float, float, float], graphs: bool, exact: bool = True):
+                 consts: LevelConstants, graphs: bool, exact: bool = True):
         if triton is None:
             raise RuntimeError("Triton is not installed")
         self.b, self.h, self.w, self.p = b, h, w, params
@@ -236,7 +239,8 @@ class TritonLevel:
         self.flags = torch.zeros(2, dtype=torch.bool, pin_memory=self.cuda)
         self.runs = 0
         self.capture_error: Optional[str] = None
-        self.l_t, self.taut, self.theta, self.scaled_eps = consts
+        self.l_t, self.taut, self.theta = consts.l_t, consts.taut, consts.theta
+        self.scaled_eps = consts.scaled_eps
 
     def _inner(self) -> None:
         """The inner iterations of one outer iteration, for the active pairs (the stopping
@@ -249,7 +253,7 @@ class TritonLevel:
         shape = (b, h, w, self.ni, self.ncb, self.programs)
         for _ in range(p.inner_iterations):
             _u_kernel[grid](*s, *self.const, self.active, self.partial, *shape, self.l_t,
-                            self.theta, _FLT_EPSILON, EXACT=self.exact, TR=tr, TW=tw,
+                            self.theta, FLT_EPSILON, EXACT=self.exact, TR=tr, TW=tw,
                             enable_fp_fusion=fuse)
             _p_kernel[grid](*s, self.active, *shape, self.taut, EXACT=self.exact, TR=tr, TW=tw,
                             enable_fp_fusion=fuse)
@@ -322,3 +326,37 @@ class TritonLevel:
             self._outer_loop(median)
             counts.append(self.count.clone())
         return s[0].clone(), s[1].clone(), torch.stack(counts, dim=1)
+
+def check_available(kernel: str, device: torch.device) -> None:
+    """A ValueError unless Triton kernels (``kernel``, for the message) can run on ``device``."""
+    if not available(device):
+        found = "found" if triton else "not installed"
+        raise ValueError(f"kernel={kernel!r} needs Triton and a CUDA device (or TRITON_INTERPRET=1 "
+                         f"on the CPU); here: Triton {found}, device {device}")
+
+
+@register_kernel("triton")
+class TritonKernel:
+    """procOneScale with ``TritonLevel`` (a u and a p kernel per iteration; what "auto" picks on
+    CUDA). ``graphs``: capture an outer iteration as a CUDA graph; ``exact``: the torch
+    iteration's arithmetic, operation for operation. The warp and the median are the solver's
+    torch functions (``Iteration``)."""
+
+    remap: Optional[str] = None
+
+    def __init__(self, params: TVL1Params, device: torch.device, iteration: Iteration, *,
+                 graphs: bool = True, exact: bool = True):
+        check_available("triton", device)
+        self.it = iteration
+        self.cache = LevelCache(lambda b, h, w, consts: TritonLevel(b, h, w, device, params, consts,
+                                                                    graphs=graphs, exact=exact))
+
+    @property
+    def levels(self) -> dict:
+        """(B, H, W) -> its ``TritonLevel``."""
+        return self.cache.levels
+
+    def run(self, i1_stack: torch.Tensor, i0: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor,
+            consts: LevelConstants) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, h, w = i0.shape
+        return self.cache.get(b, h, w, consts).run(i1_stack, i0, u1, u2, self.it.warp, self.it.median)

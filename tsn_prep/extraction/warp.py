@@ -29,7 +29,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .flow import FlowFn
+from .backends import FlowFn
 
 DETECTORS = ("orb", "sift", "none")
 
@@ -241,7 +241,7 @@ def camera_compensation(prev_grey: np.ndarray, cur_grey: np.ndarray, flow: np.nd
     ``warped`` is ``cur`` warped back onto ``prev``, the second frame of the second flow pass, or
     None when ``H`` is the identity (the warped flow is then the plain flow, no second pass).
 
-    ``WarpedFlow`` runs the second pass itself; the batching engine (``tsn_prep.engine``) sends it
+    ``WarpedFlow`` runs the second pass itself; the batching engine (``scheduler``) sends it
     through its batched solver instead."""
     H, _ = estimate_homography(prev_grey, cur_grey, np.asarray(flow, np.float32), params)
     if np.array_equal(H, np.eye(3)):

@@ -15,13 +15,15 @@ from tsn_core.progress import Rates, bar as progress_bar
 from tsn_core.text import shown
 
 from tsn_core.diskspace import DiskFull
-from .engine import Job, engine_results
-from .extract import ExtractParams, VideoResult, parameter_differences
-from .plan import RunPlan
 from tsn_core.store import FOLDER_FAILURE
 from tsn_core.store.shards import shard_of
-from .writer import ShardWriter
-from .video import VideoItem, list_videos
+
+from ..video import VideoItem, list_videos
+from ..writer import ShardWriter
+from .params import ExtractParams, parameter_differences
+from .plan import RunPlan
+from .results import VideoResult
+from .scheduler import Job, engine_results
 
 
 @dataclass
@@ -50,7 +52,7 @@ def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan
                    shard_index: int = 0, num_shards: int = 1, progress: bool = True,
                    recompute: bool = False, strict: bool = False) -> RunSummary:
     """Extract ``params.modalities`` for the videos of one shard into ``out``, as ``plan`` says
-    (``tsn_prep.engine`` does the work); resumable.
+    (``scheduler`` does the work); resumable.
 
     A video is skipped when every requested modality is already complete with the same settings;
     otherwise only its missing modalities are computed. A video stored with other settings stops
@@ -74,9 +76,9 @@ def run_extraction(videos: Path, out: Path, params: ExtractParams, plan: RunPlan
                 summary.total += 1
                 _record_failure(writer, summary, item, params.modalities, problem)
 
-        # JSON's view of the parameters, as the stored ones read back (lists, not tuples)
-        backend = plan.flow_backend(params.algorithm)
-        asked = {m: json.loads(json.dumps(params.parameters(m, backend))) for m in params.modalities}
+        # JSON's view of the parameters, as the stored ones read back (lists, not tuples); the
+        # backend that runs is recorded but not compared (NOT_COMPARED), so none is resolved here
+        asked = {m: json.loads(json.dumps(params.parameters(m))) for m in params.modalities}
         todo: list[Job] = []
         conflicts: dict[tuple[str, ...], list[str]] = {}  # differences -> "video [modality]"
         for item in (i for i in listing.items if mine(i.id)):

@@ -1,12 +1,14 @@
-"""TV-L1 optical flow backends.
+"""Flow backends, and the one place that says which backend a request means.
 
 A backend is a callable ``(prev_grey, next_grey) -> float32 HxWx2`` (dx, dy in pixels, flow i from
 frame i to frame i+1): OpenCV's CPU TV-L1, OpenCV's CUDA TV-L1, or our batched PyTorch TV-L1
-(``flow_torch.py``). A new backend only needs an entry in ``BACKENDS``.
+(``tvl1_torch``); Farneback and DIS are OpenCV's on the CPU. A new backend only needs an entry in
+``BACKENDS``. ``resolve_backend`` turns a request ("auto", a name) into the implementation that
+runs; every other place calls it or is handed its answer.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -15,43 +17,6 @@ from .tvl1_params import TVL1Params
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(prev_grey uint8 HxW, next_grey uint8 HxW) -> float32 HxWx2`` flow (dx, dy) in pixels."""
-
-
-class BatchSolver(Protocol):
-    """A solver the extraction engine drives (``engine.py``): TorchTVL1 on a GPU or the CPU, a
-    ``SolverProcess`` running one in a child, or a ``PairSolver`` over any ``FlowFn``."""
-
-    # N pairs in one call cost less than N calls: the engine batches pairs across videos.
-    batches: bool
-    # Batches are padded to one shape per frame size: each new shape costs a compile.
-    compiled: bool
-    # ``batch`` takes the quantisation ``bound`` and then returns uint8 levels, not float flow.
-    quantizes: bool
-
-    def batch(self, prev: np.ndarray, cur: np.ndarray, bound: Optional[float] = None) -> np.ndarray:
-        """N grey pairs (N, H, W) uint8 -> (N, H, W, 2) flow: float32 px, or uint8 with ``bound``."""
-
-    def close(self, wait: bool = True) -> None:
-        """Free what the solver holds; ``wait=False``: at once, abandoning a batch in flight."""
-
-
-class PairSolver:
-    """A ``BatchSolver`` over a one-pair ``FlowFn`` (OpenCV's TV-L1 on the CPU or CUDA, DIS,
-    Farneback): the engine sends it one pair at a time. OpenCV releases the GIL while it computes,
-    so the engine's solver threads run such solvers side by side."""
-
-    batches = False
-    compiled = False
-    quantizes = False
-
-    def __init__(self, fn: FlowFn):
-        self.fn = fn
-
-    def batch(self, prev: np.ndarray, cur: np.ndarray, bound: Optional[float] = None) -> np.ndarray:
-        return np.stack([self.fn(a, b) for a, b in zip(prev, cur)])
-
-    def close(self, wait: bool = True) -> None:
-        """Nothing to end."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -142,11 +107,12 @@ class OpenCVCudaTVL1:
         return flow.download()
 
 
-def _torch_tvl1(params: TVL1Params, gpu: Optional[int]) -> FlowFn:
-    """Our batched PyTorch TV-L1 on ``cuda:gpu`` (or the CPU); torch is imported only here."""
+def torch_tvl1(params: TVL1Params, gpu: Optional[int], threads: Optional[int] = None) -> FlowFn:
+    """Our batched PyTorch TV-L1 on ``cuda:gpu`` (or the CPU), with ``threads`` CPU threads
+    (``TorchTVL1``'s); torch is imported only here."""
     import torch
 
-    from .flow_torch import TorchTVL1
+    from .tvl1_torch import TorchTVL1
 
     if gpu is not None:
         count = torch.cuda.device_count()
@@ -159,20 +125,24 @@ def _torch_tvl1(params: TVL1Params, gpu: Optional[int]) -> FlowFn:
             raise BackendUnavailable(f"PyTorch sees {count} CUDA device(s); there is no device {gpu}")
     if params.gamma != 0:
         raise BackendUnavailable("the torch backend has no illumination term (gamma must be 0)")
-    return TorchTVL1(params, f"cuda:{gpu}" if gpu is not None else "cpu")
+    return TorchTVL1(params, f"cuda:{gpu}" if gpu is not None else "cpu", threads=threads)
 
 
 # name -> factory(params, gpu); a new backend is one more entry.
 BACKENDS: dict[str, Callable[[TVL1Params, Optional[int]], FlowFn]] = {
     "opencv": lambda params, gpu: OpenCVTVL1(params),
     "opencv-cuda": lambda params, gpu: OpenCVCudaTVL1(params, 0 if gpu is None else gpu),
-    "torch": lambda params, gpu: _torch_tvl1(params, gpu),
+    "torch": lambda params, gpu: torch_tvl1(params, gpu),
 }
 
 
-def resolve_backend(backend: Optional[str], gpu: Optional[int]) -> str:
-    """The backend ``auto`` means here: with a GPU, OpenCV CUDA when the installed cv2 has CUDA,
-    else the PyTorch TV-L1 on ``cuda:gpu``; without one, OpenCV on the CPU."""
+def resolve_backend(backend: Optional[str], gpu: Optional[int], algorithm: str = "tvl1") -> str:
+    """The implementation flow of ``algorithm`` runs on when ``backend`` is asked for on ``gpu``
+    (None: the CPU): for TV-L1, ``auto`` (or None) means OpenCV CUDA with a GPU when the
+    installed cv2 has CUDA, else the PyTorch TV-L1 on ``cuda:gpu``, and OpenCV without a GPU; a
+    name means itself. The other algorithms are OpenCV's."""
+    if algorithm != "tvl1":
+        return "opencv"
     if backend in (None, "auto"):
         if gpu is None:
             return "opencv"

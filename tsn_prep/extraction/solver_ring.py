@@ -18,200 +18,44 @@ How:
 - **Two batches in flight**: the parent writes batch k+1 into one slot while the child solves
   batch k from the other (``submit`` returns a future at once; it blocks only while every slot is
   taken), so the solver never waits for the parent's copies.
-- **A tiny control channel**: per batch one message each way over a pipe (slot, N, H, W, bound;
-  and done or the child's exception), no pickled arrays. A slot's memfd goes to the child once,
+- **A tiny control channel**: per batch one message each way over a pipe (``ring_messages``:
+  ``Solve`` with slot, N, H, W, bound; ``Done`` with the flows' dtype or the child's exception),
+  no pickled arrays. A slot's memfd goes to the child once,
   as a file descriptor over the same socket.
 - **A dead child** (the OOM killer, a crash) fails the batches in flight with ``SolverDied``; the
   next batch starts a new child. The engine then solves the failed batch's pairs one at a time,
   as it does with ``SolverProcess``.
 
-The child builds its solver with a picklable ``factory`` (e.g. ``functools.partial(make_flow_fn,
-params, gpu, "torch", "tvl1")``, or a modelled solver for benchmarks). For ``TorchTVL1`` it runs the
-steps of ``TorchTVL1.batch`` itself (the same operations, so the same flows, tested on the CPU) to
-copy the result into the slot in place; any other solver's ``batch`` result is copied in.
+The child (``ring_child``) builds its solver with a picklable ``factory`` (e.g.
+``functools.partial(make_flow_fn, params, gpu, "torch", "tvl1")``, or a modelled solver for
+benchmarks). For ``TorchTVL1`` it runs the steps of ``TorchTVL1.batch`` itself (the same
+operations, so the same flows, tested on the CPU) to copy the result into the slot in place; any
+other solver's ``batch`` result is copied in.
 """
 from __future__ import annotations
 
 import mmap
 import multiprocessing
 import os
-import sys
 import threading
-import time
 from concurrent.futures import Future
 from multiprocessing.connection import wait
-from multiprocessing.reduction import recv_handle, send_handle
+from multiprocessing.reduction import send_handle
 from typing import Callable, Optional
 
 import numpy as np
 
-from .child import become_child
-from .solver_process import SolverDied
+from .ring_child import serve
+from .ring_messages import (SLOTS, Bye, Done, Hello, Probe, Reply, Segment, Solve, SolverTraits, layout,
+                            views)
+from .solver import SolverDied
 
-SLOTS = 2            # batches in flight per solver: one solving, one being written
-ALIGN = 4096         # the flows' offset in a slot
 MIN_SLOT = 1 << 22   # bytes; a slot grows to what a batch needs, in MiB steps
-SOLVER_STATS = ("busy", "elapsed", "idle", "first", "last")  # a solver's own counters, passed on in ``stats``
 
 
 def available() -> bool:
     """Whether this platform has what the ring needs (Linux's memfd_create)."""
     return hasattr(os, "memfd_create")
-
-
-def _layout(n: int, h: int, w: int, itemsize: int) -> tuple[int, int]:
-    """(offset of the flows, bytes needed) in a slot for a batch of ``n`` pairs of h x w frames
-    whose flows have ``itemsize`` bytes a value."""
-    frames = 2 * n * h * w
-    out = -(-frames // ALIGN) * ALIGN
-    return out, out + n * h * w * 2 * itemsize
-
-
-def _views(buf, n: int, h: int, w: int, out: int, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """prev, cur (n, h, w) uint8 and the flows: (n, 2, h, w) uint8 or (n, h, w, 2) float32."""
-    plane = n * h * w
-    prev = np.frombuffer(buf, np.uint8, plane, 0).reshape(n, h, w)
-    cur = np.frombuffer(buf, np.uint8, plane, plane).reshape(n, h, w)
-    dtype = np.dtype(dtype)
-    shape = (n, 2, h, w) if dtype == np.uint8 else (n, h, w, 2)
-    flows = np.frombuffer(buf, dtype, 2 * plane, out).reshape(shape)
-    return prev, cur, flows
-
-
-# -- the child -------------------------------------------------------------------------------
-
-class _Segment:
-    """A slot's memfd mapped in the child (page-locked for ``device`` when that is CUDA)."""
-
-    def __init__(self, fd: int, size: int, gpu: Optional[int]):
-        self.mm = mmap.mmap(fd, size)
-        os.close(fd)
-        self.size = size
-        self.pinned = False
-        self.ptr = None
-        if gpu is not None:
-            try:
-                import torch
-
-                self.ptr = np.frombuffer(self.mm, np.uint8).ctypes.data
-                rc = torch.cuda.cudart().cudaHostRegister(self.ptr, size, 0)
-                self.pinned = int(rc) == 0
-            except Exception:  # noqa: BLE001 - pageable copies are slower, not wrong
-                self.pinned = False
-
-    def close(self) -> None:
-        if self.pinned:
-            import torch
-
-            torch.cuda.cudart().cudaHostUnregister(self.ptr)
-        try:
-            self.mm.close()
-        except BufferError:  # a view still alive: the mapping goes with it
-            pass
-
-
-def _solve_into(solver, prev: np.ndarray, cur: np.ndarray, bound: Optional[float], buf, out: int,
-                room: int) -> str:
-    """Solve the pairs (prev[i], cur[i]) and write their flows into ``buf`` at ``out``; returns
-    the flows' dtype ("uint8": quantised, planar; "float32")."""
-    n, h, w = prev.shape
-    torch_solver = sys.modules.get("tsn_prep.flow_torch")  # imported by a factory that made one
-    if torch_solver is not None and isinstance(solver, torch_solver.TorchTVL1):
-        import torch
-
-        from tsn_core.quantize import quantize_tensor
-
-        # TorchTVL1.batch, step for step, with the copy to the host going into the slot
-        i0 = torch.from_numpy(prev).to(solver.device).to(torch.float32)
-        i1 = torch.from_numpy(cur).to(solver.device).to(torch.float32)
-        u1, u2 = solver.flow(i0, i1)
-        if bound is not None:
-            flow, dtype = quantize_tensor(torch.stack([u1, u2], dim=1), bound), "uint8"
-        else:
-            flow, dtype = torch.stack([u1, u2], dim=-1), "float32"
-        torch.from_numpy(_views(buf, n, h, w, out, dtype)[2]).copy_(flow)
-        return dtype
-    flows = solver.batch(prev, cur, bound)
-    dtype = "uint8" if np.asarray(flows[0]).dtype == np.uint8 else "float32"
-    if out + n * h * w * 2 * np.dtype(dtype).itemsize > room:
-        raise ValueError(f"the solver returned {dtype} flows; the slot was sized for quantised ones")
-    dst = _views(buf, n, h, w, out, dtype)[2]
-    for i in range(n):
-        f = np.asarray(flows[i])
-        np.copyto(dst[i], f.transpose(2, 0, 1) if dtype == "uint8" else f, casting="same_kind")
-    return dtype
-
-
-def _serve(requests, replies, factory: Callable, gpu: Optional[int], parent: int, threads: int) -> None:
-    become_child(parent)
-    if gpu is not None:
-        import torch
-
-        torch.cuda.set_device(gpu)
-    try:
-        solver = factory()
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-        attrs = {k: bool(getattr(solver, k, False)) for k in ("batches", "compiled", "quantizes")}
-        replies.send(("hello", attrs, True, None))
-    except Exception as exc:  # noqa: BLE001 - the run says why its solver could not start
-        _send_error(replies, ("hello", None), exc)
-        return
-    segments: dict[int, _Segment] = {}
-    stats = {"solve_s": 0.0, "wait_s": 0.0, "batches": 0, "pinned": None, "cpu_ready": time.process_time()}
-    while True:
-        t0 = time.perf_counter()
-        try:
-            msg = requests.recv()
-        except (EOFError, OSError):  # the run closed its end, or died
-            return
-        stats["wait_s"] += time.perf_counter() - t0
-        if msg is None:
-            stats["cpu_s"] = time.process_time()
-            stats.update(_solver_stats(solver))
-            replies.send(("bye", stats))
-            return
-        kind = msg[0]
-        if kind == "segment":
-            _, slot, size = msg
-            fd = recv_handle(requests)
-            if slot in segments:
-                segments.pop(slot).close()
-            segments[slot] = _Segment(fd, size, gpu)
-            stats["pinned"] = all(s.pinned for s in segments.values())
-            continue
-        seq = msg[1]
-        try:
-            if kind == "probe":
-                from .engine import probe_batch
-
-                value = probe_batch(solver, msg[2], "cpu" if gpu is None else f"cuda:{gpu}")
-            else:
-                _, _, slot, n, h, w, out, bound = msg
-                seg = segments[slot]
-                prev, cur, _ = _views(seg.mm, n, h, w, out, np.uint8)
-                t1 = time.perf_counter()
-                value = _solve_into(solver, prev, cur, bound, seg.mm, out, seg.size)
-                stats["solve_s"] += time.perf_counter() - t1
-                stats["batches"] += 1
-                del prev, cur
-            stats.update(_solver_stats(solver))
-            stats["compiled"] = bool(getattr(solver, "compiled", False))
-            replies.send(("done", seq, True, value, dict(stats)))
-        except Exception as exc:  # noqa: BLE001 - the run decides what a failed batch means
-            _send_error(replies, ("done", seq), exc, dict(stats))
-
-
-def _solver_stats(solver) -> dict:
-    """The counters a modelled solver keeps (tools/bench/engine_host.py's CannedSolver), if any."""
-    return {k: getattr(solver, k) for k in SOLVER_STATS if hasattr(solver, k)}
-
-
-def _send_error(conn, head: tuple, exc: BaseException, *rest) -> None:
-    try:
-        conn.send((*head, False, exc, *rest))
-    except Exception:  # noqa: BLE001 - an exception that does not pickle: send its words
-        conn.send((*head, False, RuntimeError(f"{type(exc).__name__}: {exc}"), *rest))
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -258,11 +102,8 @@ class RingSolver:
     engine keeps ``SLOTS`` in flight); ``batch`` is ``submit(...).result()``.
 
     ``batches``, ``compiled`` and ``quantizes`` are the child's solver's (asking waits for the
-    child to be ready). ``stats``: the child's counters as of its last reply (seconds solving,
-    seconds waiting for work, batches, whether the slots are page-locked; at ``close``, its CPU
-    seconds)."""
-
-    pipelined = True
+    child to be ready). ``stats``: the child's count of batches solved as of its last reply
+    (``{"batches": n}``); ``deaths``: children that died with batches in flight."""
 
     def __init__(self, factory: Callable, gpu: Optional[int] = None, threads: int = 1,
                  name: Optional[str] = None):
@@ -273,11 +114,11 @@ class RingSolver:
         self.send_lock = threading.Lock()
         self.slots = [_Slot(i) for i in range(SLOTS)]
         self.free = list(self.slots)
-        self.pending: dict[int, tuple] = {}  # seq -> (future, slot or None, (n, h, w, out))
+        self.pending: dict[int, tuple[Future, Optional[_Slot], Optional[tuple]]] = {}  # seq -> (future, slot, (n, h, w, out))
         self.seq = 0
         self.generation = 0
         self.closed = False
-        self.stats: dict = {}
+        self.stats: dict[str, int] = {}
         self.deaths = 0
         self.proc = None
         self._start()
@@ -287,14 +128,14 @@ class RingSolver:
         self.generation += 1
         self.requests, child_requests = self.ctx.Pipe()
         child_replies, self.replies = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_serve, name=self.name, daemon=True,
+        self.proc = self.ctx.Process(target=serve, name=self.name, daemon=True,
                                      args=(child_requests, child_replies, self.factory, self.gpu,
                                            os.getpid(), self.threads))
         self.proc.start()
         child_requests.close()
         child_replies.close()
         self.dead = False
-        self.hello: Optional[dict] = None
+        self.hello: Optional[SolverTraits] = None
         self.hello_error: Optional[BaseException] = None
         self.ready = threading.Event()
         self.receiver = threading.Thread(target=self._receive, args=(self.proc, self.replies),
@@ -305,35 +146,17 @@ class RingSolver:
         """The replies of one child, until it ends: each resolves its batch's future."""
         while True:
             try:
-                msg = conn.recv()
+                msg: Reply = conn.recv()
             except (EOFError, OSError):
                 break
-            if msg[0] == "hello":
-                _, self.hello, ok, error = msg
-                self.hello_error = None if ok else error
+            if isinstance(msg, Hello):
+                self.hello, self.hello_error = msg.traits, msg.error
                 self.ready.set()
                 continue
-            if msg[0] == "bye":
-                self.stats = msg[1]
+            self.stats = {"batches": msg.batches}
+            if isinstance(msg, Bye):
                 break
-            _, seq, ok, value, stats = msg
-            self.stats = stats
-            with self.cv:
-                future, slot, shape = self.pending.pop(seq)
-            try:
-                if ok and slot is not None:
-                    value = self._flows(slot, shape, value)
-            except Exception as exc:  # noqa: BLE001
-                ok, value = False, exc
-            finally:
-                if slot is not None:
-                    with self.cv:
-                        self.free.append(slot)
-                        self.cv.notify_all()
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            self._answer(msg)
         proc.join(timeout=5)
         with self.cv:
             if proc is not self.proc:
@@ -353,14 +176,34 @@ class RingSolver:
         for future, _, _ in lost.values():
             future.set_exception(SolverDied(f"the solver process died (exit code {proc.exitcode})"))
 
+    def _answer(self, done: Done) -> None:
+        """Resolve the future of request ``done.seq``; its slot is free again."""
+        with self.cv:
+            future, slot, shape = self.pending.pop(done.seq)
+        value, error = done.value, done.error
+        try:
+            if error is None and slot is not None:
+                value = self._flows(slot, shape, value)
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+        finally:
+            if slot is not None:
+                with self.cv:
+                    self.free.append(slot)
+                    self.cv.notify_all()
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
     def _flows(self, slot: _Slot, shape: tuple, dtype: str) -> np.ndarray:
         """The batch's flows copied out of ``slot``: (N, H, W, 2), uint8 (a view of planar
         (N, 2, H, W) memory, so each channel is contiguous) or float32."""
         n, h, w, out = shape
-        flows = _views(slot.mm, n, h, w, out, dtype)[2].copy()
+        flows = views(slot.mm, n, h, w, out, dtype)[2].copy()
         return flows.transpose(0, 2, 3, 1) if dtype == "uint8" else flows
 
-    def _attrs(self) -> dict:
+    def _traits(self) -> SolverTraits:
         self.ready.wait()
         if self.hello_error is not None:
             raise self.hello_error
@@ -368,15 +211,15 @@ class RingSolver:
 
     @property
     def batches(self) -> bool:
-        return self._attrs()["batches"]
+        return self._traits().batches
 
     @property
     def compiled(self) -> bool:
-        return self._attrs()["compiled"]
+        return self._traits().compiled
 
     @property
     def quantizes(self) -> bool:
-        return self._attrs()["quantizes"]
+        return self._traits().quantizes
 
     # -- batches ---------------------------------------------------------------------------
     def _take(self, slot_wanted: bool) -> tuple[int, Optional[_Slot], int]:
@@ -397,7 +240,7 @@ class RingSolver:
                     return self.seq, (self.free.pop(0) if slot_wanted else None), self.generation
                 self.cv.wait()
 
-    def _post(self, seq: int, slot: Optional[_Slot], shape, msg: tuple, generation: int) -> Future:
+    def _post(self, seq: int, slot: Optional[_Slot], shape, msg: Solve | Probe, generation: int) -> Future:
         future: Future = Future()
         with self.cv:
             if self.generation != generation or self.dead or self.closed:
@@ -412,7 +255,7 @@ class RingSolver:
         try:
             with self.send_lock:
                 if slot is not None and slot.sent != generation:
-                    self.requests.send(("segment", slot.index, slot.size))
+                    self.requests.send(Segment(slot.index, slot.size))
                     send_handle(self.requests, slot.fd, self.proc.pid)
                     slot.sent = generation
                 self.requests.send(msg)
@@ -431,9 +274,9 @@ class RingSolver:
         seq, slot, generation = self._take(True)
         try:
             itemsize = 1 if bound is not None and self.quantizes else 4
-            out, nbytes = _layout(n, h, w, itemsize)
+            out, nbytes = layout(n, h, w, itemsize)
             slot.ensure(nbytes)
-            p, c, _ = _views(slot.mm, n, h, w, out, np.uint8)
+            p, c, _ = views(slot.mm, n, h, w, out, np.uint8)
             np.stack([np.asarray(f, np.uint8) for f in prev], out=p)
             np.stack([np.asarray(f, np.uint8) for f in cur], out=c)
             del p, c
@@ -442,7 +285,7 @@ class RingSolver:
                 self.free.append(slot)
                 self.cv.notify_all()
             raise
-        return self._post(seq, slot, (n, h, w, out), ("solve", seq, slot.index, n, h, w, out, bound),
+        return self._post(seq, slot, (n, h, w, out), Solve(seq, slot.index, n, h, w, out, bound),
                           generation)
 
     def batch(self, prev, cur, bound: Optional[float] = None) -> np.ndarray:
@@ -452,7 +295,7 @@ class RingSolver:
         """The engine's auto batch for frames of ``size`` (h, w), probed in the child (whose
         device memory it is)."""
         seq, _, generation = self._take(False)
-        return self._post(seq, None, None, ("probe", seq, tuple(size)), generation).result()
+        return self._post(seq, None, None, Probe(seq, tuple(size)), generation).result()
 
     def close(self, wait: bool = True) -> None:
         """End the child: with ``wait`` once it has finished its batches, else at once."""
