@@ -15,6 +15,7 @@ from . import __version__
 from .cli_options import EXTRACT, QUIET_HELP, BatchPairs, ExtractJob, extract_options, shard_options
 from .diskspace import DiskFull
 from .engine import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
+from .extract import ExtractParams
 from .flow import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
@@ -25,11 +26,12 @@ from tsn_core.options import DeviceList, record_options
 from tsn_core.progress import bar as progress_bar
 from tsn_core.text import shown
 from tsn_core.modalities import FLOW, STORED
+from .plan import RunPlan
 from .report import format_info, store_info
 from .run import RunSummary, SettingsConflict, run_extraction
 from .store import ShardWriter, Store, StoreError
 from .tvl1_params import TVL1Params
-from .upkeep import choose_failures, forget_failures, repair_hint, source_gone
+from .upkeep import FailureChoice, choose_failures, forget_failures, repair_hint, source_gone
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from .video import ListingError
 from .warp import WarpParams
@@ -272,6 +274,12 @@ def clear_failures_cmd(out, video_ids, gone, everything):
         click.echo(f"forgot: {shown(f['video_id'])} [{f['modality']}]: {shown(f['error'])}", err=True)
     click.echo(f"{len(found.chosen)} failure record(s) forgotten, {len(found.recorded) - len(found.chosen)} "
                f"left in {out}")
+    if _not_forgotten(found):
+        sys.exit(1)
+
+
+def _not_forgotten(found: FailureChoice) -> bool:
+    """clear-failures' errors: records --gone cannot decide on, ids with no record. True if any."""
     if found.undecided:
         click.echo(f"error: {len(found.undecided)} failure record(s) name their source relative to the "
                    f"folder their extraction ran in (e.g. {shown(found.undecided[0]['source'])}), which "
@@ -280,8 +288,7 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     if found.unknown:
         click.echo(f"error: no failure is recorded for {', '.join(map(shown, sorted(found.unknown)))}",
                    err=True)
-    if found.undecided or found.unknown:
-        sys.exit(1)
+    return bool(found.undecided or found.unknown)
 
 
 _NAMING = Naming()
@@ -322,33 +329,41 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
     naming = Naming(channel_prefixes({"rgb": img_prefix, "flow": flow_prefix, "warped_flow": warp_prefix}),
                     start=start_index)
     only = tuple(modalities) or None
-    labelled = None
-    if labels:
-        from tsn_core.lists import Known, ListError, read_list
-
-        # every line resolved against the store's ids (one set for all lists); a line naming no
-        # stored video is kept and left out with a warning below, as one lacking a modality is
-        known = Known({vid for vid, _ in store.index}, "the store", f"entry in {out}")
-        try:
-            labelled = {p.stem: [(r.video_id, r.label) for r in read_list(p, known, allow_missing=True)]
-                        for p in labels}
-        except ListError as exc:
-            raise click.BadParameter(str(exc), param_hint="--labels") from None
+    labelled = _labelled(store, out, labels) if labels else None
     interrupts.safe(f"every image file in {dir} is whole (each is written to a temporary name, then "
                     "renamed); run the same command again to write them all")
     with progress_bar(total=len(store.index), unit="entry", quiet=quiet, desc="export") as bar:
         n = export_store(store, dir, naming, only, bar.update)
     click.echo(f"wrote {n} images to {dir}")
     if lists:
-        try:
-            written_lists = write_rawframe_lists(store, dir, only, labelled)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        for path, written, missing in written_lists:
-            click.echo(f"wrote {path} ({written} videos)")
-            if missing:
-                click.echo(f"warning: {path.name}: {len(missing)} listed videos are not in the store "
-                           f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
+        _write_lists(store, dir, only, labelled)
+
+
+def _labelled(store: Store, out: Path, labels) -> dict[str, list[tuple[str, int]]]:
+    """export --labels: each list's (video_id, label) lines, by the list's file stem."""
+    from tsn_core.lists import Known, ListError, read_list
+
+    # every line resolved against the store's ids (one set for all lists); a line naming no
+    # stored video is kept and left out with a warning below, as one lacking a modality is
+    known = Known({vid for vid, _ in store.index}, "the store", f"entry in {out}")
+    try:
+        return {p.stem: [(r.video_id, r.label) for r in read_list(p, known, allow_missing=True)]
+                for p in labels}
+    except ListError as exc:
+        raise click.BadParameter(str(exc), param_hint="--labels") from None
+
+
+def _write_lists(store: Store, dir: Path, only, labelled) -> None:
+    """export --lists: the rawframe lists, each named with its count and the videos left out."""
+    try:
+        written_lists = write_rawframe_lists(store, dir, only, labelled)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path, written, missing in written_lists:
+        click.echo(f"wrote {path} ({written} videos)")
+        if missing:
+            click.echo(f"warning: {path.name}: {len(missing)} listed videos are not in the store "
+                       f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
 
 
 def _frame_range(ctx, param, value):
@@ -457,6 +472,13 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
             results = import_tree(dir, out, accepted, bound, shard_index, num_shards, ignore_unmatched, on_video)
         except (StoreError, DiskFull) as exc:
             raise click.ClickException(str(exc)) from None
+    if _import_summary(results, out):
+        sys.exit(1)
+
+
+def _import_summary(results, out: Path) -> int:
+    """import-frames' last lines on stderr: the namings found, the files left out, the counts.
+    Returns how many folders failed."""
     namings = Counter(f.describe() for r in results for f in r.found)
     for naming, n in sorted(namings.items()):
         click.echo(f"found {naming}: {n} folder{'s' * (n != 1)}", err=True)
@@ -468,8 +490,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
     failed = sum(r.error is not None for r in results)
     done = sum(bool(r.written) for r in results)
     click.echo(f"imported {done} videos, {failed} failed -> {out}", err=True)
-    if failed:
-        sys.exit(1)
+    return failed
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ and ``predict`` score with the paper's *test* protocol (tsn_train/protocol.py); 
 computes *metrics* of a score file (mAP, accuracy: tsn_train/metrics.py).
 
 Only click and torch-free modules are imported at start-up, so ``--help`` answers at once; torch
-is imported inside the commands that need it. Options several commands share, and the decorator
-that turns our errors into one line, are in tsn_train/cli_options.py.
+is imported inside the commands that need it. The group, its error handling and the option types
+are both tools' (tsn_core/command.py, tsn_core/options.py); the options several commands share,
+and the errors shown as one line, are in tsn_train/cli_options.py; fit's options are generated
+from ``FitConfig`` (tsn_train/config.py). Each command parses, calls one module function
+(tsn_train/fit_settings.py, evaluate.py, draw_classes.py, classify.py...) and prints.
 """
 from __future__ import annotations
 
@@ -104,7 +107,7 @@ def fit(config_file, preset, resume, settings: dict) -> None:
 
 def _writable(*paths: Path, folder: bool = False) -> None:
     """Before a command's work: each output file (or ``folder``) can be written, else an
-    OutputError naming it (tsn_train/outputs.py), one line by the command's ``one_line_errors``."""
+    OutputError naming it (tsn_train/outputs.py), one line by the group's errors (``our_errors``)."""
     for p in paths:
         (writable_folder if folder else writable_file)(p)
 
@@ -378,17 +381,21 @@ def stream(source, streams: Streams, window, every, segments, top, out, realtime
     loaded, dev = streams.load()
     summary = run_stream(source, Scorer(loaded, segments, dev), loaded[0].checkpoint.classes, window, every,
                          top, realtime, out, lambda update: click.echo(json.dumps(update)), decoders)
-    s = summary.to_dict()
-    click.echo(json.dumps({"summary": s}))
-    text = (f"{s['updates']} updates, {s['skipped']} skipped, {s['frames']} frames decoded, mean "
-            f"latency {s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
-            + (f"; annotated video: {out} (complete)" if out else ""))
+    click.echo(json.dumps({"summary": summary.to_dict()}))
+    text = _stream_summary(summary.to_dict(), out)
     signum = interrupts.requested()
     if signum is None:
         click.echo(f"end of source: {text}", err=True)
         return
     interrupts.safe(f"stopped: {text}")
     sys.exit(interrupts.finish(signum))
+
+
+def _stream_summary(s: dict, out: Optional[Path]) -> str:
+    """stream's last line: updates, skipped, frames decoded, latency, the annotated video."""
+    return (f"{s['updates']} updates, {s['skipped']} skipped, {s['frames']} frames decoded, mean "
+            f"latency {s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
+            + (f"; annotated video: {out} (complete)" if out else ""))
 
 
 if __name__ == "__main__":
