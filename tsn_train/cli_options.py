@@ -15,10 +15,10 @@ from typing import Callable, Optional
 import click
 from click.core import ParameterSource
 
+from tsn_core.errors import StoreError
 from tsn_core.lists import ListError
 from tsn_core.options import FLOATS, field_help, int_choice
 from tsn_prep.diskspace import DiskFull
-from tsn_prep.store import StoreError
 
 from .archs import PretrainedError
 from .config import AMP_CHOICES, CROP_CHOICES, TEST_CROPS, TEST_SEGMENTS, FitConfig, default_text
