@@ -176,5 +176,5 @@ def test_option_types_refuse_bad_values_before_any_work(videos, tmp_path):
         r = cli("extract-flow", option, value, videos, tmp_path / "out", expect=2)
         assert message in r.stderr, (option, value, r.stderr)
     assert not (tmp_path / "out").exists()
-    from tsn_prep.cli import BatchPairs
+    from tsn_prep.cli_options import BatchPairs
     assert [BatchPairs().convert(v, None, None) for v in ("auto", "AUTO", "3", 5)] == [0, 0, 3, 5]

@@ -106,3 +106,15 @@ def test_help_does_not_import_torch(args):
             f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0, r.output; "
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     assert run_python(code).strip() == "[]"
+
+
+def test_fit_settings_without_click(tmp_path):
+    from tsn_train.fit_settings import SettingsMistake, settings_of
+
+    given = {f: None for f in FitConfig.__dataclass_fields__}
+    with pytest.raises(SettingsMistake, match="missing --modality, --store, --train-list, --out"):
+        settings_of(given)
+    cfg = settings_of(dict(given, modality="flow", store="s", train_list="t", out="o", lr=0.01), preset="hmdb51")
+    assert (cfg.lr, cfg.lr_steps) == (0.01, [359, 574])
+    with pytest.raises(SettingsMistake, match="give --preset or --config, not both"):
+        settings_of(given, str(tmp_path / "config.json"), "hmdb51")

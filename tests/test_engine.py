@@ -27,7 +27,8 @@ from tsn_prep.verify import verify_store
 from tsn_prep.extraction.run import run_extraction
 from tsn_core.store import Store
 from tsn_prep.extraction.tvl1_params import TVL1Params
-from tsn_prep.video import VideoItem, VideoReader
+from tsn_core.video_files import VideoItem
+from tsn_prep.video import VideoReader
 from tsn_prep.extraction.warp import WarpedFlow, WarpParams
 
 from tsn_core import modalities

@@ -11,7 +11,8 @@ from tsn_prep.extraction.params import ExtractParams
 from tsn_prep.extraction.plan import RunPlan
 from tsn_prep.extraction.scheduler import Job, engine_results
 from tsn_prep.extraction.solver import PairSolver
-from tsn_prep.video import VideoItem, VideoReader
+from tsn_core.video_files import VideoItem
+from tsn_prep.video import VideoReader
 from tsn_prep.extraction.tvl1_params import TVL1Params
 from tsn_core.quantize import dequantize
 

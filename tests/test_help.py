@@ -33,3 +33,14 @@ def test_every_command_summary_is_whole():
 def test_extract_frames_workers_say_nothing_of_flow():
     assert "solver" not in cli("extract-frames", "--help").output
     assert "one solver per GPU" in " ".join(cli("extract-flow", "--help").output.split())
+
+
+def test_command_functions_take_few_parameters():
+    """Options are grouped into the records that own them (ExtractJob, TVL1Params, FitConfig...)."""
+    import inspect
+
+    for tool, group in (("tsn-prep", prep), ("tsn-train", train)):
+        for name, cmd in commands(group):
+            if cmd.callback is not None:
+                taken = inspect.signature(inspect.unwrap(cmd.callback)).parameters
+                assert len(taken) <= 12, (tool, name, list(taken))

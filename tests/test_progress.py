@@ -9,7 +9,7 @@ import sys
 
 from tsn_prep.extraction.params import ExtractParams
 from tsn_prep.extraction.scheduler import extract_one
-from tsn_prep.video import VideoItem
+from tsn_core.video_files import VideoItem
 
 from .conftest import VIDEOS, cli_argv, link_videos
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The reference tools' flow bound (px): extraction's default, and what a record without one used.
+BOUND = 20.0
 
-def quantize(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
+
+def quantize(flow: np.ndarray, bound: float = BOUND) -> np.ndarray:
     """Map float flow (any shape) to uint8 exactly as the reference tools do (see module doc).
 
     The arithmetic is done in float64 on the float32 value, in the reference's order
@@ -27,7 +30,7 @@ def quantize(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
     return np.nan_to_num(q, nan=128.0).astype(np.uint8)
 
 
-def quantize_tensor(flow, bound: float = 20.0):
+def quantize_tensor(flow, bound: float = BOUND):
     """:func:`quantize` for a torch tensor on its own device (CPU or CUDA): the same bytes, from
     the same float64 arithmetic (IEEE on both), ``torch.round`` rounding half to even like
     ``np.rint``. The GPU solver quantises before copying flows to the host: a quarter of the
@@ -41,6 +44,6 @@ def quantize_tensor(flow, bound: float = 20.0):
     return torch.nan_to_num(q, nan=128.0).to(torch.uint8)
 
 
-def dequantize(q: np.ndarray, bound: float = 20.0) -> np.ndarray:
+def dequantize(q: np.ndarray, bound: float = BOUND) -> np.ndarray:
     """Inverse of :func:`quantize` up to its step of ``2 * bound / 255`` px: uint8 -> float32 px."""
     return (np.asarray(q, dtype=np.float32) * (2.0 * bound / 255.0) - bound).astype(np.float32)

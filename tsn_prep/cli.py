@@ -1,14 +1,11 @@
 """The `tsn-prep` command: videos -> frames and flow in LMDB shards, and tools around the store."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import click
 import lmdb
@@ -16,14 +13,16 @@ from tqdm import tqdm
 
 from . import __version__
 from tsn_core.diskspace import DiskFull
+from .cli_options import EXTRACT, QUIET_HELP, BatchPairs, ExtractJob, extract_options, shard_options
 from .extraction.backends import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
 from .extraction.batch_size import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
 from .extraction.params import ExtractParams
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
                       write_rawframe_lists)
 from tsn_core import interrupts
-from tsn_core.command import Group
+from tsn_core.command import group
 from tsn_core.meta import FORMAT_VERSION
+from tsn_core.options import DeviceList, record_options
 from tsn_core.progress import bar as progress_bar
 from tsn_core.text import shown
 from tsn_core.modalities import FLOW, STORED
@@ -31,196 +30,20 @@ from .extraction.plan import RunPlan
 from .report import format_info, store_info
 from .extraction.run import RunSummary, SettingsConflict, run_extraction
 from tsn_core.errors import StoreError
-from tsn_core.store import Failure, Store
-from .writer import ShardWriter
+from tsn_core.store import Store
 from .extraction.tvl1_params import TVL1Params
+from .upkeep import FailureChoice, choose_failures, forget_failures, repair_hint, source_gone
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
-from .video import DECODERS, DECODERS_ENV, ListingError, parse_decoders, parse_size
+from tsn_core.video_files import ListingError
 from .extraction.warp import WarpParams
 
-QUIET_HELP = ("No progress bar (there is none either when stderr is not a terminal: a log gets the "
-              "summary line alone).")
 
-# Option defaults are read from the records they fill, never typed twice.
-_EXTRACT, _TVL1, _WARP = ExtractParams(), TVL1Params(), WarpParams()
-
-
-def _env_int(name: str) -> Optional[int]:
-    value = os.environ.get(name)
-    return int(value) if value and value.lstrip("-").isdigit() else None
-
-
-def _slurm_shard() -> tuple[Optional[int], Optional[int]]:
-    """(index, count) of a SLURM array job; ids may start at 1 (--array=1-8), so subtract the minimum."""
-    task, count = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_COUNT")
-    if task is None or count is None:
-        return None, None
-    return task - (_env_int("SLURM_ARRAY_TASK_MIN") or 0), count
-
-
-def _size(ctx, param, value):
-    try:
-        return parse_size(value) if value else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-class Decoders(click.ParamType):
-    """``opencv,pyav``: the video decoders to try, in order, as a tuple of names."""
-
-    name = "NAMES"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_decoders(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-# Shared by every command that decodes video files (extract-*, tsn-train predict and stream).
-decoders_option = click.option(
-    "--decoders", type=Decoders(), default=",".join(DECODERS), show_default=True,
-    envvar=DECODERS_ENV, show_envvar=True,
-    help="Video decoders to try, in order: the next takes over when one cannot open a file or "
-         "decodes no frame of it. 'pyav' alone skips OpenCV, e.g. for a codec your OpenCV build "
-         "misreads. Each video records the one that decoded it.")
-
-
-class DeviceList(click.ParamType):
-    """``0`` or ``0,1,2,3``: CUDA device numbers, as a tuple of ints."""
-
-    name = "DEVICES"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            devices = tuple(int(g) for g in str(value).replace(" ", "").split(","))
-        except ValueError:
-            devices = ()
-        if not devices or any(g < 0 for g in devices):
-            self.fail(f"expected device numbers like 0 or 0,1; got {value!r}", param, ctx)
-        return devices
-
-
-class BatchPairs(click.ParamType):
-    """A number of frame pairs >= 1, or ``auto`` (0 in RunPlan: the engine chooses)."""
-
-    name = "N|auto"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        if str(value).strip().lower() == "auto":
-            return 0
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            self.fail(f"expected a number of pairs >= 1 or 'auto', got {value!r}", param, ctx)
-        return n
-
-
-def shard_options(f, index_help: str = "Which shard this job writes (0-based).",
-                  count_help: str = "How many shards the videos are split into, by a hash of the video id."):
-    """``--shard-index`` / ``--num-shards``, defaulting from a SLURM array job's variables."""
-    @click.option("--shard-index", type=click.IntRange(min=0), default=None,
-                  help=f"{index_help} Default: $SLURM_ARRAY_TASK_ID (minus $SLURM_ARRAY_TASK_MIN) "
-                       "in a SLURM array job, else 0.")
-    @click.option("--num-shards", type=click.IntRange(min=1), default=None,
-                  help=f"{count_help} Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
-    @functools.wraps(f)
-    def wrapper(*args, shard_index, num_shards, **kwargs):
-        slurm_index, slurm_count = _slurm_shard()
-        num_shards = num_shards or slurm_count or 1
-        shard_index = shard_index if shard_index is not None else (slurm_index or 0)
-        if shard_index >= num_shards:
-            raise click.BadParameter(f"{shard_index} is not below --num-shards {num_shards}",
-                                     param_hint="--shard-index")
-        return f(*args, shard_index=shard_index, num_shards=num_shards, **kwargs)
-    return wrapper
-
-
-def params_options(cls, dest: str, prefix: str = "", help_prefix: str = ""):
-    """Options for the fields of the parameter record ``cls`` whose metadata has a ``help``:
-    ``--<prefix><name>`` (metadata ``option`` overrides the name), with the field's default and
-    type (metadata ``min``: a range; ``choices``: a choice). The command receives one ``cls`` built
-    from them, as its parameter ``dest``; the fields without a help keep their defaults."""
-    chosen = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
-
-    def decorate(command):
-        @functools.wraps(command)
-        def wrapper(*args, **kwargs):
-            kwargs[dest] = cls(**{f.name: kwargs.pop(f"{dest}_{f.name}") for f in chosen})
-            return command(*args, **kwargs)
-
-        for f in reversed(chosen):  # click lists a command's options in decorator order
-            meta, kind = f.metadata, type(f.default)
-            if "choices" in meta:
-                ptype = click.Choice(meta["choices"])
-            elif "min" in meta:
-                ptype = (click.IntRange if kind is int else click.FloatRange)(min=meta["min"])
-            else:
-                ptype = kind
-            name = meta.get("option", f.name.replace("_", "-"))
-            wrapper = click.option(f"--{prefix}{name}", f"{dest}_{f.name}", type=ptype, default=f.default,
-                                   show_default=True, help=help_prefix + meta["help"])(wrapper)
-        return wrapper
-    return decorate
-
-
-WORKERS_HELP = ("Decoding processes (one video each at a time; they also encode the JPEGs of RGB "
-                "frames); 0 decodes in this process (for debugging).")
-FLOW_WORKERS_HELP = (" Flow is solved beside them on pairs of many videos: one solver per GPU, or "
-                     "with no GPU one per usable core.")
-
-
-def extract_options(flow: bool = False):
-    """The options extract-frames and extract-flow share (``flow``: extract-flow's wording)."""
-    return functools.partial(_extract_options, flow=flow)
-
-
-def _extract_options(f, flow: bool):
-    options = [
-        click.argument("videos", type=click.Path(exists=True, path_type=Path)),
-        click.argument("out", type=click.Path(path_type=Path)),
-        click.option("--size", default="x".join(map(str, _EXTRACT.size)), show_default=True, callback=_size,
-                     help="Resize every frame to WIDTHxHEIGHT (the paper's 340x256)."),
-        click.option("--short-side", type=click.IntRange(min=8), default=None,
-                     help="Instead of --size: scale so the shorter side is N px, keeping the aspect ratio."),
-        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=_EXTRACT.jpeg_quality, show_default=True,
-                     help="JPEG quality of the stored images."),
-        click.option("--max-frames", type=click.IntRange(min=2), default=None,
-                     help="Use only the first N frames of each video (quick trials)."),
-        click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
-                     help=WORKERS_HELP + (FLOW_WORKERS_HELP if flow else "")),
-        shard_options,
-        decoders_option,
-        click.option("--recompute", is_flag=True,
-                     help="Videos OUT already holds with other settings (e.g. another --size) are "
-                          "computed again and replace the stored ones, each in one transaction. "
-                          "Without it such a run stops before any work and names what differs."),
-        click.option("--strict", is_flag=True,
-                     help="A video that decodes with a warning (e.g. a truncated file: fewer "
-                          "frames than its container declares) is a failure, not stored. Without "
-                          "it, it is stored with the warning in its metadata, counted by info and "
-                          "verify."),
-        click.option("--quiet", is_flag=True, help=QUIET_HELP),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _run(videos, out, params: ExtractParams, plan: RunPlan, shard_index, num_shards, recompute,
-         strict, quiet) -> None:
+def _run(job: ExtractJob, params: ExtractParams, plan: RunPlan) -> None:
+    out = job.out
     interrupts.safe(f"finished videos are safe in {out}; re-run the same command to do the rest")
     try:
-        summary = run_extraction(videos, out, params, plan, shard_index, num_shards,
-                                 progress=not quiet, recompute=recompute, strict=strict)
+        summary = run_extraction(job.videos, out, params, plan, job.shard_index, job.num_shards,
+                                 progress=not job.quiet, recompute=job.recompute, strict=job.strict)
     except (StoreError, BackendUnavailable, ListingError, SettingsConflict, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
     except lmdb.Error as exc:
@@ -249,7 +72,7 @@ def _finish(summary: RunSummary, out: Path) -> None:
         sys.exit(1)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@group()
 @click.version_option(__version__, prog_name="tsn-prep")
 def main():
     """Turn videos into RGB frames, TV-L1 optical flow and warped flow, stored as JPEGs in LMDB shards.
@@ -263,13 +86,9 @@ def main():
 
 @main.command("extract-frames", short_help="Extract RGB frames of VIDEOS into the store OUT.")
 @extract_options()
-def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers,
-                       shard_index, num_shards, decoders, recompute, strict, quiet):
+def extract_frames_cmd(job: ExtractJob):
     """Extract RGB frames of VIDEOS into the store OUT (N frames per N-frame video)."""
-    params = ExtractParams(modalities=("rgb",), size=None if short_side else size, short_side=short_side,
-                           max_frames=max_frames, jpeg_quality=jpeg_quality)
-    _run(videos, out, params, RunPlan(workers=workers, decoders=decoders), shard_index, num_shards,
-         recompute, strict, quiet)
+    _run(job, job.params(modalities=("rgb",)), job.plan())
 
 
 @main.command("extract-flow", short_help="Compute TV-L1 flow (and warped flow) of VIDEOS into OUT.")
@@ -277,9 +96,9 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
 @click.option("--modality", "modalities", type=click.Choice(FLOW), multiple=True,
               help="flow (TV-L1) and/or warped_flow (camera motion removed); repeat for both, "
                    "computed from one decode pass.  [default: flow]")
-@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=_EXTRACT.bound, show_default=True,
+@click.option("--bound", type=click.FloatRange(min=0, min_open=True), default=EXTRACT.bound, show_default=True,
               help="Clip flow to +-BOUND px before mapping it to 0..255 (zero motion -> 128).")
-@click.option("--algorithm", type=click.Choice(list(ALGORITHMS)), default=_EXTRACT.algorithm,
+@click.option("--algorithm", type=click.Choice(list(ALGORITHMS)), default=EXTRACT.algorithm,
               show_default=True,
               help="Flow algorithm: " + "; ".join(f"{k}: {v}" for k, v in ALGORITHMS.items())
                    + ". The TV-L1 options below apply to tvl1 only. Recorded per video.")
@@ -296,11 +115,10 @@ def extract_frames_cmd(videos, out, size, short_side, jpeg_quality, max_frames, 
                    f"fits {AUTO_MEMORY_FRACTION:.0%} of the free memory (probed once per frame "
                    f"size, at most {AUTO_MAX_BATCH}); on the CPU 1 pair at 340x256, up to 8 for "
                    "small frames. Never changes a stored byte.")
-@params_options(TVL1Params, "tvl1")
-@params_options(WarpParams, "warp", prefix="warp-", help_prefix="Warped flow: ")
-def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, workers, shard_index,
-                     num_shards, decoders, recompute, strict, quiet, modalities, bound, algorithm, gpus,
-                     backend, batch_pairs, tvl1, warp):
+@record_options(TVL1Params, "tvl1")
+@record_options(WarpParams, "warp", prefix="warp-", help_prefix="Warped flow: ")
+def extract_flow_cmd(job: ExtractJob, modalities, bound, algorithm, gpus, backend, batch_pairs,
+                     tvl1: TVL1Params, warp: WarpParams):
     """Compute optical flow (and/or warped flow) of VIDEOS into the store OUT: TV-L1 by default.
 
     Flow i is from frame i to frame i+1, so an N-frame video gets N-1 flows. Each flow is stored as
@@ -317,31 +135,12 @@ def extract_flow_cmd(videos, out, size, short_side, jpeg_quality, max_frames, wo
             make_flow_fn(tvl1, g, chosen, algorithm)  # fail now, not in every worker
     except BackendUnavailable as exc:
         raise click.ClickException(f"--gpu {','.join(map(str, gpus))}: {exc}" if gpus else str(exc)) from None
-    if backend == "auto" and gpus and algorithm == "tvl1" and not quiet:
+    if backend == "auto" and gpus and algorithm == "tvl1" and not job.quiet:
         click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
                    + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
-    params = ExtractParams(
-        modalities=tuple(dict.fromkeys(modalities or ("flow",))),
-        size=None if short_side else size, short_side=short_side, max_frames=max_frames, bound=bound,
-        jpeg_quality=jpeg_quality, tvl1=tvl1, algorithm=algorithm, warp=warp)
-    plan = RunPlan(workers=workers, gpus=gpus, backend=chosen, batch_pairs=batch_pairs, decoders=decoders)
-    _run(videos, out, params, plan, shard_index, num_shards, recompute, strict, quiet)
-
-
-def repair_hint(store: Store, shard: int) -> str:
-    """How to mend a damaged shard (docs/format.md, "A damaged shard")."""
-    path = store.shard_paths[shard]
-    return (f"restore {path} from a copy, or move it aside (mv {path} {store.root}.damaged-{path.name}) "
-            f"and run your extraction commands again with --shard-index {shard} --num-shards "
-            f"{store.num_shards}: they extract exactly this shard's videos")
-
-
-def source_gone(source: str) -> Optional[bool]:
-    """Whether a failure's recorded source no longer exists; None when the record cannot say: a
-    relative path, written before sources were recorded absolute."""
-    if not os.path.isabs(source):
-        return None
-    return not os.path.lexists(source)
+    params = job.params(modalities=tuple(dict.fromkeys(modalities or ("flow",))), bound=bound, tvl1=tvl1,
+                        algorithm=algorithm, warp=warp)
+    _run(job, params, job.plan(gpus=gpus, backend=chosen, batch_pairs=batch_pairs))
 
 
 def _open(out: Path) -> Store:
@@ -467,38 +266,30 @@ def clear_failures_cmd(out, video_ids, gone, everything):
     interrupts.safe(f"each failure record is forgotten in one transaction; the store is whole; run "
                     "the same command again for the rest")
     store = _open(out)
-    wanted = set(video_ids)
-    recorded = store.failures()
-    chosen = [f for f in recorded
-              if everything or f.video_id in wanted or (gone and source_gone(f.source) is True)]
-    # written before sources were recorded absolute: relative to a directory nobody recorded
-    undecided = [f for f in recorded if gone and f not in chosen and source_gone(f.source) is None]
-    unknown = wanted - {f.video_id for f in recorded}
-    by_shard: dict[int, list[Failure]] = {}
-    for f in chosen:
-        by_shard.setdefault(f.shard, []).append(f)
+    found = choose_failures(store.failures(), video_ids, gone, everything)
     try:
-        for shard, failures in sorted(by_shard.items()):
-            writer = ShardWriter(out, shard, store.num_shards)
-            try:
-                for f in failures:
-                    writer.clear_failure(f.video_id, f.modality)
-            finally:
-                writer.close()
+        forget_failures(out, store, found.chosen)
     except (StoreError, DiskFull) as exc:
         raise click.ClickException(str(exc)) from None
-    for f in chosen:
+    for f in found.chosen:
         click.echo(f"forgot: {shown(f.video_id)} [{f.modality}]: {shown(f.error)}", err=True)
-    click.echo(f"{len(chosen)} failure record(s) forgotten, {len(recorded) - len(chosen)} left in {out}")
-    if undecided:
-        click.echo(f"error: {len(undecided)} failure record(s) name their source relative to the "
-                   f"folder their extraction ran in (e.g. {shown(undecided[0].source)}), which "
+    click.echo(f"{len(found.chosen)} failure record(s) forgotten, {len(found.recorded) - len(found.chosen)} "
+               f"left in {out}")
+    if _not_forgotten(found):
+        sys.exit(1)
+
+
+def _not_forgotten(found: FailureChoice) -> bool:
+    """clear-failures' errors: records --gone cannot decide on, ids with no record. True if any."""
+    if found.undecided:
+        click.echo(f"error: {len(found.undecided)} failure record(s) name their source relative to the "
+                   f"folder their extraction ran in (e.g. {shown(found.undecided[0].source)}), which "
                    "tsn-prep did not record before it recorded absolute paths: --gone cannot tell "
                    "whether they still exist; forget them by id, or with --all", err=True)
-    if unknown:
-        click.echo(f"error: no failure is recorded for {', '.join(map(shown, sorted(unknown)))}", err=True)
-    if undecided or unknown:
-        sys.exit(1)
+    if found.unknown:
+        click.echo(f"error: no failure is recorded for {', '.join(map(shown, sorted(found.unknown)))}",
+                   err=True)
+    return bool(found.undecided or found.unknown)
 
 
 _NAMING = Naming()
@@ -539,33 +330,41 @@ def export_cmd(out, dir, img_prefix, flow_prefix, warp_prefix, start_index, moda
     naming = Naming(channel_prefixes({"rgb": img_prefix, "flow": flow_prefix, "warped_flow": warp_prefix}),
                     start=start_index)
     only = tuple(modalities) or None
-    labelled = None
-    if labels:
-        from tsn_core.lists import Known, ListError, read_list
-
-        # every line resolved against the store's ids (one set for all lists); a line naming no
-        # stored video is kept and left out with a warning below, as one lacking a modality is
-        known = Known({vid for vid, _ in store.index}, "the store", f"entry in {out}")
-        try:
-            labelled = {p.stem: [(r.video_id, r.label) for r in read_list(p, known, allow_missing=True)]
-                        for p in labels}
-        except ListError as exc:
-            raise click.BadParameter(str(exc), param_hint="--labels") from None
+    labelled = _labelled(store, out, labels) if labels else None
     interrupts.safe(f"every image file in {dir} is whole (each is written to a temporary name, then "
                     "renamed); run the same command again to write them all")
     with progress_bar(total=len(store.index), unit="entry", quiet=quiet, desc="export") as bar:
         n = export_store(store, dir, naming, only, bar.update)
     click.echo(f"wrote {n} images to {dir}")
     if lists:
-        try:
-            written_lists = write_rawframe_lists(store, dir, only, labelled)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        for path, written, missing in written_lists:
-            click.echo(f"wrote {path} ({written} videos)")
-            if missing:
-                click.echo(f"warning: {path.name}: {len(missing)} listed videos are not in the store "
-                           f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
+        _write_lists(store, dir, only, labelled)
+
+
+def _labelled(store: Store, out: Path, labels) -> dict[str, list[tuple[str, int]]]:
+    """export --labels: each list's (video_id, label) lines, by the list's file stem."""
+    from tsn_core.lists import Known, ListError, read_list
+
+    # every line resolved against the store's ids (one set for all lists); a line naming no
+    # stored video is kept and left out with a warning below, as one lacking a modality is
+    known = Known({vid for vid, _ in store.index}, "the store", f"entry in {out}")
+    try:
+        return {p.stem: [(r.video_id, r.label) for r in read_list(p, known, allow_missing=True)]
+                for p in labels}
+    except ListError as exc:
+        raise click.BadParameter(str(exc), param_hint="--labels") from None
+
+
+def _write_lists(store: Store, dir: Path, only, labelled) -> None:
+    """export --lists: the rawframe lists, each named with its count and the videos left out."""
+    try:
+        written_lists = write_rawframe_lists(store, dir, only, labelled)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path, written, missing in written_lists:
+        click.echo(f"wrote {path} ({written} videos)")
+        if missing:
+            click.echo(f"warning: {path.name}: {len(missing)} listed videos are not in the store "
+                       f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); left out", err=True)
 
 
 def _frame_range(ctx, param, value):
@@ -644,7 +443,7 @@ def show_cmd(store, video_id, out_file, frame_range, every, columns, fps, labels
 @click.option("--ignore-unmatched", is_flag=True,
               help="Leave out image files no naming claims (counted in the summary) instead of failing "
                    "their folder.")
-@click.option("--bound", type=float, default=_EXTRACT.bound, show_default=True,
+@click.option("--bound", type=float, default=EXTRACT.bound, show_default=True,
               help="The bound the flow images were quantised with (recorded in the metadata).")
 @shard_options
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
@@ -674,6 +473,13 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
             results = import_tree(dir, out, accepted, bound, shard_index, num_shards, ignore_unmatched, on_video)
         except (StoreError, DiskFull) as exc:
             raise click.ClickException(str(exc)) from None
+    if _import_summary(results, out):
+        sys.exit(1)
+
+
+def _import_summary(results, out: Path) -> int:
+    """import-frames' last lines on stderr: the namings found, the files left out, the counts.
+    Returns how many folders failed."""
     namings = Counter(f.describe() for r in results for f in r.found)
     for naming, n in sorted(namings.items()):
         click.echo(f"found {naming}: {n} folder{'s' * (n != 1)}", err=True)
@@ -685,8 +491,7 @@ def import_cmd(dir, out, img_prefix, flow_prefix, warp_prefix, flow_modality, ig
     failed = sum(r.error is not None for r in results)
     done = sum(bool(r.written) for r in results)
     click.echo(f"imported {done} videos, {failed} failed -> {out}", err=True)
-    if failed:
-        sys.exit(1)
+    return failed
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from tsn_core.store.shards import shard_of
 from .extraction.params import ExtractParams
 from .extraction.results import error_message
 from .writer import ShardWriter
-from .tree import Tree, walk
-from .video import check_id
+from tsn_core.tree import Tree, walk
+from tsn_core.video_files import check_id
 
 
 Prefixes = dict[str, tuple[tuple[str, ...], ...]]  # modality -> namings, each a prefix per channel

@@ -1,69 +1,33 @@
-"""What several ``tsn-train`` commands share, declared once: option factories (functions returning
-click decorators, with the type, default and help in one place), the option types they use, and
-``one_line_errors``, which ends a command on one of our errors with one line instead of a
-traceback.
+"""The options several ``tsn-train`` commands share, declared once (option factories: functions
+returning click decorators, with the type, default and help in one place), and ``our_errors``,
+the errors the tool's group (``tsn_core.command.Group``) ends a command on with one line instead
+of a traceback. The option types are ``tsn_core.options``'; fit's options are generated there from
+``FitConfig`` (tsn_train/config.py).
 
 Torch-free, like tsn_train/cli.py: ``--help`` must answer at once.
 """
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Callable, Optional
 
 import click
 from click.core import ParameterSource
 
-from tsn_core.command import one_line
+from tsn_core.errors import StoreError
 from tsn_core.lists import ListError
+from tsn_core.options import FLOATS, field_help, int_choice
 from tsn_core.diskspace import DiskFull
 from tsn_core.errors import StoreError
 
 from .archs import PretrainedError
-from .config import CROP_CHOICES, TEST_CROPS, TEST_SEGMENTS, default_text
-
-
-class NumberList(click.ParamType):
-    """Numbers separated by commas (or spaces): ``1,.875,.75`` -> ``[1.0, 0.875, 0.75]``."""
-
-    def __init__(self, kind: type = float):
-        self.kind = kind
-        self.name = f"{kind.__name__.upper()},..."
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            numbers = [self.kind(v) for v in str(value).replace(",", " ").split()]
-        except ValueError:
-            numbers = []
-        if not numbers:
-            example = "1,1.5" if self.kind is float else "20,40"
-            self.fail(f"expected comma-separated {self.kind.__name__}s like {example}; got {value!r}",
-                      param, ctx)
-        return numbers
-
-
-FLOATS, INTS = NumberList(float), NumberList(int)
-
-
-def int_choice(ctx, param, value):
-    """A Choice of numbers as an int (None, not given, stays None)."""
-    return None if value is None else int(value)
-
-
-def config_help(text: str, setting: str) -> str:
-    """Help of an option whose default ``tsn_train.config`` resolves (fit's): the text, then that
-    default, written from the same source (one source of defaults)."""
-    return f"{text}  {default_text(setting)}".rstrip()
+from .config import AMP_CHOICES, CROP_CHOICES, TEST_CROPS, TEST_SEGMENTS, FitConfig, default_text
 
 
 # --- options of several commands ----------------------------------------------------------------
 
-DEVICE_HELP = "auto, cpu, cuda or cuda:N."
-AMP_CHOICES = ["auto", "off", "bf16", "fp16"]
-AMP_HELP = "Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off on the CPU."
+DEVICE_HELP, AMP_HELP = field_help(FitConfig, "device"), field_help(FitConfig, "amp")
 
 
 def checkpoint_option(help: str, multiple: bool = False):
@@ -80,18 +44,16 @@ def store_option():
                         help="Output folder of tsn-prep (the LMDB shards).")
 
 
-def device_option(default: Optional[str] = "auto"):
-    """``--device``. ``default`` None: not given is None, resolved by ``tsn_train.config`` (fit),
-    whose default the help shows."""
-    if default is None:
-        return click.option("--device", type=str, help=config_help(DEVICE_HELP, "device"))
-    return click.option("--device", type=str, default=default, show_default=True, help=DEVICE_HELP)
+def device_option():
+    """``--device``, ``auto`` unless given (fit's is generated from ``FitConfig.device``)."""
+    return click.option("--device", type=str, default="auto", show_default=True, help=DEVICE_HELP)
 
 
 def amp_option(default: Optional[str] = "auto"):
     """``--amp auto|off|bf16|fp16``, the same choice in every command (``distributed.autocast_dtype``).
     ``--amp`` alone is ``auto`` and the hidden ``--no-amp`` is ``--amp off``: the spellings of
-    test's former on/off flag. ``default`` None as in ``device_option``."""
+    test's former on/off flag. ``default`` None: not given is None, resolved by
+    ``tsn_train.config`` (fit), whose default the help shows."""
 
     def no_amp(ctx, param, value):  # eager: runs before --amp's callback
         if value:
@@ -105,10 +67,10 @@ def amp_option(default: Optional[str] = "auto"):
         return "off"
 
     def decorator(f: Callable) -> Callable:
-        f = click.option("--amp", type=click.Choice(AMP_CHOICES), default=default,
+        help = AMP_HELP if default is not None else f"{AMP_HELP}  {default_text('amp')}"
+        f = click.option("--amp", type=click.Choice(list(AMP_CHOICES)), default=default,
                          show_default=default is not None, is_flag=False, flag_value="auto",
-                         callback=amp,
-                         help=AMP_HELP if default is not None else config_help(AMP_HELP, "amp"))(f)
+                         callback=amp, help=help)(f)
         return click.option("--no-amp", is_flag=True, hidden=True, expose_value=False, is_eager=True,
                             callback=no_amp, help="Same as --amp off.")(f)
 
@@ -141,6 +103,45 @@ def top_option(help: str):
     return click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help=help)
 
 
+def mtwi_options(f: Callable) -> Callable:
+    """test's ``--protocol`` and the M-TWI settings, arriving as ``mtwi``: None for the segments
+    protocol, else the dict ``tsn_train.protocol.run_test`` reads (``rate``, ``combine``, ``rule``)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, protocol, rate, crop_combine, mtwi_rule, **kwargs):
+        mtwi = {"rate": rate, "combine": crop_combine, "rule": mtwi_rule} if protocol == "mtwi" else None
+        return f(*args, mtwi=mtwi, **kwargs)
+
+    options = [
+        click.option("--protocol", type=click.Choice(["segments", "mtwi"]), default="segments",
+                     show_default=True,
+                     help="segments: the paper's trimmed-video protocol (--segments snippets, averaged). "
+                          "mtwi: untrimmed video, Multi-scale Temporal Window Integration over snippets at "
+                          "--rate per second (docs/untrimmed.md)."),
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+                     help="mtwi: snippets per second, placed by the store's recorded fps."),
+        click.option("--crop-combine", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+                     help="mtwi: how a snippet's crops are combined (the reference code takes the max)."),
+        click.option("--mtwi-rule", type=click.Choice(["reference", "paper"]), default="reference",
+                     show_default=True, help="mtwi: the reference code's windows, or the paper's text."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def streams_of(f: Callable) -> Callable:
+    """Gather ``--checkpoint`` (repeated), ``--weights``, ``--device`` and ``--amp``, declared
+    where the command's help lists them, into one ``streams``: a ``tsn_train.classify.Streams``."""
+    from .classify import Streams
+
+    @functools.wraps(f)
+    def wrapper(*args, checkpoints, weights, device, amp, **kwargs):
+        return f(*args, streams=Streams(checkpoints, weights, device, amp), **kwargs)
+
+    return wrapper
+
+
 # --- errors ----------------------------------------------------------------------------------------
 
 def our_errors() -> tuple[type[BaseException], ...]:
@@ -150,24 +151,6 @@ def our_errors() -> tuple[type[BaseException], ...]:
     from .scores import ScoreError  # here: tsn_train.scores imports cv2, --help must not wait for it
 
     return (ValueError, RuntimeError, ListError, StoreError, PretrainedError, ScoreError, DiskFull)
-
-
-def one_line_errors(f: Callable) -> Callable:
-    """Decorate a command (or a helper of one): ``our_errors`` end it as ``Error: <message>`` and
-    exit code 1, never a traceback; with TSN_DEBUG set they propagate (the full traceback, for bug
-    reports). Anything else propagates as it is."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except Exception as exc:
-            if isinstance(exc, click.ClickException) or os.environ.get("TSN_DEBUG") \
-                    or not isinstance(exc, our_errors()):
-                raise
-            raise click.ClickException(one_line(exc)) from None
-
-    return wrapper
 
 
 def cannot_write(path, exc: OSError) -> click.ClickException:

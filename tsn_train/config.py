@@ -11,12 +11,14 @@ This module imports neither torch nor torchvision, so the command line can read 
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from typing import Optional
 
 from tsn_core.machine import usable_cores
 from tsn_core.modalities import MODALITIES
+
+from .archs import ARCHS, CONSENSUS
 
 # The paper's test protocol (``tsn-train test`` and ``predict``): evenly spaced snippets per video,
 # crops per snippet (four corners, centre and their mirrors), snippet-crops per forward pass.
@@ -63,49 +65,85 @@ REFERENCE: dict[str, Reference] = {
 PER_MODALITY = tuple(f.name for f in fields(Reference))
 
 
+def _setting(default=MISSING, help: str = "", **meta):
+    """A FitConfig field that is a ``tsn-train fit`` option (``tsn_core.options``: ``help``, and
+    ``min``, ``choices``, ``path``...); its default is printed after the help (``default_text``)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+REQUIRED = "Required unless --config gives it."
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+
+
 @dataclass
 class FitConfig:
     """Every setting of one ``tsn-train fit`` run (saved in its checkpoints and config.json).
 
     Fields in ``PER_MODALITY`` default to None here and are filled in from ``REFERENCE`` by
-    ``resolve``; a resolved config has no None among them.
+    ``resolve``; a resolved config has no None among them. Each field is a ``fit`` option too: its
+    metadata holds the option's help and type (``tsn_core.options``).
     """
 
-    modality: str
-    store: str
-    train_list: str
-    out: str
-    val_list: Optional[str] = None
-    classes: Optional[str] = None
-    num_classes: Optional[int] = None
-    arch: str = "bn_inception"
-    pretrained: Optional[str] = None
-    consensus: str = "average"
-    topk: int = 2
-    segments: int = 3
-    dropout: Optional[float] = None
-    partial_bn: bool = True
-    input_size: Optional[int] = None          # None: the architecture's (224, or 299 for Inception-v3)
-    scales: Optional[list[float]] = None
-    flip: bool = True                         # off for classes that mirroring changes (left/right)
-    crop_positions: int = 13                  # fixed training crop places: 13 (reference) or 5
-    lr: Optional[float] = None
-    lr_steps: Optional[list[int]] = None
-    lr_gamma: float = 0.1
-    epochs: Optional[int] = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    clip_grad: Optional[float] = None         # 0 turns clipping off
-    batch_size: int = 32
-    accumulate: int = 4
-    workers: Optional[int] = None             # None: DEFAULT_WORKERS, at most the usable cores
-    decode_on: str = "loader"                 # training JPEGs: "loader" workers (CPU) or the "device"
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"                         # auto = bf16 (or fp16) on CUDA, off on CPU
-    channels_last: Optional[bool] = None      # None = on for CUDA
-    log_every: int = 20
-    max_steps: Optional[int] = None           # per epoch; for smoke runs and benchmarks
+    modality: str = _setting(help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow "
+                                  f"their own. {REQUIRED}", choices=tuple(MODALITIES))
+    store: str = _setting(help=f"Output folder of tsn-prep (the LMDB shards). {REQUIRED}", path="dir",
+                          exists=True)
+    train_list: str = _setting(help=f"'video_id label' per line. {REQUIRED}", path="file", exists=True)
+    out: str = _setting(help="Run folder: last.pt, best.pt, metrics.jsonl, config.json. Required unless "
+                             "--config gives it.", path="dir")
+    val_list: Optional[str] = _setting(None, "Validated every epoch (segment centres, centre crop); the "
+                                             "best epoch is kept.", path="file", exists=True)
+    classes: Optional[str] = _setting(None, "Class names, one per line in label order (default: labels "
+                                            "are the names).", path="file", exists=True)
+    num_classes: Optional[int] = _setting(None, "Default: the class file's length, else max label + 1.",
+                                          min=2)
+    arch: str = _setting("bn_inception", "Backbone.", choices=tuple(ARCHS))
+    pretrained: Optional[str] = _setting(
+        None, "ImageNet weights file for the backbone (e.g. bn_inception-52deb4733.pth, or a torchvision "
+              "resnet50 .pth). Nothing is downloaded. Default: random init.", path="file")
+    consensus: str = _setting("average", "Segmental consensus.", choices=CONSENSUS)
+    topk: int = _setting(2, "k of top-k consensus.", min=1)
+    segments: int = _setting(3, "Segments K per video.", min=1)
+    dropout: Optional[float] = _setting(None, "Before the classifier.", min=0, max=1, max_open=True)
+    partial_bn: bool = _setting(True, "Freeze every BatchNorm but the first.")
+    # None: the architecture's (224, or 299 for Inception-v3)
+    input_size: Optional[int] = _setting(None, "Crop side fed to the network.", min=32)
+    scales: Optional[list[float]] = _setting(None, "Multi-scale crop fractions of the short side.")
+    # off for classes that mirroring changes (left/right)
+    flip: bool = _setting(True, "Random horizontal flips (flow x inverted). Turn off when mirroring "
+                                "changes the class, e.g. 'move left' vs 'move right'.")
+    # fixed training crop places: 13 (reference) or 5
+    crop_positions: int = _setting(
+        13, "Fixed places the training crop is drawn from: 13 = the reference TSN's (Caffe "
+            "more_fix_crop, tsn-pytorch): corners, centre, edge middles and quarter points; 5 = four "
+            "corners and centre (mmaction2's default).", choices=CROP_POSITION_CHOICES)
+    lr: Optional[float] = _setting(None, "Base learning rate.")
+    lr_steps: Optional[list[int]] = _setting(None, "Epochs where lr is multiplied by --lr-gamma.")
+    lr_gamma: float = _setting(0.1)
+    epochs: Optional[int] = _setting(None, min=1)
+    momentum: float = _setting(0.9)
+    weight_decay: float = _setting(5e-4)
+    clip_grad: Optional[float] = _setting(None, "Max L2 norm of the gradient (0 = off).", min=0)
+    batch_size: int = _setting(32, "Videos per forward pass per process.", min=1)
+    accumulate: int = _setting(4, "Batches per SGD step; effective batch = batch-size x accumulate x "
+                                  "processes.", min=1)
+    # None: DEFAULT_WORKERS, at most the usable cores
+    workers: Optional[int] = _setting(None, "DataLoader processes per training process.", min=0)
+    # training JPEGs: "loader" workers (CPU) or the "device"
+    decode_on: str = _setting(
+        "loader", "Where training JPEGs are decoded, cropped and resized: in the loader workers on the "
+                  "CPU, or on the training device in batches (torchvision.io.decode_jpeg: nvJPEG on "
+                  "CUDA), leaving the workers only reading bytes. Validation and test always decode "
+                  "in the loader.", choices=DECODE_CHOICES)
+    seed: int = _setting(0)
+    device: str = _setting("auto", "auto, cpu, cuda or cuda:N.")
+    # auto = bf16 (or fp16) on CUDA, off on CPU
+    amp: str = _setting("auto", "Mixed precision. auto = bf16 on CUDA (fp16 if the GPU lacks bf16), off "
+                                "on the CPU.", choices=AMP_CHOICES)
+    channels_last: Optional[bool] = _setting(None)  # None = on for CUDA
+    log_every: int = _setting(20, "Write a step record to metrics.jsonl every N batches.", min=0)
+    # per epoch; for smoke runs and benchmarks
+    max_steps: Optional[int] = _setting(None, "Stop each epoch after N SGD steps (smoke runs).", min=1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,12 +180,26 @@ def default_text(name: str) -> str:
         return "[default: " + "; ".join(f"{v} {', '.join(ms)}" for v, ms in by_value.items()) + "]"
     if name == "workers":
         return f"[default: {DEFAULT_WORKERS}, at most the usable cores ({default_workers()} here)]"
+    if name == "input_size":
+        return _input_sizes()
+    if name == "channels_last":
+        return "[default: on for CUDA]"
     value = next(f.default for f in fields(FitConfig) if f.name == name)
-    if value is None:
+    if value is None or value is MISSING:
         return ""
     if isinstance(value, bool):
         return f"[default: {'on' if value else 'off'}]"
     return f"[default: {value:g}]" if isinstance(value, float) else f"[default: {value}]"
+
+
+def _input_sizes() -> str:
+    """``[default: 224; 299 inception_v3]``: the common size, then the architectures that differ."""
+    sizes: dict[int, list[str]] = {}
+    for name, arch in ARCHS.items():
+        sizes.setdefault(arch.input_size, []).append(name)
+    common = max(sizes, key=lambda size: len(sizes[size]))
+    others = [f"{size} {', '.join(names)}" for size, names in sizes.items() if size != common]
+    return "[default: " + "; ".join([str(common)] + others) + "]"
 
 
 def preset_names() -> list[str]:

@@ -12,7 +12,8 @@ from tsn_core.lists import Record
 from tsn_prep.extraction.scheduler import Progress, extract_one
 from tsn_prep.extraction.params import ExtractParams
 from tsn_prep.extraction.plan import RunPlan
-from tsn_prep.video import DECODERS, VideoItem
+from tsn_core.video_files import VideoItem
+from tsn_prep.video import DECODERS
 
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint

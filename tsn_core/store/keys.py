@@ -22,7 +22,7 @@ KEY_HASH = "|sha1:"  # '|' never occurs in a video id (check_id), so a key form 
 def key_id(video_id: str) -> str:
     """The form of ``video_id`` in store keys: the id itself, or for an id longer than
     MAX_KEY_ID_BYTES, its first bytes (whole characters) then ``|sha1:`` and the SHA-1 of all of
-    it. The same for a name no video id may be (``tsn_prep.video.check_id``), which only a failure
+    it. The same for a name no video id may be (``tsn_core.video_files.check_id``), which only a failure
     record keys: bytes that are not UTF-8, '|' or a newline; its printable form then ``|sha1:`` and
     the SHA-1 of its bytes. Entries and failures so keyed record the full id under ``video_id``."""
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from tsn_core import modalities
+from tsn_core.quantize import BOUND
 
 from .. import __version__
 from .backends import algorithm_parameters
@@ -24,7 +25,7 @@ class ExtractParams:
     size: Optional[tuple[int, int]] = (340, 256)
     short_side: Optional[int] = None
     max_frames: Optional[int] = None
-    bound: float = 20.0
+    bound: float = BOUND
     jpeg_quality: int = 95
     tvl1: TVL1Params = TVL1Params()
     warp: WarpParams = WarpParams()

@@ -16,7 +16,9 @@ from tsn_core.codec import encode_jpeg
 from tsn_core.meta import EntryMeta
 
 from tsn_core.quantize import quantize
-from ..video import VideoError, VideoInfo, VideoItem, VideoReader
+from tsn_core.video_files import VideoItem
+
+from ..video import VideoError, VideoInfo, VideoReader
 
 MIN_FRAMES = 2  # fewer is not a video we can use: no flow, and nothing to sample segments from
 

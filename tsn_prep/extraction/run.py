@@ -17,8 +17,8 @@ from tsn_core.text import shown
 from tsn_core.diskspace import DiskFull
 from tsn_core.store import FOLDER_FAILURE
 from tsn_core.store.shards import shard_of
+from tsn_core.video_files import VideoItem, list_videos
 
-from ..video import VideoItem, list_videos
 from ..writer import ShardWriter
 from .params import ExtractParams, parameter_differences
 from .plan import RunPlan

@@ -55,7 +55,7 @@ from tsn_core import interrupts, modalities
 from tsn_core.machine import usable_cores
 from tsn_core.meta import EntryMeta
 
-from ..video import VideoItem
+from tsn_core.video_files import VideoItem
 from .backends import resolve_backend
 from .batch_size import AUTO_CPU_BATCH
 from .decoding import CHUNK, DecodeTask, Decoding
