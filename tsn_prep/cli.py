@@ -32,6 +32,7 @@ from .extraction.run import RunSummary, SettingsConflict, run_extraction
 from tsn_core.errors import StoreError
 from tsn_core.store import Store
 from .extraction.tvl1_params import TVL1Params
+from .writer import ShardWriter
 from .upkeep import FailureChoice, choose_failures, forget_failures, repair_hint, source_gone
 from .verify import EXIT_DAMAGED, EXIT_FAILURES, EXIT_OK, EXIT_WARNINGS, verify
 from tsn_core.video_files import ListingError
