@@ -1,27 +1,24 @@
 """tsn-train features on real clips: rows where the recipe puts them, values as a plain loop
 computes them, csv100 as the rescaling gives it, and a killed job that resumes to the same files."""
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CLIPS, decode
+from tests.conftest import CLIPS, TRAIN, decode, start_cli
 from tests.test_feature_rows import independent_rescale
 from tsn_core import modalities
 from tsn_core.store import Store
 from tsn_train import checkpoint
 from tsn_train.checkpoint import Preprocessing
-from tsn_train.config import resolve
+from tsn_train.config import FeatureSettings, resolve
 from tsn_train.models.tsn import build_model
 from tsn_train.transforms import NORMS
 from tsn_train.feature_rows import snippet_centres, snippet_frames
-from tsn_train.features import FeatureSettings, extract_features
+from tsn_train.features import extract_features
 from tsn_train.transforms import EvalCrops, to_input
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,21 +101,13 @@ def test_other_settings_in_the_same_folder_are_refused(train_store, streams, tmp
                          progress=False)
 
 
-KILLABLE = """
-import sys
-from pathlib import Path
-from tsn_train.features import FeatureSettings, extract_features
-extract_features([Path(p) for p in sys.argv[3:]], Path(sys.argv[1]), Path(sys.argv[2]),
-                 FeatureSettings(interval=2, crop="ten"), workers=0, batch=40, progress=False)
-"""
-
-
 def test_a_killed_job_resumes_to_the_same_files(train_store, streams, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     settings = FeatureSettings(interval=2, crop="ten")  # 20 rows x 10 crops a clip: a kill lands mid-job
     extract_features(streams, train_store, whole, settings, workers=0, batch=40, progress=False)
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(train_store), str(cut), *map(str, streams)],
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = start_cli("features", "--checkpoint", streams[0], "--checkpoint", streams[1], "--store", train_store,
+                     "--out", cut, "--interval", "2", "--crop", "ten", "--workers", "0", "--batch", "40",
+                     "--quiet", module=TRAIN)
     deadline = time.time() + 120
     while not list(cut.glob("*.npy")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -146,3 +135,43 @@ def test_processes_of_one_job_split_its_videos_and_share_its_index(train_store, 
     for clip in CLIPS:
         np.testing.assert_array_equal(np.load(two / f"{clip}.npy"), np.load(one / f"{clip}.npy"))
     assert json.loads((two / "index.json").read_text()) == json.loads((one / "index.json").read_text())
+
+
+def test_the_command_and_a_converted_zoo_model_give_the_sources_scores(train_store, tmp_path):
+    """tsn-train import-checkpoint, then features --what scores and test: the scores the source
+    architecture gives with its own preprocessing (tsn-pytorch's BN-Inception flow TSN here)."""
+    from tests.conftest import train_cli
+    from tests.test_zoo import TSNPytorch, randomise, tsn_pytorch_input
+    from tsn_train.protocol import run_test
+    from tsn_core.lists import read_list
+
+    source = randomise(TSNPytorch("flow", len(CLIPS)), 8)
+    (tmp_path / "classes.txt").write_text("".join(f"{c}\n" for c in CLIPS))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "tp.pth")
+    r = train_cli("import-checkpoint", tmp_path / "tp.pth", tmp_path / "flow.pt", "--classes",
+                  tmp_path / "classes.txt", "--input-size", "64", "--scale-size", "72")
+    assert r.output == f"{tmp_path / 'flow.pt'}: flow bn_inception of tsn-pytorch, 5 classes, crops 64 of frames rescaled to 72\n"
+    r = train_cli("features", "--checkpoint", tmp_path / "flow.pt", "--store", train_store, "--out",
+                  tmp_path / "feat", "--what", "scores", "--interval", "6", "--workers", "0", "--quiet")
+    assert r.output == f"5 videos written, 0 already there, 0 without a row (at most 3 frames) -> {tmp_path / 'feat'}\n"
+    store = Store(train_store)
+    count = store.entry("tree", "flow").meta.count
+    centres = snippet_centres(count + 1, 6)  # a flow-only job: the video has its flows + 1 frames
+    rows = []
+    for frames_of_row in snippet_frames(centres, 5, count):
+        x = np.stack([np.stack([decode(store.get("tree", ch, i)) for ch in ("flow_x", "flow_y")], -1) for i in frames_of_row])
+        view = EvalCrops(64, 72, 1, True)(x)[0]
+        with torch.no_grad():
+            rows.append(source(tsn_pytorch_input(view, "flow"))[0].numpy())
+    np.testing.assert_allclose(np.load(tmp_path / "feat" / "tree.npy"), np.stack(rows), atol=1e-4, rtol=0)
+    # the 25-snippet protocol on the same checkpoint: the mean of the source's snippet-crop scores
+    scores = run_test(tmp_path / "flow.pt", train_store, read_list(train_store.parent / "train.txt"),
+                      segments=3, crops=1, workers=0, device="cpu", progress=False)
+    from tsn_train.sampling import center_starts, sample_indices
+    want = []
+    for starts in sample_indices(center_starts(count, 5, 3), 5, count):
+        x = np.stack([np.stack([decode(store.get("tree", ch, i)) for ch in ("flow_x", "flow_y")], -1) for i in starts])
+        with torch.no_grad():
+            want.append(source(tsn_pytorch_input(EvalCrops(64, 72, 1, True)(x)[0], "flow"))[0].numpy())
+    store.close()
+    np.testing.assert_allclose(scores.scores[scores.video_ids.index("tree")], np.mean(want, axis=0), atol=1e-4)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import typing
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -158,3 +159,38 @@ def field_help(cls: type, name: str) -> str:
     """The ``help`` of the field ``name`` of ``cls``: the text an option shared by other commands
     repeats."""
     return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
+
+
+# --- shards of a job, defaulting from a SLURM array job ------------------------------------------
+
+def _env_int(name: str) -> Optional[int]:
+    value = os.environ.get(name)
+    return int(value) if value and value.lstrip("-").isdigit() else None
+
+
+def _slurm_shard() -> tuple[Optional[int], Optional[int]]:
+    """(index, count) of a SLURM array job; ids may start at 1 (--array=1-8), so subtract the minimum."""
+    task, count = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_COUNT")
+    if task is None or count is None:
+        return None, None
+    return task - (_env_int("SLURM_ARRAY_TASK_MIN") or 0), count
+
+
+def shard_options(f, index_help: str = "Which shard this job writes (0-based).",
+                  count_help: str = "How many shards the videos are split into, by a hash of the video id."):
+    """``--shard-index`` / ``--num-shards``, defaulting from a SLURM array job's variables."""
+    @click.option("--shard-index", type=click.IntRange(min=0), default=None,
+                  help=f"{index_help} Default: $SLURM_ARRAY_TASK_ID (minus $SLURM_ARRAY_TASK_MIN) "
+                       "in a SLURM array job, else 0.")
+    @click.option("--num-shards", type=click.IntRange(min=1), default=None,
+                  help=f"{count_help} Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
+    @functools.wraps(f)
+    def wrapper(*args, shard_index, num_shards, **kwargs):
+        slurm_index, slurm_count = _slurm_shard()
+        num_shards = num_shards or slurm_count or 1
+        shard_index = shard_index if shard_index is not None else (slurm_index or 0)
+        if shard_index >= num_shards:
+            raise click.BadParameter(f"{shard_index} is not below --num-shards {num_shards}",
+                                     param_hint="--shard-index")
+        return f(*args, shard_index=shard_index, num_shards=num_shards, **kwargs)
+    return wrapper

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import click
+
+from tsn_core.options import shard_options
 
 from .decoders_option import decoders_option
 from .extraction.params import ExtractParams
@@ -24,19 +25,6 @@ QUIET_HELP = ("No progress bar (there is none either when stderr is not a termin
 
 # Option defaults are read from the records they fill, never typed twice.
 EXTRACT = ExtractParams()
-
-
-def _env_int(name: str) -> Optional[int]:
-    value = os.environ.get(name)
-    return int(value) if value and value.lstrip("-").isdigit() else None
-
-
-def _slurm_shard() -> tuple[Optional[int], Optional[int]]:
-    """(index, count) of a SLURM array job; ids may start at 1 (--array=1-8), so subtract the minimum."""
-    task, count = _env_int("SLURM_ARRAY_TASK_ID"), _env_int("SLURM_ARRAY_TASK_COUNT")
-    if task is None or count is None:
-        return None, None
-    return task - (_env_int("SLURM_ARRAY_TASK_MIN") or 0), count
 
 
 def _size(ctx, param, value):
@@ -63,26 +51,6 @@ class BatchPairs(click.ParamType):
         if n < 1:
             self.fail(f"expected a number of pairs >= 1 or 'auto', got {value!r}", param, ctx)
         return n
-
-
-def shard_options(f, index_help: str = "Which shard this job writes (0-based).",
-                  count_help: str = "How many shards the videos are split into, by a hash of the video id."):
-    """``--shard-index`` / ``--num-shards``, defaulting from a SLURM array job's variables."""
-    @click.option("--shard-index", type=click.IntRange(min=0), default=None,
-                  help=f"{index_help} Default: $SLURM_ARRAY_TASK_ID (minus $SLURM_ARRAY_TASK_MIN) "
-                       "in a SLURM array job, else 0.")
-    @click.option("--num-shards", type=click.IntRange(min=1), default=None,
-                  help=f"{count_help} Default: $SLURM_ARRAY_TASK_COUNT in a SLURM array job, else 1.")
-    @functools.wraps(f)
-    def wrapper(*args, shard_index, num_shards, **kwargs):
-        slurm_index, slurm_count = _slurm_shard()
-        num_shards = num_shards or slurm_count or 1
-        shard_index = shard_index if shard_index is not None else (slurm_index or 0)
-        if shard_index >= num_shards:
-            raise click.BadParameter(f"{shard_index} is not below --num-shards {num_shards}",
-                                     param_hint="--shard-index")
-        return f(*args, shard_index=shard_index, num_shards=num_shards, **kwargs)
-    return wrapper
 
 
 WORKERS_HELP = ("Decoding processes (one video each at a time; they also encode the JPEGs of RGB "

@@ -23,11 +23,11 @@ import click
 
 from tsn_core import interrupts
 from tsn_core.command import group, one_line
-from tsn_core.options import setting_options
+from tsn_core.options import DeviceList, record_options, setting_options, shard_options
 from tsn_prep.decoders_option import decoders_option
 from tsn_core.diskspace import DiskFull, is_disk_full
 
-from .config import TEST_BATCH, DrawSettings, FitConfig, default_text, preset_names
+from .config import TEST_BATCH, DrawSettings, FeatureSettings, FitConfig, default_text, preset_names
 from .classify import Streams
 from .cli_lists import lists
 from .cli_options import (amp_option, cannot_write, checkpoint_option, crops_option, device_option,
@@ -396,6 +396,76 @@ def _stream_summary(s: dict, out: Optional[Path]) -> str:
     return (f"{s['updates']} updates, {s['skipped']} skipped, {s['frames']} frames decoded, mean "
             f"latency {s['mean_latency_ms']} ms (max {s['max_latency_ms']} ms)"
             + (f"; annotated video: {out} (complete)" if out else ""))
+
+
+@main.command(short_help="Features of whole videos, for action localization.")
+@checkpoint_option("A stream's checkpoint; repeat for several streams (a row holds theirs side "
+                   "by side, in this order; e.g. rgb then flow).", multiple=True)
+@store_option()
+@click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The videos, one a line ('video_id', or with labels, which are not read). "
+                   "Default: every video of the first stream's modality in the store.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of the feature files and their index.json.")
+@record_options(FeatureSettings, "settings")
+@shard_options
+@click.option("--gpu", "gpus", type=DeviceList(), help="CUDA devices, one process each: '0' or "
+              "'0,1,2,3' (the shard's videos are dealt among them). Default: --device.")
+@device_option()
+@click.option("--batch", type=click.IntRange(min=1), default=TEST_BATCH, show_default=True,
+              help="Snippet-crops per forward pass.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features(checkpoints, store, list_path, out, settings: FeatureSettings, shard_index, num_shards, gpus,
+             device, batch, workers, quiet) -> None:
+    """Write per-snippet features of whole videos (docs/untrimmed.md, "Features for
+    localization"): a row every --interval frames, each stream's snippet centred on it.
+
+    \b
+    The ActivityNet recipe (the files BSN, BMN and G-TAD read):
+      tsn-train features --checkpoint rgb.pt --checkpoint flow.pt --store anet.store \\
+          --short-side 256 --input-size 256 --interval 16 --format csv100 --out csv_mean_100/
+
+    A job like extraction: a video's file is written whole or not at all, the same command does
+    the rest after an interrupt, and --shard-index/--num-shards split the videos over array jobs.
+    """
+    from .features import extract_on_devices
+
+    _writable(out, folder=True)
+    interrupts.safe(f"finished videos are safe in {out}; run the same command again for the rest")
+    kwargs = dict(checkpoints=list(checkpoints), store_root=Path(store), out=out, settings=settings,
+                  list_path=list_path, shard_index=shard_index, num_shards=num_shards,
+                  workers=workers, batch=batch, progress=not quiet)
+    s = extract_on_devices([f"cuda:{g}" for g in gpus] if gpus else [device], **kwargs)
+    click.echo(f"{s.written} videos written, {s.skipped} already there, {s.empty} without a row "
+               f"(at most {settings.interval // 2} frames) -> {out}")
+
+
+@main.command("import-checkpoint", short_help="A checkpoint of an mmaction2 or tsn-pytorch TSN.")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Class names, one a line in label order. Default: the checkpoint's own (mmaction2 "
+                   "1.x records them), else required.")
+@click.option("--modality", type=click.Choice(["rgb", "rgbdiff", "flow", "warped_flow"]),
+              help="What the model reads. Default: what its first convolution reads (3 channels: "
+                   "rgb, 10: flow, 15: rgbdiff); give warped_flow for a warped-flow model.")
+@click.option("--input-size", type=click.IntRange(min=16), default=224, show_default=True,
+              help="Crop side test, predict and features use.")
+@click.option("--scale-size", type=click.IntRange(min=16), default=256, show_default=True,
+              help="Short side frames are rescaled to before cropping.")
+def import_checkpoint(source, out, classes_file, modality, input_size, scale_size) -> None:
+    """Turn the TSN checkpoint SOURCE of mmaction2 (ResNet-50/101; RGB or flow) or tsn-pytorch
+    (BN-Inception; RGB, RGB difference or flow) into the tsn-train checkpoint OUT, which test,
+    predict, features, export and fit --resume read (docs/coming-from.md, "From the model zoos").
+    Its input normalisation, channel order and flow scaling are the source's; the file is read
+    without running code. fit --pretrained SOURCE takes its backbone directly."""
+    from .imported import import_checkpoint as run
+
+    _writable(out)
+    zoo, ckpt = run(source, out, classes_file, modality, input_size, scale_size)
+    click.echo(f"{out}: {ckpt.modality} {ckpt.arch} of {zoo.source}, {len(ckpt.classes)} classes, "
+               f"crops {input_size} of frames rescaled to {scale_size}")
 
 
 if __name__ == "__main__":

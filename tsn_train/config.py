@@ -275,3 +275,40 @@ class DrawSettings:
     blur_end: float = 0.3     # ... and at the last
     noise: float = 8.0        # the start: mid-level (flow: 127.5, zero motion) +- this, uniform
     seed: int = 0
+
+
+# ``tsn-train features`` (tsn_train/features.py): what a row holds and how it is computed.
+WHAT = ("pool", "scores")
+CROPS = {"center": 1, "ten": 10}
+FORMATS = ("npy", "csv100")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What a row holds and how it is computed (recorded in index.json; a re-run must match)."""
+
+    interval: int = field(default=16, metadata={
+        "min": 1, "help": "Frames between rows; row i is centred on frame interval // 2 + i * interval."})
+    what: str = field(default="pool", metadata={
+        "choices": WHAT, "help": "pool: each stream's feature before its classifier (1024 for "
+        "BN-Inception, 2048 for ResNet-50); scores: its class scores before softmax."})
+    crop: str = field(default="center", metadata={
+        "choices": tuple(CROPS), "help": "center: one centre crop; ten: corners, centre and their "
+        "mirror images, averaged."})
+    input_size: Optional[int] = field(default=None, metadata={
+        "min": 16, "help": "Crop side. Default: each checkpoint's (its training crop)."})
+    short_side: Optional[int] = field(default=None, metadata={
+        "min": 16, "help": "Rescale the stored frames' short side to N before cropping. Default: "
+        "each checkpoint's test rescaling."})
+    format: str = field(default="npy", metadata={
+        "choices": FORMATS, "help": "npy: OUT/<video_id>.npy, float32 [rows, dims], streams side by "
+        "side; csv100: OUT/<video_id>.csv, each stream rescaled to 100 rows, header f0,..., 4 "
+        "decimals (what BSN and BMN read)."})
+
+    def __post_init__(self):
+        for name, value, choices in (("what", self.what, WHAT), ("crop", self.crop, tuple(CROPS)),
+                                     ("format", self.format, FORMATS)):
+            if value not in choices:
+                raise ValueError(f"--{name} {value!r}: choose from {', '.join(choices)}")
+        if self.interval < 1:
+            raise ValueError(f"--interval must be at least 1, not {self.interval}")

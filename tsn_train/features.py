@@ -35,37 +35,13 @@ from tsn_core.store.shards import shard_of
 
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
+from .config import CROPS, FeatureSettings
 from .dataset import StoreImages, VideoDataset, single_threaded_decoding
 from .feature_rows import csv100_text, rescale_rows, snippet_centres, snippet_frames
 from .lists import store_known
 from .models import TSN
 from .transforms import EvalCrops, to_input
 from .videos import Videos
-
-WHAT = ("pool", "scores")
-CROPS = {"center": 1, "ten": 10}
-FORMATS = ("npy", "csv100")
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    """What a row holds and how it is computed (recorded in index.json; a re-run must match)."""
-
-    interval: int = 16
-    what: str = "pool"                 # pool: the feature before the classifier; scores: class scores
-    crop: str = "center"               # center or ten (four corners, centre, their mirror images)
-    input_size: Optional[int] = None   # crop side; None: each checkpoint's
-    short_side: Optional[int] = None   # rescale the stored frames' short side first; None: each checkpoint's
-    format: str = "npy"
-
-    def __post_init__(self):
-        for name, value, choices in (("what", self.what, WHAT), ("crop", self.crop, tuple(CROPS)),
-                                     ("format", self.format, FORMATS)):
-            if value not in choices:
-                raise ValueError(f"--{name} {value!r}: choose from {', '.join(choices)}")
-        if self.interval < 1:
-            raise ValueError(f"--interval must be at least 1, not {self.interval}")
-
 
 @dataclass
 class Stream:

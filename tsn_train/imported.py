@@ -7,10 +7,13 @@ from typing import Optional
 
 import torch
 
+from tsn_core.lists import read_classes
+
+from . import checkpoint
 from .checkpoint import Checkpoint, Preprocessing
 from .config import resolve
 from .models.tsn import build_tsn
-from .zoo import ZooError, ZooModel
+from .zoo import ZooError, ZooModel, read_zoo
 
 # How each source trained (what fine-tuning an imported model continues with): mmaction2's TSN
 # configs (TSNHead dropout 0.4, BatchNorm trained) and tsn-pytorch's README commands (dropout 0.8
@@ -55,3 +58,21 @@ def to_checkpoint(zoo: ZooModel, classes: list[str], path: Path, input_size: int
     return Checkpoint(model=model.state_dict(), config=cfg, classes=list(classes),
                       preprocessing=Preprocessing(zoo.modality, input_size, scale_size, zoo.norm),
                       extraction=dict(extraction or ZOO_EXTRACTION), epoch=0)
+
+
+def import_checkpoint(source: Path, out: Path, classes_file: Optional[Path] = None,
+                      modality: Optional[str] = None, input_size: int = 224,
+                      scale_size: int = 256) -> tuple[ZooModel, Checkpoint]:
+    """Read the zoo checkpoint ``source``, name its classes (``classes_file``, else the
+    checkpoint's own) and write it as a tsn-train checkpoint ``out``."""
+    zoo = read_zoo(Path(source), modality)
+    if classes_file:
+        classes = read_classes(Path(classes_file))
+    elif zoo.classes:
+        classes = zoo.classes
+    else:
+        raise ZooError(f"{source}: names no classes ({zoo.num_classes} in its classifier): give "
+                       "--classes FILE, one name a line in label order")
+    ckpt = to_checkpoint(zoo, classes, Path(source), input_size, scale_size)
+    checkpoint.save(ckpt, Path(out))
+    return zoo, ckpt
