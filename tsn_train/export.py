@@ -104,7 +104,7 @@ def export_torchscript(ckpt: Checkpoint, out: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still what C++ loads
         traced = torch.jit.trace(model, (_example(ckpt),))
-    torch.jit.save(traced, str(out), _extra_files={METADATA_FILE: json.dumps(metadata(ckpt))})
+        torch.jit.save(traced, str(out), _extra_files={METADATA_FILE: json.dumps(metadata(ckpt))})
 
 
 def export(ckpt_path: Path, fmt: str, out: Path) -> dict:
@@ -131,5 +131,7 @@ def read_metadata(path: Path) -> dict:
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props[METADATA_KEY])
     extra = {METADATA_FILE: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return json.loads(extra[METADATA_FILE])
