@@ -175,3 +175,25 @@ def test_the_command_and_a_converted_zoo_model_give_the_sources_scores(train_sto
             want.append(source(tsn_pytorch_input(EvalCrops(64, 72, 1, True)(x)[0], "flow"))[0].numpy())
     store.close()
     np.testing.assert_allclose(scores.scores[scores.video_ids.index("tree")], np.mean(want, axis=0), atol=1e-4)
+
+
+def test_fit_resume_fine_tunes_an_imported_model_with_its_sources_input(train_store, tmp_path):
+    from tests.conftest import train_cli
+    from tests.test_zoo import Recognizer2D, randomise
+    from tsn_train.zoo import MMACTION2
+
+    source = randomise(Recognizer2D((3, 4, 6, 3), 10, len(CLIPS)), 9)
+    torch.save({"meta": {"dataset_meta": {"classes": list(CLIPS)}}, "state_dict": source.state_dict()},
+               tmp_path / "mm_flow.pth")
+    train_cli("import-checkpoint", tmp_path / "mm_flow.pth", tmp_path / "imported.pt", "--input-size", "32",
+              "--scale-size", "36")
+    (tmp_path / "classes.txt").write_text("".join(f"{c}\n" for c in CLIPS))
+    train_cli("fit", "--modality", "flow", "--arch", "resnet50", "--store", train_store, "--train-list",
+              train_store.parent / "train.txt", "--classes", tmp_path / "classes.txt", "--out", tmp_path / "run",
+              "--resume", tmp_path / "imported.pt", "--epochs", "1", "--max-steps", "1", "--batch-size", "5",
+              "--accumulate", "1", "--input-size", "32", "--workers", "0", "--device", "cpu", "--log-every", "0")
+    tuned = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert tuned.epoch == 1 and tuned.classes == list(CLIPS) and tuned.preprocessing.norm == MMACTION2
+    before = checkpoint.load(tmp_path / "imported.pt").model["fc.weight"]
+    assert not torch.equal(tuned.model["fc.weight"], before)  # a step was taken from the imported weights
+    assert (tuned.model["fc.weight"] - before).abs().max() < 0.1

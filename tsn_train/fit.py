@@ -93,8 +93,10 @@ class Data:
     val_videos: int
 
 
-def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
-    """Read and check the lists against the store, and build the training (and validation) loaders."""
+def load_data(cfg: FitConfig, dev: distributed.Dist, norm: Optional[InputNorm] = None) -> Data:
+    """Read and check the lists against the store, and build the training (and validation) loaders.
+    ``norm``: the input scaling of the checkpoint resumed (an imported model keeps its source's);
+    by default the architecture's."""
     store = Store(Path(cfg.store))
     known = store_known(store, cfg.modality)  # every line resolved against the store's ids
     train = read_list(Path(cfg.train_list), known, f"train list {cfg.train_list}")
@@ -115,7 +117,7 @@ def load_data(cfg: FitConfig, dev: distributed.Dist) -> Data:
     store.close()
 
     arch = archs.get(cfg.arch)
-    prep = Preprocessing.of(cfg, arch.input_size, NORMS[arch.norm])
+    prep = Preprocessing.of(cfg, arch.input_size, norm or NORMS[arch.norm])
     if cfg.workers > 0:
         single_threaded_decoding()
     images = StoreImages(Path(cfg.store))
@@ -372,7 +374,7 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
                        f"train on, give --epochs N (more than {ckpt.epoch}) with --resume")
         return FitResult(None, list(ckpt.history))
     check_run_folder(out, dev)
-    data = load_data(cfg, dev)
+    data = load_data(cfg, dev, ckpt.preprocessing.norm if ckpt else None)
     if ckpt:
         same_classes(resume, ckpt.classes, cfg.classes, data.classes)
     for line in advice(cfg):  # after every check that can stop the run: an error stays one line
@@ -389,8 +391,10 @@ def fit(cfg: FitConfig, resume: Optional[str] = None) -> FitResult:
     start_epoch, best, history = 0, None, []
     if ckpt:
         model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        scaler.load_state_dict(ckpt.scaler)
+        if ckpt.optimizer is not None:  # an imported model (tsn-train import-checkpoint) has none yet
+            optimizer.load_state_dict(ckpt.optimizer)
+        if ckpt.scaler is not None:
+            scaler.load_state_dict(ckpt.scaler)
         start_epoch, best, history = ckpt.epoch, ckpt.best_val_acc, ckpt.history
     net = (DistributedDataParallel(model, device_ids=[dev.device] if dev.device.type == "cuda" else None)
            if dev.world > 1 else model)
