@@ -197,3 +197,35 @@ def test_fit_resume_fine_tunes_an_imported_model_with_its_sources_input(train_st
     before = checkpoint.load(tmp_path / "imported.pt").model["fc.weight"]
     assert not torch.equal(tuned.model["fc.weight"], before)  # a step was taken from the imported weights
     assert (tuned.model["fc.weight"] - before).abs().max() < 0.1
+
+
+def test_raw_video_files_give_the_rows_of_their_store(tmp_path):
+    """--videos extracts each file in memory as the checkpoint's training store was: the same
+    images, so the same rows, as features from a store that tsn-prep extracted."""
+    from tests.conftest import cli, link_videos
+    from tsn_core.store import Store as Reader
+
+    videos = link_videos(tmp_path / "videos", {"tree.avi": "tree.avi", "carphone.mp4": "carphone.mp4"})
+    cli("extract-frames", videos, tmp_path / "store", "--size", "112x84")
+    cfg = resolve({"modality": "rgb", "store": "", "train_list": "", "out": "", "arch": "resnet18",
+                   "input_size": 32, "partial_bn": False})
+    torch.manual_seed(3)
+    model = build_model(cfg, 2)
+    reader = Reader(tmp_path / "store")
+    extraction = reader.entry("tree", "rgb").meta.parameters  # what fit records from its store
+    reader.close()
+    ckpt = tmp_path / "rgb.pt"
+    checkpoint.save(checkpoint.Checkpoint(model.state_dict(), cfg, ["a", "b"],
+                                          Preprocessing("rgb", 32, 36, NORMS["imagenet"]), extraction, 1), ckpt)
+    settings = FeatureSettings(interval=8)
+    a = extract_features([ckpt], tmp_path / "store", tmp_path / "from_store", settings, workers=0, progress=False)
+    b = extract_features([ckpt], None, tmp_path / "from_videos", settings, workers=0, progress=False,
+                         videos=videos)
+    assert (a.written, b.written) == (2, 2)
+    for clip in ("tree", "carphone"):
+        np.testing.assert_array_equal(np.load(tmp_path / "from_videos" / f"{clip}.npy"),
+                                      np.load(tmp_path / "from_store" / f"{clip}.npy"))
+    assert json.loads((tmp_path / "from_videos" / "index.json").read_text())["videos"] == \
+        json.loads((tmp_path / "from_store" / "index.json").read_text())["videos"]
+    with pytest.raises(ValueError, match="--list goes with --store"):
+        extract_features([ckpt], None, tmp_path / "x", settings, list_path=ckpt, videos=videos)

@@ -31,7 +31,8 @@ from .config import TEST_BATCH, DrawSettings, FeatureSettings, FitConfig, defaul
 from .classify import Streams
 from .cli_lists import lists
 from .cli_options import (amp_option, cannot_write, checkpoint_option, crops_option, device_option,
-                          mtwi_options, our_errors, segments_option, store_option, streams_of, top_option,
+                          mtwi_options, our_errors, segments_option, store_option, store_or_videos, streams_of,
+                          top_option,
                           weights_option)
 from .evaluate import METRICS
 from .outputs import writable_file, writable_folder
@@ -401,10 +402,10 @@ def _stream_summary(s: dict, out: Optional[Path]) -> str:
 @main.command(short_help="Features of whole videos, for action localization.")
 @checkpoint_option("A stream's checkpoint; repeat for several streams (a row holds theirs side "
                    "by side, in this order; e.g. rgb then flow).", multiple=True)
-@store_option()
+@store_or_videos
 @click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The videos, one a line ('video_id', or with labels, which are not read). "
-                   "Default: every video of the first stream's modality in the store.")
+              help="With --store, the videos, one a line ('video_id', or with labels, which are not "
+                   "read). Default: every video of the first stream's modality in the store.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder of the feature files and their index.json.")
 @record_options(FeatureSettings, "settings")
@@ -416,7 +417,7 @@ def _stream_summary(s: dict, out: Optional[Path]) -> str:
               help="Snippet-crops per forward pass.")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def features(checkpoints, store, list_path, out, settings: FeatureSettings, shard_index, num_shards, gpus,
+def features(checkpoints, source, list_path, out, settings: FeatureSettings, shard_index, num_shards, gpus,
              device, batch, workers, quiet) -> None:
     """Write per-snippet features of whole videos (docs/untrimmed.md, "Features for
     localization"): a row every --interval frames, each stream's snippet centred on it.
@@ -433,7 +434,9 @@ def features(checkpoints, store, list_path, out, settings: FeatureSettings, shar
 
     _writable(out, folder=True)
     interrupts.safe(f"finished videos are safe in {out}; run the same command again for the rest")
-    kwargs = dict(checkpoints=list(checkpoints), store_root=Path(store), out=out, settings=settings,
+    kind, path = source
+    kwargs = dict(checkpoints=list(checkpoints), store_root=path if kind == "store" else None,
+                  videos=path if kind == "videos" else None, out=out, settings=settings,
                   list_path=list_path, shard_index=shard_index, num_shards=num_shards,
                   workers=workers, batch=batch, progress=not quiet)
     s = extract_on_devices([f"cuda:{g}" for g in gpus] if gpus else [device], **kwargs)

@@ -19,7 +19,6 @@ from tsn_core.errors import StoreError
 from tsn_core.lists import ListError
 from tsn_core.options import FLOATS, field_help, int_choice
 from tsn_core.diskspace import DiskFull
-from tsn_core.errors import StoreError
 
 from .archs import PretrainedError
 from .config import AMP_CHOICES, CROP_CHOICES, TEST_CROPS, TEST_SEGMENTS, FitConfig, default_text
@@ -156,3 +155,20 @@ def our_errors() -> tuple[type[BaseException], ...]:
 def cannot_write(path, exc: OSError) -> click.ClickException:
     """The one line of an output that could not be written (e.g. the disk filled up)."""
     return click.ClickException(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def store_or_videos(f: Callable) -> Callable:
+    """``--store`` or ``--videos`` (one of them), arriving as ``source``: ``("store", path)`` or
+    ``("videos", path)``."""
+    @click.option("--store", type=click.Path(exists=True, file_okay=False), default=None,
+                  help="Output folder of tsn-prep (the LMDB shards).")
+    @click.option("--videos", type=click.Path(exists=True), default=None,
+                  help="Instead of --store: video files (a folder, one file, or a text file of paths; "
+                       "ids as tsn-prep names them), each extracted in memory as the checkpoints' "
+                       "training stores were (as predict does).")
+    @functools.wraps(f)
+    def wrapper(*args, store, videos, **kwargs):
+        if (store is None) == (videos is None):
+            raise click.UsageError("give --store or --videos (one of them)")
+        return f(*args, source=("store", Path(store)) if store else ("videos", Path(videos)), **kwargs)
+    return wrapper

@@ -36,7 +36,7 @@ from tsn_core.store.shards import shard_of
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
 from .config import CROPS, FeatureSettings
-from .dataset import StoreImages, VideoDataset, single_threaded_decoding
+from .dataset import ImageSource, MemoryImages, StoreImages, VideoDataset, single_threaded_decoding
 from .feature_rows import csv100_text, rescale_rows, snippet_centres, snippet_frames
 from .lists import store_known
 from .models import TSN
@@ -86,13 +86,13 @@ class RowChunks(Dataset):
     ``(crops, rows, L, S, S, C)``. Rows of a long video come in several items, so one item's
     images stay small whatever the video's length."""
 
-    def __init__(self, root: Path, streams: list[Stream], videos: list[Videos], centres: list[np.ndarray],
-                 crops: int, rows: int):
+    def __init__(self, sources: list[ImageSource], streams: list[Stream], videos: list[Videos],
+                 centres: list[np.ndarray], crops: int, rows: int):
         # one VideoDataset per stream: its image reading and crops (its own sampling is unused)
-        self.readers = [VideoDataset(StoreImages(root), v, None, s.modality, 1, False,
+        self.readers = [VideoDataset(source, v, None, s.modality, 1, False,
                                      EvalCrops(s.prep.input_size, s.prep.scale_size, crops,
                                                modalities.get(s.modality).is_flow))
-                        for s, v in zip(streams, videos)]
+                        for source, s, v in zip(sources, streams, videos)]
         self.centres = centres
         self.jobs = [(i, a, min(a + rows, len(c))) for i, c in enumerate(centres) for a in range(0, len(c), rows)]
 
@@ -192,31 +192,20 @@ def check_index(out: Path, wanted: dict) -> dict:
     return index
 
 
-def extract_features(checkpoints: list[Path], store_root: Path, out: Path,
-                     settings: FeatureSettings = FeatureSettings(), list_path: Optional[Path] = None,
-                     shard_index: int = 0, num_shards: int = 1, device: str = "auto", workers: int = 2,
-                     batch: int = 64, progress: bool = True, part: tuple[int, int] = (0, 1)) -> FeatureSummary:
-    """Write the features of the listed videos (all of the first stream's, without a list) of
-    shard ``shard_index`` of ``num_shards`` that ``out`` lacks; see the module docstring.
+def _select(ids: list[str], shard_index: int, num_shards: int, part: tuple[int, int]) -> list[str]:
+    p, parts = part
+    return [v for v in ids if shard_of(v, num_shards * parts) == shard_index + p * num_shards]
 
-    ``part`` ``(p, P)``: this process does the shard's videos whose hash modulo
-    ``num_shards * P`` is ``shard_index + p * num_shards`` (one of P processes, e.g. one per GPU;
-    together they do exactly the shard's videos, since ``num_shards`` divides ``num_shards * P``)."""
-    dev = distributed.resolve_device(device)
-    streams = load_streams(checkpoints, settings)
-    wanted = run_settings(settings, streams)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with locked(out):
-        check_index(out, wanted)
+
+def _from_store(store_root: Path, streams: list[Stream], list_path: Optional[Path], select) -> tuple:
+    """ids, per-stream image counts and fps of the store's (or the list's) videos of this part."""
     store = Store(store_root)
     first = modalities.get(streams[0].modality)
     if list_path:
         ids = [r.video_id for r in read_multilabel_list(Path(list_path), store_known(store, streams[0].modality))]
     else:
         ids = sorted(store_known(store, streams[0].modality).ids)
-    p, parts = part
-    ids = [v for v in ids if shard_of(v, num_shards * parts) == shard_index + p * num_shards]
+    ids = select(ids)
     counts = []
     for s in streams:
         source = modalities.get(s.modality).source
@@ -226,54 +215,124 @@ def extract_features(checkpoints: list[Path], store_root: Path, out: Path,
             raise ValueError(f"{len(missing)} of {len(ids)} videos have no {source} in {store_root} "
                              f"(stream {s.path}): {', '.join(missing[:5])}")
         counts.append(c)
-    # The video's frames: the rgb images, or flows + 1 (N frames give N - 1 flows).
-    frames = [counts[0][k] + (1 if first.is_flow else 0) for k in range(len(ids))]
     fps = [store.entry(v, first.source).meta.fps for v in ids]
     store.close()
-    records = {}
-    for k, v in enumerate(ids):
-        c = snippet_centres(frames[k], settings.interval)
-        records[v] = {"rows": len(c), "centres": c.tolist(), "frames": frames[k], "fps": fps[k]}
-    todo = [k for k, v in enumerate(ids) if not video_file(out, v, settings.format).exists()
-            and not (settings.format == "csv100" and records[v]["rows"] == 0)]
-    skipped = len(ids) - len(todo)
+    return ids, counts, fps
+
+
+def row_record(streams: list[Stream], counts: list[int], fps: Optional[float], interval: int) -> dict:
+    """index.json's record of a video: the video's frames are the first stream's images (flows
+    + 1: N frames give N - 1 flows)."""
+    frames = counts[0] + (1 if modalities.get(streams[0].modality).is_flow else 0)
+    c = snippet_centres(frames, interval)
+    return {"rows": len(c), "centres": c.tolist(), "frames": frames, "fps": fps}
+
+
+def compute(out: Path, streams: list[Stream], models: list[TSN], sources: list[ImageSource],
+            ids: list[str], counts: list[list[int]], records: dict, settings: FeatureSettings,
+            workers: int, batch: int, bar) -> tuple[int, int]:
+    """Write the files of ``ids`` (each stream's images from its source, ``counts[s][k]`` of video
+    ``k``); returns (written, empty)."""
     written = empty = 0
-    models = [checkpoint.model_from_checkpoint(s.ckpt, dev) for s in streams]
     crops = CROPS[settings.crop]
-    rows_per_item = max(1, batch // crops)
-    vids = [Videos.of([Record(ids[k], 0) for k in todo], {ids[k]: counts[s][k] for k in todo})
-            for s in range(len(streams))]
-    centres = [np.asarray(records[ids[k]]["centres"], dtype=np.int64) for k in todo]
-    ds = RowChunks(store_root, streams, vids, centres, crops, rows_per_item)
-    for k, c in zip(todo, centres):  # videos without rows: an empty array (npy), nothing to compute
+    vids = [Videos.of([Record(v, 0) for v in ids], dict(zip(ids, counts[s]))) for s in range(len(streams))]
+    centres = [np.asarray(records[v]["centres"], dtype=np.int64) for v in ids]
+    for v, c in zip(ids, centres):  # videos without rows: an empty array (npy), nothing to compute
         if len(c) == 0:
-            empty += save_video(out, ids[k], [np.zeros((0, s.dims(settings.what)), np.float32)
-                                              for s in streams], settings.format)
+            empty += save_video(out, v, [np.zeros((0, s.dims(settings.what)), np.float32)
+                                         for s in streams], settings.format)
+    ds = RowChunks(sources, streams, vids, centres, crops, max(1, batch // crops))
     if workers:
         single_threaded_decoding()
     loader = DataLoader(ds, batch_size=None, num_workers=workers if len(ds) else 0,
                         worker_init_fn=interrupts.loader_worker)
     parts: list[list[np.ndarray]] = [[] for _ in streams]
-    total = int(sum(len(c) for c in centres))
-    with progress_bar(total=total, desc="snippets", unit="snippet", quiet=not progress) as bar:
-        for j, images in enumerate(loader):
-            i, a, b = ds.jobs[j]
-            for s, (stream, model, x) in enumerate(zip(streams, models, images)):
-                parts[s].append(row_features(model, x, stream.prep, settings.what))
-            bar.update(b - a)
-            if b == len(centres[i]):
-                if save_video(out, ids[todo[i]], [np.concatenate(p) for p in parts], settings.format):
-                    written += 1
-                parts = [[] for _ in streams]
+    for j, images in enumerate(loader):
+        i, a, b = ds.jobs[j]
+        for s, (stream, model, x) in enumerate(zip(streams, models, images)):
+            parts[s].append(row_features(model, x, stream.prep, settings.what))
+        bar.update(b - a)
+        if b == len(centres[i]):
+            written += save_video(out, ids[i], [np.concatenate(p) for p in parts], settings.format)
+            parts = [[] for _ in streams]
+    return written, empty
+
+
+def extract_features(checkpoints: list[Path], store_root: Optional[Path], out: Path,
+                     settings: FeatureSettings = FeatureSettings(), list_path: Optional[Path] = None,
+                     shard_index: int = 0, num_shards: int = 1, device: str = "auto", workers: int = 2,
+                     batch: int = 64, progress: bool = True, part: tuple[int, int] = (0, 1),
+                     videos: Optional[Path] = None, decoders: Optional[tuple[str, ...]] = None) -> FeatureSummary:
+    """Write the features of the listed videos (all of the first stream's, without a list) of
+    shard ``shard_index`` of ``num_shards`` that ``out`` lacks; see the module docstring.
+
+    ``videos`` instead of ``store_root``: video files (a folder, one file or a list of paths,
+    named as tsn-prep names them), each extracted in memory as its checkpoints' training stores
+    were (``predict`` does the same), one at a time.
+
+    ``part`` ``(p, P)``: this process does the shard's videos whose hash modulo
+    ``num_shards * P`` is ``shard_index + p * num_shards`` (one of P processes, e.g. one per GPU;
+    together they do exactly the shard's videos, since ``num_shards`` divides ``num_shards * P``)."""
+    if videos is not None and list_path is not None:
+        raise ValueError("--list goes with --store; with --videos, give a text file of video paths as --videos")
+    dev = distributed.resolve_device(device)
+    streams = load_streams(checkpoints, settings)
+    wanted = run_settings(settings, streams)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        check_index(out, wanted)
+    select = lambda ids: _select(ids, shard_index, num_shards, part)  # noqa: E731
+    models = [checkpoint.model_from_checkpoint(s.ckpt, dev) for s in streams]
+    records: dict[str, dict] = {}
+    written = empty = skipped = 0
+    if videos is None:
+        ids, counts, fps = _from_store(store_root, streams, list_path, select)
+        for k, v in enumerate(ids):
+            records[v] = row_record(streams, [c[k] for c in counts], fps[k], settings.interval)
+        todo = [k for k, v in enumerate(ids) if not video_file(out, v, settings.format).exists()
+                and not (settings.format == "csv100" and records[v]["rows"] == 0)]
+        skipped = len(ids) - len(todo)
+        total = int(sum(records[ids[k]]["rows"] for k in todo))
+        with progress_bar(total=total, desc="snippets", unit="snippet", quiet=not progress) as bar:
+            written, empty = compute(out, streams, models, [StoreImages(store_root)] * len(streams),
+                                     [ids[k] for k in todo], [[c[k] for k in todo] for c in counts],
+                                     records, settings, workers, batch, bar)
+    else:
+        from tsn_core.video_files import list_videos
+
+        from .predict import extract_for
+
+        items = {i.id: i for i in list_videos(Path(videos)).items}
+        ids = select(sorted(items))
+        with progress_bar(total=None, desc="snippets", unit="snippet", quiet=not progress) as bar:
+            for v in ids:
+                if video_file(out, v, settings.format).exists():
+                    skipped += 1
+                    continue
+                cache: dict = {}
+                got = [extract_for(items[v], s.ckpt, *(() if decoders is None else (decoders,)), cache=cache)
+                       for s in streams]
+                counts = [[len(next(iter(images.values())))] for images, _ in got]
+                records[v] = row_record(streams, [c[0] for c in counts], got[0][1], settings.interval)
+                w, e = compute(out, streams, models, [MemoryImages(images) for images, _ in got], [v],
+                               counts, records, settings, 0, batch, bar)
+                written, empty = written + w, empty + e
+                update_index(out, wanted, {v: records[v]}, settings.format)  # a file, then its record
+    update_index(out, wanted, records, settings.format)
+    return FeatureSummary(written, skipped, empty, out)
+
+
+def update_index(out: Path, wanted: dict, records: dict[str, dict], fmt: str) -> None:
+    """Add the records of the videos whose file is there (or that have no row) to index.json."""
     with locked(out):
         index = check_index(out, wanted)
-        for v in ids:
-            if video_file(out, v, settings.format).exists() or records[v]["rows"] == 0:
-                index["videos"][v] = records[v]
+        for v, record in records.items():
+            if video_file(out, v, fmt).exists() or record["rows"] == 0:
+                index["videos"][v] = record
         write_atomic(out / "index.json", lambda f: f.write(
             (json.dumps({"settings": wanted, "videos": dict(sorted(index["videos"].items()))}, indent=1)
              + "\n").encode()))
-    return FeatureSummary(written, skipped, empty, out)
 
 
 def _one_device(p: int, devices: list[str], kwargs: dict, results) -> None:

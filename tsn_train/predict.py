@@ -51,6 +51,25 @@ def load_streams(paths: list[Path], weights: Optional[list[float]], device: torc
     return streams
 
 
+def extract_for(item: VideoItem, ckpt: Checkpoint, decoders: Sequence[str] = DECODERS,
+                progress: Progress = lambda what, n: None,
+                cache: Optional[dict] = None) -> tuple[dict[str, list[bytes]], Optional[float]]:
+    """The images ``ckpt``'s stream reads of the video ``item`` (``{channel: [JPEG bytes]}``),
+    extracted with the parameters of its training store, and the video's fps. ``cache`` shares
+    one decode between streams of equal parameters (RGB and RGB difference). A ValueError naming
+    the file if the video cannot be read."""
+    modality = ckpt.preprocessing.modality
+    params = ExtractParams.from_parameters(ckpt.extraction, modality)
+    cache = {} if cache is None else cache
+    if params not in cache:  # frozen: equal settings, one extraction
+        result = extract_one(item, params, RunPlan(workers=0, decoders=tuple(decoders)), progress)
+        if result.error:
+            raise ValueError(f"{item.path}: {result.error}")
+        source = params.modalities[0]
+        cache[params] = (result.images[source], result.meta[source].fps)
+    return cache[params]
+
+
 def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMENTS,
                   crops: int = TEST_CROPS, batch: int = TEST_BATCH,
                   decoders: Sequence[str] = DECODERS,
@@ -58,19 +77,11 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
     """Fused class probabilities of one video: each stream's score (crops, then snippets
     averaged), softmax, weighted average. Raises ValueError if the video cannot be read.
     ``progress`` hears of the frames decoded and flow pairs solved (``tsn_prep.extraction.scheduler``)."""
-    extracted: dict[tuple, dict] = {}
+    extracted: dict = {}
     fused = 0.0
     for s in streams:
         prep = s.checkpoint.preprocessing
-        params = ExtractParams.from_parameters(s.checkpoint.extraction, prep.modality)
-        key = params  # frozen: equal settings, one extraction
-        if key not in extracted:  # an RGB and an RGB-difference stream share one decode
-            result = extract_one(VideoItem(path.stem, path), params,
-                                 RunPlan(workers=0, decoders=tuple(decoders)), progress)
-            if result.error:
-                raise ValueError(f"{path}: {result.error}")
-            extracted[key] = result.images[params.modalities[0]]
-        images = extracted[key]
+        images, _ = extract_for(VideoItem(path.stem, path), s.checkpoint, decoders, progress, extracted)
         count = len(next(iter(images.values())))
         ds = dataset_for_test(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
                               segments, crops)
