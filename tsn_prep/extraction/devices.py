@@ -18,7 +18,7 @@ import numpy as np
 
 from .batch_size import AUTO_CPU_BATCH, AUTO_CPU_PIXELS, cpu_batch, probe_batch
 from .events import Pair
-from .solver import SolverFactory
+from .solver import NotStarted, SolverFactory
 from .solver_ring import RingSolver
 
 DEPTH = 2                  # batches queued per device: one solving, one ready to start
@@ -70,7 +70,7 @@ class SolveJob:
 class RetryJob:
     """A batch a pipelined solver failed as a whole (``failure``): its pairs one at a time."""
     job: SolveJob
-    failure: BaseException
+    failure: Optional[BaseException]  # None: the batch is not to blame (``NotStarted``)
 
 
 class Device:
@@ -165,6 +165,8 @@ class Device:
         exc = exc if future is None else future.exception()
         if exc is None:
             self.events.put(Solved(self, job.pairs, list(future.result()[:len(job.pairs)]), None))
+        elif isinstance(exc, NotStarted):  # it waited behind the batch that killed the solver
+            self.inbox.put(RetryJob(job, None))
         elif max(len(job.pairs), job.pad_to) == 1:  # as ``_solve``: a one-pair batch fails its pair
             self.events.put(Solved(self, job.pairs, [exc], None))
         else:

@@ -51,6 +51,11 @@ class SolverDied(RuntimeError):
     """A solver's process ended while it had a batch (e.g. the kernel's OOM killer)."""
 
 
+class NotStarted(SolverDied):
+    """A solver's process ended while this batch waited behind the one it was solving: nothing
+    says this batch is to blame, so it is solved again."""
+
+
 class PairSolver:
     """A ``BatchSolver`` over a one-pair ``FlowFn`` (OpenCV's TV-L1 on the CPU or CUDA, DIS,
     Farneback): the engine sends it one pair at a time. OpenCV releases the GIL while it computes,

@@ -22,9 +22,10 @@ How:
   ``Solve`` with slot, N, H, W, bound; ``Done`` with the flows' dtype or the child's exception),
   no pickled arrays. A slot's memfd goes to the child once,
   as a file descriptor over the same socket.
-- **A dead child** (the OOM killer, a crash) fails the batches in flight with ``SolverDied``; the
-  next batch starts a new child. The engine then solves the failed batch's pairs one at a time,
-  as it does with ``SolverProcess``.
+- **A dead child** (the OOM killer, a crash) fails the batch it was solving with ``SolverDied``
+  and the batch waiting behind it with ``NotStarted``; the next batch starts a new child. The
+  engine then solves the failed batch's pairs one at a time, as it does with ``SolverProcess``
+  (a one-pair batch fails its pair), and solves a ``NotStarted`` batch again.
 
 The child (``ring_child``) builds its solver with a picklable ``factory`` (e.g.
 ``functools.partial(make_flow_fn, params, gpu, "torch", "tvl1")``, or a modelled solver for
@@ -48,7 +49,7 @@ import numpy as np
 from .ring_child import serve
 from .ring_messages import (SLOTS, Bye, Done, Hello, Probe, Reply, Segment, Solve, SolverTraits, layout,
                             views)
-from .solver import SolverDied
+from .solver import NotStarted, SolverDied
 
 MIN_SLOT = 1 << 22   # bytes; a slot grows to what a batch needs, in MiB steps
 
@@ -173,8 +174,12 @@ class RingSolver:
             if lost:
                 self.deaths += 1
             self.cv.notify_all()
-        for future, _, _ in lost.values():
-            future.set_exception(SolverDied(f"the solver process died (exit code {proc.exitcode})"))
+        # The child solves its requests in order: the oldest unanswered one is the batch it died
+        # on; those behind it had not begun, and are solved again (``NotStarted``).
+        for i, seq in enumerate(sorted(lost)):
+            died = f"the solver process died (exit code {proc.exitcode})"
+            lost[seq][0].set_exception(SolverDied(died) if i == 0 else
+                                       NotStarted(f"{died} before it began this batch"))
 
     def _answer(self, done: Done) -> None:
         """Resolve the future of request ``done.seq``; its slot is free again."""
