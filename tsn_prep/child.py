@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+from multiprocessing.connection import Connection
+from typing import Any, Iterator
 
 from tsn_core import interrupts
 
@@ -22,3 +24,15 @@ def become_child(parent: int) -> None:
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
     interrupts.ignore_in_helper()
+
+
+def tasks(conn: Connection) -> Iterator[Any]:
+    """The tasks the run sends a helper, until it sends None or closes its end of the pipe."""
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        yield task

@@ -16,7 +16,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterable, Iterator, Optional
 
-from .child import become_child
+from .child import become_child, tasks
 
 END_S = 5.0  # how long ``close`` waits for a helper to end before SIGKILL
 
@@ -40,14 +40,7 @@ def how_it_ended(exitcode: Optional[int]) -> str:
 
 def _serve(conn: Connection, fn: Callable, parent: int) -> None:
     become_child(parent)
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        index, arg = task
+    for index, arg in tasks(conn):
         try:
             reply = (index, True, fn(arg))
         except Exception as exc:  # noqa: BLE001 - the command decides what a failed task means

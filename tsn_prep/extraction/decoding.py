@@ -14,7 +14,7 @@ import numpy as np
 
 from tsn_core.codec import encode_jpeg
 
-from ..child import become_child
+from ..child import become_child, tasks
 from ..video import VideoReader
 from .events import Ended, Failed, Frames, Started
 from .results import check_frame_count, error_message, video_metadata
@@ -63,13 +63,7 @@ def decode_worker(wid: int, parent: Optional[int], conn, how: Decoding) -> None:
     if how.threads:
         cv2.setNumThreads(how.threads)
     try:
-        while True:
-            try:
-                task = conn.recv()
-            except (EOFError, OSError):
-                return
-            if task is None:
-                return
+        for task in tasks(conn):
             decode_task(wid, conn, task, how)
     except Closed:
         return
