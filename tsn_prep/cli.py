@@ -14,7 +14,8 @@ from tqdm import tqdm
 from . import __version__
 from tsn_core.diskspace import DiskFull
 from .cli_options import EXTRACT, QUIET_HELP, BatchPairs, ExtractJob, extract_options, shard_options
-from .extraction.backends import ALGORITHMS, BACKENDS, BackendUnavailable, make_flow_fn, resolve_backend
+from .extraction.backends import ALGORITHMS, BACKENDS, BackendUnavailable
+from .extraction.solver_choice import checked_plan
 from .extraction.batch_size import AUTO_MAX_BATCH, AUTO_MEMORY_FRACTION
 from .extraction.params import ExtractParams
 from .folders import (PREFIXES, Naming, accepted_prefixes, channel_prefixes, export_store, import_tree,
@@ -130,18 +131,16 @@ def extract_flow_cmd(job: ExtractJob, modalities, bound, algorithm, gpus, backen
       tsn-prep extract-flow --modality flow --modality warped_flow --workers 2 videos/ out.lmdb
     """
     gpus = gpus or ()
-    chosen = resolve_backend(backend, gpus[0] if gpus else None)
+    params = job.params(modalities=tuple(dict.fromkeys(modalities or ("flow",))), bound=bound, tvl1=tvl1,
+                        algorithm=algorithm, warp=warp)
     try:
-        for g in gpus or (None,):
-            make_flow_fn(tvl1, g, chosen, algorithm)  # fail now, not in every worker
+        plan = checked_plan(params, job.plan(gpus=gpus, backend=backend, batch_pairs=batch_pairs))
     except BackendUnavailable as exc:
         raise click.ClickException(f"--gpu {','.join(map(str, gpus))}: {exc}" if gpus else str(exc)) from None
     if backend == "auto" and gpus and algorithm == "tvl1" and not job.quiet:
-        click.echo(f"flow backend: {chosen} on GPU {', '.join(map(str, gpus))}"
-                   + (" (the installed OpenCV has no CUDA)" if chosen == "torch" else ""), err=True)
-    params = job.params(modalities=tuple(dict.fromkeys(modalities or ("flow",))), bound=bound, tvl1=tvl1,
-                        algorithm=algorithm, warp=warp)
-    _run(job, params, job.plan(gpus=gpus, backend=chosen, batch_pairs=batch_pairs))
+        click.echo(f"flow backend: {plan.backend} on GPU {', '.join(map(str, gpus))}"
+                   + (" (the installed OpenCV has no CUDA)" if plan.backend == "torch" else ""), err=True)
+    _run(job, params, plan)
 
 
 def _open(out: Path) -> Store:

@@ -83,7 +83,8 @@ def dense(pair: str, n: int, models: dict, crops: tuple, tvl1, batch: int, devic
 
 
 def part1(args, device: torch.device) -> list[dict]:
-    tvl1 = make_flow_fn(gpu=(device.index or 0) if device.type == "cuda" else None)
+    on_gpu = device.type == "cuda"  # the PyTorch TV-L1 on a GPU: the PyPI OpenCV has no CUDA
+    tvl1 = make_flow_fn(gpu=(device.index or 0) if on_gpu else None, backend="torch" if on_gpu else "opencv")
     rows = []
     for arch in args.archs:
         models = {}

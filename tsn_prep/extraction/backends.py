@@ -138,16 +138,15 @@ BACKENDS: dict[str, Callable[[TVL1Params, Optional[int]], FlowFn]] = {
 
 def resolve_backend(backend: Optional[str], gpu: Optional[int], algorithm: str = "tvl1") -> str:
     """The implementation flow of ``algorithm`` runs on when ``backend`` is asked for on ``gpu``
-    (None: the CPU): for TV-L1, ``auto`` (or None) means OpenCV CUDA with a GPU when the
-    installed cv2 has CUDA, else the PyTorch TV-L1 on ``cuda:gpu``, and OpenCV without a GPU; a
-    name means itself. The other algorithms are OpenCV's."""
-    if algorithm != "tvl1":
+    (None: the CPU): ``auto`` (or None) means, for TV-L1 on a GPU, OpenCV CUDA when the
+    installed cv2 has CUDA, else the PyTorch TV-L1 on ``cuda:gpu``, and OpenCV otherwise; a name
+    means itself (``make_flow_fn`` says whether it can run). Runs call it through
+    ``solver_choice.checked_plan`` only."""
+    if backend not in (None, "auto"):
+        return backend
+    if algorithm != "tvl1" or gpu is None:
         return "opencv"
-    if backend in (None, "auto"):
-        if gpu is None:
-            return "opencv"
-        return "opencv-cuda" if cuda_device_count() > 0 else "torch"
-    return backend
+    return "opencv-cuda" if cuda_device_count() > 0 else "torch"
 
 
 class OpenCVFarneback:
@@ -191,17 +190,17 @@ def algorithm_parameters(algorithm: str) -> dict:
 
 
 def make_flow_fn(params: TVL1Params = TVL1Params(), gpu: Optional[int] = None,
-                 backend: Optional[str] = None, algorithm: str = "tvl1") -> FlowFn:
-    """The flow callable for this run: TV-L1 with ``backend`` (``auto`` or None: see
-    resolve_backend) on device ``gpu`` (None: the CPU), or another ``algorithm`` on the CPU."""
+                 backend: str = "opencv", algorithm: str = "tvl1") -> FlowFn:
+    """The flow callable of ``algorithm`` with ``backend`` (a name of ``BACKENDS``, as
+    ``resolve_backend`` gives it) on device ``gpu`` (None: the CPU); the other algorithms are
+    OpenCV's, on the CPU."""
     if algorithm not in ALGORITHMS:
         raise BackendUnavailable(f"unknown flow algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     if algorithm != "tvl1":
-        if gpu is not None or backend not in (None, "auto", "opencv"):
+        if gpu is not None or backend != "opencv":
             raise BackendUnavailable(f"--algorithm {algorithm} runs on the CPU through OpenCV only; "
                                      "drop --gpu and --backend (they choose the TV-L1 implementation)")
         return _OTHER_ALGORITHMS[algorithm]()
-    name = resolve_backend(backend, gpu)
-    if name not in BACKENDS:
-        raise BackendUnavailable(f"unknown flow backend {name!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[name](params, gpu)
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown flow backend {backend!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[backend](params, gpu)

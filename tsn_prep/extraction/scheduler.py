@@ -56,7 +56,6 @@ from tsn_core.machine import usable_cores
 from tsn_core.meta import EntryMeta
 
 from tsn_core.video_files import VideoItem
-from .backends import resolve_backend
 from .batch_size import AUTO_CPU_BATCH
 from .decoding import CHUNK, DecodeTask, Decoding
 from .devices import DEPTH, Device, Probed, Solved
@@ -65,7 +64,7 @@ from .params import ExtractParams
 from .plan import RunPlan
 from .results import VideoResult, encode_flow, error_message
 from .solver import SolverFactory
-from .solver_choice import solvers
+from .solver_choice import resolved, solvers
 from .warp import camera_compensation
 from .workers import DecodingWorkers
 
@@ -117,11 +116,11 @@ def engine_results(jobs: list[Job], params: ExtractParams, plan: RunPlan = RunPl
     done meanwhile.
 
     ``make_solver`` replaces the solvers of ``solvers``: one per GPU of ``plan``, or one CPU one.
-    The backend asked for (``plan.backend``) is resolved here, once: the solvers and every
-    entry's metadata are handed the name of the one that runs."""
+    The backend asked for (``plan.backend``) is resolved here (``solver_choice.resolved``):
+    the solvers and every entry's metadata are handed the name of the one that runs."""
     if not jobs:
         return
-    plan = replace(plan, backend=resolve_backend(plan.backend, plan.devices[0], params.algorithm))
+    plan = resolved(params, plan)
     devices, make = solvers(params, plan)
     if make_solver is not None and devices:
         devices, make = plan.gpus or (None,), make_solver

@@ -1,13 +1,14 @@
-"""Which solvers a run drives, on which devices (``solvers``), and how many CPU solvers the
-machine can hold (``cpu_solvers``)."""
+"""Which flow backend a run uses (``resolved``, ``checked_plan``), which solvers it drives, on which devices
+(``solvers``), and how many CPU solvers the machine can hold (``cpu_solvers``)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Optional
 
 from tsn_core.machine import available_memory, usable_cores
 
-from .backends import make_flow_fn
+from .backends import make_flow_fn, resolve_backend
 from .params import ExtractParams
 from .plan import RunPlan
 from .solver import BatchSolver, PairSolver, SolverFactory
@@ -27,11 +28,29 @@ def cpu_solvers() -> int:
     return cores if available is None else max(1, min(cores, int(available / 2 // SOLVER_PROCESS_BYTES)))
 
 
+def resolved(params: ExtractParams, plan: RunPlan) -> RunPlan:
+    """``plan`` with the flow backend that runs in place of the one asked for: the one place a
+    run's backend is chosen (``backends.resolve_backend``); a resolved plan comes back unchanged."""
+    if not params.flow_modalities:
+        return plan
+    return replace(plan, backend=resolve_backend(plan.backend, plan.devices[0], params.algorithm))
+
+
+def checked_plan(params: ExtractParams, plan: RunPlan) -> RunPlan:
+    """``resolved(params, plan)``, once a flow function was made on each of its devices, so a
+    missing GPU, or an OpenCV without CUDA, fails before any video with ``BackendUnavailable``
+    (its message says what to do) rather than in every worker."""
+    plan = resolved(params, plan)
+    if params.flow_modalities:
+        for gpu in plan.devices:
+            make_flow_fn(params.tvl1, gpu, plan.backend, params.algorithm)
+    return plan
+
 
 def solvers(params: ExtractParams, plan: RunPlan) -> tuple[tuple[Optional[int], ...], Optional[SolverFactory]]:
     """The devices a run solves flow on (GPU numbers, None for a CPU solver) and how each one's
     solver is made; no devices when no flow is asked for. ``plan.backend`` is the backend that
-    runs, as ``backends.resolve_backend`` named it (``scheduler.engine_results`` hands it over).
+    runs, as ``resolved`` named it (``scheduler.engine_results`` hands it over).
 
     The torch TV-L1: one per GPU, in a ``RingSolver`` (a process of its own, fed through shared
     memory) unless ``plan.gpu_solver_in`` says "thread"; with none, ``cpu_solvers()`` one-thread
