@@ -54,6 +54,8 @@ FLOW = tuple(name for name, m in MODALITIES.items() if m.is_flow)
 # The flow computed first, and the flow computed from it by removing the camera's motion.
 PLAIN_FLOW = next(name for name in FLOW if not MODALITIES[name].camera_compensated)
 WARPED_FLOW = next(name for name in FLOW if MODALITIES[name].camera_compensated)
+# The stored frames (rgb): what a video gives without computing anything, so what ``--videos`` reads.
+FRAMES = next(name for name in STORED if not MODALITIES[name].is_flow)
 CHANNEL_MODALITY = {ch: name for name in STORED for ch in MODALITIES[name].channels}
 
 

@@ -82,6 +82,8 @@ def _field_type(f: dataclasses.Field, hints: Mapping[str, Any]) -> tuple[Any, Op
         exists = meta.get("exists", False)
         if meta["path"] == "dir":
             return click.Path(exists=exists, file_okay=False), None
+        if meta["path"] == "any":
+            return click.Path(exists=exists), None
         return click.Path(exists=exists, dir_okay=False), None
     if typing.get_origin(kind) is list:
         return (INTS if typing.get_args(kind) == (int,) else FLOATS), None

@@ -9,35 +9,14 @@ from typing import Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
+from tsn_core.frames import DECODERS, DECODERS_ENV, parse_decoders, parse_size, target_size  # noqa: F401 (documented here)
+
 
 
 class VideoError(Exception):
     """A video that cannot be used; the message names the problem, the caller adds the file."""
 
 
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'340x256' -> (340, 256): width then height, as the paper writes it."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like 340x256, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return w, h
-
-
-def target_size(src_wh: tuple[int, int], size: Optional[tuple[int, int]], short_side: Optional[int]) -> tuple[int, int]:
-    """Stored (width, height): a fixed size, the short side scaled to N (aspect kept), or unchanged."""
-    w, h = src_wh
-    if size is not None:
-        return size
-    if short_side is not None:
-        if w <= h:
-            return short_side, max(1, round(h * short_side / w))
-        return max(1, round(w * short_side / h)), short_side
-    return w, h
 
 
 @dataclass
@@ -48,24 +27,6 @@ class VideoInfo:
     backend: str
     duration: Optional[float] = None   # seconds the container says the video lasts, if it says
     last_time: Optional[float] = None  # when the last decoded frame starts, seconds
-
-
-# Decoders in the order they are tried: OpenCV's FFmpeg first (fast, and what the reference tools
-# use), PyAV's FFmpeg for what it cannot open or decodes nothing of. Which codecs a wheel's FFmpeg
-# decodes changes between releases, so the order is a setting (``--decoders``, $TSN_DECODERS).
-DECODERS = ("opencv", "pyav")
-DECODERS_ENV = "TSN_DECODERS"
-
-
-def parse_decoders(value: str | Sequence[str]) -> tuple[str, ...]:
-    """'pyav', 'pyav,opencv' or a sequence of names -> the decoders to try, in that order;
-    ValueError naming what is wrong."""
-    parts = value.split(",") if isinstance(value, str) else value
-    names = tuple(dict.fromkeys(n.strip().lower() for n in parts if n.strip()))
-    if not names or any(n not in DECODERS for n in names):
-        raise ValueError(f"decoders must be one or more of {', '.join(DECODERS)} separated by commas, "
-                         f"got {value if isinstance(value, str) else ','.join(value)!r}")
-    return names
 
 
 class VideoReader:

@@ -31,7 +31,7 @@ from .config import TEST_BATCH, DrawSettings, FeatureSettings, FitConfig, defaul
 from .classify import Streams
 from .cli_lists import lists
 from .cli_options import (amp_option, cannot_write, checkpoint_option, crops_option, device_option,
-                          mtwi_options, our_errors, segments_option, store_option, store_or_videos, streams_of,
+                          mtwi_options, our_errors, segments_option, store_or_videos, streams_of,
                           top_option,
                           weights_option)
 from .evaluate import METRICS
@@ -40,7 +40,8 @@ from .outputs import writable_file, writable_folder
 DRAW = DrawSettings()
 
 # fit's options, in the order --help lists them: the run's data, then (after --preset) training
-FIT_DATA = ("modality", "store", "train_list", "val_list", "classes", "num_classes", "out")
+FIT_DATA = ("modality", "store", "videos", "train_list", "val_list", "classes", "num_classes", "out",
+            "video_size", "video_short_side", "decoders")
 FIT_TRAINING = ("arch", "pretrained", "consensus", "topk", "segments", "dropout", "partial_bn", "input_size",
                 "scales", "crop_positions", "flip", "lr", "lr_steps", "lr_gamma", "epochs", "momentum",
                 "weight_decay", "clip_grad", "batch_size", "accumulate", "workers", "decode_on", "seed",
@@ -121,7 +122,8 @@ def _report_line(name: str, m: dict) -> str:
 @main.command(short_help="Score a list of videos with the paper's test protocol.")
 @checkpoint_option("A fit checkpoint (best.pt or last.pt); modality, architecture and preprocessing "
                    "come from it.")
-@store_option()
+@store_or_videos("for rgb and rgbdiff checkpoints: the snippets' frames decoded from them as the "
+                 "checkpoint's training frames were made (docs/training.md, 'Frames or videos').")
 @click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="'video_id label' per line.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
@@ -135,12 +137,14 @@ def _report_line(name: str, m: dict) -> str:
 @device_option()
 @amp_option()
 @mtwi_options
-def test(checkpoint, store, list_path, out, segments, crops, batch, workers, device, amp,
-         mtwi: Optional[dict]) -> None:
+@decoders_option
+def test(checkpoint, source, list_path, out, segments, crops, batch, workers, device, amp,
+         mtwi: Optional[dict], decoders) -> None:
     """Score a list of videos with the paper's protocol and print top-1, top-5 and mean class
     accuracy. Scores are averaged over crops, then snippets, before softmax; with --protocol mtwi
     they are integrated over temporal windows instead (then `tsn-train evaluate` gives mAP)."""
     from .protocol import run_test
+    from .sources import SourceSpec
     from .scores import metrics, write_confusion_png, write_per_class_csv
 
     out = Path(out)
@@ -148,11 +152,13 @@ def test(checkpoint, store, list_path, out, segments, crops, batch, workers, dev
     picture, per_class = (stem.with_name(stem.name + "_confusion.png"),
                           stem.with_name(stem.name + "_per_class.csv"))
     _writable(out, picture, per_class)  # before the scoring, not after it
-    records = Path(list_path)  # run_test resolves it against the store (checkpoint's modality)
+    records = Path(list_path)  # run_test resolves it against the source (checkpoint's modality)
     interrupts.safe(f"nothing was written (the scores are written at the end); run the same "
                     "command again")
-    scores = run_test(checkpoint, Path(store), records, segments, crops, batch, workers, device, amp,
-                      mtwi=mtwi)
+    kind, path = source
+    spec = SourceSpec(store=path if kind == "store" else None, videos=path if kind == "videos" else None,
+                      decoders=decoders)
+    scores = run_test(checkpoint, spec, records, segments, crops, batch, workers, device, amp, mtwi=mtwi)
     try:
         with interrupts.deferred():  # the three files, or none
             scores.save(out)
@@ -402,7 +408,8 @@ def _stream_summary(s: dict, out: Optional[Path]) -> str:
 @main.command(short_help="Features of whole videos, for action localization.")
 @checkpoint_option("A stream's checkpoint; repeat for several streams (a row holds theirs side "
                    "by side, in this order; e.g. rgb then flow).", multiple=True)
-@store_or_videos
+@store_or_videos("each extracted in memory as the checkpoints' training stores were (as predict "
+                 "does).")
 @click.option("--list", "list_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --store, the videos, one a line ('video_id', or with labels, which are not "
                    "read). Default: every video of the first stream's modality in the store.")

@@ -37,12 +37,6 @@ def checkpoint_option(help: str, multiple: bool = False):
                         type=click.Path(exists=True, dir_okay=False, path_type=Path))
 
 
-def store_option():
-    """``--store``: the tsn-prep store read, required (a path string)."""
-    return click.option("--store", type=click.Path(exists=True, file_okay=False), required=True,
-                        help="Output folder of tsn-prep (the LMDB shards).")
-
-
 def device_option():
     """``--device``, ``auto`` unless given (fit's is generated from ``FitConfig.device``)."""
     return click.option("--device", type=str, default="auto", show_default=True, help=DEVICE_HELP)
@@ -157,18 +151,19 @@ def cannot_write(path, exc: OSError) -> click.ClickException:
     return click.ClickException(f"{path}: cannot write ({exc.strerror or exc})")
 
 
-def store_or_videos(f: Callable) -> Callable:
+def store_or_videos(videos_help: str) -> Callable[[Callable], Callable]:
     """``--store`` or ``--videos`` (one of them), arriving as ``source``: ``("store", path)`` or
-    ``("videos", path)``."""
-    @click.option("--store", type=click.Path(exists=True, file_okay=False), default=None,
-                  help="Output folder of tsn-prep (the LMDB shards).")
-    @click.option("--videos", type=click.Path(exists=True), default=None,
-                  help="Instead of --store: video files (a folder, one file, or a text file of paths; "
-                       "ids as tsn-prep names them), each extracted in memory as the checkpoints' "
-                       "training stores were (as predict does).")
-    @functools.wraps(f)
-    def wrapper(*args, store, videos, **kwargs):
-        if (store is None) == (videos is None):
-            raise click.UsageError("give --store or --videos (one of them)")
-        return f(*args, source=("store", Path(store)) if store else ("videos", Path(videos)), **kwargs)
-    return wrapper
+    ``("videos", path)``; ``videos_help`` says what the command does with video files."""
+    def decorate(f: Callable) -> Callable:
+        @click.option("--store", type=click.Path(exists=True, file_okay=False), default=None,
+                      help="Output folder of tsn-prep (the LMDB shards).")
+        @click.option("--videos", type=click.Path(exists=True), default=None,
+                      help="Instead of --store: video files (a folder, one file, or a text file of "
+                           "paths; ids as tsn-prep names them), " + videos_help)
+        @functools.wraps(f)
+        def wrapper(*args, store, videos, **kwargs):
+            if (store is None) == (videos is None):
+                raise click.UsageError("give --store or --videos (one of them)")
+            return f(*args, source=("store", Path(store)) if store else ("videos", Path(videos)), **kwargs)
+        return wrapper
+    return decorate

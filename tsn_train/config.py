@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from typing import Optional
 
+from tsn_core.frames import DECODERS
 from tsn_core.machine import usable_cores
 from tsn_core.modalities import MODALITIES
 
@@ -86,11 +87,23 @@ class FitConfig:
 
     modality: str = _setting(help="Stream to train. rgbdiff reads the rgb frames; flow and warped_flow "
                                   f"their own. {REQUIRED}", choices=tuple(MODALITIES))
-    store: str = _setting(help=f"Output folder of tsn-prep (the LMDB shards). {REQUIRED}", path="dir",
-                          exists=True)
     train_list: str = _setting(help=f"'video_id label' per line. {REQUIRED}", path="file", exists=True)
     out: str = _setting(help="Run folder: last.pt, best.pt, metrics.jsonl, config.json. Required unless "
                              "--config gives it.", path="dir")
+    store: Optional[str] = _setting(None, "Output folder of tsn-prep (the LMDB shards). This or --videos "
+                                          "is required unless --config gives it.", path="dir", exists=True)
+    videos: Optional[str] = _setting(
+        None, "Instead of --store, for rgb and rgbdiff: the video files (a folder, one file, or a text "
+              "file of paths), named as tsn-prep names them; the sampled frames are decoded from them "
+              "as tsn-prep extract-frames would store them (docs/training.md, 'Frames or videos').",
+        path="any", exists=True)
+    video_size: Optional[str] = _setting(
+        "340x256", "With --videos: the frames' size WxH, as tsn-prep extract-frames --size.")
+    video_short_side: Optional[int] = _setting(
+        None, "With --videos: scale the frames' short side to N, keeping the aspect (instead of "
+              "--video-size), as tsn-prep extract-frames --short-side.", min=16)
+    decoders: str = _setting(",".join(DECODERS), "With --videos: the video decoders to try, in order, "
+                                                  "as tsn-prep's --decoders.")
     val_list: Optional[str] = _setting(None, "Validated every epoch (segment centres, centre crop); the "
                                              "best epoch is kept.", path="file", exists=True)
     classes: Optional[str] = _setting(None, "Class names, one per line in label order (default: labels "

@@ -1,8 +1,9 @@
-"""A TSN dataset: segment-sampled snippets read from an image source (a tsn-prep store, or images
-in memory), decoded and transformed."""
+"""A TSN dataset: segment-sampled snippets read from a frame source (a tsn-prep store, images in
+memory, or video files: ``tsn_train.video_source``), decoded and transformed."""
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Union
@@ -34,14 +35,41 @@ def decode(data: bytes, color: bool, where: str) -> np.ndarray:
     return image
 
 
-class ImageSource(Protocol):
-    """Where a dataset reads its images: the stored JPEG/PNG bytes of ``video_id``'s ``channel``
-    (e.g. ``img``, ``flow_x``) at image ``indices``."""
+class FrameSource(Protocol):
+    """Where a dataset gets its pictures: ``frames(video_id, modality, indices)`` is ``(T, H, W,
+    C)`` uint8, the images ``modality`` reads at each of ``indices`` (BGR frames; flow's x and y
+    as two channels), as a store holds them decoded."""
+
+    def frames(self, video_id: str, modality: str, indices: list[int]) -> np.ndarray: ...
+
+
+class ImageSource(FrameSource, Protocol):
+    """A frame source of encoded images: the stored JPEG/PNG bytes of ``video_id``'s ``channel``
+    (e.g. ``img``, ``flow_x``) at image ``indices`` (what ``--decode-on device`` decodes)."""
 
     def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]: ...
 
 
-class StoreImages:
+class EncodedImages(ABC):
+    """What every source of stored images does with its ``read``: decode each distinct image once."""
+
+    @abstractmethod
+    def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]: ...
+
+    def frames(self, video_id: str, modality: str, indices: list[int]) -> np.ndarray:
+        unique = sorted(set(indices))
+        spec = modalities.get(modality)
+        channels = []
+        for channel in spec.channels:
+            blobs = self.read(video_id, channel, unique)
+            decoded = {i: decode(b, not spec.is_flow, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
+            channels.append(np.stack([decoded[i] for i in indices]))
+        if len(channels) == 1:
+            return channels[0]
+        return np.stack(channels, axis=-1)
+
+
+class StoreImages(EncodedImages):
     """The images of a tsn-prep store. The LMDB handle is opened on first read in each process
     (each loader worker opens its own) and is never pickled."""
 
@@ -58,7 +86,7 @@ class StoreImages:
         return dict(self.__dict__, _store=None)
 
 
-class MemoryImages:
+class MemoryImages(EncodedImages):
     """Images held in memory, ``{channel: [bytes per image index]}`` of one video (what predict
     has just extracted)."""
 
@@ -90,7 +118,7 @@ class VideoDataset(Dataset):
     worker as it touched them). ``self.videos[i]`` is item ``i``'s Record.
     """
 
-    def __init__(self, source: ImageSource, records: Union[Sequence[Record], Videos],
+    def __init__(self, source: FrameSource, records: Union[Sequence[Record], Videos],
                  counts: Optional[Mapping[str, int]], modality: str, segments: int, train: bool,
                  transform: Callable[[np.ndarray, Optional[np.random.Generator]], np.ndarray],
                  seed: int = 0):
@@ -121,16 +149,7 @@ class VideoDataset(Dataset):
 
     def load(self, video_id: str, indices: list[int]) -> np.ndarray:
         """Decoded images ``(T, H, W, C)`` at ``indices`` (each distinct image decoded once)."""
-        unique = sorted(set(indices))
-        spec = modalities.get(self.modality)
-        channels = []
-        for channel in spec.channels:
-            blobs = self.source.read(video_id, channel, unique)
-            decoded = {i: decode(b, not spec.is_flow, f"{video_id} {channel} {i}") for i, b in zip(unique, blobs)}
-            channels.append(np.stack([decoded[i] for i in indices]))
-        if len(channels) == 1:
-            return channels[0]
-        return np.stack(channels, axis=-1)
+        return self.source.frames(video_id, self.modality, indices)
 
     def sample(self, key) -> tuple[Record, Optional[np.random.Generator], list[list[int]]]:
         """An item's record, its generator (training; None otherwise) after drawing the snippets,

@@ -24,24 +24,26 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tsn_core import modalities
-from tsn_core.store import Store
+from tsn_core.frames import parse_decoders, parse_size
 
 from . import archs, checkpoint, distributed
 from .checkpoint import Checkpoint, Preprocessing
 from .config import FitConfig
 from .curves import write_curves
 from .outputs import OutputError, writable_folder
-from .dataset import ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
+from .dataset import ShardSampler, VideoDataset, single_threaded_decoding
 from .device_decode import EncodedDataset, collate, decode_batch
 from tsn_core import interrupts
 from tsn_core.machine import usable_cores
 from tsn_core.progress import bar as progress_bar
 from tsn_core.lists import ListError, read_classes, read_list
 
-from .lists import num_classes_of, store_known, validated
+from .lists import num_classes_of
 from .models import TSN, build_model
 from .optim import lr_at, make_optimizer, set_lr
+from .sources import DataSource, open_source
 from .transforms import NORMS, EvalCrops, InputNorm, TrainAugment, to_input
+from .video_source import FrameSettings, left_out_text
 
 
 @dataclass
@@ -87,18 +89,18 @@ class Data:
     train_inputs: Callable[[object], torch.Tensor]  # a train batch -> the network's input, on the device
     val_loader: Optional[DataLoader]
     classes: list[str]
-    extraction: dict          # the store's extraction parameters (predict repeats them)
+    extraction: dict          # how the frames were made: the store's extraction parameters (predict repeats them)
     preprocessing: Preprocessing
     train_videos: int
     val_videos: int
 
 
 def load_data(cfg: FitConfig, dev: distributed.Dist, norm: Optional[InputNorm] = None) -> Data:
-    """Read and check the lists against the store, and build the training (and validation) loaders.
-    ``norm``: the input scaling of the checkpoint resumed (an imported model keeps its source's);
-    by default the architecture's."""
-    store = Store(Path(cfg.store))
-    known = store_known(store, cfg.modality)  # every line resolved against the store's ids
+    """Read and check the lists against the store (or the video files), and build the training
+    (and validation) loaders. ``norm``: the input scaling of the checkpoint resumed (an imported
+    model keeps its source's); by default the architecture's."""
+    source = data_source(cfg, dev)
+    known = source.known(cfg.modality)  # every line resolved against the source's ids
     train = read_list(Path(cfg.train_list), known, f"train list {cfg.train_list}")
     val = read_list(Path(cfg.val_list), known, f"val list {cfg.val_list}") if cfg.val_list else None
     classes = read_classes(Path(cfg.classes)) if cfg.classes else None
@@ -109,24 +111,28 @@ def load_data(cfg: FitConfig, dev: distributed.Dist, norm: Optional[InputNorm] =
         raise ListError(f"--num-classes {cfg.num_classes} disagrees with {cfg.classes} "
                         f"({len(classes)} names)")
     # the videos as arrays from here on (Videos): loader workers share them for the whole run
-    train_videos = validated(train, store, cfg.modality, num_classes, f"train list {cfg.train_list}")
-    val_videos = (validated(val, store, cfg.modality, num_classes, f"val list {cfg.val_list}")
-                  if val else None)
+    checked = [source.checked(records, cfg.modality, num_classes, f"{name} list {path}", Path(path))
+               for records, name, path in ((train, "train", cfg.train_list), (val, "val", cfg.val_list))
+               if records]
+    for c, name in zip(checked, ("train", "val")):
+        if c.left_out and dev.main:
+            tqdm.write(f"{name} list: {left_out_text(c.left_out)}", file=sys.stderr)
+    train_videos, val_videos = checked[0].videos, (checked[1].videos if val else None)
     spec = modalities.get(cfg.modality)
-    extraction = store.entry(train[0].video_id, spec.source).meta.parameters
-    store.close()
+    extraction = source.parameters(train[0].video_id, cfg.modality)
+    source.close()
 
     arch = archs.get(cfg.arch)
     prep = Preprocessing.of(cfg, arch.input_size, norm or NORMS[arch.norm])
     if cfg.workers > 0:
         single_threaded_decoding()
-    images = StoreImages(Path(cfg.store))
+    images = source.images()
     augment = TrainAugment(prep.input_size, tuple(cfg.scales), spec.is_flow, flip=cfg.flip,
                            crop_positions=cfg.crop_positions)
     on_device = cfg.decode_on == "device"
     train_ds = (EncodedDataset if on_device else VideoDataset)(
         images, train_videos, None, cfg.modality, cfg.segments, True, augment, cfg.seed)
-    train_sampler = ShardSampler(len(train), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
+    train_sampler = ShardSampler(len(train_videos), dev.rank, dev.world, shuffle=True, seed=cfg.seed, pad=True)
 
     def train_inputs(batch) -> torch.Tensor:
         images = (decode_batch(batch, cfg.modality, prep.input_size, dev.device) if on_device
@@ -138,10 +144,27 @@ def load_data(cfg: FitConfig, dev: distributed.Dist, norm: Optional[InputNorm] =
         crops = EvalCrops(prep.input_size, prep.scale_size, 1, spec.is_flow)
         val_ds = VideoDataset(images, val_videos, None, cfg.modality, cfg.segments, False, crops,
                               cfg.seed)
-        val_loader = _loader(val_ds, ShardSampler(len(val), dev.rank, dev.world), cfg, dev.device)
+        val_loader = _loader(val_ds, ShardSampler(len(val_videos), dev.rank, dev.world), cfg, dev.device)
     train_loader = _loader(train_ds, train_sampler, cfg, dev.device, collate if on_device else None)
-    return Data(train_loader, train_inputs, val_loader, classes, extraction, prep, len(train),
-                len(val or []))
+    return Data(train_loader, train_inputs, val_loader, classes, extraction, prep, len(train_videos),
+                len(val_videos) if val_videos is not None else 0)
+
+
+def data_source(cfg: FitConfig, dev: distributed.Dist) -> DataSource:
+    """The run's store, or its video files (``--videos``, with the frame settings checked)."""
+    if not cfg.videos:
+        return open_source(store=Path(cfg.store))
+    if cfg.decode_on == "device":
+        raise ValueError("--decode-on device decodes a store's JPEGs; with --videos the loader "
+                         "workers decode the frames (drop --decode-on)")
+    try:
+        settings = FrameSettings(None if cfg.video_short_side else parse_size(cfg.video_size),
+                                 cfg.video_short_side, parse_decoders(cfg.decoders))
+    except ValueError as exc:
+        raise ValueError(f"--video-size/--decoders: {exc}") from None
+    return open_source(videos=Path(cfg.videos), settings=settings, scan_threads=max(cfg.workers, 2),
+                       progress=dev.main)
+
 
 
 def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device,

@@ -10,6 +10,7 @@ the same autocast rule (``distributed.autocast_dtype``), so they agree on every 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -19,15 +20,15 @@ from torch.utils.data import DataLoader
 from tsn_core.progress import bar as progress_bar
 
 from tsn_core import interrupts, modalities
-from tsn_core.store import Store
 
 from . import checkpoint, distributed
 from .checkpoint import Preprocessing
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
-from .dataset import ImageSource, ShardSampler, StoreImages, VideoDataset, single_threaded_decoding
+from .dataset import FrameSource, ShardSampler, VideoDataset, single_threaded_decoding
 from tsn_core.lists import Record, read_list
 
-from .lists import store_known, validated
+from .sources import SourceSpec
+from .video_source import left_out_text
 from .videos import Videos
 from .mtwi import combine_crops, mtwi_scores, snippet_positions
 from .sampling import sample_indices
@@ -72,7 +73,7 @@ class RateDataset(VideoDataset):
                               modalities.get(self.modality).snippet_length, self.videos.count(i))
 
 
-def dataset_for_test(source: ImageSource, records: list[Record] | Videos,
+def dataset_for_test(source: FrameSource, records: list[Record] | Videos,
                      counts: Optional[dict[str, int]], prep: Preprocessing, segments: int,
                      crops: int) -> VideoDataset:
     """Test items ``(crops, segments, C, S, S)``: snippets at segment centres, fixed crops.
@@ -82,49 +83,58 @@ def dataset_for_test(source: ImageSource, records: list[Record] | Videos,
     return VideoDataset(source, records, counts, prep.modality, segments, False, transform)
 
 
-def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
+def run_test(ckpt_path: Path, source: SourceSpec | Path, records: list[Record] | Path,
              segments: int = TEST_SEGMENTS, crops: int = TEST_CROPS, batch: int = TEST_BATCH,
              workers: int = 2, device: str = "auto",
              amp: str = "auto", progress: bool = True, mtwi: Optional[dict] = None) -> Scores:
-    """Score every listed video with the checkpoint's model; the list is checked against the store.
+    """Score every listed video with the checkpoint's model; the list is checked against the
+    source: a store (``source`` a path, or ``SourceSpec(store=...)``), or video files
+    (``SourceSpec(videos=...)``, rgb and rgbdiff: the frames decoded as the checkpoint's training
+    frames were made). Videos that could not be indexed are left out, and said to be.
 
     Without ``mtwi``: the 25-snippet protocol (``segments`` snippets at segment centres, averaged
     over crops and snippets). With ``mtwi`` (``rate``, ``combine``, ``rule``): snippets at ``rate``
-    per second over the whole video (the store's recorded fps), crops combined per snippet by
-    ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused.
+    per second over the whole video (the store's recorded fps, or the video's), crops combined per
+    snippet by ``combine``, windows integrated by ``mtwi.mtwi_scores``; ``segments`` is then unused.
 
     ``records`` may be a list file: it is then read and every line resolved against the ids the
-    store holds for the checkpoint's modality (``lists.read_list``).
+    source holds for the checkpoint's modality (``lists.read_list``).
 
     ``amp`` is ``--amp`` of ``tsn-train test`` and ``fit``: auto (bf16 or fp16 on CUDA, off on the
     CPU), off, bf16 or fp16 (``distributed.autocast_dtype``)."""
+    spec_of_source = source if isinstance(source, SourceSpec) else SourceSpec(store=Path(source))
     dev = distributed.resolve_device(device)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.model_from_checkpoint(ckpt, dev)
     prep = ckpt.preprocessing
-    store = Store(store_root)
+    data = spec_of_source.open(ckpt.extraction, max(workers, 2), progress)
     list_name = "test list"
+    list_path = None
     if isinstance(records, (str, Path)):
-        list_name = f"test list {records}"
-        records = read_list(Path(records), store_known(store, prep.modality))
-    videos = validated(records, store, prep.modality, len(ckpt.classes), list_name)
+        list_name, list_path = f"test list {records}", Path(records)
+        records = read_list(Path(records), data.known(prep.modality))
+    checked = data.checked(records, prep.modality, len(ckpt.classes), list_name, list_path)
+    if checked.left_out and progress:
+        print(f"{list_name}: {left_out_text(checked.left_out)}", file=sys.stderr)
+    videos = checked.videos
     if mtwi:
         spec = modalities.get(prep.modality)
         starts = {}
-        for i, r in enumerate(records):
-            fps = store.entry(r.video_id, spec.source).meta.fps
+        for i in range(len(videos)):
+            vid = videos.video_id(i)
+            fps = data.fps(vid, prep.modality)
             if not fps:
-                raise ValueError(f"{store_root}: {r.video_id} has no recorded fps (imported frames?); "
+                raise ValueError(f"{spec_of_source.where}: {vid} has no recorded fps (imported frames?); "
                                  "M-TWI needs it to place snippets per second")
-            starts[r.video_id] = snippet_positions(videos.count(i), fps, mtwi["rate"], spec.snippet_length)
-    store.close()
+            starts[vid] = snippet_positions(videos.count(i), fps, mtwi["rate"], spec.snippet_length)
+    data.close()
+    images = data.images()
     if mtwi:
         transform = EvalCrops(prep.input_size, prep.scale_size, crops,
                               modalities.get(prep.modality).is_flow)
-        ds = RateDataset(StoreImages(store_root), videos, None, prep.modality, 1, False, transform,
-                         starts=starts)
+        ds = RateDataset(images, videos, None, prep.modality, 1, False, transform, starts=starts)
     else:
-        ds = dataset_for_test(StoreImages(store_root), videos, None, prep, segments, crops)
+        ds = dataset_for_test(images, videos, None, prep, segments, crops)
     del records  # the videos are arrays now (ds.videos); workers forked below share them
     if workers:
         single_threaded_decoding()
@@ -140,9 +150,11 @@ def run_test(ckpt_path: Path, store_root: Path, records: list[Record] | Path,
             scores[i] = mtwi_scores(snippets, mtwi["rate"], rule=mtwi["rule"])
         else:
             scores[i] = video_scores(model, x, prep, batch, amp_dtype).cpu().numpy()
-    settings = {"checkpoint": str(ckpt_path), "store": str(store_root), "segments": segments,
+    settings = {"checkpoint": str(ckpt_path), "store" if spec_of_source.store else "videos": spec_of_source.where,
+                "segments": segments,
                 "crops": crops, "modality": prep.modality, "arch": ckpt.arch,
                 "epoch": ckpt.epoch, "source": str(ckpt_path),
-                "protocol": {"name": "mtwi", **mtwi} if mtwi else {"name": "segments"}}
+                "protocol": {"name": "mtwi", **mtwi} if mtwi else {"name": "segments"},
+                **({"left_out": checked.left_out} if checked.left_out else {})}
     return Scores([videos.video_id(i) for i in range(len(videos))], videos.labels.copy(), scores,
                   list(ckpt.classes), settings)

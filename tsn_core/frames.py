@@ -1,0 +1,57 @@
+"""How tsn-prep turns a video's pictures into stored frames, for every reader of videos to repeat:
+the decoders tried, in order, and the stored frame size (``tsn_prep.video`` decodes whole videos,
+``tsn_train.video_frames`` the sampled frames of one)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'340x256' -> (340, 256): width then height, as the paper writes it."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 340x256, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def target_size(src_wh: tuple[int, int], size: Optional[tuple[int, int]], short_side: Optional[int]) -> tuple[int, int]:
+    """Stored (width, height): a fixed size, the short side scaled to N (aspect kept), or unchanged."""
+    w, h = src_wh
+    if size is not None:
+        return size
+    if short_side is not None:
+        if w <= h:
+            return short_side, max(1, round(h * short_side / w))
+        return max(1, round(w * short_side / h)), short_side
+    return w, h
+
+
+def resized(frame: np.ndarray, size: Optional[tuple[int, int]], short_side: Optional[int]) -> np.ndarray:
+    """``frame`` at its stored size (``target_size``), resized as extract-frames resizes
+    (OpenCV, bilinear); the frame itself when it already has that size."""
+    out = target_size(frame.shape[1::-1], size, short_side)
+    return frame if frame.shape[1::-1] == out else cv2.resize(frame, out, interpolation=cv2.INTER_LINEAR)
+
+
+# Decoders in the order they are tried: OpenCV's FFmpeg first (fast, and what the reference tools
+# use), PyAV's FFmpeg for what it cannot open or decodes nothing of. Which codecs a wheel's FFmpeg
+# decodes changes between releases, so the order is a setting (``--decoders``, $TSN_DECODERS).
+DECODERS = ("opencv", "pyav")
+DECODERS_ENV = "TSN_DECODERS"
+
+
+def parse_decoders(value: str | Sequence[str]) -> tuple[str, ...]:
+    """'pyav', 'pyav,opencv' or a sequence of names -> the decoders to try, in that order;
+    ValueError naming what is wrong."""
+    parts = value.split(",") if isinstance(value, str) else value
+    names = tuple(dict.fromkeys(n.strip().lower() for n in parts if n.strip()))
+    if not names or any(n not in DECODERS for n in names):
+        raise ValueError(f"decoders must be one or more of {', '.join(DECODERS)} separated by commas, "
+                         f"got {value if isinstance(value, str) else ','.join(value)!r}")
+    return names

@@ -1,0 +1,151 @@
+"""The sampled frames of one video file, decoded straight from it: the frames tsn-prep
+extract-frames would store at those numbers, before JPEG.
+
+Only what the snippets need is decoded. Going through the wanted frame numbers in order, the
+decoder jumps to the last keyframe before the next wanted frame when one lies ahead of where it
+is (fewer frames to decode than going on), and otherwise decodes forward, converting to pixels
+only the frames wanted. Jumps are made only in videos with a constant frame rate and presentation
+times (``Scan.uniform``), where a frame number and a time are the same thing to every decoder;
+any other video is decoded forward from its start, which gives the same frames, more slowly.
+
+The decoders are tsn-prep's, in the same order (``tsn_core.frames.DECODERS``): the next takes
+over when one cannot open the file or gives no first frame, as in extraction, so a video's
+frames come from the decoder that extraction would have used.
+"""
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from tsn_core.frames import DECODERS, resized
+from .video_index import Scan
+
+
+class FrameError(ValueError):
+    """A wanted frame that could not be decoded; the message names the file and the frame."""
+
+
+class _Unopened(Exception):
+    """This decoder cannot open the file, or gives no first frame: the next one is tried."""
+
+
+Reader = Callable[[Path, list[int], Scan, int], Iterator[tuple[int, np.ndarray]]]
+
+
+def _start(scan: Scan, pos: int, target: int) -> Optional[int]:
+    """Where to jump to decode frame ``target`` from ``pos`` (the frame decoding gives next): the
+    position in ``scan.keyframes`` of the last keyframe at or before ``target`` when it lies
+    ahead of ``pos``, else None (decode on)."""
+    if not scan.uniform:
+        return None
+    i = bisect.bisect_right(scan.keyframes, target) - 1
+    return i if i >= 0 and scan.keyframes[i] > pos else None
+
+
+def _opencv(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterator[tuple[int, np.ndarray]]:
+    # FFmpeg's decoder threads ignore cv2.setNumThreads: set them, or every loader worker takes all cores
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
+    if not cap.isOpened():
+        raise _Unopened("OpenCV cannot open it")
+    try:
+        pos = 0
+        for t in targets:
+            if _start(scan, pos, t) is not None:
+                # OpenCV decodes from the keyframe before t; where it cannot, decode forward anew
+                if cap.set(cv2.CAP_PROP_POS_FRAMES, t) and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == t:
+                    pos = t
+                else:
+                    cap.release()
+                    cap, pos = cv2.VideoCapture(str(path), cv2.CAP_ANY, params), 0
+            while pos < t and cap.grab():  # decoded, not converted
+                pos += 1
+            ok, frame = cap.read() if pos == t else (False, None)
+            if not ok or frame is None:
+                if pos == 0 and t == targets[0]:
+                    raise _Unopened("OpenCV decodes no frame of it")
+                raise FrameError(f"frame {t} of {scan.frames} could not be decoded (OpenCV)")
+            pos += 1
+            yield t, frame
+    finally:
+        cap.release()
+
+
+def _pyav(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterator[tuple[int, np.ndarray]]:
+    import av  # imported lazily, as tsn-prep does: only needed when OpenCV fails
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # PyAV raises a family of FFmpeg errors
+        raise _Unopened(f"not a readable video (FFmpeg: {getattr(exc, 'strerror', None) or exc})") from None
+    with container:
+        if not container.streams.video:
+            raise _Unopened("has no video stream")
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_count = threads
+        frames = iter(())
+        pos, given = 0, False
+        try:
+            for t in targets:
+                jump = _start(scan, pos, t)
+                if jump is not None or not given:
+                    start = 0 if jump is None else jump
+                    if jump is not None:
+                        container.seek(int(scan.keyframe_pts[jump]), stream=stream, backward=True)
+                    frames = _from(container.decode(stream), scan.keyframe_pts[start] if jump is not None else None)
+                    pos, given = scan.keyframes[start], True
+                frame = None
+                for frame in frames:
+                    if pos == t:
+                        break
+                    pos += 1
+                else:
+                    frame = None
+                if frame is None:
+                    if t == targets[0] and pos == 0:
+                        raise _Unopened("FFmpeg decodes no frame of it")
+                    raise FrameError(f"frame {t} of {scan.frames} could not be decoded (PyAV)")
+                pos += 1
+                yield t, frame.to_ndarray(format="bgr24")
+        except av.error.FFmpegError as exc:
+            raise FrameError(f"decoding failed before frame {targets[-1]} of {scan.frames} (FFmpeg: "
+                             f"{getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _from(decoded: Iterator, first_pts: Optional[int]) -> Iterator:
+    """Decoded frames from the one presented at ``first_pts`` on (None: all): after a jump the
+    decoder may give frames of the group before the keyframe first."""
+    for frame in decoded:
+        if first_pts is None or (frame.pts is not None and frame.pts >= first_pts):
+            yield frame
+
+
+READERS: dict[str, Reader] = {"opencv": _opencv, "pyav": _pyav}
+
+
+def read_frames(path: Path, numbers: Sequence[int], scan: Scan, size: Optional[tuple[int, int]],
+                short_side: Optional[int], decoders: Sequence[str] = DECODERS,
+                threads: int = 1) -> dict[int, np.ndarray]:
+    """``{frame number: BGR frame}`` of ``path`` at each of ``numbers`` (each decoded once),
+    resized as extract-frames does (``size`` or ``short_side``). ``decoders`` are tried in order;
+    ``threads``: FFmpeg's decoder threads (0: FFmpeg's choice; 1 suits loader workers, which are
+    the parallelism). FrameError names the frame that could not be decoded, or why no decoder
+    could open the file."""
+    targets = sorted(set(int(n) for n in numbers))
+    if targets and not 0 <= targets[0] <= targets[-1] < scan.frames:
+        raise FrameError(f"frames {targets[0]}..{targets[-1]} asked of {scan.frames}")
+    reason = "no decoder given"
+    for name in decoders:
+        out: dict[int, np.ndarray] = {}
+        try:
+            for t, frame in READERS[name](Path(path), targets, scan, threads):
+                out[t] = resized(frame, size, short_side)
+            return out
+        except _Unopened as exc:
+            reason = str(exc)
+    raise FrameError(reason)
