@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (GROVE, REPO, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log, median,
+from tools.bench.common import (GROVE, REPO, Clock, busy, cycled_pairs, epe, find_clips, finish, grove3, log, median,
                                 parse_args, parser, rotated)
 
 SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
@@ -156,7 +156,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     runs: dict = {k: [] for k in keys}
     opencv: list[float] = []
     cv_flows, cv_epe = None, {}
-    with Busy(args.busy):
+    with busy(args.busy):
         for r in range(args.repeats):
             cv_s = None
             if with_cv:
