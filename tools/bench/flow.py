@@ -43,11 +43,6 @@ def solver_options(variant: str) -> dict:
     return VARIANTS[variant]
 
 
-def has_opencv_tvl1() -> bool:
-    import cv2
-    return hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
-
-
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` grey pairs as the pipeline decodes them, round robin over the clips (cycled)."""
     from tsn_prep.extraction.params import ExtractParams
@@ -149,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for v, _ in keys:
         solver_options(v)
     grove = args.grove if str(args.grove) not in ("", ".") and args.grove.is_dir() else None
-    with_cv = has_opencv_tvl1()
+    with_cv = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
     prev, nxt = frame_pairs(args.videos, args.pairs)
     tmp = args.save_flows or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     tmp.mkdir(parents=True, exist_ok=True)
