@@ -1,23 +1,16 @@
 """Fault injection, the way storage engines test themselves: damage a real store every way a disk,
-an interrupted copy or a crash can, and run every reader on each damaged copy.
-
-For every file of every shard (data.mdb, lock.mdb): truncation at several offsets, flipped bits,
-zeroed pages, garbage, a deleted file. Then each command (info, verify, export, extract-frames
-resuming into the store, tsn-train fit and test) runs as a real process on a fresh copy of the
-damaged store, and the case fails when a command
-
-- is killed by a signal (SIGBUS, SIGSEGV, SIGABRT...),
-- prints a traceback,
-- exits 0 claiming all is well when data is missing: any command when the store cannot even be
-  opened as it was written (a cut that loses committed pages, an overwritten header); ``verify``
-  whenever anything a reader can read differs from the intact store (its keys and values, as read
-  through ``tsn_core.lmdbfile``).
+an interrupted copy or a crash can (every shard file cut short, bits flipped, pages zeroed, garbage,
+deleted), then run every reader (info, verify, export, extract-frames resuming, fit, test) as a
+real process on a fresh damaged copy. A case fails when a command is killed by a signal, prints a
+traceback, or exits 0 claiming all is well when data is missing: any command on a store that
+cannot be opened as written; ``verify`` whenever what a reader can read (every key and value,
+through ``tsn_core.lmdbfile``) differs from the intact store.
 
     python -m tools.faults                   # a store made from ../shared/data, 400 cases
-    python -m tools.faults --cases 2000 --seed 7 --store my.store --videos my_videos/
+    python -m tools.faults --cases 2000 --seed 7
 
-The last line counts the cases and commands run, signals, tracebacks and silent passes; exit 1 if
-any. tests/test_faults.py runs a fixed-seed sample of this in the suite.
+The last line counts runs, signals, tracebacks and silent passes; exit 1 if any.
+tests/test_faults.py runs a fixed-seed sample of this in the suite.
 """
 from __future__ import annotations
 
@@ -179,9 +172,6 @@ def commands(setup: Setup, store: Path, scratch: Path) -> dict[str, list[str]]:
                        "--list", str(setup.train_list), "--out", str(scratch / "scores.npz"),
                        "--segments", "1", "--crops", "1", "--workers", "0"]
     return out
-
-
-TRAIN_COMMANDS = ("fit", "test")
 
 
 @dataclass

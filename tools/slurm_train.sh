@@ -1,27 +1,16 @@
 #!/bin/bash
-# Train a TSN stream on one or more nodes: srun starts one torchrun per node, and each torchrun
-# starts one training process per GPU (or TSN_NPROC_PER_NODE CPU processes). The arguments are
-# tsn-train fit options:
+# Train a TSN stream on one or more nodes: srun starts one torchrun per node, each starting one
+# training process per GPU (or TSN_NPROC_PER_NODE CPU processes); rendezvous on the job's first
+# node. The arguments are tsn-train fit options. docs/cluster.md has the whole workflow.
 #
 #   sbatch --nodes=2 --gpus-per-node=4 tools/slurm_train.sh --modality rgb --store store/ \
 #       --train-list lists/train.txt --val-list lists/val.txt --classes lists/classes.txt --out runs/rgb
 #   TSN_DEVICE=cpu TSN_NPROC_PER_NODE=4 sbatch --nodes=2 --cpus-per-task=16 tools/slurm_train.sh ...
 #
-# Rendezvous comes from SLURM: the first node of the job hosts it (MASTER_ADDR), on MASTER_PORT
-# (default 20000 + job id mod 20000, so jobs sharing a node do not collide; export MASTER_PORT to
-# choose), torchrun's c10d backend, one node per srun task. Every process trains on its own share
-# of the videos; the effective batch is --batch-size x --accumulate x nodes x processes per node.
-# Only rank 0 writes OUT (last.pt, best.pt, metrics.jsonl); resubmit with --resume to continue a
-# run cut off at its time limit. docs/cluster.md has the whole workflow.
-#
-# Environment:
-#   TSN_DEVICE=gpu|cpu   gpu (default): --device cuda, process i of a node on cuda:i, NCCL.
-#                        cpu: --device cpu, gloo (even on nodes that have GPUs).
-#   TSN_NPROC_PER_NODE   processes per node; default: the node's GPUs (SLURM_GPUS_ON_NODE, else
-#                        CUDA_VISIBLE_DEVICES) with gpu, 1 with cpu.
-#   TSN_FIT              what torchrun starts; default "-m tsn_train.cli fit" (split on spaces;
-#                        e.g. a wrapper script that runs tsn_train.cli's fit and saves more).
-#   OMP_NUM_THREADS      default: the task's CPUs divided by the processes per node.
+# Environment: TSN_DEVICE=gpu|cpu (default gpu: cuda, NCCL; cpu: gloo), TSN_NPROC_PER_NODE
+# (default: the node's GPUs, or 1 with cpu), TSN_FIT (what torchrun starts; default
+# "-m tsn_train.cli fit"), MASTER_PORT (default 20000 + job id mod 20000), OMP_NUM_THREADS
+# (default: the task's CPUs over the processes per node).
 #SBATCH --job-name=tsn-train
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1

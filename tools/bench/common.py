@@ -4,6 +4,7 @@ and the JSON a benchmark leaves for ``tools.bench.render``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
@@ -121,17 +122,14 @@ class RetryPolicy:
         return cls(args.max_other_load, args.retries)
 
 
-class Busy:
+@contextlib.contextmanager
+def busy(n: int) -> Iterator[None]:
     """``n`` processes spinning on a core each while measurements run (a busy machine)."""
-
-    def __init__(self, n: int):
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-    def __enter__(self) -> "Busy":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for p in self.procs:
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
             p.kill()
             p.wait()
 
@@ -236,7 +234,6 @@ def disk_reads(path: Path) -> tuple[int, int, int]:
         if (int(f[0]), int(f[1])) == (os.major(dev), os.minor(dev)):
             return int(f[3]), int(f[5]) * 512, int(f[6])
     return 0, 0, 0
-
 
 
 def proc_io() -> dict[str, int]:

@@ -1,11 +1,9 @@
 """README command 1, measured as a newcomer runs it: a fresh clone and a fresh virtualenv, then
 `pip install -e . && bash tools/demo.sh` timed as one command, every line it prints kept with the
-time it came; with --untrimmed, then `bash tools/untrimmed_demo.sh` in the same clone. The figures
-(docs/bench/demo.json, docs/bench/untrimmed_demo.json) are the one source of the demo's time and
-of what the pages quote it printing: the README's demo paragraph, docs/getting-started.md's
-transcript, docs/untrimmed.md's table and docs/results.md's measured rows
-(``python -m tools.bench.render``). tests/test_demo_docs.py fails when the demo's scripts change
-after their figures were taken.
+time it came; with --untrimmed, then `bash tools/untrimmed_demo.sh` in the same clone. Its figures
+(docs/bench/demo.json) are the one source of the demo's time and of what the pages quote it
+printing (``renders`` below). tests/test_demo_docs.py fails when the demo's scripts change after
+their figures were taken.
 
     python -m tools.bench.demo --untrimmed --write-docs
 """

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from tools.bench.common import (GROVE, REPO, Busy, Clock, cycled_pairs, epe, find_clips, finish, grove3, log, median,
+from tools.bench.common import (GROVE, REPO, Clock, busy, cycled_pairs, epe, find_clips, finish, grove3, log, median,
                                 parse_args, parser, rotated)
 
 SAVED_PAIRS = 8  # pairs whose inputs and flows --save-flows keeps
@@ -41,11 +41,6 @@ def solver_options(variant: str) -> dict:
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}: {', '.join(VARIANTS)}")
     return VARIANTS[variant]
-
-
-def has_opencv_tvl1() -> bool:
-    import cv2
-    return hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
 
 
 def frame_pairs(videos: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,14 +144,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     for v, _ in keys:
         solver_options(v)
     grove = args.grove if str(args.grove) not in ("", ".") and args.grove.is_dir() else None
-    with_cv = has_opencv_tvl1()
+    with_cv = hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create")
     prev, nxt = frame_pairs(args.videos, args.pairs)
     tmp = args.save_flows or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     tmp.mkdir(parents=True, exist_ok=True)
     runs: dict = {k: [] for k in keys}
     opencv: list[float] = []
     cv_flows, cv_epe = None, {}
-    with Busy(args.busy):
+    with busy(args.busy):
         for r in range(args.repeats):
             cv_s = None
             if with_cv:

@@ -1,25 +1,16 @@
-"""The committed GPU check (issue 27): everything measured on a lent GPU, in one call of at most
-8 minutes, written as one JSON of figures (``gpu_check-YYYY-MM-DD.json``) plus the flows needed to
-compare against OpenCV at home. docs/performance.md, "GPU check", says how to run it.
+"""The committed GPU check (issue 27): everything measured on a lent GPU in one call of at most 8
+minutes, as one JSON of figures (``gpu_check-YYYY-MM-DD.json``) plus the flows to compare against
+OpenCV at home. docs/performance.md, "GPU check", says how to run it and what each figure is.
 
     python -m tools.bench.gpu_check --prepare            # here: .gpu_check/ (clips, Grove3, refs, wheels)
     bash tools/gpu_check.sh                              # there: the check, figures into $OUT
     python -m tools.bench.gpu_check --device cpu --tiny  # anywhere: every part, tiny sizes, on the CPU
 
-Parts, in order, each with a budget of seconds (``PARTS``): env (machine, versions, copy
-bandwidth), flow (the solver: accuracy, pairs/s per kernel variant and batch, Grove3, a profile;
-tools/bench/gpu_check_flow.py), e2e (``tsn-prep extract-flow --gpu 0`` over 120 clips, GPU
-utilisation sampled meanwhile), frames (``extract-frames`` of the same clips, and of the real
-clips whole for predict), trainstore (6,400 distinct videos copied from that store), fit
-(``tsn-train fit`` of BN-Inception, rgb and flow, decoding in the loader and on the device),
-test (``test`` throughput at 25 x 10, and predict against test under bf16;
-tools/bench/gpu_check_train.py).
-
-Every part runs in processes of its own, killed (the whole process group) when its budget is
-spent; a part's budget is what is left before the deadline less what the parts after it are
-planned to take, so time a part does not use goes to the next ones and none can eat the call.
-A part that fails or is stopped is recorded as such, with what it measured until then, and the
-rest run. The JSON is rewritten after every result, so a killed call still returns figures.
+Parts (``PARTS``): env, flow (the solver; gpu_check_flow.py), e2e (``extract-flow --gpu``), frames,
+trainstore, fit and test (gpu_check_train.py). Each runs in processes of its own, killed whole when
+its budget is spent: what is left before the deadline less the later parts' plan. A part that fails
+or is stopped is recorded with what it measured until then, and the JSON is rewritten after every
+result, so a killed call still returns figures.
 """
 from __future__ import annotations
 
@@ -27,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -93,12 +85,9 @@ TINY = Settings(size=(64, 48), solver_pairs=8, batches=(4, 8), accuracy_batches=
                 min_passes=1, max_passes=2, min_seconds=0.0, variant_reserve_s=2.0, copies=2, e2e_frames=6,
                 e2e_workers=1, fit_steps=2, fit_batch=2, fit_accumulate=1, fit_workers=1, fit_arch="resnet18",
                 fit_input_size=32, fit_log_every=1, fit_warmup_batches=0, test_videos=2, test_segments=5,
-                test_crops=1, test_workers=1,
-                predict_clips=("carphone.mp4",), tvl1=tuple(TINY_TVL1.items()),
+                test_crops=1, test_workers=1, predict_clips=("carphone.mp4",), tvl1=tuple(TINY_TVL1.items()),
                 amp="off")  # bf16 autocast on a CPU without bf16 units: 7x slower here
 
-
-# --------------------------------------------------------------------------- time
 
 class Budget:
     """Seconds for each of several steps before ``deadline`` (time.monotonic): step i gets what
@@ -119,9 +108,9 @@ class Budget:
 @dataclasses.dataclass
 class ChildResult:
     status: str            # ok, failed (non-zero exit), stopped (its budget ran out)
-    seconds: float
-    returncode: Optional[int]
-    tail: list[str]
+    seconds: float = 0.0
+    returncode: Optional[int] = None
+    tail: list[str] = dataclasses.field(default_factory=list)
 
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar's update: not echoed
@@ -142,15 +131,14 @@ def _end_children(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
-              poll: Optional[Callable[[], None]] = None, echo: str = "") -> ChildResult:
-    """``cmd`` in a process group of its own, its output echoed (prefixed) and its last lines
+def run_child(cmd: list[str], timeout: float, env: dict, poll: Callable[[], None] = lambda: None) -> ChildResult:
+    """``cmd`` in a process group of its own, its output echoed (indented) and its last lines
     kept; after ``timeout`` seconds the whole group is killed. ``poll`` runs every second."""
     t0 = time.monotonic()
     # a process group of its own, to kill with its workers, but the caller's session: whoever
     # ends the session (the device tool, at the end of its call) ends these too
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, **group)
     ACTIVE.add(proc.pid)
     tail: list[str] = []
@@ -159,7 +147,7 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
         for raw in proc.stdout:
             for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
                 if line.strip() and not PROGRESS.search(line):
-                    print(f"{echo}{line}", flush=True)
+                    print(f"  {line}", flush=True)
                     tail.append(line)
                     del tail[:-40]
     thread = threading.Thread(target=reader, daemon=True)
@@ -168,21 +156,17 @@ def run_child(cmd: list[str], timeout: float, env: Optional[dict] = None,
     while proc.poll() is None:
         if time.monotonic() - t0 > timeout:
             stopped = True
-            _kill_group(proc.pid)
-            proc.wait()
             break
-        if poll:
-            poll()
+        poll()
         try:
             proc.wait(timeout=min(1.0, max(0.05, timeout - (time.monotonic() - t0))))
         except subprocess.TimeoutExpired:
             pass
-    if not stopped:  # grandchildren left behind (loader workers of a crashed run) go too
-        _kill_group(proc.pid)
+    _kill_group(proc.pid)  # when stopped, and grandchildren left behind (loader workers of a crashed run)
+    proc.wait()
     ACTIVE.discard(proc.pid)
     thread.join(timeout=5)
-    if poll:
-        poll()
+    poll()
     status = "stopped" if stopped else ("ok" if proc.returncode == 0 else "failed")
     return ChildResult(status, time.monotonic() - t0, proc.returncode, tail)
 
@@ -194,10 +178,8 @@ def worst(statuses) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not Path(path).exists():
-        return []
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in (Path(path).read_text().splitlines() if Path(path).exists() else []):
         try:
             out.append(json.loads(line))
         except ValueError:  # a line cut short by a kill
@@ -218,16 +200,17 @@ def nvml_reader(index: int = 0) -> tuple[Optional[Callable[[], Optional[float]]]
         return (lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100), "pynvml utilization.gpu"
     except Exception as exc:  # noqa: BLE001 - no pynvml, no driver: try nvidia-smi
         why = f"pynvml: {type(exc).__name__}: {exc}"
-    if shutil.which("nvidia-smi"):
-        def read() -> Optional[float]:
-            out = subprocess.run(["nvidia-smi", "-i", str(index), "--query-gpu=utilization.gpu",
-                                  "--format=csv,noheader,nounits"], capture_output=True, text=True)
-            try:
-                return float(out.stdout.strip().splitlines()[0]) / 100
-            except (ValueError, IndexError):
-                return None
-        return read, "nvidia-smi utilization.gpu"
-    return None, f"no GPU utilisation source ({why}; no nvidia-smi)"
+    if not shutil.which("nvidia-smi"):
+        return None, f"no GPU utilisation source ({why}; no nvidia-smi)"
+
+    def read() -> Optional[float]:
+        out = subprocess.run(["nvidia-smi", "-i", str(index), "--query-gpu=utilization.gpu",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True)
+        try:
+            return float(out.stdout.strip().splitlines()[0]) / 100
+        except (ValueError, IndexError):
+            return None
+    return read, "nvidia-smi utilization.gpu"
 
 
 class Sampler:
@@ -267,42 +250,43 @@ class Sampler:
 
 def device_name(device: str) -> str:
     """What the check runs on, without importing torch (the env part's reading replaces it)."""
-    import platform
-    if device.startswith("cuda") and shutil.which("nvidia-smi"):
+    if not device.startswith("cuda"):
+        return f"cpu ({platform.machine()}, {len(os.sched_getaffinity(0))} cores)"
+    if shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                              capture_output=True, text=True).stdout.strip().splitlines()
         if out:
             return out[int(device.split(":")[1]) if ":" in device else 0].strip()
-    return f"cpu ({platform.machine()}, {len(os.sched_getaffinity(0))} cores)" if not device.startswith("cuda") \
-        else device
+    return device
 
 
 # --------------------------------------------------------------------------- the check
 
 class Check:
     """One run of the check: settings, folders, the figures (``self.figures``, the JSON) and
-    the parts."""
+    the parts (``part_NAME``: each returns how its processes ended)."""
 
     def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.tiny = args.tiny
+        self.args, self.tiny, self.device = args, args.tiny, args.device
         self.s = TINY if args.tiny else Settings()
-        self.device = args.device
         self.cuda = self.device.startswith("cuda")
-        self.dir = Path(args.dir).resolve()
-        self.out = Path(args.out).resolve()
-        self.work = Path(args.work).resolve()
-        self.started = now()
-        self.t0 = time.monotonic()
+        self.dir, self.out, self.work = (Path(p).resolve() for p in (args.dir, args.out, args.work))
+        self.started, self.t0 = now(), time.monotonic()
         self.json_path = self.out / f"gpu_check-{self.started:%Y-%m-%d}.json"
-        self.py = sys.executable
         self.read_util, self.util_source = nvml_reader() if self.cuda else (None, "none: the check ran on the CPU")
+        # the children: no progress bars; on the CPU no compiling
+        self.env = {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "TQDM_MININTERVAL": "30",
+                    **({} if self.cuda else {"TSN_TORCH_COMPILE": "0"})}
+        try:
+            prepared = json.loads((self.dir / "prepare.json").read_text())
+            prepared = {k: prepared.get(k) for k in ("date", "code", "bytes")}
+        except (OSError, ValueError):
+            prepared = None
         self.figures: dict = {
             "schema": 1, "device": device_name(self.device), "date": f"{self.started:%Y-%m-%d}",
-            "time": f"{self.started:%H:%M} UTC",
-            "mode": "tiny" if self.tiny else "full", "torch_device": self.device,
+            "time": f"{self.started:%H:%M} UTC", "mode": "tiny" if self.tiny else "full", "torch_device": self.device,
             "command": ["python", "-m", "tools.bench.gpu_check", *sys.argv[1:]], "code": code_version(),
-            "prepared": self._prepared(), "settings": dataclasses.asdict(self.s),
+            "prepared": prepared, "settings": dataclasses.asdict(self.s),
             "deadline_s": args.deadline, "seconds": None, "parts": {},
             "solver_pairs_per_s": None, "solver_best_batch": None, "bandwidth_bound_fraction": None,
             "end_to_end_pairs_per_s": None, "gpu_busy_fraction": None, "gpu_busy_source": self.util_source,
@@ -312,30 +296,14 @@ class Check:
             "test_videos_per_s": {m: None for m in STREAMS}, "predict_equals_test": None,
         }
 
-    def _prepared(self) -> Optional[dict]:
-        try:
-            p = json.loads((self.dir / "prepare.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return {k: p.get(k) for k in ("date", "code", "bytes")}
-
-    # -- output ----------------------------------------------------------------------------
     def write(self) -> None:
         self.figures["seconds"] = time.monotonic() - self.t0
         write_json(self.json_path, self.figures)
-
-    def env(self) -> dict:
-        """Environment for the children: no progress bars; on the CPU no compiling."""
-        e = {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", "TQDM_MININTERVAL": "30"}
-        if not self.cuda:
-            e["TSN_TORCH_COMPILE"] = "0"
-        return e
 
     def child(self, name: str, spec: dict, timeout: float, on_results: Callable[[list[dict]], None]) -> ChildResult:
         """The child ``name`` (``CHILDREN``) with ``spec``; its results file (WORK/NAME.jsonl) merged as it grows."""
         results = self.work / f"{name}.jsonl"
         results.unlink(missing_ok=True)
-        spec = {**spec, "results": str(results)}
         seen = [0]
 
         def poll():
@@ -344,43 +312,12 @@ class Check:
                 seen[0] = len(lines)
                 on_results(lines)
                 self.write()
-        cmd = [self.py, "-m", "tools.bench.gpu_check", "--child", json.dumps({**spec, "child": name})]
-        return run_child(cmd, timeout, self.env(), poll, echo="  ")
+        spec = {**spec, "results": str(results), "child": name}
+        return run_child([sys.executable, "-m", "tools.bench.gpu_check", "--child", json.dumps(spec)],
+                         timeout, self.env, poll)
 
-    def run_cli(self, cmd: list[str], timeout: float) -> ChildResult:
-        return run_child(cmd, timeout, self.env(), echo="  ")
-
-    # -- parts -----------------------------------------------------------------------------
-    def part_env(self, timeout: float) -> ChildResult:
-        spec = {"device": self.device, "dir": str(self.dir), "work": str(self.work)}
-
-        def merge(lines):
-            if lines:
-                self.figures["env"] = lines[-1]
-                self.figures["device"] = lines[-1].get("device")
-        return self.child("env", spec, timeout, merge)
-
-    def part_sleep(self, timeout: float) -> ChildResult:
-        """Self-test: a child that records one figure and then outlives its budget."""
-        return self.child("sleep", {}, timeout, lambda lines: self.figures.update(sleep=lines))
-
-    def part_flow(self, timeout: float) -> ChildResult:
-        from tools.bench import gpu_check_flow as gf
-        s = self.s
-        refs = self.dir / ("refs-tiny.npz" if self.tiny else "refs.npz")
-        if not refs.exists():
-            raise FileNotFoundError(f"{refs}: run `python -m tools.bench.gpu_check --prepare` first")
-        spec = {"device": self.device, "refs": str(refs), "videos": str(self.dir / "videos"),
-                "grove": str(self.dir / "grove3"), "size": list(s.size), "pairs": s.solver_pairs,
-                "batches": list(s.batches), "accuracy_batches": list(s.accuracy_batches),
-                "profile_batch": s.profile_batch, "min_passes": s.min_passes, "max_passes": s.max_passes,
-                "min_seconds": s.min_seconds, "reserve_s": s.variant_reserve_s,
-                "flows_dir": str(self.out / "flows"), "budget_s": max(1.0, timeout - 3),
-                "variants": self.args.variants.split(",") if self.args.variants else None}
-        r = self.child("flow", spec, timeout, lambda lines: self.figures.update(solver_figures(lines, gf.variants_for(self.device))))
-        failed = [f"{x['variant']}{' ' + x['step'] if 'step' in x else ''}: {x['error']}"
-                  for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
-        return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
+    def cli(self, tool: str, *args) -> list[str]:
+        return [sys.executable, "-m", f"{tool}.cli", *map(str, args)]
 
     def fresh(self, name: str, files: dict[str, Path]) -> Path:
         """WORK/NAME emptied, then ``files`` (relative path -> source) copied into it."""
@@ -392,8 +329,39 @@ class Check:
             shutil.copyfile(src, folder / rel)
         return folder
 
-    def _cli(self, tool: str, *args: str) -> list[str]:
-        return [self.py, "-m", f"{tool}.cli", *map(str, args)]
+    def hidden(self, cmd: list[str], *paths: tuple[Path, str]) -> str:
+        """The command as recorded: no interpreter, the work folder (and ``paths``) by name."""
+        text = " ".join(map(str, cmd[1:]))
+        for path, name in (*paths, (self.work, "WORK")):
+            text = text.replace(str(path), name)
+        return text
+
+    # -- parts -----------------------------------------------------------------------------
+    def part_env(self, timeout: float) -> ChildResult:
+        def merge(lines):
+            if lines:
+                self.figures["env"] = lines[-1]
+                self.figures["device"] = lines[-1].get("device")
+        return self.child("env", {"device": self.device, "work": str(self.work)}, timeout, merge)
+
+    def part_sleep(self, timeout: float) -> ChildResult:
+        """Self-test: a child that records one figure and then outlives its budget."""
+        return self.child("sleep", {}, timeout, lambda lines: self.figures.update(sleep=lines))
+
+    def part_flow(self, timeout: float) -> ChildResult:
+        from tools.bench.gpu_check_flow import variants_for
+        refs = self.dir / ("refs-tiny.npz" if self.tiny else "refs.npz")
+        if not refs.exists():
+            raise FileNotFoundError(f"{refs}: run `python -m tools.bench.gpu_check --prepare` first")
+        spec = {**dataclasses.asdict(self.s), "device": self.device, "refs": str(refs),
+                "videos": str(self.dir / "videos"), "grove": str(self.dir / "grove3"),
+                "flows_dir": str(self.out / "flows"), "budget_s": max(1.0, timeout - 3),
+                "variants": self.args.variants.split(",") if self.args.variants else None}
+        variants = variants_for(self.device)
+        r = self.child("flow", spec, timeout, lambda lines: self.figures.update(solver_figures(lines, variants)))
+        failed = [f"{x['variant']}{' ' + x['step'] if 'step' in x else ''}: {x['error']}"
+                  for x in read_jsonl(self.work / "flow.jsonl") if x["kind"] == "failed"]
+        return dataclasses.replace(r, status="failed", tail=failed) if failed and r.status == "ok" else r
 
     def part_e2e(self, timeout: float) -> ChildResult:
         s = self.s
@@ -401,57 +369,51 @@ class Check:
         many = self.fresh("many", {f"c{k:02d}/{c.name}": c for k in range(s.copies) for c in clips})
         store = self.work / "store"
         shutil.rmtree(store, ignore_errors=True)
-        cmd = self._cli("tsn_prep", "extract-flow", many, store, "--max-frames", s.e2e_frames,
-                        "--workers", s.e2e_workers, "--quiet")
+        cmd = self.cli("tsn_prep", "extract-flow", many, store, "--max-frames", s.e2e_frames,
+                       "--workers", s.e2e_workers, "--quiet")
         cmd += ["--gpu", self.device.split(":")[1] if ":" in self.device else "0"] if self.cuda else []
         cmd += ["--size", "x".join(map(str, s.size))] if self.tiny else []
         cmd += [str(a) for k, v in s.tvl1 for a in (f"--{k}", v)]
         with Sampler(self.read_util) as sampler:
-            r = self.run_cli(cmd, timeout)
+            r = run_child(cmd, timeout, self.env)
             ended = time.time()
         figs = e2e_figures(store, r, sampler, ended, len(clips) * s.copies)
         figs.update(clips=len(clips) * s.copies, copies=s.copies, frames_per_clip=s.e2e_frames,
-                    workers=s.e2e_workers, command=" ".join(map(str, cmd[1:])).replace(str(self.work), "WORK"),
+                    workers=s.e2e_workers, command=self.hidden(cmd),
                     how_clips_were_made=f"the {len(clips)} real clips copied {s.copies} times as distinct "
                                         f"files c00/..c{s.copies - 1:02d}/, first {s.e2e_frames} frames each")
-        self.figures["end_to_end"] = figs
-        self.figures["end_to_end_pairs_per_s"] = figs["pairs_per_s"]
-        self.figures["gpu_busy_fraction"] = figs["gpu_busy_fraction"]
+        self.figures.update(end_to_end=figs, end_to_end_pairs_per_s=figs["pairs_per_s"],
+                            gpu_busy_fraction=figs["gpu_busy_fraction"])
         return r
 
     def part_frames(self, timeout: float) -> ChildResult:
         s = self.s
         real = self.fresh("real", {c.name: c for c in find_clips(self.dir / "videos")
                                    if s.predict_clips is None or c.name in s.predict_clips})
-        size = ["--size", "x".join(map(str, s.size))] if self.tiny else []
-        workers = ["--workers", str(max(1, len(os.sched_getaffinity(0))))]
+        opts = ["--quiet", "--workers", max(1, len(os.sched_getaffinity(0)))]
+        opts += ["--size", "x".join(map(str, s.size))] if self.tiny else []
         budget = Budget(time.monotonic() + timeout, [timeout * 0.7, timeout * 0.3])
         runs = {}
         for i, (name, cmd) in enumerate((
-                ("clips", self._cli("tsn_prep", "extract-frames", self.work / "many", self.work / "store",
-                                    "--max-frames", s.e2e_frames, "--quiet", *workers, *size)),
-                ("real_clips_whole", self._cli("tsn_prep", "extract-frames", real, self.work / "real_store",
-                                               "--quiet", *workers, *size)))):
-            r = self.run_cli(cmd, budget.timeout(i))
-            runs[name] = {"status": r.status, "seconds": r.seconds, **(_summary_line(r.tail) or {})}
-            if r.status != "ok":
-                runs[name]["tail"] = r.tail[-5:]
+                ("clips", self.cli("tsn_prep", "extract-frames", self.work / "many", self.work / "store",
+                                   "--max-frames", s.e2e_frames, *opts)),
+                ("real_clips_whole", self.cli("tsn_prep", "extract-frames", real, self.work / "real_store", *opts)))):
+            r = run_child(cmd, budget.timeout(i), self.env)
+            runs[name] = {"status": r.status, "seconds": r.seconds, **(_summary_line(r.tail) or {}),
+                          **({"tail": r.tail[-5:]} if r.status != "ok" else {})}
         self.figures["frames"] = runs
-        return ChildResult(worst(v["status"] for v in runs.values()), 0, None, [])
-
-    def train_store_path(self) -> Path:
-        """On /dev/shm where it has room (no fsync per video), else in the work folder."""
-        need = self.videos_to_train() * 400_000 * 2
-        shm = Path("/dev/shm")
-        if self.cuda and shm.is_dir() and shutil.disk_usage(shm).free > need:
-            return shm / f"tsn-gpu-check-{os.getpid()}" / "train_store"
-        return self.work / "train_store"
+        return ChildResult(worst(v["status"] for v in runs.values()))
 
     def videos_to_train(self) -> int:
         return self.s.fit_steps * self.s.fit_batch * self.s.fit_accumulate
 
     def part_trainstore(self, timeout: float) -> ChildResult:
-        store = self.train_store_path()
+        # on /dev/shm where it has room (no fsync per video), else in the work folder
+        shm = Path("/dev/shm")
+        if self.cuda and shm.is_dir() and shutil.disk_usage(shm).free > self.videos_to_train() * 400_000 * 2:
+            store = shm / f"tsn-gpu-check-{os.getpid()}" / "train_store"
+        else:
+            store = self.work / "train_store"
         shutil.rmtree(store, ignore_errors=True)
         (self.work / "train_store_path").write_text(str(store))
         spec = {"source": str(self.work / "store"), "store": str(store), "list": str(self.work / "train.txt"),
@@ -471,12 +433,12 @@ class Check:
         for i, (m, d) in enumerate(runs):
             out = self.work / "runs" / f"{m}-{d}"
             shutil.rmtree(out, ignore_errors=True)
-            cmd = self._cli("tsn_train", "fit", "--modality", m, "--store", store,
-                            "--train-list", self.work / "train.txt", "--num-classes", s.num_classes,
-                            "--out", out, "--arch", s.fit_arch, "--batch-size", s.fit_batch,
-                            "--accumulate", s.fit_accumulate, "--workers", s.fit_workers, "--decode-on", d,
-                            "--amp", s.amp, "--channels-last", "--epochs", 1, "--max-steps", s.fit_steps,
-                            "--log-every", s.fit_log_every, "--device", self.device)
+            cmd = self.cli("tsn_train", "fit", "--modality", m, "--store", store,
+                           "--train-list", self.work / "train.txt", "--num-classes", s.num_classes,
+                           "--out", out, "--arch", s.fit_arch, "--batch-size", s.fit_batch,
+                           "--accumulate", s.fit_accumulate, "--workers", s.fit_workers, "--decode-on", d,
+                           "--amp", s.amp, "--channels-last", "--epochs", 1, "--max-steps", s.fit_steps,
+                           "--log-every", s.fit_log_every, "--device", self.device)
             cmd += ["--input-size", str(s.fit_input_size)] if s.fit_input_size else []
             t = budget.timeout(i)
             if t < 3:
@@ -484,12 +446,11 @@ class Check:
                 statuses.append("stopped")
                 continue
             with Sampler(self.read_util) as sampler:
-                r = self.run_cli(cmd, t)
+                r = run_child(cmd, t, self.env)
             metrics = out / "metrics.jsonl"
             figs = fit_figures(metrics, s.fit_batch, m, s.fit_warmup_batches) if metrics.exists() else {}
             figs.update(status=r.status, seconds=r.seconds, budget_s=t, gpu_busy_fraction=sampler.fraction(),
-                        checkpoint=(out / "last.pt").exists(),
-                        command=" ".join(map(str, cmd[1:])).replace(str(store), "STORE").replace(str(self.work), "WORK"))
+                        checkpoint=(out / "last.pt").exists(), command=self.hidden(cmd, (store, "STORE")))
             if r.status != "ok":
                 figs["tail"] = r.tail[-8:]
             self.figures["fit"][m][d] = figs
@@ -497,7 +458,7 @@ class Check:
             self.figures["fit_data_fraction"][m][d] = figs.get("data_fraction")
             statuses.append(r.status)
             self.write()
-        return ChildResult(worst(statuses), 0, None, [])
+        return ChildResult(worst(statuses))
 
     def part_test(self, timeout: float) -> ChildResult:
         s = self.s
@@ -507,9 +468,8 @@ class Check:
                 ckpts.setdefault(m, str(self.work / "runs" / f"{m}-{d}" / "last.pt"))
         if not ckpts:
             raise FileNotFoundError("no fit checkpoint: the fit part did not finish a run")
-        real = self.work / "real"
         spec = {"checkpoints": ckpts, "store": str(self.work / "store"), "test_videos": s.test_videos,
-                "real_store": str(self.work / "real_store"), "clips": [str(p) for p in find_clips(real)],
+                "real_store": str(self.work / "real_store"), "clips": [str(p) for p in find_clips(self.work / "real")],
                 "segments": s.test_segments, "crops": s.test_crops, "workers": s.test_workers,
                 "device": self.device, "amp": s.amp}
 
@@ -557,8 +517,7 @@ class Check:
             self.write()
         if not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
-            shm = Path("/dev/shm") / f"tsn-gpu-check-{os.getpid()}"
-            shutil.rmtree(shm, ignore_errors=True)
+            shutil.rmtree(Path("/dev/shm") / f"tsn-gpu-check-{os.getpid()}", ignore_errors=True)
         self.write()
         return self.figures
 
@@ -656,8 +615,6 @@ def e2e_figures(store: Path, r: ChildResult, sampler: Sampler, ended: float, cli
 def env_child(spec: dict, emit) -> None:
     """The machine and versions; on CUDA the device-to-device copy bandwidth (bytes read plus
     written, 1 GiB of random floats, median of 10 copies timed with CUDA events)."""
-    import platform
-
     import cv2
     import torch
 
@@ -741,8 +698,6 @@ def print_summary(f: dict) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prepare", action="store_true", help="fill --dir here (clips, Grove3, OpenCV references, wheels)")
-    p.add_argument("--no-wheels", action="store_true", help="--prepare: download no wheels")
-    p.add_argument("--tiny-only", action="store_true", help="--prepare: only the --tiny references")
     p.add_argument("--dir", type=Path, default=DIR, help="the prepared folder (default: .gpu_check)")
     p.add_argument("--out", type=Path, default=os.environ.get("OUT") or Path(tempfile.gettempdir()) / "gpu_check_out",
                    help="where the JSON and the flows go (default: $OUT, else a temporary folder)")
@@ -763,7 +718,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.prepare:
         from tools.bench.gpu_check_prepare import prepare
-        prepare(args.dir, tiny_only=args.tiny_only, wheels=not args.no_wheels)
+        prepare(args.dir)
         return 0
     args.device = args.device or ("cuda:0" if shutil.which("nvidia-smi") else "cpu")
     if not args.device.startswith("cuda") and not args.tiny:

@@ -1,13 +1,10 @@
 """The solver part of the GPU check (tools/bench/gpu_check.py), in a child process of its own.
 
-Per kernel variant of ``TorchTVL1`` (``VARIANTS``; a variant the installed code lacks is skipped
-with the reason it gave): accuracy (a batch of 64 and of 128 over the same first pairs: bit
-identity, iteration counts, end-point difference from OpenCV's flow of the reference pairs
-carried in refs.npz), throughput at each batch size over the same pairs (pairs/s, inner
-iterations, the memory-bandwidth model), Grove3's end-point error; then one profiled call.
-
-Each result is a JSON line appended to the results file the moment it is known, so a child
-stopped at its budget leaves every figure it had. The check starts it (``CHILDREN["flow"]``).
+Per kernel variant of ``TorchTVL1`` (``VARIANTS``; one the installed code lacks is skipped with
+its reason): accuracy (bit identity across batches, iteration counts, end-point difference from
+OpenCV's flows in refs.npz), throughput per batch size (pairs/s, inner iterations, the bandwidth
+model), Grove3's end-point error; then one profiled call. Each result is a JSON line appended the
+moment it is known, so a child stopped at its budget leaves every figure it had.
 """
 from __future__ import annotations
 
@@ -70,16 +67,6 @@ def bandwidth(pairs_per_s: float, pix_iters_per_pair: float, model_bytes: float)
     return {"bound_pairs_per_s": bound, "bandwidth_bound_fraction": pairs_per_s / bound,
             "model_bytes_per_pixel_iteration": model_bytes, "model_tb_per_s": moved / 1e12,
             "model_fraction_of_peak": moved / PEAK_BYTES_PER_S}
-
-
-def load_pairs(spec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(prev, nxt, OpenCV flows of the first ones, how many have one): the carried reference
-    pairs first, then pairs of the clips in turn, as the pipeline decodes them."""
-    refs = np.load(spec["refs"])
-    n = spec["pairs"]
-    prev, nxt = cycled_pairs(Path(spec["videos"]), tuple(spec["size"]), n, n // 5 + 2,
-                             list(zip(refs["prev"], refs["nxt"])))
-    return prev, nxt, refs["flow"], len(refs["flow"])
 
 
 class Results:
@@ -244,8 +231,13 @@ def run(spec: dict, emit: Results) -> None:
     deadline = time.monotonic() + spec["budget_s"]
     t0 = time.perf_counter()
     from tsn_prep.extraction.tvl1_params import TVL1Params
-    params = TVL1Params.from_dict(json.loads(str(np.load(spec["refs"])["tvl1"])))  # as OpenCV's refs
-    prev, nxt, refs, nref = load_pairs(spec)
+    carried = np.load(spec["refs"])
+    params = TVL1Params.from_dict(json.loads(str(carried["tvl1"])))  # as OpenCV's refs
+    # the carried reference pairs first, then pairs of the clips in turn, as the pipeline decodes them
+    n = spec["solver_pairs"]
+    prev, nxt = cycled_pairs(Path(spec["videos"]), tuple(spec["size"]), n, n // 5 + 2,
+                             list(zip(carried["prev"], carried["nxt"])))
+    refs, nref = carried["flow"], len(carried["flow"])
     emit("pairs", pairs=len(prev), reference_pairs=nref, size=list(prev.shape[:0:-1]),
          tvl1=params.as_dict(), seconds=time.perf_counter() - t0)
     variants = variants_for(spec["device"])
@@ -263,7 +255,7 @@ def run(spec: dict, emit: Results) -> None:
     for i, (name, opts, model, solver) in enumerate(usable):
         # the default gets what the others' reserve leaves; each later one an equal share
         left = deadline - time.monotonic()
-        share = left - spec["reserve_s"] * (len(usable) - 1) if i == 0 else left / (len(usable) - i)
+        share = left - spec["variant_reserve_s"] * (len(usable) - 1) if i == 0 else left / (len(usable) - i)
         variant_deadline = time.monotonic() + max(0.0, share)
         if time.monotonic() > deadline:
             emit("stopped", variant=name, at="start", reason="the part's time was up")
@@ -285,7 +277,7 @@ def run(spec: dict, emit: Results) -> None:
         if cuda:
             torch.cuda.empty_cache()
     for name, solver in made:
-        if time.monotonic() > deadline - spec["reserve_s"] / 2:
+        if time.monotonic() > deadline - spec["variant_reserve_s"] / 2:
             break
         try:
             profile(name, solver, prev, nxt, spec["profile_batch"], dev, emit)
