@@ -112,7 +112,7 @@ def test_fit_settings_without_click(tmp_path):
     from tsn_train.fit_settings import SettingsMistake, settings_of
 
     given = {f: None for f in FitConfig.__dataclass_fields__}
-    with pytest.raises(SettingsMistake, match="missing --modality, --store, --train-list, --out"):
+    with pytest.raises(SettingsMistake, match=r"missing --modality, --store \(or --videos\), --train-list, --out"):
         settings_of(given)
     cfg = settings_of(dict(given, modality="flow", store="s", train_list="t", out="o", lr=0.01), preset="hmdb51")
     assert (cfg.lr, cfg.lr_steps) == (0.01, [359, 574])

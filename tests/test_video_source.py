@@ -292,3 +292,49 @@ def test_a_frame_past_the_end_is_an_error_naming_the_frame(clips):
         read_frames(clips / "carphone.mp4", [2, 123], lying, SIZE, None)
     with pytest.raises(ListError):
         source_of(clips).checked([Record("nothere", 0)], "rgb", 2, "l")
+
+
+def test_predict_with_a_stream_trained_on_videos_is_testing_those_videos(clips, tmp_path):
+    """A checkpoint of ``fit --videos`` records that its frames came from videos; predict then
+    decodes the sampled frames as ``test --videos`` does (no extraction): the same probabilities."""
+    lst = clips.parent / "train.txt"
+    run = tmp_path / "run"
+    train_cli("fit", "--modality", "rgb", "--videos", clips, "--train-list", lst, "--out", run, "--arch",
+              "resnet18", "--input-size", "32", "--workers", "0", "--batch-size", "7", "--accumulate", "1",
+              "--epochs", "1", "--no-partial-bn", "--video-size", "96x72")
+    assert checkpoint.load(run / "last.pt").extraction["size"] == [96, 72]
+    (tmp_path / "one.txt").write_text("carphone 1\n")
+    s = run_test(run / "last.pt", SourceSpec(videos=clips), tmp_path / "one.txt", segments=7, crops=10,
+                 workers=0, progress=False)
+    expected = np.exp(s.scores[0] - s.scores[0].max())
+    expected /= expected.sum()
+    result = train_cli("predict", clips / "carphone.mp4", "--checkpoint", run / "last.pt", "--segments", "7",
+                       "--json")
+    top = json.loads(result.stdout.splitlines()[0])["top"]
+    assert [t["class"] for t in top] == [str(i) for i in np.argsort(-expected)[:len(top)]]
+    assert np.allclose([t["probability"] for t in top], np.sort(expected)[::-1][:len(top)], atol=1e-5)
+
+
+def test_an_interrupted_scan_keeps_what_it_scanned_and_the_rerun_scans_the_rest(tmp_path):
+    """Ctrl-C (a real SIGINT) in the middle of indexing: the index file holds the videos scanned
+    so far, whole, and the same call then scans only the others."""
+    folder = link_videos(tmp_path / "v", {f"c/v{i:03d}{p.suffix}": p.name for i, p in
+                                          enumerate(sorted(VIDEOS.iterdir()) * 24)})
+    items = list_videos(folder).items
+    cache = tmp_path / "l.txt.videoindex.npz"
+    scanned = []
+
+    def interrupt_at_40(n):
+        scanned.append(n)
+        if len(scanned) == 40:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(items, cache, threads=2, progress=interrupt_at_40)
+    kept = VideoIndex.load(cache)
+    assert 40 <= len(kept) < len(items)  # the scans running at the signal may finish too
+    scanned.clear()
+    whole = build_index(items, cache, threads=2, progress=scanned.append)
+    assert len(scanned) == len(items) - len(kept) and len(whole) == len(items) == 120
+    assert [whole.frames(r) for r in range(len(whole))] == [scan_video(i.path).frames for i in
+                                                            sorted(items, key=lambda i: i.id)]

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 
 from .config import FitConfig, load_config, resolve
 
-REQUIRED = ("modality", "train_list", "out")
+REQUIRED = ("modality", "store", "train_list", "out")  # "store": --store or --videos
 SOURCES = ("store", "videos")  # exactly one of them
 
 
@@ -29,13 +29,12 @@ def settings_of(given: Mapping[str, Any], config_file: Optional[str] = None,
         if any(options.get(k) for k in SOURCES):  # a source given replaces the recorded one
             recorded = {k: v for k, v in recorded.items() if k not in SOURCES}
         options = {k: (recorded.get(k) if v is None else v) for k, v in options.items()}
-    missing = [f"--{k.replace('_', '-')}" for k in REQUIRED if not options[k]]
     sources = [k for k in SOURCES if options.get(k)]
     if len(sources) > 1:
         raise SettingsMistake("--store and --videos both given: read a tsn-prep store or video files, "
                               "not both")
-    if not sources:
-        missing.append("--store (or --videos)")
+    missing = ["--store (or --videos)" if k == "store" else f"--{k.replace('_', '-')}" for k in REQUIRED
+               if not (sources if k == "store" else options[k])]
     if missing:
         raise SettingsMistake(f"missing {', '.join(missing)} (give {'it' if len(missing) == 1 else 'them'}, "
                               "or --config with a run's config.json)")

@@ -18,10 +18,12 @@ from tsn_prep.video import DECODERS
 from . import checkpoint, distributed
 from .checkpoint import Checkpoint
 from .config import TEST_BATCH, TEST_CROPS, TEST_SEGMENTS
-from .dataset import MemoryImages
+from .dataset import FrameSource, MemoryImages
 from .protocol import dataset_for_test, video_scores
 from .models import TSN
 from .scores import softmax
+from .video_source import FrameSettings, VideoSource
+from .videos import Videos
 
 
 @dataclass
@@ -81,11 +83,27 @@ def predict_video(path: Path, streams: list[Stream], segments: int = TEST_SEGMEN
     fused = 0.0
     for s in streams:
         prep = s.checkpoint.preprocessing
-        images, _ = extract_for(VideoItem(path.stem, path), s.checkpoint, decoders, progress, extracted)
-        count = len(next(iter(images.values())))
-        ds = dataset_for_test(MemoryImages(images), [Record(path.stem, 0)], {path.stem: count}, prep,
-                              segments, crops)
+        source, videos = frames_for(path, s.checkpoint, decoders, progress, extracted)
+        ds = dataset_for_test(source, videos, None, prep, segments, crops)
         x, _ = ds[0]
         score = video_scores(s.model, x, prep, batch, s.amp_dtype).cpu().numpy()
         fused = fused + s.weight * softmax(score[None])[0]
     return fused / sum(s.weight for s in streams)
+
+
+def frames_for(path: Path, ckpt: Checkpoint, decoders: Sequence[str], progress: Progress,
+               cache: dict) -> tuple[FrameSource, Videos]:
+    """Where ``ckpt``'s stream reads the video at ``path``, and the video as a dataset holds it:
+    the sampled frames decoded from the file for a stream trained from video files (``fit
+    --videos``), as its training read them; else the images extracted as its training store's
+    were (``extract_for``), so predicting is testing a store of the video."""
+    if ckpt.extraction.get("decoded_from") == "videos":
+        source = VideoSource(path, FrameSettings.of(ckpt.extraction, decoders), progress=False)
+        record = Record(next(iter(source.items)), 0)
+        checked = source.checked([record], ckpt.preprocessing.modality, len(ckpt.classes), str(path))
+        if checked.left_out:
+            raise ValueError(f"{path}: {checked.left_out[0].split(': ', 1)[1]}")
+        return source.images(), checked.videos
+    images, _ = extract_for(VideoItem(path.stem, path), ckpt, decoders, progress, cache)
+    count = len(next(iter(images.values())))
+    return MemoryImages(images), Videos.of([Record(path.stem, 0)], [count])

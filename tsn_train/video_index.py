@@ -263,17 +263,17 @@ def build_index(items: Sequence[VideoItem], cache: Optional[Path] = None, thread
             scan = scan_video(item.path) if size >= 0 else Scan(0, error="cannot be read (no such file?)")
             return item.id, item.path, size, mtime, scan
 
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            try:
-                for entry in pool.map(one, todo):
-                    entries.append(entry)
-                    progress(1)
-            finally:
-                # what was scanned is kept, even when interrupted: the next run scans the rest
-                if cache is not None and (old is None or len(entries) > 0):
-                    _save_quietly(VideoIndex.of(entries + _kept(old, entries)), cache)
-    elif old is not None and len(old) != len(entries) and cache is not None:
-        pass  # the cache holds more videos than this list: left as it is
+        pool = ThreadPoolExecutor(max(1, threads))
+        try:
+            for entry in pool.map(one, todo):
+                entries.append(entry)
+                progress(1)
+        finally:
+            # interrupted: the scans not started are dropped (each running one takes milliseconds),
+            # and what was scanned is kept, so the same command scans only the rest
+            pool.shutdown(wait=True, cancel_futures=True)
+            if cache is not None:
+                _save_quietly(VideoIndex.of(entries + _kept(old, entries)), cache)
     return VideoIndex.of(entries)
 
 
