@@ -205,6 +205,24 @@ def train_store(tmp_path_factory) -> Path:
     return store
 
 
+def fit_killed_at(epoch: int, step: int) -> str:
+    """A script for ``python -c SCRIPT ARGS`` that runs ``tsn-train ARGS`` and SIGKILLs itself
+    right after logging step ``step`` of epoch ``epoch``: a kill -9 in the middle of an epoch, at
+    a moment the test decides rather than a race with a poll loop."""
+    return f"""
+import os, signal
+from tsn_train import fit
+from tsn_train.cli import main
+step = fit.RunLog.step
+def step_then_die(self, record):
+    step(self, record)
+    if (record["epoch"], record["step"]) == ({epoch}, {step}):
+        os.kill(os.getpid(), signal.SIGKILL)
+fit.RunLog.step = step_then_die
+main()
+"""
+
+
 def train_cli(*args: str, expect: int | None = 0):
     """Run tsn-train in-process."""
     from tsn_train.cli import main as train_main

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CLIPS, REPO, train_cli
+from tests.conftest import CLIPS, REPO, fit_killed_at, train_cli
 from tsn_train import checkpoint
 from tsn_train.dataset import ShardSampler
 
@@ -48,27 +48,13 @@ def _fit_args(store: Path, lst: Path, run: Path, epochs: int) -> list[str]:
             "--epochs", str(epochs), "--lr", "0.01", "--lr-steps", "2", "--log-every", "1"]
 
 
-# Runs tsn-train in a process that SIGKILLs itself right after logging step 3 of epoch 3: a kill -9
-# in the middle of an epoch, at a moment the test decides rather than a race with a poll loop.
-KILLED_AT_EPOCH_3_STEP_3 = """
-import os, signal
-from tsn_train import fit
-from tsn_train.cli import main
-step = fit.RunLog.step
-def step_then_die(self, record):
-    step(self, record)
-    if (record["epoch"], record["step"]) == (3, 3):
-        os.kill(os.getpid(), signal.SIGKILL)
-fit.RunLog.step = step_then_die
-main()
-"""
 
 
 def test_killed_mid_epoch_resumes_from_the_last_checkpoint(train_store, tmp_path):
     lst = train_store.parent / "train.txt"  # 5 videos: an epoch is 5 steps of one video
     killed = tmp_path / "killed"
     # One thread, as in this process (the resumed and the straight run): bit-identical results.
-    proc = subprocess.run([sys.executable, "-c", KILLED_AT_EPOCH_3_STEP_3, *_fit_args(train_store, lst, killed, 3)],
+    proc = subprocess.run([sys.executable, "-c", fit_killed_at(3, 3), *_fit_args(train_store, lst, killed, 3)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
                           env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr

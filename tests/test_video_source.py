@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CLIPS, REPO, VIDEOS, cli, link_videos, train_cli
+from tests.conftest import CLIPS, REPO, VIDEOS, cli, fit_killed_at, link_videos, train_cli
 from tsn_core.codec import decode_image, encode_jpeg
 from tsn_core.lists import ListError, Record
 from tsn_prep.video import VideoReader
@@ -243,19 +243,6 @@ def test_test_on_videos_equals_test_on_the_store_within_the_jpeg_error(clips, st
     assert (a.scores.argmax(1) == b.scores.argmax(1)).all()
 
 
-KILLED = """
-import os, signal, sys
-from tsn_train import fit
-from tsn_train.cli import main
-sys.argv = ["tsn-train", *sys.argv[1:]]
-step = fit.RunLog.step
-def step_then_die(self, record):
-    step(self, record)
-    if (record["epoch"], record["step"]) == (2, 2):
-        os.kill(os.getpid(), signal.SIGKILL)
-fit.RunLog.step = step_then_die
-main()
-"""
 
 
 def test_fit_on_videos_killed_mid_epoch_resumes_bit_for_bit(clips, tmp_path):
@@ -267,7 +254,7 @@ def test_fit_on_videos_killed_mid_epoch_resumes_bit_for_bit(clips, tmp_path):
                 "--accumulate", "1", "--epochs", "3", "--log-every", "1", "--lr", "0.01", "--segments", "2",
                 "--no-partial-bn"]
     killed = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILLED, *args(killed)], stdout=subprocess.DEVNULL,
+    proc = subprocess.run([sys.executable, "-c", fit_killed_at(2, 2), *args(killed)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                           timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
