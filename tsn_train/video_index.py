@@ -24,6 +24,7 @@ from tsn_core.video_files import VideoItem
 
 INDEX_VERSION = 1
 SUFFIX = ".videoindex.npz"
+TIMED_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,17 @@ class Scan:
     """One video's scan: ``frames`` pictures; ``keyframes``, the frame numbers decoding can start
     at, and their presentation times ``keyframe_pts`` (in the stream's time base); ``uniform``:
     every frame is one frame duration after the last (a constant frame rate, which OpenCV's
-    frame seeking assumes); ``fps``, the frame rate the container gives. ``error`` says why a video could not be scanned (then no frames)."""
+    frame seeking assumes), each ``step`` after the one before; ``fps``, the frame rate the
+    container gives; ``pyav_is_opencv``: PyAV's first frame is OpenCV's, bit for bit (then PyAV,
+    which can skip the frames nothing refers to, may stand in for OpenCV: ``video_frames``). ``error`` says why a video could not be scanned (then no frames)."""
     frames: int
     keyframes: tuple[int, ...] = ()
     keyframe_pts: tuple[int, ...] = ()
     uniform: bool = False
     fps: float = 0.0  # the stream's average frame rate, where it says (M-TWI places snippets by it)
     error: str = ""
+    step: int = 0     # with ``uniform``, in a container of frame times (TIMED_CONTAINERS): frame n is at first + n step
+    pyav_is_opencv: bool = False  # PyAV decodes the first frame to OpenCV's pixels, bit for bit
 
 
 def scan_video(path: Path) -> Scan:
@@ -53,6 +58,9 @@ def scan_video(path: Path) -> Scan:
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 0.0
             declared = int(stream.frames or 0)  # what the header says, where it says
+            # Containers that store each frame's presentation time (AVI does not: FFmpeg makes
+            # them up, and with packed B-frames a decoded frame's time is not its packet's)
+            timed = bool(TIMED_CONTAINERS & set(container.format.name.split(",")))
             pts: list[int] = []
             keys: list[int] = []
             stamped = True  # every packet has a time (else frames are numbered in packet order)
@@ -77,7 +85,9 @@ def scan_video(path: Path) -> Scan:
     kf = sorted((int(frame_of[k]), pts[k]) for k in keys) or [(0, int(ordered[0]))]
     if kf[0][0] != 0:  # decoding starts at the first frame whatever it is flagged
         kf.insert(0, (0, int(ordered[0])))
-    scan = Scan(len(pts), tuple(k for k, _ in kf), tuple(p for _, p in kf), uniform, fps)
+    scan = Scan(len(pts), tuple(k for k, _ in kf), tuple(p for _, p in kf), uniform, fps,
+                step=int(steps[0]) if uniform and timed and len(steps) else 0,
+                pyav_is_opencv=_same_first_frame(path))
     if declared and declared != len(pts):
         # The header promised other than the packets found: a cut-off file, whose last packets
         # may not decode. Count what decodes after the last keyframe, as tsn-prep would store it.
@@ -85,6 +95,29 @@ def scan_video(path: Path) -> Scan:
         if not scan.frames:
             return Scan(0, error="no frame decodes (corrupt or truncated)")
     return scan
+
+
+def _same_first_frame(path: Path) -> bool:
+    """Whether PyAV's first frame of ``path`` is OpenCV's, pixel for pixel (both decoders are
+    FFmpeg; each Python wheel bundles its own build)."""
+    import av
+    import cv2
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+    try:
+        ok, theirs = cap.read()
+    finally:
+        cap.release()
+    if not ok or theirs is None:
+        return False
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            ours = next(container.decode(stream)).to_ndarray(format="bgr24")
+    except Exception:  # PyAV's FFmpeg errors, or no frame
+        return False
+    return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
 
 
 def _decodable(path: Path, scan: Scan) -> int:
@@ -114,7 +147,8 @@ class VideoIndex:
     ``keyframes(row)``, ``keyframe_pts(row)``, ``uniform(row)``, ``fps(row)``. Rows are sorted by id."""
 
     FIELDS = ("ids", "id_offsets", "paths", "path_offsets", "sizes", "mtimes", "counts",
-              "key_offsets", "keys", "key_pts", "uniform", "fps", "errors", "error_offsets")
+              "key_offsets", "keys", "key_pts", "uniform", "fps", "steps", "pyav_is_opencv",
+              "errors", "error_offsets")
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.arrays = arrays
@@ -142,6 +176,8 @@ class VideoIndex:
             "key_pts": np.array([p for s in scans for p in s.keyframe_pts], np.int64),
             "uniform": np.array([s.uniform for s in scans], bool),
             "fps": np.array([s.fps for s in scans], np.float64),
+            "steps": np.array([s.step for s in scans], np.int64),
+            "pyav_is_opencv": np.array([s.pyav_is_opencv for s in scans], bool),
             "errors": errors, "error_offsets": err_off})
 
     def __len__(self) -> int:
@@ -182,7 +218,7 @@ class VideoIndex:
     def scan(self, row: int) -> Scan:
         return Scan(max(self.frames(row), 0), tuple(self.keyframes(row).tolist()),
                     tuple(self.keyframe_pts(row).tolist()), self.uniform(row), self.fps(row),
-                    self.error(row))
+                    self.error(row), int(self._steps[row]), bool(self._pyav_is_opencv[row]))
 
     def save(self, path: Path) -> None:
         """Write atomically (a temporary file renamed), so a kill never leaves half an index."""
