@@ -38,6 +38,8 @@ class _NotSkipping(Exception):
     """The skipping reader did not find every wanted frame by its time: read them plainly."""
 
 
+OPENCV_SEEK_BACK = 16  # frames before its target OpenCV's FFmpeg reader seeks to (cap_ffmpeg_impl.hpp)
+
 Reader = Callable[[Path, list[int], Scan, int], Iterator[tuple[int, np.ndarray]]]
 
 
@@ -60,8 +62,10 @@ def _opencv(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterato
     try:
         pos = 0
         for t in targets:
-            if _start(scan, pos, t) is not None:
-                # OpenCV decodes from the keyframe before t; where it cannot, decode forward anew
+            # OpenCV's jump to t decodes from the last keyframe before t - 16 (OPENCV_SEEK_BACK),
+            # so it saves decoding only when that one lies ahead
+            if _start(scan, pos, t - OPENCV_SEEK_BACK) is not None:
+                # where OpenCV cannot jump, decode forward anew
                 if cap.set(cv2.CAP_PROP_POS_FRAMES, t) and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == t:
                     pos = t
                 else:
