@@ -32,9 +32,10 @@ from tools.bench.common import (REPO, Clock, RetryPolicy, Timing, busy_seconds, 
 OURS, MM, DECODE = "ours", "mmaction2", "ours, decoding only"
 BATCH, LOADER_WORKERS, NUM_CLASSES = 8, 2, 101
 MODALITIES, MM_MODALITIES = ("rgb", "rgbdiff", "flow"), ("rgb", "flow")  # mmaction2 has no RGB difference
-MM_VERSIONS = {"mmaction2": "1.2.0", "mmengine": "0.10.7", "mmcv-lite": "2.1.0"}  # 2.2.0 refused by mmaction2 1.2.0
+MM_VERSIONS = {"mmaction2": "1.2.0", "mmengine": "0.10.7", "mmcv-lite": "2.1.0",  # 2.2.0 refused by mmaction2 1.2.0
+               "decord": "0.6.0"}  # its video backends' (tools.bench.videos): decord, and PyAV as the project's
 MM_SMALL_DEPS = ("addict", "yapf", "termcolor", "rich", "pyyaml", "packaging")  # what importing it needs
-SAME_AS_PROJECT = ("numpy", "opencv-contrib-python", "scipy", "Pillow")
+SAME_AS_PROJECT = ("numpy", "opencv-contrib-python", "scipy", "Pillow", "av")
 DEFAULT_BENCH_ENV = Path("/tmp/tsn-bench-mmaction2-env")
 # Rounds over the pass's videos per warm pass (each about 2 s with the full settings); cold: once.
 WARM_ROUNDS = {"rgb": 6, "rgbdiff": 1, "flow": 2}
@@ -88,14 +89,19 @@ class Side:
         torch.set_num_threads(1)
         cv2.setNumThreads(1)  # before any worker forks (as fit's single_threaded_decoding)
         self.name, self.spec, self.np = name, spec, np
-        mods = MODALITIES if name == OURS else MM_MODALITIES
-        self.datasets = {m: make_ours(spec, m) if name == OURS else make_mmaction2(spec, m) for m in mods}
-        self.decode_only = {m: make_ours(spec, m, True) for m in MM_MODALITIES} if name == OURS else {}
+        self.datasets, self.decode_only = self.make(name, spec)
         if name == OURS:
             self.collate = None  # DataLoader's default: one stacked tensor per batch, as fit
         else:
             from mmengine.dataset import pseudo_collate  # what mmengine's runner uses
             self.collate = pseudo_collate
+
+    @staticmethod
+    def make(name: str, spec: dict) -> tuple[dict, dict]:
+        """The datasets of each modality, and ours decoding only."""
+        mods = MODALITIES if name == OURS else MM_MODALITIES
+        return ({m: make_ours(spec, m) if name == OURS else make_mmaction2(spec, m) for m in mods},
+                {m: make_ours(spec, m, True) for m in MM_MODALITIES} if name == OURS else {})
 
     def item(self, m: str, i: int, decode_only: bool = False):
         out = (self.decode_only if decode_only else self.datasets)[m][i]
@@ -169,10 +175,10 @@ class Side:
         return out
 
 
-def side_main(name: str, spec_json: str) -> int:
+def side_main(name: str, spec_json: str, kind: type = Side) -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints must not mix with the answers
-    side = Side(name, json.loads(spec_json))
+    side = kind(name, json.loads(spec_json))
     proto.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -185,13 +191,14 @@ def side_main(name: str, spec_json: str) -> int:
 
 
 class SideProcess:
-    def __init__(self, name: str, python: str, spec: dict):
+    def __init__(self, name: str, python: str, spec: dict, module: str = "tools.bench.loader",
+                 pythonpath: str = str(REPO)):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONNOUSERSITE="1")
-        if name == OURS:  # this checkout's tsn packages, whatever is installed
-            env["PYTHONPATH"] = str(REPO)
+        if name != MM:  # this checkout's tsn packages (or pythonpath's), whatever is installed
+            env["PYTHONPATH"] = pythonpath
         self.name = name
-        self.proc = subprocess.Popen([python, "-m", "tools.bench.loader", "--side", name, json.dumps(spec)],
+        self.proc = subprocess.Popen([python, "-m", module, "--side", name, json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
         if not self.proc.stdout.readline():
             raise RuntimeError(f"the {name} process ended before it was ready (exit code {self.proc.wait()})")
@@ -226,15 +233,16 @@ def env_commands(env: Path) -> list[list[str]]:
     return [[sys.executable, "-m", "venv", str(env)], pip + [f"torch=={version('torch').split('+')[0]}"],
             pip + ["--no-deps"] + [f"{p}=={v}" for p, v in MM_VERSIONS.items()],
             pip + ["--no-deps"] + [pinned(p) for p in SAME_AS_PROJECT], pip + list(MM_SMALL_DEPS),
-            [py, "-c", "import mmaction.datasets.transforms, mmengine.dataset"]]
+            [py, "-c", "import mmaction.datasets.transforms, mmengine.dataset, decord, av"]]
 
 
-def check_env(env: Path) -> tuple[Optional[str], str]:
-    """(the environment's Python, "") when mmaction2's pipeline imports there, else (None, why)."""
+def check_env(env: Path, also: str = "") -> tuple[Optional[str], str]:
+    """(the environment's Python, "") when mmaction2's pipeline (and the modules ``also``) import
+    there, else (None, why)."""
     py = env / "bin" / "python"
     if not py.exists():
         return None, f"no environment at {env}"
-    r = subprocess.run([str(py), "-c", "import mmaction, mmaction.datasets.transforms; print(mmaction.__version__)"],
+    r = subprocess.run([str(py), "-c", f"import mmaction, mmaction.datasets.transforms{also}; print(mmaction.__version__)"],
                        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     if r.returncode or r.stdout.strip() != MM_VERSIONS["mmaction2"]:
         return None, f"{env} has no working mmaction2 {MM_VERSIONS['mmaction2']}: {(r.stderr or r.stdout).strip()[-200:]}"
