@@ -333,3 +333,33 @@ def test_an_interrupted_scan_keeps_what_it_scanned_and_the_rerun_scans_the_rest(
     assert len(scanned) == len(items) - len(kept) and len(whole) == len(items) == 120
     assert [whole.frames(r) for r in range(len(whole))] == [scan_video(i.path).frames for i in
                                                             sorted(items, key=lambda i: i.id)]
+
+
+def _torchcodec_loads() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads the system's FFmpeg)
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _torchcodec_loads(), reason="torchcodec (an extra) with the system's FFmpeg libraries")
+def test_torchcodec_gives_extractions_frames_in_mp4_and_hands_avi_over(clips):
+    """``--decoders torchcodec`` (an extra): in MP4 the frames extraction stores, frame for frame;
+    an AVI (whose frame times FFmpeg makes up, and torchcodec numbers frames by them) goes to the
+    next decoder, or is an error naming why when there is none."""
+    for name in ("gop8_h264.mp4", "armwrestling_kinetics.mp4", "carphone.mp4"):
+        scan = scan_video(clips / name)
+        whole = list(VideoReader(clips / name, size=SIZE).frames())
+        assert [f.shape for f in VideoReader(clips / name, size=SIZE, decoders=("torchcodec",)).frames()] == \
+            [f.shape for f in whole]
+        some = sorted(np.random.default_rng(1).choice(scan.frames, 6, replace=False).tolist())
+        got = read_frames(clips / name, some, scan, SIZE, None, ("torchcodec",))
+        assert all(np.array_equal(got[n], whole[n]) for n in some), name
+    avi = clips / "eyemakeup_ucf101like.avi"
+    scan = scan_video(avi)
+    with pytest.raises(FrameError, match="MP4, MOV, MKV and WebM files only"):
+        read_frames(avi, [1, 2], scan, SIZE, None, ("torchcodec",))
+    whole = list(VideoReader(avi, size=SIZE).frames())
+    got = read_frames(avi, [1, 2, 100], scan, SIZE, None, ("torchcodec", "pyav"))
+    assert all(np.array_equal(got[n], whole[n]) for n in (1, 2, 100))

@@ -43,7 +43,15 @@ def resized(frame: np.ndarray, size: Optional[tuple[int, int]], short_side: Opti
 # use), PyAV's FFmpeg for what it cannot open or decodes nothing of. Which codecs a wheel's FFmpeg
 # decodes changes between releases, so the order is a setting (``--decoders``, $TSN_DECODERS).
 DECODERS = ("opencv", "pyav")
+# Decoders used only when named: torchcodec (``pip install 'tsn[torchcodec]'``; its wheel needs the
+# system's FFmpeg libraries, 4 to 7). It numbers frames by their times, so it takes only
+# containers that store them (``TIMED_CONTAINERS``): in an AVI with packed B-frames it gave frame
+# 1's picture as frame 2 (docs/training.md, "Frames or videos").
+OPTIONAL_DECODERS = ("torchcodec",)
 DECODERS_ENV = "TSN_DECODERS"
+# Containers that store each frame's presentation time (FFmpeg's names; AVI does not, FFmpeg
+# makes its times up)
+TIMED_CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm"})
 
 
 def parse_decoders(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -51,7 +59,34 @@ def parse_decoders(value: str | Sequence[str]) -> tuple[str, ...]:
     ValueError naming what is wrong."""
     parts = value.split(",") if isinstance(value, str) else value
     names = tuple(dict.fromkeys(n.strip().lower() for n in parts if n.strip()))
-    if not names or any(n not in DECODERS for n in names):
-        raise ValueError(f"decoders must be one or more of {', '.join(DECODERS)} separated by commas, "
+    known = DECODERS + OPTIONAL_DECODERS
+    if not names or any(n not in known for n in names):
+        raise ValueError(f"decoders must be one or more of {', '.join(known)} separated by commas, "
                          f"got {value if isinstance(value, str) else ','.join(value)!r}")
     return names
+
+
+def torchcodec_decoder(path, threads: int):
+    """torchcodec's CPU ``VideoDecoder`` of ``path`` (frames ``(N, H, W, 3)`` RGB, numbered by an
+    exact scan of the file), or ValueError saying why it is not used for this file."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            timed = bool(TIMED_CONTAINERS & set(container.format.name.split(",")))
+    except Exception:  # PyAV's FFmpeg errors: nothing FFmpeg can open
+        raise ValueError("not a readable video (FFmpeg cannot open it)") from None
+    if not timed:
+        raise ValueError("torchcodec is used for MP4, MOV, MKV and WebM files only (it numbers "
+                         "frames by their times, which this container does not store)")
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError:
+        raise ValueError("torchcodec is not installed (pip install 'tsn[torchcodec]')") from None
+    except Exception as exc:  # its core library loads the system's FFmpeg (OSError, RuntimeError)
+        raise ValueError(f"torchcodec cannot load FFmpeg's libraries (install FFmpeg 4-7): "
+                         f"{str(exc).splitlines()[0]}") from None
+    try:
+        return VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads, seek_mode="exact")
+    except Exception as exc:
+        raise ValueError(f"torchcodec cannot open it ({str(exc).splitlines()[0] if str(exc) else exc})") from None

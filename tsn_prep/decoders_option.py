@@ -26,4 +26,6 @@ decoders_option = click.option(
     envvar=DECODERS_ENV, show_envvar=True,
     help="Video decoders to try, in order: the next takes over when one cannot open a file or "
          "decodes no frame of it. 'pyav' alone skips OpenCV, e.g. for a codec your OpenCV build "
-         "misreads. Each video records the one that decoded it.")
+         "misreads. 'torchcodec' (an extra: pip install 'tsn[torchcodec]', with the system's "
+         "FFmpeg) decodes MP4, MOV, MKV and WebM files when named. Each video records the one "
+         "that decoded it.")

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from tsn_core.frames import DECODERS, DECODERS_ENV, parse_decoders, parse_size, target_size  # noqa: F401 (documented here)
+from tsn_core.frames import torchcodec_decoder
 
 
 
@@ -124,6 +125,23 @@ class VideoReader:
             except av.error.FFmpegError:
                 return  # a truncated tail: keep what decoded, the frame count shows the loss
 
+    def _torchcodec_frames(self) -> Iterator[np.ndarray]:
+        try:
+            decoder = torchcodec_decoder(self.path, self.threads)
+        except ValueError as exc:
+            raise VideoError(str(exc)) from None
+        meta = decoder.metadata
+        self.info = VideoInfo(fps=float(meta.average_fps or 0.0), source_size=(meta.width or 0, meta.height or 0),
+                              declared_frames=int(meta.num_frames or 0), backend="torchcodec",
+                              duration=float(meta.duration_seconds) if meta.duration_seconds else None)
+        for i in range(len(decoder)):
+            try:
+                frame = decoder.get_frame_at(i)
+            except Exception:  # a truncated tail: keep what decoded, the frame count shows the loss
+                return
+            self.info.last_time = float(frame.pts_seconds)
+            yield np.ascontiguousarray(frame.data.numpy()[..., ::-1])  # RGB -> BGR
+
     def frames(self) -> Iterator[np.ndarray]:
         """Yield resized BGR uint8 frames; raise VideoError if no decoder gives any.
 
@@ -133,7 +151,7 @@ class VideoReader:
         """
         self._check_path()
         produced = 0
-        sources = {"opencv": self._opencv_frames, "pyav": self._pyav_frames}
+        sources = {"opencv": self._opencv_frames, "pyav": self._pyav_frames, "torchcodec": self._torchcodec_frames}
         for name in self.decoders:
             reason = None  # why this decoder gave nothing, when it says
             try:

@@ -9,7 +9,8 @@ frames no other frame refers to, unless they are wanted (``_skipping``). Jumps a
 times (``Scan.uniform``), where a frame number and a time are the same thing to every decoder;
 any other video is decoded forward from its start, which gives the same frames, more slowly.
 
-The decoders are tsn-prep's, in the same order (``tsn_core.frames.DECODERS``): the next takes
+The decoders are tsn-prep's, in the same order (``tsn_core.frames.DECODERS``; torchcodec when
+named: ``OPTIONAL_DECODERS``): the next takes
 over when one cannot open the file or gives no first frame, as in extraction, so a video's
 frames come from the decoder that extraction would have used.
 """
@@ -22,7 +23,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from tsn_core.frames import DECODERS, resized
+from tsn_core.frames import DECODERS, resized, torchcodec_decoder
 from .video_index import Scan
 
 
@@ -185,7 +186,24 @@ def _from(decoded: Iterator, first_pts: Optional[int]) -> Iterator:
             yield frame
 
 
-READERS: dict[str, Reader] = {"opencv": _opencv, "pyav": _pyav}
+def _torchcodec(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterator[tuple[int, np.ndarray]]:
+    # torchcodec seeks and decodes the frames asked for in one call, numbered by its own scan
+    try:
+        decoder = torchcodec_decoder(path, threads)
+    except ValueError as exc:  # not installed, no FFmpeg libraries, or a file it does not take
+        raise _Unopened(str(exc)) from None
+    if len(decoder) != scan.frames:
+        raise FrameError(f"torchcodec finds {len(decoder)} frames where the index has {scan.frames}")
+    try:
+        batch = decoder.get_frames_at(targets).data.numpy()
+    except Exception as exc:
+        raise FrameError(f"frames {targets[0]}..{targets[-1]} of {scan.frames} could not be decoded "
+                         f"(torchcodec: {str(exc).splitlines()[0]})") from None
+    for t, frame in zip(targets, batch):
+        yield t, np.ascontiguousarray(frame[..., ::-1])  # RGB -> BGR
+
+
+READERS: dict[str, Reader] = {"opencv": _opencv, "pyav": _pyav, "torchcodec": _torchcodec}
 
 
 def _skips(name: str, scan: Scan) -> bool:

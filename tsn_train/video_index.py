@@ -20,11 +20,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from tsn_core.frames import TIMED_CONTAINERS
 from tsn_core.video_files import VideoItem
 
 INDEX_VERSION = 1
 SUFFIX = ".videoindex.npz"
-TIMED_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,7 @@ def scan_video(path: Path) -> Scan:
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 0.0
             declared = int(stream.frames or 0)  # what the header says, where it says
-            # Containers that store each frame's presentation time (AVI does not: FFmpeg makes
-            # them up, and with packed B-frames a decoded frame's time is not its packet's)
+            # with packed B-frames in an AVI a decoded frame's time is not its packet's
             timed = bool(TIMED_CONTAINERS & set(container.format.name.split(",")))
             pts: list[int] = []
             keys: list[int] = []

@@ -145,6 +145,13 @@ def build(clips: list[Path], cache: Path, n: int) -> dict:
     return {"store": store, "records": records, "ann": ann, "list": cache / f"videos-{n}.txt", "disk": disk}
 
 
+# The full section in docs/performance.md, and the advice (frames or videos) the README and
+# docs/training.md quote from the same figures
+RENDERS = [{"template": "videos", "section": "bench_videos", "page": "docs/performance.md"},
+           {"template": "videos_advice", "section": "videos_advice", "page": "README.md"},
+           {"template": "videos_advice", "section": "videos_advice", "page": "docs/training.md"}]
+
+
 # --------------------------------------------------------------------------- memory at 100k videos
 
 def memory_list(clips: list[Path], root: Path, videos: int) -> tuple[Path, Path]:
@@ -339,7 +346,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         machine[f"{name} side"] = (f"Python {info['python']}, torch {info['torch']}, numpy {info['numpy']}, "
                                    f"cv2 {info['cv2']}" + (f", mmaction2 {info['mmaction2']}" if name == MM else ""))
     finish("bench_videos", {
-        "section": "bench_videos", "template": "videos", **clock.stamp("tools.bench.videos"), "skipped": skipped,
+        "section": "bench_videos", "template": "videos", "renders": RENDERS, **clock.stamp("tools.bench.videos"),
+        "skipped": skipped,
         "segments": SEGMENTS, "input_size": size, "crop_positions": CROP_POSITIONS, "scales": list(SCALES),
         "size": list(SIZE), "batch": BATCH, "workers": LOADER_WORKERS, "n": args.items, "repeats": args.repeats,
         "videos": display_path(args.videos), "clips": [c.name for c in clips], "disk": data["disk"],
