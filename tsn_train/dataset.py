@@ -38,7 +38,11 @@ def decode(data: bytes, color: bool, where: str) -> np.ndarray:
 class FrameSource(Protocol):
     """Where a dataset gets its pictures: ``frames(video_id, modality, indices)`` is ``(T, H, W,
     C)`` uint8, the images ``modality`` reads at each of ``indices`` (BGR frames; flow's x and y
-    as two channels), as a store holds them decoded."""
+    as two channels), as a store holds them decoded. ``fresh_workers``: loader workers reading it
+    are started anew every epoch (its reads leave memory behind, so a worker's memory is bounded
+    by one epoch), rather than kept for the run."""
+
+    fresh_workers: bool
 
     def frames(self, video_id: str, modality: str, indices: list[int]) -> np.ndarray: ...
 
@@ -52,6 +56,8 @@ class ImageSource(FrameSource, Protocol):
 
 class EncodedImages(ABC):
     """What every source of stored images does with its ``read``: decode each distinct image once."""
+
+    fresh_workers = False  # reading a store leaves nothing behind: workers are kept for the run
 
     @abstractmethod
     def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]: ...

@@ -169,7 +169,8 @@ def data_source(cfg: FitConfig, dev: distributed.Dist) -> DataSource:
 
 def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: torch.device,
             collate_fn: Optional[Callable] = None) -> DataLoader:
-    # Persistent workers: no new processes (and store handles) every epoch; the sampler's
+    # Persistent workers (unless the source asks for fresh ones, ``FrameSource.fresh_workers``):
+    # no new processes (and store handles) every epoch; the sampler's
     # (epoch, item) keys carry the epoch to them. A generator of its own: a DataLoader draws its
     # workers' base seed when it makes an iterator, which persistent workers do in the first epoch
     # of a run only; drawn from the global generator, that draw moved the dropout of every later
@@ -177,7 +178,8 @@ def _loader(ds: VideoDataset, sampler: ShardSampler, cfg: FitConfig, device: tor
     # interrupted. Our data's randomness is keyed by (seed, epoch, item), never by that seed.
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                       pin_memory=device.type == "cuda" and collate_fn is None,
-                      persistent_workers=cfg.workers > 0, collate_fn=collate_fn,
+                      persistent_workers=cfg.workers > 0 and not ds.source.fresh_workers,
+                      collate_fn=collate_fn,
                       worker_init_fn=interrupts.loader_worker,
                       generator=torch.Generator().manual_seed(cfg.seed))
 

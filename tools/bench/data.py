@@ -26,13 +26,20 @@ NAMING = Naming()  # what `tsn-prep export` writes by default: img_00001.jpg, fl
 
 class FolderImages:
     """The images of TSN-style JPEG folders (``root/<id>/img_00001.jpg``, ``flow_x_``, ``flow_y_``:
-    the layout dense_flow, mmaction2 and tsn-pytorch use), as a ``tsn_train.dataset.ImageSource``."""
+    the layout dense_flow, mmaction2 and tsn-pytorch use), as a ``tsn_train.dataset.ImageSource``
+    (decoded as a store's images are: ``EncodedImages``)."""
 
     def __init__(self, root: Path, naming: Naming = NAMING):
         self.root, self.naming = Path(root), naming
 
+    fresh_workers = False
+
     def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
         return [(self.root / video_id / self.naming.filename(channel, i)).read_bytes() for i in indices]
+
+    def frames(self, video_id: str, modality: str, indices: list[int]):
+        from tsn_train.dataset import EncodedImages  # torch: imported where a dataset reads
+        return EncodedImages.frames(self, video_id, modality, indices)
 
 
 def tsn_prep_cli(*args: str) -> None:
