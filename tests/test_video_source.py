@@ -363,3 +363,24 @@ def test_torchcodec_gives_extractions_frames_in_mp4_and_hands_avi_over(clips):
     whole = list(VideoReader(avi, size=SIZE).frames())
     got = read_frames(avi, [1, 2, 100], scan, SIZE, None, ("torchcodec", "pyav"))
     assert all(np.array_equal(got[n], whole[n]) for n in (1, 2, 100))
+
+
+def test_converting_a_frame_starts_no_thread_a_fork_would_inherit(clips):
+    """Loader workers are forked from the process that indexed the videos (and may have read
+    them): a pool of swscale threads (PyAV 17+ converts on one by default, kept while the frame's
+    converter lives) hung a forked worker for ever when it freed the pool. Every conversion of
+    ours (``tsn_core.frames.bgr``) runs in the calling thread: no thread is started."""
+    from tsn_core.frames import bgr
+
+    def native_threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    for path in (clips / "armwrestling_kinetics.mp4", clips / "eyemakeup_ucf101like.avi"):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            frame = next(container.decode(stream))
+            before = native_threads()
+            pixels = bgr(frame)
+            assert native_threads() == before  # with the frame and its converter alive
+            assert pixels.shape == (frame.height, frame.width, 3)

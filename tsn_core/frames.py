@@ -3,6 +3,7 @@ the decoders tried, in order, and the stored frame size (``tsn_prep.video`` deco
 ``tsn_train.video_frames`` the sampled frames of one)."""
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import cv2
@@ -90,3 +91,19 @@ def torchcodec_decoder(path, threads: int):
         return VideoDecoder(str(path), dimension_order="NHWC", num_ffmpeg_threads=threads, seek_mode="exact")
     except Exception as exc:
         raise ValueError(f"torchcodec cannot open it ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+
+
+def bgr(frame) -> np.ndarray:
+    """A PyAV video frame as BGR pixels, converted in the calling thread only. From PyAV 17 a
+    conversion runs on a pool of swscale threads by default, and a process forked while such a
+    pool exists (a DataLoader worker, a decoding worker) hangs for ever when it frees the pool:
+    found as a loader worker stuck in ``avpriv_slicethread_free`` under ``to_ndarray``. One thread
+    converts the same pixels."""
+    return frame.to_ndarray(format="bgr24", **_one_thread())
+
+
+@functools.cache
+def _one_thread() -> dict:
+    import av  # imported where a frame is converted; PyAV before 17 had one thread, no argument
+
+    return {"threads": 1} if int(str(av.__version__).split(".")[0]) >= 17 else {}

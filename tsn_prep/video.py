@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tsn_core.frames import DECODERS, DECODERS_ENV, parse_decoders, parse_size, target_size  # noqa: F401 (documented here)
-from tsn_core.frames import torchcodec_decoder
+from tsn_core.frames import bgr, torchcodec_decoder
 
 
 
@@ -121,7 +121,7 @@ class VideoReader:
                 for frame in container.decode(stream):
                     if frame.time is not None:
                         self.info.last_time = float(frame.time) - start
-                    yield frame.to_ndarray(format="bgr24")
+                    yield bgr(frame)
             except av.error.FFmpegError:
                 return  # a truncated tail: keep what decoded, the frame count shows the loss
 

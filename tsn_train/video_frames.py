@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from tsn_core.frames import DECODERS, resized, torchcodec_decoder
+from tsn_core.frames import DECODERS, bgr, resized, torchcodec_decoder
 from .video_index import Scan
 
 
@@ -121,7 +121,7 @@ def _pyav(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterator[
                         raise _Unopened("FFmpeg decodes no frame of it")
                     raise FrameError(f"frame {t} of {scan.frames} could not be decoded (PyAV)")
                 pos += 1
-                yield t, frame.to_ndarray(format="bgr24")
+                yield t, bgr(frame)
         except av.error.FFmpegError as exc:
             raise FrameError(f"decoding failed before frame {targets[-1]} of {scan.frames} (FFmpeg: "
                              f"{getattr(exc, 'strerror', None) or exc})") from None
@@ -167,7 +167,7 @@ def _skipping(path: Path, targets: list[int], scan: Scan, threads: int) -> Itera
                         pos = max(pos, (frame.pts - first) // step)
                         n = want.get(frame.pts)
                         if n is not None and n not in got:
-                            got[n] = frame.to_ndarray(format="bgr24")
+                            got[n] = bgr(frame)
                     if target in got:
                         break
                 else:

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tsn_core.frames import TIMED_CONTAINERS
+from tsn_core.frames import TIMED_CONTAINERS, bgr
 from tsn_core.video_files import VideoItem
 
 INDEX_VERSION = 1
@@ -113,7 +113,7 @@ def _same_first_frame(path: Path) -> bool:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_count = 1
-            ours = next(container.decode(stream)).to_ndarray(format="bgr24")
+            ours = bgr(next(container.decode(stream)))
     except Exception:  # PyAV's FFmpeg errors, or no frame
         return False
     return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
