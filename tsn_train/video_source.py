@@ -102,7 +102,8 @@ class VideoSource:
         self.scan_threads, self.progress = scan_threads, progress
         listing = list_videos(self.root)
         self.items: dict[str, VideoItem] = {item.id: item for item in listing.items}
-        self.rejected = listing.rejected
+        # files found but refused (an unusable name...): a list naming one is told why
+        self.refused: dict[str, str] = {item.id: why for item, why in listing.rejected}
         self._index: Optional[VideoIndex] = None
         self._checked: list[VideoIndex] = []
 
@@ -124,8 +125,9 @@ class VideoSource:
         self.known(modality)
         missing = [r.video_id for r in records if r.video_id not in self.items]
         if missing:
+            why = next((f"; {v}: {self.refused[v]}" for v in missing if v in self.refused), "")
             raise ListError(f"{list_name}: {len(missing)} of {len(records)} videos have no video file "
-                            f"under {self.root}: {preview(missing)}")
+                            f"under {self.root}: {preview(missing)}{why}")
         bad = [f"{r.video_id}={r.label}" for r in records if not 0 <= r.label < num_classes]
         if bad:
             raise ListError(f"{list_name}: labels must be in 0..{num_classes - 1}; out of range: {preview(bad)}")
