@@ -384,3 +384,35 @@ def test_converting_a_frame_starts_no_thread_a_fork_would_inherit(clips):
             pixels = bgr(frame)
             assert native_threads() == before  # with the frame and its converter alive
             assert pixels.shape == (frame.height, frame.width, 3)
+
+
+RELEASE = """
+import ctypes
+from tsn_core.machine import return_free_memory
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+blocks = [libc.malloc(4096) for _ in range(40000)]  # 160 MB of small blocks: glibc's heap, not mmap
+for b in blocks:
+    ctypes.memset(b, 1, 4096)
+live = set(blocks[1::64])  # one live block in every 64: the freed pages lie between live ones
+for b in blocks:
+    if b not in live:
+        libc.free(b)
+before = rss()
+return_free_memory()
+print(before, rss())
+"""
+
+
+def test_freed_decoder_memory_is_handed_back(tmp_path):
+    """What VideoFiles calls every TRIM_EVERY reads: pages freed among live ones (as decoders'
+    buffers are) go back to the system, where glibc alone keeps them."""
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("needs Linux's /proc")
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True,
+                         cwd=str(REPO)).stdout.split()
+    before, after = int(out[0]), int(out[1])
+    assert before - after > 100 * 2 ** 20, (before, after)

@@ -25,3 +25,21 @@ def available_memory() -> Optional[int]:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+_LIBC: list = []
+
+
+def return_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``); a no-op elsewhere.
+    A process that opens and closes many decoders frees their buffers, but glibc keeps the pages
+    (scattered among live ones, they are never trimmed by itself), so its memory creeps up."""
+    if not _LIBC:
+        try:
+            import ctypes
+
+            _LIBC.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):  # not glibc
+            _LIBC.append(None)
+    if _LIBC[0] is not None:
+        _LIBC[0](0)

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from tsn_core import modalities
+from tsn_core import machine, modalities
 from tsn_core.frames import DECODERS
 from tsn_core.lists import Known, ListError, Record, preview
 from tsn_core.progress import bar as progress_bar
@@ -59,13 +59,15 @@ class VideoFiles:
     frames, where the keyframes are). Holds only the index's arrays, which forked loader workers
     share. A frame that cannot be decoded raises ``FrameError`` naming the file and frame."""
 
-    # PyAV (18.1, its FFmpeg 7) keeps a few hundred bytes of native memory per video it decodes
-    # (measured: 250-450 bytes a file, Python's allocations unchanged): fresh workers every epoch
-    # bound it by an epoch's reads
+    # decoding leaves native memory behind (the decoders' buffers, freed after each file, kept by
+    # glibc among live pages; Python's allocations do not grow): handed back every TRIM_EVERY
+    # reads, and fresh workers every epoch bound what remains (measured: docs/performance.md)
     fresh_workers = True
+    TRIM_EVERY = 32
 
     def __init__(self, index: VideoIndex, settings: FrameSettings = FrameSettings(), threads: int = 1):
         self.index, self.settings, self.threads = index, settings, threads
+        self.reads = 0
 
     def frames(self, video_id: str, modality: str, indices: list[int]) -> np.ndarray:
         if modalities.get(modality).source != modalities.FRAMES:
@@ -79,6 +81,9 @@ class VideoFiles:
                               self.settings.short_side, self.settings.decoders, self.threads)
         except FrameError as exc:
             raise FrameError(f"{path}: {exc}") from None
+        self.reads += 1
+        if self.TRIM_EVERY and self.reads % self.TRIM_EVERY == 0:
+            machine.return_free_memory()
         return np.stack([got[i] for i in indices])
 
 

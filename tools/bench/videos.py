@@ -1,6 +1,6 @@
 """Training from video files: our ``VideoDataset`` over ``VideoFiles`` against mmaction2 1.2.0's
 ``VideoDataset`` (PyAV and decord backends) and against our store of the same clips, per core
-and with 2 loader workers; the workers' memory over a pass of a 100k-video list; disk per video.
+and with 2 loader workers; the workers' memory over an epoch of a 100k-video list; disk per video.
 
 The side processes are ``tools.bench.loader``'s (ours in the project's environment, mmaction2 in
 ``--bench-env``, made by ``python -m tools.bench.loader --setup-env``, which installs decord and
@@ -28,7 +28,7 @@ from tools.bench.loader import BATCH, LOADER_WORKERS, MM, NUM_CLASSES, OURS, Sid
 SIZE = (340, 256)  # FrameSettings' and tsn-prep extract-frames' default
 SCALES = (1, .875, .75, .66)  # rgb's (tsn_train.config.REFERENCE)
 SIDES = {OURS: ("videos", "store"), MM: ("pyav", "decord"), "before": ("store before",)}
-ITEMS, REPEATS, MEMORY_VIDEOS, MEMORY_SECONDS = 200, 5, 100_000, 180
+ITEMS, REPEATS, MEMORY_VIDEOS = 200, 5, 100_000
 ROUNDS = {"store": 10, "store before": 10}  # rounds over the items per pass: a store pass lasts seconds too
 
 
@@ -188,9 +188,10 @@ def smaps(pid: int) -> dict:
     return m
 
 
-def memory_probe(links: str, lst: str, seconds: float, out: str) -> dict:
-    """``fit``'s training loader over the list (``fit.load_data``: 2 workers, batch BATCH),
-    iterated for ``seconds`` at most; each worker's memory at the first batch and at eight marks."""
+def memory_probe(links: str, lst: str, out: str) -> dict:
+    """``fit``'s training loader over the list (``fit.load_data``: 2 workers, batch BATCH) for
+    its whole epoch; each worker's memory at the first batch and at every eighth of the epoch
+    (the last at its last batch)."""
     import torch
     torch.set_num_threads(1)
     from tsn_train import distributed, fit
@@ -199,33 +200,33 @@ def memory_probe(links: str, lst: str, seconds: float, out: str) -> dict:
     t = time.perf_counter()
     data = fit.load_data(cfg, distributed.setup("cpu"))
     load_s, loader = time.perf_counter() - t, data.train_loader
-    it, samples, items, t0, k = iter(loader), [], 0, None, 0
+    it, samples, items, t0, epoch = iter(loader), [], 0, None, len(loader.sampler)
     for x, _ in it:
         items += len(x)
         now = time.perf_counter()
         t0 = now if t0 is None else t0
-        if now - t0 >= seconds * k / 8 or items >= len(loader.sampler):
+        if items >= epoch * len(samples) / 8:  # the first batch, then each eighth of the epoch
             samples.append({"items": items, "seconds": now - t0, "workers": [smaps(w.pid) for w in it._workers],
                             "parent": smaps(os.getpid())})
-            k += 1
-            if k > 8:
-                break
-    return {"load_s": load_s, "epoch_items": len(loader.sampler), "batch": cfg.batch_size, "samples": samples}
+    return {"load_s": load_s, "epoch_items": epoch, "batch": cfg.batch_size, "samples": samples}
+
+
+FLAT_SECOND_HALF = 2 ** 21  # bytes a worker may grow by over the second half of the epoch
 
 
 def memory_figures(run: dict, videos: int) -> dict:
-    first, second, last = run["samples"][0], run["samples"][min(1, len(run["samples"]) - 1)], run["samples"][-1]
+    """Growth of each worker's USS over the epoch and over its second half (``flat``: the second
+    half's is under FLAT_SECOND_HALF, that is, under 40 bytes a video a worker served there)."""
+    from tsn_train.video_source import VideoFiles
+    first, last = run["samples"][0], run["samples"][-1]
+    half = min(run["samples"], key=lambda s: abs(s["items"] - last["items"] / 2))
     growth = [b["uss"] - a["uss"] for a, b in zip(first["workers"], last["workers"])]
-    late = [b["uss"] - a["uss"] for a, b in zip(second["workers"], last["workers"])]
-    half = run["samples"][len(run["samples"]) // 2]  # the second half of the pass: growth, and its pace
-    half_growth = max(b["uss"] - a["uss"] for a, b in zip(half["workers"], last["workers"]))
-    per_item = half_growth / max(1, (last["items"] - half["items"]) / len(last["workers"]))
-    return {"videos": videos, "batch": run["batch"], "load_s": run["load_s"], "items": last["items"], "fraction": last["items"] / run["epoch_items"],
+    late = [b["uss"] - a["uss"] for a, b in zip(half["workers"], last["workers"])]
+    return {"videos": videos, "batch": run["batch"], "load_s": run["load_s"], "items": last["items"],
             "seconds": last["seconds"], "items_per_s": (last["items"] - first["items"]) / max(1e-9, last["seconds"]),
             **{f"{k}_{w}": [x[k] for x in s["workers"]] for k in ("uss", "rss", "pss") for w, s in (("first", first), ("last", last))},
-            "growth_max": max(growth), "late_growth_max": max(late), "late_items": last["items"] - second["items"],
-            "half_growth_max": half_growth, "half_items": last["items"] - half["items"], "half_per_item": per_item,
-            "epoch_pace": per_item * run["epoch_items"] / len(last["workers"]),  # a whole epoch at that pace
+            "growth_max": max(growth), "half_growth_max": max(late), "half_items": last["items"] - half["items"],
+            "flat": max(late) < FLAT_SECOND_HALF, "flat_bytes": FLAT_SECOND_HALF, "trim_every": VideoFiles.TRIM_EVERY,
             "parent_uss_last": last["parent"]["uss"],
             "marks": [{"items": s["items"], "uss": [x["uss"] for x in s["workers"]]} for s in run["samples"]]}
 
@@ -284,7 +285,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if raw[:1] == ["--side"]:  # a side process; nothing of tsn imported yet
         return side_main(raw[1], raw[2], VideoSide)
     if raw[:1] == ["--memory-probe"]:
-        print(json.dumps(memory_probe(*raw[1:3], float(raw[3]), raw[4])))
+        print(json.dumps(memory_probe(*raw[1:4])))
         return 0
     import tempfile
 
@@ -296,8 +297,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--bench-env", type=Path, default=DEFAULT_BENCH_ENV, help="mmaction2's virtual environment")
     p.add_argument("--before", help="also the store side with tsn_* as at this commit (before videos came in)")
     p.add_argument("--no-memory", action="store_true", help="skip the workers' memory at 100k videos")
-    p.set_defaults(items=ITEMS, repeats=REPEATS, memory_videos=MEMORY_VIDEOS, memory_seconds=MEMORY_SECONDS)
-    args = parse_args(p, raw, items=20, repeats=1, memory_videos=2000, memory_seconds=15)
+    p.set_defaults(items=ITEMS, repeats=REPEATS, memory_videos=MEMORY_VIDEOS)
+    args = parse_args(p, raw, items=20, repeats=1, memory_videos=2000)
     clips, cache, env = find_clips(args.videos), args.cache.absolute(), args.bench_env.absolute()
     cache.mkdir(parents=True, exist_ok=True)
     data = build(clips, cache, args.items)
@@ -333,7 +334,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         links, lst = memory_list(clips, cache, args.memory_videos)
         env_vars = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
         r = subprocess.run([sys.executable, "-m", "tools.bench.videos", "--memory-probe", str(links), str(lst),
-                            str(args.memory_seconds), str(cache / "memory-run")], env=env_vars, cwd=str(REPO),
+                            str(cache / "memory-run")], env=env_vars, cwd=str(REPO),
                            capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"memory probe: exit {r.returncode}: {r.stderr[-2000:]}")
