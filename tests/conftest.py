@@ -187,21 +187,44 @@ def count_frames(path: Path) -> int:
 CLIPS = ["armwrestling_kinetics", "poolcleaning", "eyemakeup_ucf101like", "tree", "carphone"]
 
 
+@contextmanager
+def built_once(tmp_path_factory, worker_id: str, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder for session data that every xdist worker of this run shares: ``(folder, done)``
+    under a file lock; a builder writes into ``folder`` when ``done`` is False and the folder is
+    marked done when the block ends without an error. Without xdist, a folder of this session."""
+    if worker_id == "master":
+        yield tmp_path_factory.mktemp(name), False
+        return
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp().parent / name  # the run's folder, shared by its workers
+    root.mkdir(exist_ok=True)
+    with open(root.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first to build
+        done = (root / ".built").exists()
+        if not done:
+            shutil.rmtree(root)
+            root.mkdir()
+        yield root, done
+        (root / ".built").touch()
+
+
 @pytest.fixture(scope="session")
-def train_store(tmp_path_factory) -> Path:
+def train_store(tmp_path_factory, worker_id) -> Path:
     """rgb (40 frames), flow and warped flow (15 fields) of the five real clips at 112x84, one
-    class each.
+    class each, built once per run (read only: every worker shares it).
 
     Also writes ``train.txt`` (``clip label``, label = position in CLIPS) beside the store.
     """
-    root = tmp_path_factory.mktemp("train_store")
-    videos = link_videos(root / "videos", {f"{c}{Path(p).suffix}": p for c, p in
-                                           ((c, next(VIDEOS.glob(c + ".*")).name) for c in CLIPS)})
-    store = root / "store"
-    cli("extract-frames", videos, store, "--size", "112x84", "--max-frames", "40")
-    cli("extract-flow", videos, store, "--size", "112x84", "--max-frames", "16", "--workers", "2",
-        "--modality", "flow", "--modality", "warped_flow")
-    (root / "train.txt").write_text("".join(f"{c} {i}\n" for i, c in enumerate(CLIPS)))
+    with built_once(tmp_path_factory, worker_id, "train_store") as (root, done):
+        store = root / "store"
+        if not done:
+            videos = link_videos(root / "videos", {f"{c}{Path(p).suffix}": p for c, p in
+                                                   ((c, next(VIDEOS.glob(c + ".*")).name) for c in CLIPS)})
+            cli("extract-frames", videos, store, "--size", "112x84", "--max-frames", "40")
+            cli("extract-flow", videos, store, "--size", "112x84", "--max-frames", "16", "--workers", "2",
+                "--modality", "flow", "--modality", "warped_flow")
+            (root / "train.txt").write_text("".join(f"{c} {i}\n" for i, c in enumerate(CLIPS)))
     return store
 
 
