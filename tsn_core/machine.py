@@ -3,8 +3,10 @@ allow, not every core the machine has) and the memory available to new processes
 layer that sizes threads, processes or batches reads the machine here."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 
 def usable_cores() -> int:
@@ -27,19 +29,18 @@ def available_memory() -> Optional[int]:
     return None
 
 
-_LIBC: list = []
-
-
 def return_free_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``); a no-op elsewhere.
     A process that opens and closes many decoders frees their buffers, but glibc keeps the pages
     (scattered among live ones, they are never trimmed by itself), so its memory creeps up."""
-    if not _LIBC:
-        try:
-            import ctypes
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
-            _LIBC.append(ctypes.CDLL("libc.so.6").malloc_trim)
-        except (OSError, AttributeError):  # not glibc
-            _LIBC.append(None)
-    if _LIBC[0] is not None:
-        _LIBC[0](0)
+
+@functools.cache
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None

@@ -82,7 +82,7 @@ class VideoFiles:
         except FrameError as exc:
             raise FrameError(f"{path}: {exc}") from None
         self.reads += 1
-        if self.TRIM_EVERY and self.reads % self.TRIM_EVERY == 0:
+        if self.reads % self.TRIM_EVERY == 0:
             machine.return_free_memory()
         return np.stack([got[i] for i in indices])
 

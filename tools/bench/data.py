@@ -29,10 +29,10 @@ class FolderImages:
     the layout dense_flow, mmaction2 and tsn-pytorch use), as a ``tsn_train.dataset.ImageSource``
     (decoded as a store's images are: ``EncodedImages``)."""
 
+    fresh_workers = False
+
     def __init__(self, root: Path, naming: Naming = NAMING):
         self.root, self.naming = Path(root), naming
-
-    fresh_workers = False
 
     def read(self, video_id: str, channel: str, indices: list[int]) -> list[bytes]:
         return [(self.root / video_id / self.naming.filename(channel, i)).read_bytes() for i in indices]
