@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tsn_core.frames import DECODERS, DECODERS_ENV, parse_decoders, parse_size, target_size  # noqa: F401 (documented here)
-from tsn_core.frames import bgr, torchcodec_decoder
+from tsn_core.frames import bgr, decoded, torchcodec_decoder
 
 
 
@@ -118,7 +118,7 @@ class VideoReader:
             )
             start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
             try:
-                for frame in container.decode(stream):
+                for frame in decoded(container, stream):
                     if frame.time is not None:
                         self.info.last_time = float(frame.time) - start
                     yield bgr(frame)

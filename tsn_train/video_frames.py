@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from tsn_core.frames import DECODERS, bgr, resized, torchcodec_decoder
+from tsn_core.frames import DECODERS, bgr, decoded, demuxed, resized, torchcodec_decoder
 from .video_index import Scan
 
 
@@ -107,7 +107,7 @@ def _pyav(path: Path, targets: list[int], scan: Scan, threads: int) -> Iterator[
                     start = 0 if jump is None else jump
                     if jump is not None:
                         container.seek(int(scan.keyframe_pts[jump]), stream=stream, backward=True)
-                    frames = _from(container.decode(stream), scan.keyframe_pts[start] if jump is not None else None)
+                    frames = _from(decoded(container, stream), scan.keyframe_pts[start] if jump is not None else None)
                     pos, given = scan.keyframes[start], True
                 frame = None
                 for frame in frames:
@@ -156,7 +156,7 @@ def _skipping(path: Path, targets: list[int], scan: Scan, threads: int) -> Itera
                 if jump is not None or packets is None:
                     if jump is not None:
                         container.seek(int(scan.keyframe_pts[jump]), stream=stream, backward=True)
-                    packets = container.demux(stream)
+                    packets = demuxed(container, stream)
                     pos = -1 if jump is None else scan.keyframes[jump] - 1
                 target = pending[0]
                 for packet in packets:

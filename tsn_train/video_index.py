@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tsn_core.frames import TIMED_CONTAINERS, bgr
+from tsn_core.frames import TIMED_CONTAINERS, bgr, decoded, demuxed
 from tsn_core.video_files import VideoItem
 
 INDEX_VERSION = 1
@@ -63,7 +63,7 @@ def scan_video(path: Path) -> Scan:
             pts: list[int] = []
             keys: list[int] = []
             stamped = True  # every packet has a time (else frames are numbered in packet order)
-            for packet in container.demux(stream):
+            for packet in demuxed(container, stream):
                 if not packet.size:  # the flush packet at the end, or an empty (dropped) frame
                     continue
                 stamp = packet.pts if packet.pts is not None else packet.dts
@@ -113,7 +113,7 @@ def _same_first_frame(path: Path) -> bool:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_count = 1
-            ours = bgr(next(container.decode(stream)))
+            ours = bgr(next(decoded(container, stream)))
     except Exception:  # PyAV's FFmpeg errors, or no frame
         return False
     return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs))
@@ -132,7 +132,7 @@ def _decodable(path: Path, scan: Scan) -> int:
         if start:
             container.seek(int(scan.keyframe_pts[start]), stream=stream, backward=True)
         try:
-            for frame in container.decode(stream):
+            for frame in decoded(container, stream):
                 if not start or (frame.pts is not None and frame.pts >= scan.keyframe_pts[start]):
                     count += 1
         except av.error.FFmpegError:

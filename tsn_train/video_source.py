@@ -59,9 +59,9 @@ class VideoFiles:
     frames, where the keyframes are). Holds only the index's arrays, which forked loader workers
     share. A frame that cannot be decoded raises ``FrameError`` naming the file and frame."""
 
-    # decoding leaves native memory behind (the decoders' buffers, freed after each file, kept by
-    # glibc among live pages; Python's allocations do not grow): handed back every TRIM_EVERY
-    # reads, and fresh workers every epoch bound what remains (measured: docs/performance.md)
+    # the decoders' buffers, freed after each file, are kept by glibc among live pages: handed
+    # back every TRIM_EVERY reads (nothing else is kept: tsn_core.frames.demuxed; measured in
+    # docs/performance.md); fresh workers every epoch start each from the parent's memory
     fresh_workers = True
     TRIM_EVERY = 32
 
