@@ -156,23 +156,23 @@ RENDERS = [{"template": "videos", "section": "bench_videos", "page": "docs/perfo
 
 def memory_list(clips: list[Path], root: Path, videos: int) -> tuple[Path, Path]:
     """A folder of ``videos`` symlinks to the clips (ids ``d000/v000000``, labelled i % 101), the
-    train list of them, and its video index, made from one scan per clip (as ``fit`` would cache it)."""
+    train list of them, and its video index, made from one scan per clip (as ``fit`` would cache
+    it; made anew each run, so the clips' times are the index's)."""
     from tsn_train.video_index import VideoIndex, index_path, scan_video
     links, lst = root / f"links-{videos}", root / f"train-{videos}.txt"
-    if not index_path(lst).exists():
-        scans = [(c, c.stat(), scan_video(c)) for c in clips]
-        entries, lines = [], []
-        for i in range(videos):
-            clip, st, scan = scans[i % len(scans)]
-            vid = f"d{i // 1000:03d}/v{i:06d}"
-            path = links / (vid + clip.suffix)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.is_symlink():
-                path.symlink_to(clip.resolve())
-            entries.append((vid, path, st.st_size, st.st_mtime_ns, scan))
-            lines.append(f"{vid} {i % NUM_CLASSES}\n")
-        lst.write_text("".join(lines))
-        VideoIndex.of(entries).save(index_path(lst))
+    scans = [(c, c.stat(), scan_video(c)) for c in clips]
+    entries, lines = [], []
+    for i in range(videos):
+        clip, st, scan = scans[i % len(scans)]
+        vid = f"d{i // 1000:03d}/v{i:06d}"
+        path = links / (vid + clip.suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_symlink():
+            path.symlink_to(clip.resolve())
+        entries.append((vid, path, st.st_size, st.st_mtime_ns, scan))
+        lines.append(f"{vid} {i % NUM_CLASSES}\n")
+    lst.write_text("".join(lines))
+    VideoIndex.of(entries).save(index_path(lst))
     return links, lst
 
 
