@@ -188,9 +188,12 @@ def smaps(pid: int) -> dict:
     return m
 
 
+MARKS = 32  # memory read at the first batch and at every 32nd of the epoch
+
+
 def memory_probe(links: str, lst: str, out: str) -> dict:
     """``fit``'s training loader over the list (``fit.load_data``: 2 workers, batch BATCH) for
-    its whole epoch; each worker's memory at the first batch and at every eighth of the epoch
+    its whole epoch; each worker's memory at the first batch and at every MARKS-th of the epoch
     (the last at its last batch)."""
     import torch
     torch.set_num_threads(1)
@@ -205,7 +208,7 @@ def memory_probe(links: str, lst: str, out: str) -> dict:
         items += len(x)
         now = time.perf_counter()
         t0 = now if t0 is None else t0
-        if items >= epoch * len(samples) / 8:  # the first batch, then each eighth of the epoch
+        if items >= epoch * len(samples) / MARKS:  # the first batch, then each MARKS-th of the epoch
             samples.append({"items": items, "seconds": now - t0, "workers": [smaps(w.pid) for w in it._workers],
                             "parent": smaps(os.getpid())})
     return {"load_s": load_s, "epoch_items": epoch, "batch": cfg.batch_size, "samples": samples}
@@ -214,21 +217,45 @@ def memory_probe(links: str, lst: str, out: str) -> dict:
 FLAT_SECOND_HALF = 2 ** 21  # bytes a worker may grow by over the second half of the epoch
 
 
+def settled_growth(samples: list[dict], key: str) -> list[int]:
+    """Per worker, the median of ``key`` over the marks of the epoch's last quarter less its median
+    over the second quarter: growth over the second half that a passing peak at one mark (a
+    decoder's buffers not yet handed back) does not decide."""
+    end = samples[-1]["items"]
+
+    def median_in(lo: float, hi: float, w: int) -> float:
+        return median([s["workers"][w][key] for s in samples if lo * end < s["items"] <= hi * end])
+    return [int(median_in(.75, 1, w) - median_in(.25, .5, w)) for w in range(len(samples[0]["workers"]))]
+
+
 def memory_figures(run: dict, videos: int) -> dict:
-    """Growth of each worker's USS over the epoch and over its second half (``flat``: the second
-    half's is under FLAT_SECOND_HALF, that is, under 40 bytes a video a worker served there)."""
+    """Growth of each worker's USS over the epoch: from the first batch to the last, and over the
+    second half (``settled_growth``; ``flat``: under FLAT_SECOND_HALF, that is, under 40 bytes
+    a video a worker served there); RSS and PSS the same way."""
     from tsn_train.video_source import VideoFiles
-    first, last = run["samples"][0], run["samples"][-1]
-    half = min(run["samples"], key=lambda s: abs(s["items"] - last["items"] / 2))
+    samples = run["samples"]
+    first, last = samples[0], samples[-1]
     growth = [b["uss"] - a["uss"] for a, b in zip(first["workers"], last["workers"])]
-    late = [b["uss"] - a["uss"] for a, b in zip(half["workers"], last["workers"])]
+    late = {k: settled_growth(samples, k) for k in ("uss", "rss", "pss")}
     return {"videos": videos, "batch": run["batch"], "load_s": run["load_s"], "items": last["items"],
             "seconds": last["seconds"], "items_per_s": (last["items"] - first["items"]) / max(1e-9, last["seconds"]),
             **{f"{k}_{w}": [x[k] for x in s["workers"]] for k in ("uss", "rss", "pss") for w, s in (("first", first), ("last", last))},
-            "growth_max": max(growth), "half_growth_max": max(late), "half_items": last["items"] - half["items"],
-            "flat": max(late) < FLAT_SECOND_HALF, "flat_bytes": FLAT_SECOND_HALF, "trim_every": VideoFiles.TRIM_EVERY,
+            "growth_max": max(growth), "half_growth_max": max(late["uss"]), "half_growth": late,
+            "half_items": last["items"] // 2, "marks_per_epoch": MARKS,
+            "flat": max(late["uss"]) < FLAT_SECOND_HALF, "flat_bytes": FLAT_SECOND_HALF, "trim_every": VideoFiles.TRIM_EVERY,
             "parent_uss_last": last["parent"]["uss"],
-            "marks": [{"items": s["items"], "uss": [x["uss"] for x in s["workers"]]} for s in run["samples"]]}
+            "marks": [{"items": s["items"], **{k: [x[k] for x in s["workers"]] for k in ("uss", "rss")}} for s in samples]}
+
+
+def measure_memory(clips: list[Path], cache: Path, videos: int) -> dict:
+    """``memory_probe`` in a process of its own over a list of ``videos`` videos, and its figures."""
+    links, lst = memory_list(clips, cache, videos)
+    env_vars = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "tools.bench.videos", "--memory-probe", str(links), str(lst),
+                        str(cache / "memory-run")], env=env_vars, cwd=str(REPO), capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"memory probe: exit {r.returncode}: {r.stderr[-2000:]}")
+    return memory_figures(json.loads(r.stdout.strip().splitlines()[-1]), videos)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -297,10 +324,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--bench-env", type=Path, default=DEFAULT_BENCH_ENV, help="mmaction2's virtual environment")
     p.add_argument("--before", help="also the store side with tsn_* as at this commit (before videos came in)")
     p.add_argument("--no-memory", action="store_true", help="skip the workers' memory at 100k videos")
+    p.add_argument("--memory-only", action="store_true",
+                   help="measure only the workers' memory, in place of the last run's (docs/bench/bench_videos.json)")
     p.set_defaults(items=ITEMS, repeats=REPEATS, memory_videos=MEMORY_VIDEOS)
     args = parse_args(p, raw, items=20, repeats=1, memory_videos=2000)
     clips, cache, env = find_clips(args.videos), args.cache.absolute(), args.bench_env.absolute()
     cache.mkdir(parents=True, exist_ok=True)
+    if args.memory_only:
+        return memory_only(clips, cache, args)
     data = build(clips, cache, args.items)
     size = input_size("bn_inception")
     spec = {"videos": str(Path(args.videos).absolute()), "store": str(data["store"]), "records": data["records"],
@@ -329,16 +360,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for pr in procs.values():
             pr.close()
     profile = profile_videos(spec, args.items)
-    memory = None
-    if not args.no_memory:
-        links, lst = memory_list(clips, cache, args.memory_videos)
-        env_vars = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-        r = subprocess.run([sys.executable, "-m", "tools.bench.videos", "--memory-probe", str(links), str(lst),
-                            str(cache / "memory-run")], env=env_vars, cwd=str(REPO),
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"memory probe: exit {r.returncode}: {r.stderr[-2000:]}")
-        memory = memory_figures(json.loads(r.stdout.strip().splitlines()[-1]), args.memory_videos)
+    memory = None if args.no_memory else measure_memory(clips, cache, args.memory_videos)
     machine = machine_info(torch_too=True)
     for k in ("torch", "torch threads (intra-op)", "torch backends", "cv2 version", "cv2.getNumThreads()"):
         machine.pop(k)
@@ -358,6 +380,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         "shapes": {n: {k: f"{v['dtype']} {tuple(v['shape'])}" for k, v in i["items"].items()} for n, i in infos.items()},
         "machine": machine, "load_start": list(load), "policy": policy.figures([r["other"] for v in runs.values() for r in v]),
         "rows": table(runs), "profile": profile, "memory": memory}, args)
+    return 0
+
+
+def memory_only(clips: list[Path], cache: Path, args) -> int:
+    """The last run's figures with the memory measured again (stamped with its own date and code)."""
+    from tools.bench.common import BENCH_JSON, code_version, finish
+    figures = json.loads((BENCH_JSON / "bench_videos.json").read_text())
+    clock = Clock(sys.argv[1:])
+    memory = measure_memory(clips, cache, args.memory_videos)
+    memory["measured"] = {**clock.stamp("tools.bench.videos"), "code": code_version()}
+    finish("bench_videos", {**figures, "memory": memory}, args)
     return 0
 
 
