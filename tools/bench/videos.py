@@ -331,7 +331,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     clips, cache, env = find_clips(args.videos), args.cache.absolute(), args.bench_env.absolute()
     cache.mkdir(parents=True, exist_ok=True)
     if args.memory_only:
-        return memory_only(clips, cache, args)
+        return memory_only(clips, cache, args, raw)
     data = build(clips, cache, args.items)
     size = input_size("bn_inception")
     spec = {"videos": str(Path(args.videos).absolute()), "store": str(data["store"]), "records": data["records"],
@@ -383,11 +383,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def memory_only(clips: list[Path], cache: Path, args) -> int:
+def memory_only(clips: list[Path], cache: Path, args, argv: list[str]) -> int:
     """The last run's figures with the memory measured again (stamped with its own date and code)."""
     from tools.bench.common import BENCH_JSON, code_version, finish
     figures = json.loads((BENCH_JSON / "bench_videos.json").read_text())
-    clock = Clock(sys.argv[1:])
+    clock = Clock(argv)
     memory = measure_memory(clips, cache, args.memory_videos)
     memory["measured"] = {**clock.stamp("tools.bench.videos"), "code": code_version()}
     finish("bench_videos", {**figures, "memory": memory}, args)
